@@ -1,0 +1,3 @@
+"""bluegreen: blue-green deployments for Kubernetes, with instant, verified cutovers."""
+
+__version__ = "0.1.0"
