@@ -1,0 +1,60 @@
+# The two commands a fresh machine needs: `make demo` and `make test`. Everything else is on the way.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell sha256sum requirements/dev.txt pyproject.toml 2>/dev/null | sha256sum | cut -c1-12)
+CLUSTER_DIR ?= .cluster
+
+.PHONY: help deps demo test unit integration lint typecheck check cluster cluster-down bench lock venv clean
+
+help:  ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+venv: $(STAMP)  ## the virtualenv with every locked dependency (hash-checked)
+$(STAMP): requirements/dev.txt pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check --require-hashes -r requirements/dev.txt
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	@rm -f $(VENV)/.installed-* && touch $@
+
+deps: venv  ## everything the tests start: cluster binaries, Prometheus, Docker and the action tools
+	bash hack/build-k8s.sh >/dev/null
+	@for script in hack/install-prometheus.sh hack/install-docker.sh hack/install-action-tools.sh; do \
+		if [ -f $$script ]; then bash $$script || exit 1; fi; done
+
+demo: venv  ## start the local cluster and run a full blue-green release on it
+	$(PYTHON) hack/localcluster.py up --dir $(CLUSTER_DIR) >/dev/null
+	$(BIN)/python -m hack.demo --kubeconfig $(CLUSTER_DIR)/kubeconfig
+
+test: deps  ## unit and integration tests (integration on a real local cluster started for the run)
+	$(BIN)/pytest tests
+
+unit: venv  ## the fast tests of pure logic only
+	$(BIN)/pytest tests/unit
+
+lint: venv  ## ruff and mypy (strict)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy $(wildcard bluegreen tests hack bench entrypoint.py)
+
+check: lint test  ## what CI runs
+
+cluster:  ## start the local cluster; kubeconfig in .cluster/kubeconfig
+	$(PYTHON) hack/localcluster.py up --dir $(CLUSTER_DIR)
+
+cluster-down:  ## stop the local cluster and remove its data
+	$(PYTHON) hack/localcluster.py down --dir $(CLUSTER_DIR)
+
+bench: venv  ## benchmarks on a local cluster: medians and ratios, no pass/fail
+	$(PYTHON) hack/localcluster.py up --dir $(CLUSTER_DIR) >/dev/null
+	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b --kubeconfig $(CLUSTER_DIR)/kubeconfig || exit 1; done
+
+lock:  ## re-make the hash-pinned lock files from pyproject.toml (needs uv)
+	uv pip compile -q pyproject.toml --generate-hashes --python-version 3.11 --python-platform x86_64-manylinux_2_28 -o requirements/runtime.txt
+	uv pip compile -q pyproject.toml --extra github --generate-hashes --python-version 3.11 --python-platform x86_64-manylinux_2_28 -o requirements/github.txt
+	uv pip compile -q pyproject.toml --extra github --extra dev --generate-hashes --python-version 3.11 --python-platform x86_64-manylinux_2_28 -o requirements/dev.txt
+
+clean: cluster-down  ## remove the virtualenv and cluster state (the binary cache stays)
+	rm -rf $(VENV) $(CLUSTER_DIR)
