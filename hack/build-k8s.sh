@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the local cluster's binaries once per machine and version, into a cache outside the repo:
-# kube-apiserver, kube-controller-manager and kube-scheduler from k8s.io/kubernetes, etcd at the
-# version Kubernetes pins, and kwok. Prints the cache's bin directory.
+# kube-apiserver, kube-controller-manager, kube-scheduler and kubectl from k8s.io/kubernetes, etcd at
+# the version Kubernetes pins, and kwok. Prints the cache's bin directory. Only missing ones are built.
 set -euo pipefail
 
 K8S_VERSION=v1.36.3
@@ -9,7 +9,7 @@ KWOK_VERSION=v0.8.0
 here=$(cd "$(dirname "$0")" && pwd)
 cache=${BLUEGREEN_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/bluegreen}
 bin=$cache/k8s-$K8S_VERSION-kwok-$KWOK_VERSION/bin
-wanted=(kube-apiserver kube-controller-manager kube-scheduler etcd kwok)
+wanted=(kube-apiserver kube-controller-manager kube-scheduler kubectl etcd kwok)
 
 have_all() { for b in "${wanted[@]}"; do [ -x "$bin/$b" ] || return 1; done; }
 if have_all; then echo "$bin"; exit 0; fi
@@ -26,16 +26,18 @@ ldflags+=" -X $vpkg.gitTreeState=clean -X k8s.io/client-go/pkg/version.gitVersio
 
 start=$(date +%s)
 echo "build-k8s: building Kubernetes $K8S_VERSION, etcd and kwok $KWOK_VERSION into $bin (first run only)" >&2
-(
-  cd "$here/k8s"
-  # One go build for all four shares the compile of their common packages.
-  CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$tmp/" \
-    k8s.io/kubernetes/cmd/kube-apiserver \
-    k8s.io/kubernetes/cmd/kube-controller-manager \
-    k8s.io/kubernetes/cmd/kube-scheduler \
-    ./cmd/etcd
-)
-CGO_ENABLED=0 GOBIN="$tmp" go install -trimpath -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
+packages=()
+for b in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
+  [ -x "$bin/$b" ] || packages+=("k8s.io/kubernetes/cmd/$b")
+done
+[ -x "$bin/etcd" ] || packages+=(./cmd/etcd)
+if [ ${#packages[@]} -gt 0 ]; then
+  # One go build for all of them shares the compile of their common packages.
+  (cd "$here/k8s" && CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$tmp/" "${packages[@]}")
+fi
+if [ ! -x "$bin/kwok" ]; then
+  CGO_ENABLED=0 GOBIN="$tmp" go install -trimpath -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
+fi
 mv "$tmp"/* "$bin/"
 echo "build-k8s: built in $(( $(date +%s) - start ))s" >&2
 echo "$bin"

@@ -86,6 +86,11 @@ class LocalCluster:
             shutil.rmtree(self.dir / sub, ignore_errors=True)
             (self.dir / sub).mkdir()
         pki = _make_pki(self.dir / "pki")
+        # A kubectl of the cluster's own version sits beside the kubeconfig: .cluster/bin/kubectl.
+        link = self.dir / "bin"
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        link.symlink_to(bin_dir)
         ports = {name: _free_port() for name in ("etcd", "etcd-peer", "apiserver", "cm", "sched", "kwok")}
         server = f"https://127.0.0.1:{ports['apiserver']}"
         _write_kubeconfig(self.kubeconfig, server, pki)
