@@ -1,0 +1,183 @@
+"""Watch after a switch, against real sample apps, a real Prometheus and the local cluster: errors that
+start after the switch spend the budget and roll traffic back; a healthy run leaves it alone.
+
+Rounds are counted, not timed: errors are switched on from inside the watch's own round callback,
+so "within two intervals" is a count of rounds, whatever the machine's speed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from lightkube import Client
+from lightkube.resources.core_v1 import Service
+
+from bluegreen.config import Config, parse
+from bluegreen.gate import Round, WatchResult
+from bluegreen.model import AppSpec, Color
+from bluegreen.phases.watch import run_watch
+from tests.support import prometheus as prom_support
+from tests.support import sampleapp
+from tests.support.apps import COLOR_LABEL, create_app
+from tests.support.prometheus import ERROR_RATE, Prometheus
+
+
+@pytest.fixture
+def apps() -> Iterator[dict[str, sampleapp.SampleApp]]:
+    with sampleapp.running("blue", "green") as running:
+        yield running
+
+
+def rollback_via_engine(kube: Client, app: AppSpec) -> Callable[[str], object]:
+    """The engine's rollback when it exists; until then the same one write it makes: the selector back."""
+    reasons: list[str] = []
+
+    def rollback(reason: str) -> object:
+        reasons.append(reason)
+        try:
+            from bluegreen.phases import rollback as engine  # type: ignore[attr-defined]
+        except ImportError:
+            engine = None
+        if engine is not None and hasattr(engine, "run"):
+            return engine.run(kube=kube, app=app, reason=reason)  # pragma: no cover - engine API pending
+        kube.patch(
+            Service, app.service, {"spec": {"selector": {COLOR_LABEL: "blue"}}}, namespace=app.namespace
+        )
+        return None
+
+    rollback.reasons = reasons  # type: ignore[attr-defined]
+    return rollback
+
+
+def live_color(kube: Client, app: AppSpec) -> str:
+    svc = kube.get(Service, app.service, namespace=app.namespace)
+    assert svc.spec is not None and svc.spec.selector is not None
+    return svc.spec.selector[COLOR_LABEL]
+
+
+def probe_config(apps: dict[str, sampleapp.SampleApp], watch: str) -> Config:
+    return parse(
+        f"""
+checks:
+  - name: pods
+    kind: kubernetes
+  - name: probe
+    kind: probe
+    urls: {{blue: "{apps["blue"].url}/api/orders", green: "{apps["green"].url}/api/orders"}}
+    requests: 20
+watch: {{interval: 1s, failures: 2, p95-tolerance: 50%, {watch}}}
+"""
+    )
+
+
+def errors_from_round(
+    n: int, app: sampleapp.SampleApp, rate: float
+) -> tuple[Callable[[Round], None], list[int]]:
+    """A round callback that starts errors after round `n`; it records how many rounds there were."""
+    count = [0]
+
+    def on_round(_: Round) -> None:
+        count[0] += 1
+        if count[0] == n:
+            app.set(error_rate=rate)
+
+    return on_round, count
+
+
+def test_watch_rolls_back_within_two_intervals_when_errors_start(
+    apps: dict[str, sampleapp.SampleApp], kube: Client, namespace: str
+) -> None:
+    create_app(kube, namespace, "shop", active="green")  # just switched: green live, blue kept
+    app = AppSpec(name="shop", namespace=namespace)
+    on_round, rounds = errors_from_round(2, apps["green"], 0.1)
+    rollback = rollback_via_engine(kube, app)
+    report = run_watch(
+        probe_config(apps, "duration: 5m"),
+        app,
+        live=Color.GREEN,
+        rollback=rollback,
+        kube=kube,
+        on_round=on_round,
+    )
+    assert report.result is WatchResult.ROLLED_BACK and report.rolled_back
+    assert report.exit_code == 1
+    assert rounds[0] - 2 == 2  # errors began after round 2; rolled back after the second bad interval
+    assert report.reason == (
+        "error budget spent: checks failed in 2 consecutive intervals "
+        "(probe: error_rate=0.1 (broken: error_rate < 0.005))"
+    )
+    assert rollback.reasons == [report.reason]  # type: ignore[attr-defined]
+    assert live_color(kube, app) == "blue"
+
+
+def test_no_rollback_on_a_healthy_run(
+    apps: dict[str, sampleapp.SampleApp], kube: Client, namespace: str
+) -> None:
+    create_app(kube, namespace, "shop", active="green")
+    app = AppSpec(name="shop", namespace=namespace)
+    rollback = rollback_via_engine(kube, app)
+    report = run_watch(
+        probe_config(apps, "duration: 4s"), app, live=Color.GREEN, rollback=rollback, kube=kube
+    )
+    assert report.result is WatchResult.HEALTHY and not report.rolled_back
+    assert report.exit_code == 0
+    assert len(report.rounds) >= 2
+    assert rollback.reasons == []  # type: ignore[attr-defined]
+    assert live_color(kube, app) == "green"
+
+
+def test_no_auto_rollback_reports_the_spent_budget_and_leaves_traffic(
+    apps: dict[str, sampleapp.SampleApp], kube: Client, namespace: str
+) -> None:
+    create_app(kube, namespace, "shop", active="green")
+    app = AppSpec(name="shop", namespace=namespace)
+    apps["green"].set(error_rate=0.5)
+    rollback = rollback_via_engine(kube, app)
+    config = probe_config(apps, "duration: 5m, auto-rollback: false")
+    report = run_watch(config, app, live=Color.GREEN, rollback=rollback, kube=kube)
+    assert report.result is WatchResult.BUDGET_SPENT and not report.rolled_back
+    assert report.exit_code == 1
+    assert rollback.reasons == []  # type: ignore[attr-defined]
+    assert live_color(kube, app) == "green"
+
+
+def test_watch_with_prometheus_rolls_back_on_errors(
+    apps: dict[str, sampleapp.SampleApp], tmp_path: Path, kube: Client, namespace: str
+) -> None:
+    create_app(kube, namespace, "shop", active="green")
+    app = AppSpec(name="shop", namespace=namespace)
+    with prom_support.running(tmp_path, {c: a.port for c, a in apps.items()}) as prometheus:
+        load = sampleapp.Load([apps["green"].url, apps["blue"].url]).start()
+        try:
+            prometheus.wait_for('sum(rate(http_requests_total{color="green"}[3s])) > 0')
+            on_round, _ = errors_from_round(1, apps["green"], 0.2)
+            rollback = rollback_via_engine(kube, app)
+            report = run_watch(
+                prometheus_config(prometheus),
+                app,
+                live=Color.GREEN,
+                rollback=rollback,
+                kube=kube,
+                on_round=on_round,
+            )
+        finally:
+            load.stop()
+    assert report.result is WatchResult.ROLLED_BACK
+    assert "errors: error_rate=0." in report.reason
+    assert live_color(kube, app) == "blue"
+
+
+def prometheus_config(prometheus: Prometheus) -> Config:
+    return parse(
+        f"""
+checks:
+  - name: errors
+    kind: prometheus
+    url: {prometheus.url}
+    measure: error-rate
+    query: '{ERROR_RATE}'
+watch: {{duration: 5m, interval: 1s, window: 3s, failures: 2}}
+"""
+    )
