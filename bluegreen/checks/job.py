@@ -120,7 +120,7 @@ class JobCheck:
             )
         thresholds = (
             Threshold(metric="finished", op="==", limit=True),
-            Threshold(metric="succeeded", op="==", limit=True),
+            Threshold(metric="outcome", op="==", limit="Complete"),
         )
         if not outcome:
             self._delete(name, ns)
@@ -137,7 +137,7 @@ class JobCheck:
             check=c.name,
             kind=self.kind,
             target=shown,
-            values={"finished": True, "succeeded": outcome == "Complete", "outcome": outcome},
+            values={"finished": True, "outcome": outcome},
             thresholds=thresholds,
             detail=self._logs(name, ns),
             at=at,

@@ -202,3 +202,67 @@ gate: {{min-healthy: 2s, interval: 1s, p95-tolerance: 50%}}
     report = run_gate(config, APP, live=Color.BLUE)
     assert report.phase is Phase.FAILED
     assert report.reason == "probe: error_rate=0.05 (broken: error_rate < 0.005)"
+
+
+JOB = """
+checks:
+  - name: e2e
+    kind: job
+    timeout: {timeout}
+    template:
+      apiVersion: batch/v1
+      kind: Job
+      spec:
+        template:
+          spec:
+            restartPolicy: Never
+            {node_selector}
+            containers:
+              - name: tests
+                image: registry.local/shop-e2e:1.0
+                args: ["--base-url", "http://shop-preview.{{{{namespace}}}}.svc", "--color", "{{{{color}}}}"]
+gate: {{min-healthy: 0s, interval: 1s}}
+"""
+
+
+def test_job_check_passes_when_the_job_succeeds(kube: Client, namespace: str) -> None:
+    from lightkube.resources.batch_v1 import Job
+
+    config = parse(JOB.format(timeout="60s", node_selector=""))
+    report = run_gate(config, AppSpec(name="shop", namespace=namespace), live=Color.BLUE, kube=kube)
+    assert report.phase is Phase.SUCCESSFUL, report.reason
+    judged = report.rounds[0].judged[0]
+    assert judged.measurement.values["outcome"] == "Complete"
+    # kwok simulates the pod: there is no container and no log, and the report says so.
+    assert "no logs" in judged.measurement.detail and "kwok" in judged.measurement.detail
+    (job,) = kube.list(Job, namespace=namespace, labels={"bluegreen.io/check": "e2e"})
+    assert job.metadata is not None and job.metadata.labels is not None
+    assert job.metadata.labels["bluegreen.io/color"] == "green"
+    assert job.spec is not None
+    container = job.spec.template.spec.containers[0]  # type: ignore[union-attr]
+    assert container.args == ["--base-url", f"http://shop-preview.{namespace}.svc", "--color", "green"]
+
+
+def test_job_check_fails_when_the_job_fails(kube: Client, namespace: str) -> None:
+    # Pods that no node accepts never run; the Job's deadline (the check's timeout) fails it.
+    config = parse(JOB.format(timeout="2s", node_selector="nodeSelector: {bluegreen.test/none: 'true'}"))
+    report = run_gate(config, AppSpec(name="shop", namespace=namespace), live=Color.BLUE, kube=kube)
+    assert report.phase is Phase.FAILED
+    assert "DeadlineExceeded" in report.reason
+
+
+def test_http_check_through_the_apiserver_service_proxy(kube: Client, namespace: str) -> None:
+    """The request really goes through the apiserver to the preview Service; kwok pods serve nothing,
+    so the proxy cannot reach a backend, and the gate fails rather than passing on no answer."""
+    create_app(kube, namespace, "shop")
+    config = parse(
+        "checks: [{name: ready, kind: http, path: /health/ready, timeout: 5s}]\ngate: {min-healthy: 0s}"
+    )
+    report = run_gate(config, AppSpec(name="shop", namespace=namespace), live=Color.BLUE, kube=kube)
+    assert report.phase is Phase.FAILED
+    judged = report.rounds[0].judged[0]
+    assert (
+        judged.measurement.target
+        == f"/api/v1/namespaces/{namespace}/services/shop-preview/proxy/health/ready"
+    )
+    assert judged.measurement.values["http_status"] != 200

@@ -54,7 +54,7 @@ def rollback_via_engine(kube: Client, app: AppSpec) -> Callable[[str], object]:
 def live_color(kube: Client, app: AppSpec) -> str:
     svc = kube.get(Service, app.service, namespace=app.namespace)
     assert svc.spec is not None and svc.spec.selector is not None
-    return svc.spec.selector[COLOR_LABEL]
+    return str(svc.spec.selector[COLOR_LABEL])
 
 
 def probe_config(apps: dict[str, sampleapp.SampleApp], watch: str) -> Config:
