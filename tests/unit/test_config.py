@@ -247,3 +247,12 @@ def test_job_template_file_relative_to_the_config(tmp_path: Path) -> None:
     job = load(tmp_path / "bluegreen.yaml").checks[0]
     assert isinstance(job, JobCheckConfig) and job.timeout == 120
     assert job.template["spec"]["template"]["spec"]["containers"][0]["args"] == ["{{color}}"]
+
+
+def test_the_documented_example_is_valid_and_matches_the_shipped_one() -> None:
+    import yaml
+
+    doc = (EXAMPLE.parents[1] / "docs" / "configuration.md").read_text()
+    block = doc.split("```yaml\n", 1)[1].split("```", 1)[0]
+    parse(block)
+    assert yaml.safe_load(block) == yaml.safe_load(EXAMPLE.read_text())
