@@ -299,17 +299,18 @@ class _Problems:
 
     def __init__(self, source: str) -> None:
         self.source = source
-        self.items: list[str] = []
+        self.items: list[tuple[int, str]] = []
 
     def add(self, where: str, line: int, problem: str) -> None:
         place = f"{self.source}:{line}" if line else self.source
-        self.items.append(f"{place}: {where}: {problem}")
+        self.items.append((line, f"{place}: {where}: {problem}"))
 
     def raise_if_any(self) -> None:
         if self.items:
             count = f"{len(self.items)} problems" if len(self.items) > 1 else "1 problem"
+            ordered = [text for _, text in sorted(self.items, key=lambda item: item[0])]
             raise ConfigError(
-                f"{count} in the configuration:\n  " + "\n  ".join(self.items),
+                f"{count} in the configuration:\n  " + "\n  ".join(ordered),
                 remedy="Fix the keys named above; docs/configuration.md lists every key.",
             )
 

@@ -127,6 +127,8 @@ watch:
     assert "bluegreen.yaml:17: gate.checks: no check named 'nope'" in message
     assert "bluegreen.yaml:19: watch.failures: expected a whole number >= 1" in message
     assert message.startswith("7 problems")
+    lines = [int(row.strip().split(":")[1]) for row in message.splitlines()[1:]]
+    assert lines == sorted(lines)  # in file order, as a person fixes them
 
 
 @pytest.mark.parametrize(
