@@ -1,17 +1,22 @@
 """`kubernetes`: every pod of the colour Ready, and no container restarts growing while we watch.
 
-One LIST of the colour's pods per interval (the request rate does not grow with the duration). The
-first measurement records each pod's restart count; later ones judge the growth since then, so a
-pod that restarted before the gate began is not held against it, but one that keeps restarting is.
+One LIST of the colour's pods, then one watch stream that keeps them current: measuring every
+interval costs no request, so the load does not grow with the duration (if the stream breaks, the
+next measurement LISTs again and follows a new one). The first measurement records each pod's
+restart count; later ones judge the growth since then, so a pod that restarted before the gate
+began is not held against it, but one that keeps restarting is.
 """
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
 from typing import ClassVar
 
 from lightkube import ApiError, Client
 from lightkube.resources.core_v1 import Pod
+from lightkube.types import on_error_stop
 
 from bluegreen.checks.base import Measurement, Target, Threshold
 from bluegreen.config import KubernetesCheckConfig
@@ -46,9 +51,67 @@ class KubernetesCheck:
         self.name = config.name
         self._kube = kube
         self._first_restarts: dict[str, int] = {}  # pod uid -> restarts when first seen
+        # The colour's pods, kept current by one watch stream on a connection of its own.
+        self._lock = threading.Lock()
+        self._pods: dict[str, Pod] = {}
+        self._following: tuple[str, tuple[tuple[str, str], ...]] | None = None
+        self._stream: Client | None = None
+        self._ended = threading.Event()
+        self._ended.set()
 
     def close(self) -> None:
-        pass
+        self._stop()
+
+    def _stop(self) -> None:
+        if self._stream is not None:
+            self._stream.close()  # ends the blocking read in the stream's thread
+            self._stream = None
+
+    def _follow(self, namespace: str, labels: dict[str, str]) -> None:
+        """LIST once, then follow a watch stream from that resourceVersion in a daemon thread."""
+        self._stop()
+        listed = self._kube.list(Pod, namespace=namespace, labels={**labels})
+        pods = {p.metadata.uid or "": p for p in listed if p.metadata is not None}
+        version = listed.resourceVersion
+        with self._lock:
+            self._pods = pods
+        stream = Client(self._kube.config, namespace=namespace)
+        ended = threading.Event()
+        self._stream, self._ended = stream, ended
+
+        def run() -> None:
+            # Ends when _stop() closes the connection, or the stream breaks: the next measure re-LISTs.
+            with contextlib.suppress(Exception):
+                for event, pod in stream.watch(
+                    Pod,
+                    namespace=namespace,
+                    labels={**labels},
+                    resource_version=version,
+                    on_error=on_error_stop,
+                ):
+                    uid = pod.metadata.uid if pod.metadata else None
+                    with self._lock:
+                        if event == "DELETED":
+                            self._pods.pop(uid or "", None)
+                        else:
+                            self._pods[uid or ""] = pod
+            ended.set()
+
+        threading.Thread(target=run, name=f"bluegreen-watch-{self.name}", daemon=True).start()
+
+    def current(self, namespace: str, labels: dict[str, str]) -> list[Pod]:
+        """The colour's pods now: from the stream, re-listed only when the stream has ended."""
+        key = (namespace, tuple(sorted(labels.items())))
+        if self._following != key or self._ended.is_set():
+            self._following = None
+            self._follow(namespace, labels)
+            self._following = key
+        with self._lock:
+            return [
+                p
+                for p in self._pods.values()
+                if p.metadata is not None and p.metadata.deletionTimestamp is None
+            ]
 
     def measure(self, target: Target) -> Measurement:
         app = target.app
@@ -56,11 +119,7 @@ class KubernetesCheck:
         shown = f"pods {','.join(f'{k}={v}' for k, v in labels.items())} in {app.namespace}"
         at = time.time()
         try:
-            pods = [
-                p
-                for p in self._kube.list(Pod, namespace=app.namespace, labels={**labels})
-                if p.metadata is not None and p.metadata.deletionTimestamp is None
-            ]
+            pods = self.current(app.namespace, labels)
         except ApiError as error:
             return Measurement(
                 check=self.name,
@@ -75,7 +134,7 @@ class KubernetesCheck:
             )
         growth = 0
         not_ready: list[str] = []
-        for pod in pods:
+        for pod in sorted(pods, key=lambda p: (p.metadata.name or "") if p.metadata else ""):
             assert pod.metadata is not None
             uid = pod.metadata.uid or pod.metadata.name or ""
             count = _restarts(pod)

@@ -8,17 +8,22 @@ a few seconds; nothing asserts how long anything took.
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from lightkube import Client
+from lightkube.resources.batch_v1 import Job
+from lightkube.resources.core_v1 import Pod
 
-from bluegreen.config import Config, parse
+from bluegreen.checks import build
+from bluegreen.checks.base import Target
+from bluegreen.config import Config, KubernetesCheckConfig, parse
 from bluegreen.model import AppSpec, Color
 from bluegreen.phases.gate import GateReport, run_gate
-from bluegreen.verdict import Phase
+from bluegreen.verdict import Phase, judge
 from tests.support import prometheus as prom_support
 from tests.support import sampleapp
 from tests.support.apps import create_app, deployment, service, wait_available
@@ -226,8 +231,6 @@ gate: {{min-healthy: 0s, interval: 1s}}
 
 
 def test_job_check_passes_when_the_job_succeeds(kube: Client, namespace: str) -> None:
-    from lightkube.resources.batch_v1 import Job
-
     config = parse(JOB.format(timeout="60s", node_selector=""))
     report = run_gate(config, AppSpec(name="shop", namespace=namespace), live=Color.BLUE, kube=kube)
     assert report.phase is Phase.SUCCESSFUL, report.reason
@@ -266,3 +269,55 @@ def test_http_check_through_the_apiserver_service_proxy(kube: Client, namespace:
         == f"/api/v1/namespaces/{namespace}/services/shop-preview/proxy/health/ready"
     )
     assert judged.measurement.values["http_status"] != 200
+
+
+class CountingLists:
+    """A lightkube Client that counts LIST requests (everything else passes through)."""
+
+    def __init__(self, kube: Client) -> None:
+        self.kube, self.lists = kube, 0
+
+    def list(self, *args: object, **kwargs: object) -> object:
+        self.lists += 1
+        return self.kube.list(*args, **kwargs)  # type: ignore[call-overload]
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.kube, name)
+
+
+def test_kubernetes_check_follows_pods_with_one_watch_stream(kube: Client, namespace: str) -> None:
+    """Pods are listed once and then followed; growing restarts fail the check without a re-list."""
+    create_app(kube, namespace, "shop")
+    counting = CountingLists(kube)
+    check = build(KubernetesCheckConfig(name="pods"), kube=counting)  # type: ignore[arg-type]
+    target = Target(
+        app=AppSpec(name="shop", namespace=namespace),
+        color=Color.GREEN,
+        baseline=Color.BLUE,
+        service="shop-preview",
+        window=1,
+        max_error_rate=0.005,
+        p95_tolerance=0.2,
+    )
+    try:
+        first = judge(check.measure(target))
+        assert first.phase is Phase.SUCCESSFUL and first.measurement.values["pods"] == 2
+        pod = next(iter(kube.list(Pod, namespace=namespace, labels={"bluegreen.io/color": "green"})))
+        assert pod.metadata is not None and pod.status is not None and pod.status.containerStatuses
+        status = pod.status.containerStatuses[0]
+        kube.patch(
+            Pod.Status,
+            pod.metadata.name,  # type: ignore[arg-type]
+            {"status": {"containerStatuses": [{**status.to_dict(), "restartCount": 2}]}},
+            namespace=namespace,
+        )
+        for _ in range(100):  # the stream brings the change; wait for it, not for a time
+            later = judge(check.measure(target))
+            if later.phase is not Phase.SUCCESSFUL:
+                break
+            time.sleep(0.1)
+        assert later.phase is Phase.FAILED
+        assert later.measurement.values["restarts_growth"] == 2
+        assert counting.lists == 1
+    finally:
+        check.close()
