@@ -24,7 +24,8 @@ class HttpCheck:
     once: ClassVar[bool] = False
 
     def __init__(self, config: HttpCheckConfig, *, apiserver: httpx2.Client | None = None) -> None:
-        """`apiserver`: an authenticated client whose base URL is the apiserver (for path checks)."""
+        """`apiserver`: an authenticated client whose base URL is the apiserver (for path checks);
+        the check owns it and closes it."""
         self.config = config
         self.name = config.name
         self._apiserver = apiserver
@@ -32,6 +33,8 @@ class HttpCheck:
 
     def close(self) -> None:
         self._http.close()
+        if self._apiserver is not None:
+            self._apiserver.close()
 
     def url(self, target: Target) -> tuple[httpx2.Client | None, str]:
         c = self.config
