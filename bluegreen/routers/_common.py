@@ -1,0 +1,347 @@
+"""What the ingress, gateway, istio, smi and dns routers share.
+
+Each of those routers owns one object, reads the active colour from it, and moves it with one merge
+patch carrying the resourceVersion it read, so the apiserver refuses the write (409) if anyone
+changed the object in between. The pure parts (reading a colour, computing a patch body) take plain
+dicts, the way the apiserver returns the object, so they are unit-tested without a cluster.
+
+The cluster calls go through `call()`, which maps lightkube's errors to ours. It is the one place
+to swap for kube.py's mapping once that lands.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, ClassVar, TypeVar, cast
+
+import httpx2
+from lightkube import ApiError, Client
+from lightkube.models.core_v1 import ServicePort, ServiceSpec
+from lightkube.models.meta_v1 import ObjectMeta
+from lightkube.resources.core_v1 import Service
+from lightkube.resources.discovery_v1 import EndpointSlice
+from lightkube.types import PatchType
+
+from bluegreen.errors import (
+    BlueGreenError,
+    ClusterError,
+    ConflictError,
+    ForbiddenError,
+    NotAdoptedError,
+    NotFoundError,
+    UnreachableError,
+)
+from bluegreen.model import AppSpec, Color
+from bluegreen.routers.base import RouteState, SwitchWrite, Verification
+
+T = TypeVar("T")
+Obj = Mapping[str, Any]
+POLL = 0.05  # seconds between reads while verifying: cheap GETs on a local apiserver
+
+
+# ---------------------------------------------------------------------------------------------------
+# Pure helpers.
+
+
+def color_service(app: AppSpec, color: Color) -> str:
+    """The Service that selects only `color`'s pods: `<app>-blue` / `<app>-green`."""
+    return f"{app.name}-{color}"
+
+
+def color_of_service(app: AppSpec, name: str) -> Color | None:
+    for color in Color:
+        if name == color_service(app, color):
+            return color
+    return None
+
+
+def weights_text(weights: Mapping[Color, float]) -> str:
+    return " ".join(f"{c}={_num(weights[c])}" for c in Color if c in weights)
+
+
+def _num(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def active_of_splits(splits: Iterable[Mapping[Color, float]]) -> Color | None:
+    """The colour every split sends all its traffic to; None when they disagree or split traffic.
+
+    A split maps colour -> weight for one rule/route; a colour absent from a split gets nothing.
+    """
+    found: set[Color] = set()
+    for split in splits:
+        live = [c for c in Color if split.get(c, 0) > 0]
+        if len(live) != 1:
+            return None
+        found.add(live[0])
+    return found.pop() if len(found) == 1 else None
+
+
+def conflict_remedy() -> str:
+    return "Someone changed it after bluegreen read it; re-run to read it again and decide afresh."
+
+
+# ---------------------------------------------------------------------------------------------------
+# The cluster calls.
+
+
+def mapped(what: str, error: Exception) -> BlueGreenError:
+    """Our error for a lightkube ApiError or an httpx2 transport error met while doing `what`."""
+    if isinstance(error, httpx2.TransportError):
+        return UnreachableError(
+            f"{what}: {error}", remedy="Check the kubeconfig's server address and that the cluster is up."
+        )
+    if not isinstance(error, ApiError):
+        return ClusterError(f"{what}: {error}")
+    code, message = error.status.code, error.status.message or str(error)
+    if code == 409:
+        return ConflictError(f"{what}: {message}", remedy=conflict_remedy())
+    if code == 404:
+        return NotFoundError(f"{what}: {message}", remedy="Create it, or name the right one.")
+    if code in (401, 403):
+        return ForbiddenError(
+            f"{what}: {message}", remedy="Grant the verbs listed in deploy/rbac.yaml to this identity."
+        )
+    return ClusterError(f"{what}: HTTP {code}: {message}")
+
+
+def call(what: str, fn: Callable[[], T]) -> T:
+    """Run one API call, mapping lightkube's and httpx2's errors to bluegreen's."""
+    try:
+        return fn()
+    except (ApiError, httpx2.TransportError) as error:
+        raise mapped(what, error) from None
+
+
+def as_dict(obj: Any) -> dict[str, Any]:
+    """A lightkube object (typed or generic) as the plain dict the apiserver sent."""
+    out: dict[str, Any] = obj.to_dict()
+    return out
+
+
+def service_ports_of(service: Obj) -> list[dict[str, Any]]:
+    """The ports a colour Service copies from the app's stable Service (no nodePort: it is taken)."""
+    keep = ("name", "port", "targetPort", "protocol", "appProtocol")
+    return [{k: p[k] for k in keep if k in p} for p in (service.get("spec") or {}).get("ports") or []]
+
+
+def ensure_color_services(kube: Client, app: AppSpec, *, dry_run: bool = False) -> list[str]:
+    """Create `<app>-blue` and `<app>-green` where missing, each selecting only its colour.
+
+    Ports are copied from the app's stable Service. Returns the names created (or that would be).
+    """
+    created: list[str] = []
+    ports: list[dict[str, Any]] | None = None
+    for color in Color:
+        name = color_service(app, color)
+        try:
+            kube.get(Service, name, namespace=app.namespace)
+            continue
+        except (ApiError, httpx2.TransportError) as error:
+            if not (isinstance(error, ApiError) and error.status.code == 404):
+                raise mapped(f"reading Service {app.namespace}/{name}", error) from None
+        if ports is None:
+            stable = call(
+                f"reading Service {app.namespace}/{app.service} to copy its ports",
+                lambda: kube.get(Service, app.service, namespace=app.namespace),
+            )
+            ports = service_ports_of(as_dict(stable))
+        created.append(name)
+        if dry_run:
+            continue
+        service = Service(
+            metadata=ObjectMeta(
+                name=name,
+                labels={
+                    app.name_label: app.name,
+                    app.color_label: str(color),
+                    "bluegreen.io/managed": "true",
+                },
+            ),
+            spec=ServiceSpec(
+                selector=app.pod_labels(color),
+                ports=[cast(ServicePort, ServicePort.from_dict(p)) for p in ports],
+            ),
+        )
+        try:
+            kube.create(service, namespace=app.namespace)
+        except ApiError as error:
+            if error.status.code != 409:  # 409 here: another run created it meanwhile, which is fine
+                raise mapped(f"creating Service {app.namespace}/{name}", error) from None
+    return created
+
+
+def ready_endpoints(kube: Client, namespace: str, service: str) -> int:
+    """How many ready addresses the Service's EndpointSlices list."""
+    slices = call(
+        f"listing EndpointSlices of Service {namespace}/{service}",
+        lambda: list(
+            kube.list(EndpointSlice, namespace=namespace, labels={"kubernetes.io/service-name": service})
+        ),
+    )
+    return sum(
+        len(e.addresses)
+        for s in slices
+        for e in s.endpoints or []
+        if e.conditions is None or e.conditions.ready is not False
+    )
+
+
+# ---------------------------------------------------------------------------------------------------
+# The shared shape of a router that owns one object.
+
+
+class ObjectRouter:
+    """Read / switch / verify for a router whose state is one namespaced object.
+
+    Subclasses give the resource, the object's name, and the pure parts: `active_of`, `detail_of`,
+    `patch_for`, and what `verify` can and cannot check.
+    """
+
+    name: ClassVar[str]
+    kind: ClassVar[str]  # for messages: "Ingress", "HTTPRoute"...
+    resource: Any  # a lightkube resource class
+    uses_color_services: ClassVar[bool] = True
+
+    def __init__(self, app: AppSpec, kube: Client, *, object_name: str = "") -> None:
+        self.app = app
+        self.kube = kube
+        self.object_name = object_name or app.name
+        self._written_at: float | None = None
+
+    # --- pure parts, per router -----------------------------------------------------------------
+
+    def active_of(self, obj: Obj) -> Color | None:
+        raise NotImplementedError
+
+    def detail_of(self, obj: Obj) -> str:
+        raise NotImplementedError
+
+    def patch_for(self, obj: Obj, color: Color) -> dict[str, Any]:
+        """The merge-patch body (without metadata) that sends all traffic to `color`."""
+        raise NotImplementedError
+
+    def status_problem(self, obj: Obj, color: Color) -> tuple[str | None, bool]:
+        """(what is not yet true per the object's status, whether any controller reports status)."""
+        return None, False
+
+    def unverified(self, obj: Obj) -> tuple[str, ...]:
+        return ()
+
+    # --- cluster parts --------------------------------------------------------------------------
+
+    @property
+    def where(self) -> str:
+        return f"{self.kind} {self.app.namespace}/{self.object_name}"
+
+    def get(self) -> dict[str, Any]:
+        return as_dict(
+            call(
+                f"reading {self.where}",
+                lambda: self.kube.get(self.resource, self.object_name, namespace=self.app.namespace),
+            )
+        )
+
+    def read(self) -> RouteState:
+        obj = self.get()
+        return RouteState(
+            active=self.active_of(obj),
+            resource_version=str(obj["metadata"].get("resourceVersion", "")),
+            detail=self.detail_of(obj),
+        )
+
+    def prepare(self, color: Color, *, dry_run: bool) -> None:
+        """Objects the switch needs besides the one it writes (created if missing)."""
+        if self.uses_color_services:
+            ensure_color_services(self.kube, self.app, dry_run=dry_run)
+
+    def switch_to(self, color: Color, *, state: RouteState, dry_run: bool = False) -> SwitchWrite:
+        obj = self.get()
+        current_rv = str(obj["metadata"].get("resourceVersion", ""))
+        if current_rv != state.resource_version:
+            raise ConflictError(
+                f"{self.where} changed since it was read (resourceVersion {state.resource_version} -> {current_rv})",
+                remedy=conflict_remedy(),
+            )
+        before = self.detail_of(obj)
+        if state.active == color and self.active_of(obj) == color:
+            return SwitchWrite(
+                changed=False, api_ms=0.0, before=before, after=before, resource_version=current_rv
+            )
+        body = self.patch_for(obj, color)
+        self.prepare(color, dry_run=dry_run)
+        patch: dict[str, Any] = {"metadata": {"resourceVersion": state.resource_version}, **body}
+        started = time.monotonic()
+        written = call(
+            f"patching {self.where}",
+            lambda: self.kube.patch(
+                self.resource,
+                self.object_name,
+                patch,
+                namespace=self.app.namespace,
+                patch_type=PatchType.MERGE,
+                dry_run=dry_run,
+            ),
+        )
+        done = time.monotonic()
+        api_ms = (done - started) * 1000
+        stored = as_dict(written)
+        if not dry_run:
+            self._written_at = done
+        return SwitchWrite(
+            changed=True,
+            api_ms=api_ms,
+            before=before,
+            after=self.detail_of(stored),
+            patch=patch,
+            resource_version=str(stored["metadata"].get("resourceVersion", "")),
+        )
+
+    def verify(self, color: Color, *, timeout: float) -> Verification:
+        """Poll until the stored object routes to `color`, its status (if any) agrees at the new
+        generation, and the colour's Service lists ready endpoints; or until `timeout`."""
+        start = self._written_at or time.monotonic()
+        deadline = time.monotonic() + timeout
+        while True:
+            problem, obj = self._check(color)
+            if problem is None or time.monotonic() >= deadline:
+                break
+            time.sleep(POLL)
+        elapsed = (time.monotonic() - start) * 1000
+        unverified = self.unverified(obj) if obj else ()
+        if problem is None:
+            return Verification(
+                ok=True, converged_ms=elapsed, message=self._verified_text(color), unverified=unverified
+            )
+        return Verification(
+            ok=False, converged_ms=elapsed, message=f"{self.where}: {problem}", unverified=unverified
+        )
+
+    def _verified_text(self, color: Color) -> str:
+        text = f"{self.where} stored routes all traffic to {color}"
+        if self.uses_color_services:
+            text += f"; Service {color_service(self.app, color)} lists ready endpoints"
+        return text
+
+    def _check(self, color: Color) -> tuple[str | None, dict[str, Any]]:
+        try:
+            obj = self.get()
+        except BlueGreenError as error:
+            return str(error), {}
+        if self.active_of(obj) != color:
+            return f"stored object routes {self.detail_of(obj)}, not all to {color}", obj
+        status, _ = self.status_problem(obj, color)
+        if status:
+            return status, obj
+        if self.uses_color_services:
+            service = color_service(self.app, color)
+            if ready_endpoints(self.kube, self.app.namespace, service) == 0:
+                return f"Service {self.app.namespace}/{service} lists no ready endpoints", obj
+        return None, obj
+
+
+def not_adopted(where: str, what: str) -> NotAdoptedError:
+    return NotAdoptedError(
+        f"{where} {what}", remedy="See docs/routers.md for how to set it up for blue-green."
+    )
