@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from lightkube import Client, codecs
@@ -19,8 +20,9 @@ CRDS = Path(__file__).resolve().parents[3] / "hack" / "crds"
 def install_crds(kube: Client, *, timeout: float = 60) -> list[str]:
     names: list[str] = []
     for path in sorted(CRDS.glob("*.yaml")):
-        for crd in codecs.load_all_yaml(path.read_text()):
-            assert isinstance(crd, CustomResourceDefinition) and crd.metadata is not None
+        for loaded in codecs.load_all_yaml(path.read_text()):
+            crd: Any = loaded  # lightkube's stubs type this as generic resources only
+            assert crd.kind == "CustomResourceDefinition" and crd.metadata is not None
             kube.apply(crd, field_manager="bluegreen-tests", force=True)
             names.append(crd.metadata.name or "")
     deadline = time.monotonic() + timeout

@@ -1,0 +1,182 @@
+"""The gateway, istio and smi routers on the real apiserver with the published CRDs installed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from lightkube import Client
+from lightkube.types import PatchType
+
+from bluegreen.errors import ConflictError
+from bluegreen.model import AppSpec, Color
+from bluegreen.routers.gateway import GatewayRouter, HTTPRoute
+from bluegreen.routers.istio import DestinationRule, IstioRouter, VirtualService
+from bluegreen.routers.smi import SmiRouter, traffic_split
+
+
+def http_route(namespace: str, blue: int, green: int) -> Any:
+    return HTTPRoute.from_dict(
+        {
+            "apiVersion": "gateway.networking.k8s.io/v1",
+            "kind": "HTTPRoute",
+            "metadata": {"name": "shop", "namespace": namespace},
+            "spec": {
+                "parentRefs": [{"name": "public"}],
+                "hostnames": ["shop.example.test"],
+                "rules": [
+                    {
+                        "matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
+                        "backendRefs": [
+                            {"name": "shop-blue", "port": 80, "weight": blue},
+                            {"name": "shop-green", "port": 80, "weight": green},
+                        ],
+                    }
+                ],
+            },
+        }
+    )
+
+
+def weights(kube: Client, namespace: str) -> list[int]:
+    found = kube.get(HTTPRoute, "shop", namespace=namespace)
+    return [r["weight"] for r in found["spec"]["rules"][0]["backendRefs"]]
+
+
+def set_route_status(kube: Client, namespace: str, *, generation: int, accepted: str) -> None:
+    """What a gateway controller would write: Accepted and ResolvedRefs for the parent `public`."""
+    now = "2026-01-01T00:00:00Z"
+    conditions = [
+        {
+            "type": kind,
+            "status": status,
+            "reason": "Accepted" if status == "True" else "NotAllowedByListeners",
+            "message": "",
+            "observedGeneration": generation,
+            "lastTransitionTime": now,
+        }
+        for kind, status in (("Accepted", accepted), ("ResolvedRefs", "True"))
+    ]
+    status = {
+        "parents": [
+            {
+                "parentRef": {"name": "public"},
+                "controllerName": "example.test/gateway-controller",
+                "conditions": conditions,
+            }
+        ]
+    }
+    kube.patch(HTTPRoute.Status, "shop", {"status": status}, namespace=namespace, patch_type=PatchType.MERGE)
+
+
+def test_gateway_switch_sets_weights_and_says_no_controller(
+    kube: Client, namespace: str, app: AppSpec
+) -> None:
+    kube.create(http_route(namespace, 100, 0), namespace=namespace)
+    router = GatewayRouter(app, kube)
+    state = router.read()
+    assert state.active is Color.BLUE and state.detail == "weights blue=100 green=0"
+
+    write = router.switch_to(Color.GREEN, state=state)
+    assert write.changed and weights(kube, namespace) == [0, 100]
+    result = router.verify(Color.GREEN, timeout=20)
+    assert result.ok, result.message
+    assert any("no gateway controller" in u for u in result.unverified)
+    assert not router.switch_to(Color.GREEN, state=router.read()).changed
+
+
+def test_gateway_verify_waits_for_accepted_at_the_new_generation(
+    kube: Client, namespace: str, app: AppSpec
+) -> None:
+    kube.create(http_route(namespace, 100, 0), namespace=namespace)
+    router = GatewayRouter(app, kube)
+    set_route_status(kube, namespace, generation=1, accepted="True")
+    router.switch_to(Color.GREEN, state=router.read())
+
+    stale = router.verify(Color.GREEN, timeout=0.5)
+    assert not stale.ok and "not yet 2" in stale.message
+
+    set_route_status(kube, namespace, generation=2, accepted="False")
+    refused = router.verify(Color.GREEN, timeout=0.5)
+    assert not refused.ok and "Accepted=False" in refused.message
+
+    set_route_status(kube, namespace, generation=2, accepted="True")
+    accepted = router.verify(Color.GREEN, timeout=5)
+    assert accepted.ok, accepted.message
+    assert not any("no gateway controller" in u for u in accepted.unverified)
+
+
+def test_gateway_stale_read_conflicts(kube: Client, namespace: str, app: AppSpec) -> None:
+    kube.create(http_route(namespace, 100, 0), namespace=namespace)
+    router = GatewayRouter(app, kube)
+    state = router.read()
+    kube.patch(
+        HTTPRoute,
+        "shop",
+        {"spec": {"hostnames": ["other.example.test"]}},
+        namespace=namespace,
+        patch_type=PatchType.MERGE,
+    )
+    with pytest.raises(ConflictError):
+        router.switch_to(Color.GREEN, state=state)
+    assert weights(kube, namespace) == [100, 0]
+
+
+def test_istio_switch_creates_subsets_and_moves_weights(kube: Client, namespace: str, app: AppSpec) -> None:
+    kube.create(
+        VirtualService.from_dict(
+            {
+                "apiVersion": "networking.istio.io/v1",
+                "kind": "VirtualService",
+                "metadata": {"name": "shop", "namespace": namespace},
+                "spec": {
+                    "hosts": ["shop"],
+                    "http": [{"route": [{"destination": {"host": "shop", "subset": "blue"}}]}],
+                },
+            }
+        ),
+        namespace=namespace,
+    )
+    router = IstioRouter(app, kube)
+    state = router.read()
+    assert state.active is Color.BLUE
+
+    write = router.switch_to(Color.GREEN, state=state)
+    assert write.changed
+    routes = kube.get(VirtualService, "shop", namespace=namespace)["spec"]["http"][0]["route"]
+    assert {r["destination"]["subset"]: r["weight"] for r in routes} == {"blue": 0, "green": 100}
+    rule = kube.get(DestinationRule, "shop", namespace=namespace)["spec"]
+    assert rule["host"] == "shop"
+    assert {s["name"]: s["labels"] for s in rule["subsets"]} == {
+        "blue": {"bluegreen.io/color": "blue"},
+        "green": {"bluegreen.io/color": "green"},
+    }
+    result = router.verify(Color.GREEN, timeout=10)
+    assert result.ok, result.message
+    assert any("istiod" in u for u in result.unverified)
+    back = router.switch_to(Color.BLUE, state=router.read())
+    assert back.changed and router.read().active is Color.BLUE
+
+
+def test_smi_switch_moves_weights(kube: Client, namespace: str, app: AppSpec) -> None:
+    split = traffic_split()
+    kube.create(
+        split.from_dict(
+            {
+                "apiVersion": "split.smi-spec.io/v1alpha2",
+                "kind": "TrafficSplit",
+                "metadata": {"name": "shop", "namespace": namespace},
+                "spec": {"service": "shop", "backends": [{"service": "shop-blue", "weight": 100}]},
+            }
+        ),
+        namespace=namespace,
+    )
+    router = SmiRouter(app, kube)
+    state = router.read()
+    assert state.active is Color.BLUE
+    router.switch_to(Color.GREEN, state=state)
+    backends = kube.get(split, "shop", namespace=namespace)["spec"]["backends"]
+    assert {b["service"]: b["weight"] for b in backends} == {"shop-blue": 0, "shop-green": 100}
+    result = router.verify(Color.GREEN, timeout=20)
+    assert result.ok, result.message
+    assert result.unverified == ("that the mesh applied the split: a TrafficSplit has no status",)
