@@ -1,0 +1,329 @@
+"""Group switch and group rollback: several apps, each with its router, moved as one.
+
+Order: read every member; decide one target colour (bluegreen/group.py); check every member's target
+Deployment is available and take every member's lock, all before the first write; then write every
+switch concurrently (one thread per member), then verify all concurrently. If any write or any
+verification fails, the members already moved are switched back the same way, and the result says
+which moved back and which could not. Locks are released at the end whatever happened.
+
+Until the engine's lock.py and router factory land, the Lease lock and the factory here are small
+local stand-ins (`_Lease`, `make_router`), kept apart so they can be swapped.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import httpx2
+from lightkube import ApiError, Client
+from lightkube.models.coordination_v1 import LeaseSpec
+from lightkube.models.meta_v1 import ObjectMeta
+from lightkube.resources.apps_v1 import Deployment
+from lightkube.resources.coordination_v1 import Lease
+
+from bluegreen.errors import BlueGreenError, LockHeldError, NotReadyError, UsageError
+from bluegreen.group import Action, Group, GroupResult, Member, MemberOutcome, decide_target, skew_ms
+from bluegreen.model import AppSpec, Color
+from bluegreen.routers._common import call, mapped
+from bluegreen.routers.base import Router, RouteState
+
+T = TypeVar("T")
+R = TypeVar("R")
+MAX_THREADS = 64
+LEASE_SECONDS = 300
+
+
+# ---------------------------------------------------------------------------------------------------
+# Stand-ins until the engine's factory and lock.py land.
+
+
+def make_router(member: Member, kube: Client) -> Router:
+    """The member's router. Unknown names are an error with the list of known ones."""
+    from bluegreen.routers.dns import DnsRouter
+    from bluegreen.routers.gateway import GatewayRouter
+    from bluegreen.routers.ingress import IngressRouter
+    from bluegreen.routers.istio import IstioRouter
+    from bluegreen.routers.smi import SmiRouter
+
+    app = AppSpec(name=member.app, namespace=member.namespace)
+    classes: dict[str, Any] = {
+        "ingress": IngressRouter,
+        "gateway": GatewayRouter,
+        "istio": IstioRouter,
+        "smi": SmiRouter,
+        "dns": DnsRouter,
+    }
+    if member.router == "service":
+        try:
+            from bluegreen.routers.service import ServiceRouter  # type: ignore[import-not-found,unused-ignore]
+        except ImportError:
+            raise UsageError(
+                f"{member.key}: the service router is not available in this build",
+                remedy="Use another router for this member.",
+            ) from None
+        return ServiceRouter(app, kube)  # type: ignore[no-any-return,unused-ignore]
+    if member.router not in classes:
+        raise UsageError(
+            f"{member.key}: unknown router {member.router!r}",
+            remedy=f"Use one of: service, {', '.join(classes)}.",
+        )
+    router: Router = classes[member.router](app, kube, object_name=member.object)
+    return router
+
+
+class _Lease:
+    """The app's Lease `bluegreen-<app>`, held for one run; an expired holder is taken over."""
+
+    def __init__(self, kube: Client, app: AppSpec, holder: str) -> None:
+        self.kube, self.app, self.holder = kube, app, holder
+
+    def acquire(self) -> None:
+        now = dt.datetime.now(dt.UTC)
+        lease = Lease(
+            metadata=ObjectMeta(name=self.app.lease, labels={"app.kubernetes.io/managed-by": "bluegreen"}),
+            spec=LeaseSpec(
+                holderIdentity=self.holder, leaseDurationSeconds=LEASE_SECONDS, acquireTime=now, renewTime=now
+            ),
+        )
+        where = f"Lease {self.app.namespace}/{self.app.lease}"
+        try:
+            self.kube.create(lease, namespace=self.app.namespace)
+            return
+        except (ApiError, httpx2.TransportError) as error:
+            if not (isinstance(error, ApiError) and error.status.code == 409):
+                raise mapped(f"creating {where}", error) from None
+        held = call(
+            f"reading {where}", lambda: self.kube.get(Lease, self.app.lease, namespace=self.app.namespace)
+        )
+        spec = held.spec
+        renewed = spec.renewTime or spec.acquireTime if spec else None
+        duration = (spec.leaseDurationSeconds or LEASE_SECONDS) if spec else LEASE_SECONDS
+        if spec and spec.holderIdentity and renewed and renewed + dt.timedelta(seconds=duration) > now:
+            raise LockHeldError(
+                f"{where} is held by {spec.holderIdentity} since {renewed:%H:%M:%S} UTC",
+                remedy="Wait for that run to finish, or delete the Lease if it is gone.",
+            )
+        assert lease.metadata is not None
+        lease.metadata.namespace = self.app.namespace
+        lease.metadata.resourceVersion = held.metadata.resourceVersion if held.metadata else None
+        call(f"taking over {where}", lambda: self.kube.replace(lease))  # 409 if someone else just did
+
+    def release(self) -> None:
+        try:
+            held = self.kube.get(Lease, self.app.lease, namespace=self.app.namespace)
+            if held.spec and held.spec.holderIdentity == self.holder:
+                self.kube.delete(Lease, self.app.lease, namespace=self.app.namespace)
+        except (ApiError, httpx2.TransportError):
+            pass  # an unreleased lease expires by itself; the switch's outcome matters more
+
+
+def target_ready(kube: Client, app: AppSpec, color: Color) -> str | None:
+    """Why `color`'s Deployment cannot take traffic, or None when every replica is updated and available."""
+    name = app.deployment(color)
+    try:
+        found = call(
+            f"reading Deployment {app.namespace}/{name}",
+            lambda: kube.get(Deployment, name, namespace=app.namespace),
+        )
+    except BlueGreenError as error:
+        return str(error)
+    spec, status, meta = found.spec, found.status, found.metadata
+    want = spec.replicas if spec and spec.replicas is not None else 1
+    if want == 0:
+        return f"Deployment {name} is scaled to 0"
+    if status is None or (status.observedGeneration or 0) < ((meta.generation if meta else 0) or 0):
+        return f"Deployment {name}: the controller has not seen its latest spec yet"
+    if (status.updatedReplicas or 0) < want or (status.availableReplicas or 0) < want:
+        return (
+            f"Deployment {name}: {status.availableReplicas or 0}/{want} available, "
+            f"{status.updatedReplicas or 0}/{want} updated"
+        )
+    return None
+
+
+# ---------------------------------------------------------------------------------------------------
+# The group run.
+
+
+def _all(items: Sequence[T], fn: Callable[[T], R]) -> list[R | BaseException]:
+    """fn over every item at once (threads); each result or the exception it raised, in order."""
+
+    def guarded(item: T) -> R | BaseException:
+        try:
+            return fn(item)
+        except Exception as error:  # reported per member, never swallowed
+            return error
+
+    if not items:
+        return []
+    with ThreadPoolExecutor(max_workers=min(len(items), MAX_THREADS)) as pool:
+        return list(pool.map(guarded, items))
+
+
+def _text(error: BaseException) -> str:
+    return str(error) if isinstance(error, BlueGreenError) else f"{type(error).__name__}: {error}"
+
+
+def run(
+    kube: Client,
+    group: Group,
+    *,
+    action: Action = "switch",
+    to: Color | None = None,
+    timeout: float = 60.0,
+    dry_run: bool = False,
+    make: Callable[[Member, Client], Router] = make_router,
+) -> GroupResult:
+    """Switch (or roll back) every member of `group` to one colour, all or none.
+
+    Raises before any write when the group cannot move (members on different colours without `to`,
+    a target not ready, a lock held, a router that cannot read its object). After the first write it
+    never raises for a member's failure: the result lists what failed and what was moved back.
+    """
+    result = GroupResult(group=group.name, action=action, dry_run=dry_run)
+    routers = [make(m, kube) for m in group.members]
+    outcomes = [MemberOutcome(member=m) for m in group.members]
+    result.members = outcomes
+
+    states = _all(routers, lambda r: r.read())
+    problems = [
+        f"{o.member.key}: {_text(s)}"
+        for o, s in zip(outcomes, states, strict=True)
+        if isinstance(s, BaseException)
+    ]
+    if problems:
+        first = next((s for s in states if isinstance(s, BlueGreenError)), None)
+        kind = type(first) if first else UsageError
+        raise kind(f"cannot read every member of group {group.name}:\n  " + "\n  ".join(problems))
+    read: list[RouteState] = [s for s in states if isinstance(s, RouteState)]
+    target = decide_target(action, {o.member.key: s.active for o, s in zip(outcomes, read, strict=True)}, to)
+    result.target = target
+    for outcome, state in zip(outcomes, read, strict=True):
+        outcome.before, outcome.target = state.active, target
+
+    moving = [i for i, s in enumerate(read) if s.active != target]
+    apps = [AppSpec(name=m.app, namespace=m.namespace) for m in group.members]
+    not_ready = _all(moving, lambda i: target_ready(kube, apps[i], target))
+    unready = [f"{outcomes[i].member.key}: {why}" for i, why in zip(moving, not_ready, strict=True) if why]
+    if unready:
+        raise NotReadyError(
+            f"group {group.name} cannot move to {target}: not every member is ready\n  "
+            + "\n  ".join(unready),
+            remedy="Deploy the target colour of those members and wait for their rollout first.",
+        )
+    if dry_run:
+        writes = _all(moving, lambda i: routers[i].switch_to(target, state=read[i], dry_run=True))
+        for i, w in zip(moving, writes, strict=True):
+            outcomes[i].changed = not isinstance(w, BaseException) and w.changed
+            outcomes[i].error = _text(w) if isinstance(w, BaseException) else ""
+        result.failed = [
+            outcomes[i].member.key
+            for i, w in zip(moving, writes, strict=True)
+            if isinstance(w, BaseException)
+        ]
+        result.ok = not result.failed
+        return result
+
+    holder = f"bluegreen-group-{group.name}-{uuid.uuid4().hex[:8]}"
+    leases = [_Lease(kube, apps[i], holder) for i in range(len(apps))]
+    taken = _all(leases, lambda lease: lease.acquire())
+    held = [lease for lease, t in zip(leases, taken, strict=True) if not isinstance(t, BaseException)]
+    try:
+        refused = [(lease, t) for lease, t in zip(leases, taken, strict=True) if isinstance(t, BaseException)]
+        if refused:
+            first_error = refused[0][1]
+            kind = type(first_error) if isinstance(first_error, BlueGreenError) else LockHeldError
+            raise kind(
+                f"group {group.name}: could not take every lock, nothing was written\n  "
+                + "\n  ".join(f"{lease.app.namespace}/{lease.app.name}: {_text(e)}" for lease, e in refused),
+                remedy="Wait for the other runs to finish, then run again.",
+            )
+        _move(result, routers, read, moving, target, timeout)
+        if not result.ok:
+            _move_back(result, routers, moving, timeout)
+    finally:
+        _all(held, lambda lease: lease.release())
+    return result
+
+
+def _move(
+    result: GroupResult,
+    routers: list[Router],
+    read: list[RouteState],
+    moving: list[int],
+    target: Color,
+    timeout: float,
+) -> None:
+    outcomes = result.members
+    done: dict[int, float] = {}
+
+    def write(i: int) -> None:
+        written = routers[i].switch_to(target, state=read[i])
+        done[i] = time.monotonic()
+        outcomes[i].changed, outcomes[i].write_ms = written.changed, written.api_ms
+
+    first = time.monotonic()
+    for i, error in zip(moving, _all(moving, write), strict=True):
+        if isinstance(error, BaseException):
+            outcomes[i].error = _text(error)
+    result.skew_ms = skew_ms(list(done.values()))
+    if any(outcomes[i].error for i in moving):
+        result.failed = [outcomes[i].member.key for i in moving if outcomes[i].error]
+        return
+
+    verified = _all(moving, lambda i: routers[i].verify(target, timeout=timeout))
+    for i, v in zip(moving, verified, strict=True):
+        if isinstance(v, BaseException):
+            outcomes[i].verified, outcomes[i].error = False, _text(v)
+        else:
+            outcomes[i].verified, outcomes[i].message, outcomes[i].unverified = v.ok, v.message, v.unverified
+    result.total_ms = (time.monotonic() - first) * 1000
+    result.failed = [outcomes[i].member.key for i in moving if not outcomes[i].verified]
+    result.ok = not result.failed
+
+
+def _move_back(result: GroupResult, routers: list[Router], moving: list[int], timeout: float) -> None:
+    """Switch every member this run moved back to the colour it was on, concurrently, and verify."""
+    outcomes = result.members
+    moved = [i for i in moving if outcomes[i].changed]
+
+    def back(i: int) -> str:
+        """'' when moved back and verified; else what is not verified (the write back was made)."""
+        before = outcomes[i].before
+        if before is None:
+            raise UsageError("it routed to no single colour before: nothing safe to go back to")
+        routers[i].switch_to(before, state=routers[i].read())
+        checked = routers[i].verify(before, timeout=timeout)
+        return "" if checked.ok else checked.message
+
+    for i, outcome in zip(moved, _all(moved, back), strict=True):
+        key = outcomes[i].member.key
+        if isinstance(outcome, BaseException):
+            outcomes[i].moved_back = False
+            note = f"moving back: {_text(outcome)}"
+            outcomes[i].error = f"{outcomes[i].error}; {note}" if outcomes[i].error else note
+            result.not_moved_back.append(key)
+            continue
+        outcomes[i].moved_back = True
+        result.moved_back.append(key)
+        if outcome:
+            outcomes[i].message = f"{outcomes[i].message}; moved back but not verified: {outcome}".lstrip(
+                "; "
+            )
+
+
+def status(
+    kube: Client, group: Group, *, make: Callable[[Member, Client], Router] = make_router
+) -> list[tuple[Member, RouteState | str]]:
+    """Each member's current route as its router reads it (or why it could not be read)."""
+    routers = [make(m, kube) for m in group.members]
+    states = _all(routers, lambda r: r.read())
+    return [
+        (m, _text(s) if isinstance(s, BaseException) else s)
+        for m, s in zip(group.members, states, strict=True)
+    ]

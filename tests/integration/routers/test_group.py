@@ -1,0 +1,193 @@
+"""Group switch and rollback on the real apiserver: several apps with different routers move as one."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from lightkube import Client
+from lightkube.models.coordination_v1 import LeaseSpec
+from lightkube.models.meta_v1 import ObjectMeta
+from lightkube.resources.coordination_v1 import Lease
+from lightkube.types import PatchType
+
+from bluegreen.errors import ClusterError, LockHeldError, NotReadyError, RefusedError
+from bluegreen.group import Group, Member
+from bluegreen.model import Color
+from bluegreen.phases import group as phase
+from bluegreen.routers.base import Router
+from bluegreen.routers.gateway import HTTPRoute
+from bluegreen.routers.smi import traffic_split
+from tests.integration.routers.test_routers_ingress import ingress
+from tests.support.apps import create_app, deployment
+
+
+def route(name: str, namespace: str) -> Any:
+    return HTTPRoute.from_dict(
+        {
+            "apiVersion": "gateway.networking.k8s.io/v1",
+            "kind": "HTTPRoute",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {
+                "parentRefs": [{"name": "public"}],
+                "rules": [
+                    {
+                        "backendRefs": [
+                            {"name": f"{name}-blue", "port": 80, "weight": 100},
+                            {"name": f"{name}-green", "port": 80, "weight": 0},
+                        ]
+                    }
+                ],
+            },
+        }
+    )
+
+
+def split(name: str, namespace: str) -> Any:
+    return traffic_split().from_dict(
+        {
+            "apiVersion": "split.smi-spec.io/v1alpha2",
+            "kind": "TrafficSplit",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"service": name, "backends": [{"service": f"{name}-blue", "weight": 100}]},
+        }
+    )
+
+
+@pytest.fixture
+def storefront(kube: Client, namespace: str, crds: list[str]) -> Group:
+    """Three apps on blue: shop behind an Ingress, cart behind an HTTPRoute, pay behind a TrafficSplit."""
+    for name in ("shop", "cart", "pay"):
+        create_app(kube, namespace, name, replicas=1, wait=name == "pay")
+    kube.create(ingress("shop-blue"), namespace=namespace)
+    kube.create(route("cart", namespace), namespace=namespace)
+    kube.create(split("pay", namespace), namespace=namespace)
+    return Group(
+        name="storefront",
+        members=(
+            Member(app="shop", namespace=namespace, router="ingress"),
+            Member(app="cart", namespace=namespace, router="gateway"),
+            Member(app="pay", namespace=namespace, router="smi"),
+        ),
+    )
+
+
+def colors(kube: Client, group: Group) -> dict[str, Color | None]:
+    return {m.app: s.active if not isinstance(s, str) else None for m, s in phase.status(kube, group)}
+
+
+def leases(kube: Client, namespace: str) -> list[str]:
+    return [lease.metadata.name or "" for lease in kube.list(Lease, namespace=namespace) if lease.metadata]
+
+
+def test_group_switch_then_rollback_moves_every_member(
+    kube: Client, namespace: str, storefront: Group
+) -> None:
+    result = phase.run(kube, storefront, timeout=30)
+    assert result.ok, result.text()
+    assert result.target is Color.GREEN
+    assert colors(kube, storefront) == {"shop": Color.GREEN, "cart": Color.GREEN, "pay": Color.GREEN}
+    assert result.skew_ms >= 0 and all(m.verified for m in result.members)
+    assert "no gateway controller" in result.text()  # said plainly, once, in the report
+    assert leases(kube, namespace) == []  # every lock released
+
+    back = phase.run(kube, storefront, action="rollback", timeout=30)
+    assert back.ok, back.text()
+    assert colors(kube, storefront) == {"shop": Color.BLUE, "cart": Color.BLUE, "pay": Color.BLUE}
+
+
+def test_a_failed_verification_moves_the_others_back(kube: Client, namespace: str, storefront: Group) -> None:
+    # cart's gateway controller reports a status, but never accepts the new generation.
+    status = {
+        "parents": [
+            {
+                "parentRef": {"name": "public"},
+                "controllerName": "example.test/gateway-controller",
+                "conditions": [
+                    {
+                        "type": "Accepted",
+                        "status": "True",
+                        "reason": "Accepted",
+                        "message": "",
+                        "observedGeneration": 1,
+                        "lastTransitionTime": "2026-01-01T00:00:00Z",
+                    }
+                ],
+            }
+        ]
+    }
+    kube.patch(HTTPRoute.Status, "cart", {"status": status}, namespace=namespace, patch_type=PatchType.MERGE)
+    result = phase.run(kube, storefront, timeout=1)
+    assert not result.ok
+    assert result.failed == [f"{namespace}/cart"]
+    assert sorted(result.moved_back) == sorted(f"{namespace}/{a}" for a in ("shop", "cart", "pay"))
+    assert colors(kube, storefront) == {"shop": Color.BLUE, "cart": Color.BLUE, "pay": Color.BLUE}
+    assert "not yet 2" in result.text()
+
+
+def test_a_failed_write_moves_the_others_back(kube: Client, namespace: str, storefront: Group) -> None:
+    class Refuses:
+        """Wraps pay's real router; its write fails as the apiserver would on a webhook denial."""
+
+        def __init__(self, inner: Router) -> None:
+            self.inner, self.name, self.app = inner, inner.name, inner.app
+
+        def __getattr__(self, item: str) -> Any:
+            return getattr(self.inner, item)
+
+        def switch_to(self, color: Color, **kwargs: Any) -> Any:
+            if color is Color.GREEN:
+                raise ClusterError("patching TrafficSplit: HTTP 500: admission webhook denied the request")
+            return self.inner.switch_to(color, **kwargs)
+
+    def make(member: Member, client: Client) -> Router:
+        real = phase.make_router(member, client)
+        return Refuses(real) if member.app == "pay" else real  # type: ignore[return-value]
+
+    result = phase.run(kube, storefront, timeout=30, make=make)
+    assert not result.ok and result.failed == [f"{namespace}/pay"]
+    assert sorted(result.moved_back) == [f"{namespace}/cart", f"{namespace}/shop"]
+    assert colors(kube, storefront) == {"shop": Color.BLUE, "cart": Color.BLUE, "pay": Color.BLUE}
+
+
+def test_unready_member_refuses_before_any_write(kube: Client, namespace: str, storefront: Group) -> None:
+    kube.delete(type(deployment("pay", "green")), "pay-green", namespace=namespace)
+    kube.create(deployment("pay", "green", replicas=1, fault="unready"), namespace=namespace)
+    with pytest.raises(NotReadyError, match="pay-green"):
+        phase.run(kube, storefront, timeout=5)
+    assert colors(kube, storefront) == {"shop": Color.BLUE, "cart": Color.BLUE, "pay": Color.BLUE}
+    assert leases(kube, namespace) == []
+
+
+def test_held_lock_refuses_before_any_write(kube: Client, namespace: str, storefront: Group) -> None:
+    kube.create(
+        Lease(
+            metadata=ObjectMeta(name="bluegreen-cart"),
+            spec=LeaseSpec(holderIdentity="someone-else", leaseDurationSeconds=300, renewTime=_now()),
+        ),
+        namespace=namespace,
+    )
+    with pytest.raises(LockHeldError, match="someone-else"):
+        phase.run(kube, storefront, timeout=5)
+    assert colors(kube, storefront) == {"shop": Color.BLUE, "cart": Color.BLUE, "pay": Color.BLUE}
+    assert leases(kube, namespace) == ["bluegreen-cart"]  # ours released, theirs untouched
+
+
+def test_members_on_different_colours_need_an_explicit_target(
+    kube: Client, namespace: str, storefront: Group
+) -> None:
+    one = Group(name="one", members=storefront.members[:1])
+    assert phase.run(kube, one, timeout=30).ok  # shop alone to green
+    with pytest.raises(RefusedError, match="--to"):
+        phase.run(kube, storefront, timeout=30)
+    result = phase.run(kube, storefront, to=Color.GREEN, timeout=30)
+    assert result.ok, result.text()
+    shop = next(m for m in result.members if m.member.app == "shop")
+    assert not shop.changed  # already there: no write
+    assert colors(kube, storefront) == {"shop": Color.GREEN, "cart": Color.GREEN, "pay": Color.GREEN}
+
+
+def _now() -> Any:
+    import datetime as dt
+
+    return dt.datetime.now(dt.UTC)
