@@ -22,11 +22,11 @@ from lightkube.resources.core_v1 import Namespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bluegreen.group import Group, Member  # noqa: E402
-from bluegreen.phases import group as phase  # noqa: E402
-from tests.integration.routers.conftest import install_crds  # noqa: E402
-from tests.integration.routers.test_group import route  # noqa: E402
-from tests.support.apps import create_app, wait_available  # noqa: E402
+from bluegreen.group import Group, Member
+from bluegreen.phases import group as phase
+from tests.integration.routers.conftest import install_crds
+from tests.integration.routers.test_group import route
+from tests.support.apps import create_app, wait_available
 
 GOAL_MS = 2000
 
