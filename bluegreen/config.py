@@ -17,6 +17,7 @@ from typing import Any, Literal
 import yaml
 
 from bluegreen.errors import ConfigError
+from bluegreen.group import Group, parse_groups
 from bluegreen.verdict import Limits, Threshold, parse_condition
 
 DEFAULT_PATH = Path("bluegreen.yaml")
@@ -222,6 +223,7 @@ class Config:
     checks: tuple[CheckConfig, ...] = (KubernetesCheckConfig(name="pods"),)
     gate: GateConfig = field(default_factory=GateConfig)
     watch: WatchConfig = field(default_factory=WatchConfig)
+    groups: tuple[Group, ...] = ()  # apps that switch together: see bluegreen/group.py
 
     def gate_checks(self) -> tuple[CheckConfig, ...]:
         if not self.gate.checks:
@@ -683,7 +685,7 @@ def parse(text: str, *, source: str = "bluegreen.yaml", base: Path = Path()) -> 
     if not isinstance(data, dict):
         problems.add("(top)", 1, "expected a mapping with keys such as checks, gate and watch")
         problems.raise_if_any()
-    top = _Section(data, "", problems, ("version", "app", "namespace", "checks", "gate", "watch"))
+    top = _Section(data, "", problems, ("version", "app", "namespace", "checks", "gate", "watch", "groups"))
     if "version" in data and data["version"] != 1:
         top.fail("version", f"unsupported version {data['version']!r}; this bluegreen reads version 1")
     checks: list[CheckConfig] = []
@@ -722,6 +724,10 @@ def parse(text: str, *, source: str = "bluegreen.yaml", base: Path = Path()) -> 
             _line(data.get("gate"), "timeout"),
             "shorter than gate.min-healthy: the gate could never pass",
         )
+    namespace = data.get("namespace") if isinstance(data.get("namespace"), str) else ""
+    groups, group_problems = parse_groups(data.get("groups"), default_namespace=namespace)
+    for line, where, problem in group_problems:
+        problems.add(where, line, problem)
     problems.raise_if_any()
     return Config(
         path=None,
@@ -730,6 +736,7 @@ def parse(text: str, *, source: str = "bluegreen.yaml", base: Path = Path()) -> 
         checks=tuple(checks) if raw_checks is not None else Config().checks,
         gate=gate,
         watch=watch,
+        groups=groups,
     )
 
 

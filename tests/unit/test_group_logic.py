@@ -109,3 +109,18 @@ def test_report_names_what_failed_and_what_moved_back() -> None:
     text = result.text()
     assert "FAILED (ns/b)" in text and "moved back: ns/a" in text and "Accepted=False" in text
     assert result.as_dict()["members"][1]["verified"] is False
+
+
+def test_bluegreen_yaml_groups_section_with_lines() -> None:
+    from bluegreen import config
+
+    parsed = config.parse(
+        "namespace: shop\ngroups:\n  - name: g\n    members: [cart, {app: web, router: istio}]\n"
+    )
+    assert parsed.groups[0].members[1] == Member(app="web", namespace="shop", router="istio")
+    with pytest.raises(
+        ConfigError, match=r"bluegreen.yaml:5: groups\[0\]\.members\[0\]\.router: unknown router 'nginx'"
+    ):
+        config.parse(
+            "namespace: shop\ngroups:\n  - name: g\n    members:\n      - {app: cart, router: nginx}\n"
+        )
