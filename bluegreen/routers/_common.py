@@ -209,6 +209,7 @@ class ObjectRouter:
         self.kube = kube
         self.object_name = object_name or app.name
         self._written_at: float | None = None
+        self._read: dict[str, Any] | None = None
 
     # --- pure parts, per router -----------------------------------------------------------------
 
@@ -245,6 +246,7 @@ class ObjectRouter:
 
     def read(self) -> RouteState:
         obj = self.get()
+        self._read = obj  # the patch is computed from this very object: no second GET to switch
         return RouteState(
             active=self.active_of(obj),
             resource_version=str(obj["metadata"].get("resourceVersion", "")),
@@ -257,7 +259,9 @@ class ObjectRouter:
             ensure_color_services(self.kube, self.app, dry_run=dry_run)
 
     def switch_to(self, color: Color, *, state: RouteState, dry_run: bool = False) -> SwitchWrite:
-        obj = self.get()
+        cached = self._read
+        fresh = cached is not None and cached["metadata"].get("resourceVersion") == state.resource_version
+        obj = cached if cached is not None and fresh else self.get()
         current_rv = str(obj["metadata"].get("resourceVersion", ""))
         if current_rv != state.resource_version:
             raise ConflictError(
