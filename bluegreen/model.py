@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
 
 
 class Color(enum.StrEnum):
@@ -53,3 +55,80 @@ class AppSpec:
     @property
     def lease(self) -> str:
         return f"bluegreen-{self.name}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunInfo:
+    """Who asked for a change, for the audit trail: a CI run, or a person at a terminal."""
+
+    run_id: str = ""
+    run_url: str = ""
+    actor: str = ""
+
+    @property
+    def holder(self) -> str:
+        """How the lock names this run to whoever finds it held."""
+        parts = [f"run {self.run_id}" if self.run_id else "", f"by {self.actor}" if self.actor else ""]
+        return " ".join(p for p in parts if p) or "a local run"
+
+
+class Reporter(Protocol):
+    """Where phases send progress while they wait; the CLI prints it, the Action logs it."""
+
+    def progress(self, message: str) -> None: ...
+
+    def warning(self, message: str) -> None: ...
+
+
+class NullReporter:
+    def progress(self, message: str) -> None:
+        pass
+
+    def warning(self, message: str) -> None:
+        pass
+
+
+# What a phase ended in: the Action's `result` output takes exactly these values.
+RESULTS = (
+    "deployed",
+    "passed",
+    "failed",
+    "inconclusive",
+    "switched",
+    "noop",
+    "rolled-back",
+    "refused",
+    "retired",
+    "adopted",
+    "status",
+    "planned",
+    "error",
+)
+
+
+@dataclass(kw_only=True)
+class Result:
+    """What one phase did, for people (text), machines (JSON) and the job summary."""
+
+    phase: str
+    result: str
+    app: str
+    namespace: str
+    active_color: str | None = None
+    previous_color: str | None = None
+    images: dict[str, list[str]] = field(default_factory=dict)
+    api_ms: float | None = None
+    converged_ms: float | None = None
+    dry_run: bool = False
+    timeline: list[tuple[str, str]] = field(default_factory=list)
+    messages: list[str] = field(default_factory=list)
+    changes: list[str] = field(default_factory=list)  # what was (or, with dry_run, would be) written
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def mark(self, label: str) -> None:
+        self.timeline.append((datetime.now(UTC).isoformat(timespec="milliseconds"), label))
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["timeline"] = [{"time": t, "event": label} for t, label in self.timeline]
+        return data

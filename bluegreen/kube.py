@@ -1,0 +1,126 @@
+"""The one seam to the cluster: connecting, and turning lightkube's failures into ours.
+
+Everything that talks to the apiserver goes through `call()`, so every failure reaches the user as one
+BlueGreenError with a remedy: 403 names the verb and resource to grant, 404 what is missing, 409 a
+concurrent change; a refused connection is retried a few times with backoff, then reported.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx2
+import yaml
+from lightkube import ApiError, Client, ConfigError, KubeConfig
+
+from bluegreen.errors import (
+    BlueGreenError,
+    ClusterError,
+    ConflictError,
+    ForbiddenError,
+    NotFoundError,
+    UnreachableError,
+    UsageError,
+)
+
+T = TypeVar("T")
+FIELD_MANAGER = "bluegreen"
+RETRIES = 4  # attempts for a call whose request never reached the apiserver
+BACKOFF = 0.25  # seconds, doubled after each failed attempt: 0.25 + 0.5 + 1 = under 2 s in all
+RBAC_REMEDY = "Grant it to this identity: deploy/rbac.yaml lists every verb bluegreen uses."
+
+
+def connect(*, kubeconfig: str | None = None, context: str | None = None, timeout: float = 10.0) -> Client:
+    """A client for the cluster named by `kubeconfig` (else $KUBECONFIG, ~/.kube/config, in-cluster)."""
+    try:
+        if kubeconfig:
+            path = Path(kubeconfig).expanduser()
+            if not path.is_file():
+                raise UsageError(f"kubeconfig {path} does not exist", remedy="Pass the path of a kubeconfig file.")
+            config = KubeConfig.from_file(path)
+        else:
+            config = KubeConfig.from_env()
+        single = config.get(context_name=context) if context else config.get()
+    except (ConfigError, OSError, ValueError, KeyError, TypeError, yaml.YAMLError) as error:
+        where = kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config or the in-cluster account"
+        raise UsageError(
+            f"cannot use the kubeconfig ({where}): {error}",
+            remedy="Pass --kubeconfig (and --context) naming a cluster you can reach.",
+        ) from None
+    return Client(single, timeout=httpx2.Timeout(timeout), field_manager=FIELD_MANAGER)
+
+
+def mapped(what: str, error: Exception) -> BlueGreenError:
+    """Our error for a lightkube ApiError or an httpx2 failure met while doing `what`."""
+    if isinstance(error, BlueGreenError):
+        return error
+    if isinstance(error, httpx2.TransportError):
+        return UnreachableError(
+            f"{what}: the Kubernetes API did not answer ({type(error).__name__}: {error})",
+            remedy="Check the kubeconfig's server address, the network, and that the cluster is up.",
+        )
+    if isinstance(error, ApiError):
+        code, message = error.status.code or 0, error.status.message or str(error)
+    elif isinstance(error, httpx2.HTTPStatusError):
+        # lightkube raises ApiError only for a JSON body; proxies in front of the API answer otherwise.
+        code, message = error.response.status_code, error.response.text[:300]
+    else:
+        return ClusterError(f"{what}: {error}")
+    if code == 409:
+        return ConflictError(
+            f"{what}: {message}",
+            remedy="Someone changed it at the same moment; run the command again to decide on fresh state.",
+        )
+    if code == 404:
+        return NotFoundError(f"{what}: {message}", remedy="Check the namespace and the app name.")
+    if code == 401:
+        return ForbiddenError(f"{what}: not authenticated: {message}", remedy="Refresh the kubeconfig's credentials.")
+    if code == 403:
+        return ForbiddenError(f"{what}: {message}", remedy=RBAC_REMEDY)
+    if code == 422:
+        return UsageError(f"{what}: the apiserver rejected it: {message}", remedy="Fix the value it names.")
+    return ClusterError(f"{what}: HTTP {code}: {message}")
+
+
+def _retryable(error: Exception, *, idempotent: bool) -> bool:
+    if isinstance(error, httpx2.ConnectError):
+        return True  # the request never left: safe whatever it was
+    if isinstance(error, httpx2.TimeoutException | httpx2.RemoteProtocolError):
+        return idempotent
+    code = error.status.code if isinstance(error, ApiError) else None
+    return idempotent and code in (429, 500, 502, 503, 504)
+
+
+def call(what: str, fn: Callable[[], T], *, idempotent: bool = True) -> T:
+    """Run one API call; retry what is safe to retry, with backoff; map every failure to ours.
+
+    `idempotent=False` for writes: a write that timed out may have landed, so it is not sent again.
+    """
+    delay = BACKOFF
+    for attempt in range(1, RETRIES + 1):
+        try:
+            return fn()
+        except (ApiError, httpx2.HTTPError) as error:
+            if attempt == RETRIES or not _retryable(error, idempotent=idempotent):
+                raise mapped(what, error) from None
+        time.sleep(delay)
+        delay *= 2
+    raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+
+def found(what: str, fn: Callable[[], T]) -> T | None:
+    """`call`, but None where the object does not exist."""
+    try:
+        return call(what, fn)
+    except NotFoundError:
+        return None
+
+
+def to_dict(obj: Any) -> dict[str, Any]:
+    """A lightkube object as the plain dict the apiserver sent: what pure decision code takes."""
+    out: dict[str, Any] = obj.to_dict()
+    return out
