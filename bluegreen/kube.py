@@ -7,6 +7,7 @@ concurrent change; a refused connection is retried a few times with backoff, the
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Callable
@@ -40,7 +41,9 @@ def connect(*, kubeconfig: str | None = None, context: str | None = None, timeou
         if kubeconfig:
             path = Path(kubeconfig).expanduser()
             if not path.is_file():
-                raise UsageError(f"kubeconfig {path} does not exist", remedy="Pass the path of a kubeconfig file.")
+                raise UsageError(
+                    f"kubeconfig {path} does not exist", remedy="Pass the path of a kubeconfig file."
+                )
             config = KubeConfig.from_file(path)
         else:
             config = KubeConfig.from_env()
@@ -78,7 +81,9 @@ def mapped(what: str, error: Exception) -> BlueGreenError:
     if code == 404:
         return NotFoundError(f"{what}: {message}", remedy="Check the namespace and the app name.")
     if code == 401:
-        return ForbiddenError(f"{what}: not authenticated: {message}", remedy="Refresh the kubeconfig's credentials.")
+        return ForbiddenError(
+            f"{what}: not authenticated: {message}", remedy="Refresh the kubeconfig's credentials."
+        )
     if code == 403:
         return ForbiddenError(f"{what}: {message}", remedy=RBAC_REMEDY)
     if code == 422:
@@ -124,3 +129,53 @@ def to_dict(obj: Any) -> dict[str, Any]:
     """A lightkube object as the plain dict the apiserver sent: what pure decision code takes."""
     out: dict[str, Any] = obj.to_dict()
     return out
+
+
+def watch_until(
+    kube: Client,
+    path: str,
+    *,
+    params: dict[str, str],
+    resource_version: str,
+    deadline: float,
+    on_event: Callable[[str, dict[str, Any]], bool],
+) -> str:
+    """One watch request on `path` from `resource_version`, until `on_event` returns True or `deadline`.
+
+    lightkube's own watch reconnects forever, so a caller cannot stop it at a deadline; this is a single
+    bounded stream (the server ends it at timeoutSeconds, we stop reading at the deadline). Returns the
+    last resourceVersion seen, for the caller to list or watch again from.
+    """
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        return resource_version
+    http: httpx2.Client = kube._client._client  # the authenticated HTTP client lightkube built
+    query = {
+        **params,
+        "watch": "1",
+        "resourceVersion": resource_version,
+        "allowWatchBookmarks": "true",
+        "timeoutSeconds": str(max(1, int(remaining + 0.999))),
+    }
+    try:
+        with http.stream(
+            "GET", path, params=query, timeout=httpx2.Timeout(10.0, read=remaining + 5)
+        ) as response:
+            if response.status_code != 200:
+                response.read()
+                response.raise_for_status()
+            for line in response.iter_lines():
+                if not line:
+                    continue
+                event = json.loads(line)
+                obj = event.get("object") or {}
+                resource_version = (obj.get("metadata") or {}).get("resourceVersion") or resource_version
+                if event.get("type") == "ERROR":
+                    break  # e.g. 410 Gone: the caller lists again
+                if event.get("type") != "BOOKMARK" and on_event(event["type"], obj):
+                    break
+                if time.monotonic() >= deadline:
+                    break
+    except (httpx2.HTTPError, json.JSONDecodeError) as error:
+        raise mapped(f"watching {path}", error) from None
+    return resource_version

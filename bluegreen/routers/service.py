@@ -1,0 +1,185 @@
+"""`service`: the live Service's selector names the colour; one merge patch moves it.
+
+Verification watches the Service's EndpointSlices until their ready addresses are exactly the target
+colour's ready pods: the moment kube-proxy and every load balancer built on EndpointSlices send new
+connections only to the new colour.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, ClassVar
+
+from lightkube import Client
+from lightkube.resources.core_v1 import Pod, Service
+from lightkube.resources.discovery_v1 import EndpointSlice
+from lightkube.types import PatchType
+
+from bluegreen.errors import NotAdoptedError
+from bluegreen.kube import call, to_dict, watch_until
+from bluegreen.model import AppSpec, Color
+from bluegreen.routers.base import RouteState, SwitchWrite, Verification
+
+SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+
+
+def ready_addresses(slices: list[dict[str, Any]]) -> set[str]:
+    """Addresses the EndpointSlices offer for traffic: ready, or ready unknown (pure)."""
+    return {
+        address
+        for piece in slices
+        for endpoint in piece.get("endpoints") or []
+        if (endpoint.get("conditions") or {}).get("ready") is not False
+        for address in endpoint.get("addresses") or []
+    }
+
+
+def ready_pod_ips(pods: list[dict[str, Any]]) -> set[str]:
+    """IPs of the pods that are Ready and not being deleted (pure)."""
+    return {
+        ip
+        for pod in pods
+        if not (pod.get("metadata") or {}).get("deletionTimestamp")
+        and any(
+            c.get("type") == "Ready" and c.get("status") == "True"
+            for c in (pod.get("status") or {}).get("conditions") or []
+        )
+        for ip in [(pod.get("status") or {}).get("podIP")]
+        if ip
+    }
+
+
+def selector_of(service: dict[str, Any]) -> dict[str, str]:
+    return dict((service.get("spec") or {}).get("selector") or {})
+
+
+class ServiceRouter:
+    name: ClassVar[str] = "service"
+
+    def __init__(self, app: AppSpec, kube: Client, *, object_name: str = "") -> None:
+        self.app, self.kube = app, kube
+        self.service_name = object_name or app.service
+        self._selector: dict[str, str] = {}
+        self._written_at: float | None = None
+
+    def _where(self) -> str:
+        return f"Service {self.app.namespace}/{self.service_name}"
+
+    def read(self) -> RouteState:
+        service = to_dict(
+            call(
+                f"reading {self._where()}",
+                lambda: self.kube.get(Service, self.service_name, namespace=self.app.namespace),
+            )
+        )
+        selector = selector_of(service)
+        value = selector.get(self.app.color_label)
+        if value is None or value not in {c.value for c in Color}:
+            raise NotAdoptedError(
+                f"{self._where()} selects {selector or 'nothing'}, without {self.app.color_label}=blue|green",
+                remedy=f"Run `bluegreen init --app {self.app.name} -n {self.app.namespace}` to adopt it: "
+                "it creates the blue colour and points the Service at it with no gap in endpoints.",
+            )
+        self._selector = selector
+        return RouteState(
+            active=Color(value),
+            resource_version=service["metadata"]["resourceVersion"],
+            detail=f"selector {self.app.color_label}={value}",
+        )
+
+    def switch_to(self, color: Color, *, state: RouteState, dry_run: bool = False) -> SwitchWrite:
+        before = state.detail
+        after = f"selector {self.app.color_label}={color}"
+        if state.active is color:
+            return SwitchWrite(changed=False, api_ms=0.0, before=before, after=after)
+        patch: dict[str, object] = {
+            "metadata": {"resourceVersion": state.resource_version},
+            "spec": {"selector": {self.app.color_label: str(color)}},
+        }
+        started = time.perf_counter()
+        stored = call(
+            f"patching {self._where()}",
+            lambda: self.kube.patch(
+                Service,
+                self.service_name,
+                patch,
+                namespace=self.app.namespace,
+                patch_type=PatchType.MERGE,
+                dry_run=dry_run,
+            ),
+            idempotent=False,
+        )
+        self._written_at = time.perf_counter()
+        assert stored.metadata is not None
+        return SwitchWrite(
+            changed=True,
+            api_ms=(self._written_at - started) * 1000,
+            before=before,
+            after=after,
+            patch=patch,
+            resource_version=stored.metadata.resourceVersion or "",
+        )
+
+    def verify(self, color: Color, *, timeout: float) -> Verification:
+        started = self._written_at or time.perf_counter()
+        deadline = time.monotonic() + timeout
+        labels: dict[str, Any] = {
+            **(self._selector or {self.app.name_label: self.app.name}),
+            self.app.color_label: str(color),
+        }
+        ns = self.app.namespace
+        pods = call(
+            f"listing the {color} pods",
+            lambda: [to_dict(p) for p in self.kube.list(Pod, namespace=ns, labels=labels)],
+        )
+        want = ready_pod_ips(pods)
+        by_slice, version = self._slices()
+
+        def converged(kind: str, piece: dict[str, Any]) -> bool:
+            name = piece["metadata"]["name"]
+            if kind == "DELETED":
+                by_slice.pop(name, None)
+            else:
+                by_slice[name] = piece
+            return ready_addresses(list(by_slice.values())) == want
+
+        # List, then watch from the listed version: each change arrives as it happens, without polling.
+        while not (want and ready_addresses(list(by_slice.values())) == want) and time.monotonic() < deadline:
+            before = version
+            version = watch_until(
+                self.kube,
+                f"/apis/discovery.k8s.io/v1/namespaces/{ns}/endpointslices",
+                params={"labelSelector": f"{SERVICE_NAME_LABEL}={self.service_name}"},
+                resource_version=version,
+                deadline=deadline,
+                on_event=converged,
+            )
+            if version == before and time.monotonic() < deadline:
+                by_slice, version = self._slices()  # the watch ended without news (or 410 Gone): list again
+        elapsed = (time.perf_counter() - started) * 1000
+        have = ready_addresses(list(by_slice.values()))
+        if want and have == want:
+            return Verification(
+                ok=True,
+                converged_ms=elapsed,
+                message=f"EndpointSlices of {self._where()} list exactly the {len(want)} ready {color} pods",
+            )
+        extra, missing = sorted(have - want), sorted(want - have)
+        return Verification(
+            ok=False,
+            converged_ms=elapsed,
+            message=f"after {timeout:.0f}s the EndpointSlices of {self._where()} list {len(extra)} address(es) "
+            f"not of a ready {color} pod {extra[:5]} and miss {len(missing)} {missing[:5]}"
+            if want
+            else f"no {color} pod is Ready, so {self._where()} has no endpoints to converge on",
+        )
+
+    def _slices(self) -> tuple[dict[str, dict[str, Any]], str]:
+        def listed() -> tuple[dict[str, dict[str, Any]], str]:
+            found = self.kube.list(
+                EndpointSlice, namespace=self.app.namespace, labels={SERVICE_NAME_LABEL: self.service_name}
+            )
+            items = {p["metadata"]["name"]: p for p in (to_dict(s) for s in found)}
+            return items, str(found.resourceVersion)
+
+        return call(f"listing EndpointSlices of {self._where()}", listed)
