@@ -68,8 +68,8 @@ def appended(annotations: dict[str, str] | None, new: dict[str, Any]) -> str:
     return json.dumps([new, *parse(annotations)][:KEEP], separators=(",", ":"))
 
 
-def record(kube: Client, app: AppSpec, new: dict[str, Any]) -> None:
-    """Prepend `new` to the live Service's history; guarded by resourceVersion, re-read on conflict."""
+def record(kube: Client, app: AppSpec, new: dict[str, Any], *, active: str, previous: str | None) -> None:
+    """Set the active and previous colour and prepend `new` to the history, in one guarded patch."""
     for _ in range(5):
         service = call(
             f"reading Service {app.namespace}/{app.service}",
@@ -79,7 +79,11 @@ def record(kube: Client, app: AppSpec, new: dict[str, Any]) -> None:
         patch = {
             "metadata": {
                 "resourceVersion": service.metadata.resourceVersion,
-                "annotations": {HISTORY: appended(service.metadata.annotations, new)},
+                "annotations": {
+                    ACTIVE: active,
+                    PREVIOUS: previous,
+                    HISTORY: appended(service.metadata.annotations, new),
+                },
             }
         }
         try:

@@ -120,7 +120,10 @@ class Lock:
                 self.reporter.progress(f"waiting for the lock held by {describe(holder, now)}")
                 last_note = time.monotonic()
             time.sleep(1.0)
-        self._renewer = threading.Thread(target=self._renew, name="bluegreen-lock-renewer", daemon=True)
+        self._stop = threading.Event()
+        self._renewer = threading.Thread(
+            target=self._renew, args=(self._stop,), name="bluegreen-lock-renewer", daemon=True
+        )
         self._renewer.start()
 
     def _spec(self, now: datetime, previous: LeaseSpec | None) -> LeaseSpec:
@@ -153,8 +156,8 @@ class Lock:
         lease.spec = self._spec(now, lease.spec)
         self._lease = call(f"taking {self._what()}", lambda: self.kube.replace(lease), idempotent=False)
 
-    def _renew(self) -> None:
-        while not self._stop.wait(self.duration / 3):
+    def _renew(self, stop: threading.Event) -> None:
+        while not stop.wait(self.duration / 3):
             lease = self._lease
             if lease is None or lease.spec is None:
                 return

@@ -1,0 +1,405 @@
+"""The `bluegreen` command: flags -> one phase of the engine -> text or JSON, and an exit code.
+
+Exit codes:
+  0  done (deployed, switched, nothing to do, rolled back on request)
+  1  refused, failed or rolled back by the watch (lock held, target not ready, gate failed)
+  2  bad usage or configuration (unknown colour, malformed image, app or namespace missing)
+  3  cluster or API error (unreachable, forbidden by RBAC, conflict that did not settle)
+
+`execute(argv)` never prints: the GitHub Action calls it in-process and renders the outcome itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from bluegreen.errors import EXIT_CLUSTER, EXIT_OK, EXIT_REFUSED, EXIT_USAGE, BlueGreenError, UsageError
+from bluegreen.model import AppSpec, Color, NullReporter, Reporter, Result, RunInfo
+
+Runner = Callable[[argparse.Namespace, Reporter], Result]
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    help: str
+    run: Runner
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    mutating: bool
+
+
+COMMANDS: dict[str, Command] = {}
+
+
+def command(
+    name: str, help: str, *, mutating: bool
+) -> Callable[[Callable[[argparse.ArgumentParser], Runner]], None]:
+    """Register a subcommand: the decorated function adds its flags and returns its runner."""
+
+    def register(define: Callable[[argparse.ArgumentParser], Runner]) -> None:
+        holder: dict[str, Runner] = {}
+
+        def add_arguments(parser: argparse.ArgumentParser) -> None:
+            holder["run"] = define(parser)
+
+        def run(args: argparse.Namespace, reporter: Reporter) -> Result:
+            return holder["run"](args, reporter)
+
+        COMMANDS[name] = Command(name, help, run, add_arguments, mutating)
+
+    return register
+
+
+@dataclass(frozen=True)
+class Outcome:
+    exit_code: int
+    result: Result | None = None
+    error: BlueGreenError | None = None
+    output: str = "text"
+
+
+# -- shared flags ---------------------------------------------------------------------------------
+
+
+def duration(text: str) -> float:
+    from bluegreen.config import parse_duration
+
+    try:
+        return parse_duration(text)
+    except (ValueError, BlueGreenError) as error:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration like 30s, 5m or 1h ({error})") from None
+
+
+def colour(text: str) -> Color:
+    try:
+        return Color.parse(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def set_image(text: str) -> tuple[str, str]:
+    name, sep, image = text.partition("=")
+    if not sep or not name or not image:
+        raise argparse.ArgumentTypeError(f"{text!r}: use CONTAINER=IMAGE")
+    return name, image
+
+
+def _common(parser: argparse.ArgumentParser, *, mutating: bool) -> None:
+    group = parser.add_argument_group("app and cluster")
+    group.add_argument(
+        "--app", required=True, help="the app's name: Deployments <app>-blue/<app>-green, Service <app>"
+    )
+    group.add_argument("-n", "--namespace", default=os.environ.get("BLUEGREEN_NAMESPACE", "default"))
+    group.add_argument(
+        "--kubeconfig", default=None, help="kubeconfig file (default $KUBECONFIG, ~/.kube/config)"
+    )
+    group.add_argument("--context", default=None, help="kubeconfig context (default its current one)")
+    group.add_argument(
+        "--router",
+        default="service",
+        help="how traffic is steered: service (default), ingress, gateway, istio, smi, dns",
+    )
+    group.add_argument(
+        "--color-label", default="bluegreen.io/color", help="the pod label that carries the colour"
+    )
+    group.add_argument("--service", default="", help="the live Service (default <app>)")
+    group.add_argument("--preview-service", default="", help="the preview Service (default <app>-preview)")
+    group.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    group.add_argument(
+        "--timeout", type=duration, default=600.0, help="longest wait for a rollout (default 10m)"
+    )
+    if mutating:
+        group.add_argument(
+            "--dry-run",
+            action="store_true",
+            help="send the requests with dryRun=All: validate, print, change nothing",
+        )
+        group.add_argument(
+            "--wait-for-lock",
+            type=duration,
+            default=0.0,
+            metavar="DURATION",
+            help="wait this long for another run's lock (default: fail at once)",
+        )
+        run = parser.add_argument_group("audit trail (defaults from the GitHub Actions environment)")
+        run.add_argument("--run-id", default=os.environ.get("GITHUB_RUN_ID", ""))
+        run.add_argument("--run-url", default=_github_run_url())
+        run.add_argument("--actor", default=os.environ.get("GITHUB_ACTOR") or os.environ.get("USER", ""))
+
+
+def _github_run_url() -> str:
+    server, repo, run = (
+        os.environ.get(k, "") for k in ("GITHUB_SERVER_URL", "GITHUB_REPOSITORY", "GITHUB_RUN_ID")
+    )
+    return f"{server}/{repo}/actions/runs/{run}" if server and repo and run else ""
+
+
+def context(args: argparse.Namespace, reporter: Reporter) -> Any:
+    """The engine's Context for these flags: connects to the cluster (imported here to keep --help fast)."""
+    from bluegreen.kube import connect
+    from bluegreen.phases.context import Context
+
+    app = AppSpec(
+        name=args.app,
+        namespace=args.namespace,
+        color_label=args.color_label,
+        service=args.service,
+        preview_service=args.preview_service,
+    )
+    run = RunInfo(
+        run_id=getattr(args, "run_id", ""),
+        run_url=getattr(args, "run_url", ""),
+        actor=getattr(args, "actor", ""),
+    )
+    return Context(
+        kube=connect(kubeconfig=args.kubeconfig, context=args.context),
+        app=app,
+        run=run,
+        reporter=reporter,
+        dry_run=getattr(args, "dry_run", False),
+        router=args.router,
+        lock_wait=getattr(args, "wait_for_lock", 0.0),
+        timeout=args.timeout,
+    )
+
+
+# -- commands -------------------------------------------------------------------------------------
+
+
+@command(
+    "status",
+    "show the active and previous colour, each colour's images and readiness, the lock",
+    mutating=False,
+)
+def _status(parser: argparse.ArgumentParser) -> Runner:
+    def run(args: argparse.Namespace, reporter: Reporter) -> Result:
+        from bluegreen.phases import status
+
+        return status.run(context(args, reporter))
+
+    return run
+
+
+@command(
+    "init",
+    "adopt an existing Deployment and Service: create <app>-blue, point the Service at it",
+    mutating=True,
+)
+def _init(parser: argparse.ArgumentParser) -> Runner:
+    parser.add_argument("--from", dest="source", default=None, help="the Deployment to adopt (default <app>)")
+
+    def run(args: argparse.Namespace, reporter: Reporter) -> Result:
+        from bluegreen.phases import init
+
+        return init.run(context(args, reporter), source=args.source)
+
+    return run
+
+
+def _image_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--image", default=None, help="the new image, for a pod with one container")
+    parser.add_argument(
+        "--set-image",
+        type=set_image,
+        action="append",
+        default=[],
+        metavar="CONTAINER=IMAGE",
+        help="repeatable",
+    )
+
+
+@command(
+    "deploy", "put new images on the idle colour, scaled like live, and wait for the rollout", mutating=True
+)
+def _deploy(parser: argparse.ArgumentParser) -> Runner:
+    _image_flags(parser)
+
+    def run(args: argparse.Namespace, reporter: Reporter) -> Result:
+        from bluegreen.phases import deploy
+
+        deploy.check_images(args.image, dict(args.set_image))
+        return deploy.run(context(args, reporter), image=args.image, set_images=dict(args.set_image))
+
+    return run
+
+
+@command(
+    "switch", "move all traffic to the other colour (or --to) in one write, verify and time it", mutating=True
+)
+def _switch(parser: argparse.ArgumentParser) -> Runner:
+    parser.add_argument("--to", type=colour, default=None, help="blue or green (default: the idle colour)")
+    parser.add_argument(
+        "--force", action="store_true", help="switch even if the target colour is not fully available"
+    )
+    parser.add_argument("--reason", default="", help="recorded in the history and the Event")
+
+    def run(args: argparse.Namespace, reporter: Reporter) -> Result:
+        from bluegreen.phases import switch
+
+        return switch.run(context(args, reporter), to=args.to, force=args.force, reason=args.reason)
+
+    return run
+
+
+@command("rollback", "move traffic back to the previous colour; the other keeps running", mutating=True)
+def _rollback(parser: argparse.ArgumentParser) -> Runner:
+    parser.add_argument("--reason", default="", help="why: recorded in the history and the Event")
+    parser.add_argument(
+        "--to",
+        type=colour,
+        default=None,
+        help="the colour to go back to (default: the recorded previous one)",
+    )
+
+    def run(args: argparse.Namespace, reporter: Reporter) -> Result:
+        from bluegreen.phases import rollback
+
+        return rollback.run(context(args, reporter), reason=args.reason, to=args.to)
+
+    return run
+
+
+@command(
+    "retire", "scale the idle colour to zero once --after has passed since the last switch", mutating=True
+)
+def _retire(parser: argparse.ArgumentParser) -> Runner:
+    parser.add_argument(
+        "--after",
+        type=duration,
+        default=0.0,
+        metavar="DURATION",
+        help="safety window after the last switch (default 0)",
+    )
+
+    def run(args: argparse.Namespace, reporter: Reporter) -> Result:
+        from bluegreen.phases import retire
+
+        return retire.run(context(args, reporter), after=args.after)
+
+    return run
+
+
+@command("release", "deploy the new images to the idle colour, then switch to it", mutating=True)
+def _release(parser: argparse.ArgumentParser) -> Runner:
+    _image_flags(parser)
+
+    def run(args: argparse.Namespace, reporter: Reporter) -> Result:
+        from bluegreen.phases import deploy, release
+
+        deploy.check_images(args.image, dict(args.set_image))
+        return release.run(context(args, reporter), image=args.image, set_images=dict(args.set_image))
+
+    return run
+
+
+# -- running --------------------------------------------------------------------------------------
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # argparse would print and exit; we report it as one UsageError
+        raise UsageError(message, remedy=f"See `{self.prog} --help`.")
+
+
+def parser() -> argparse.ArgumentParser:
+    top = _Parser(
+        prog="bluegreen",
+        description="Blue-green deployments for Kubernetes.",
+        epilog=__doc__.split("\n\n")[1] if __doc__ else None,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    from bluegreen import __version__
+
+    top.add_argument("--version", action="version", version=f"bluegreen {__version__}")
+    subs = top.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+    for cmd in COMMANDS.values():
+        sub = subs.add_parser(cmd.name, help=cmd.help, description=cmd.help)
+        _common(sub, mutating=cmd.mutating)
+        cmd.add_arguments(sub)
+    return top
+
+
+def exit_code_for(result: Result) -> int:
+    if result.result in ("failed", "refused", "inconclusive", "error"):
+        return EXIT_REFUSED
+    if result.result == "rolled-back" and result.phase != "rollback":
+        return EXIT_REFUSED  # a release or watch that rolled back did not ship
+    return EXIT_OK
+
+
+def execute(argv: Sequence[str], *, reporter: Reporter | None = None) -> Outcome:
+    """Parse and run one command; every failure comes back as an Outcome, never as an exception."""
+    pairs = set(itertools.pairwise(argv))
+    output = "json" if {("-o", "json"), ("--output", "json")} & pairs or "--output=json" in argv else "text"
+    try:
+        args = parser().parse_args(list(argv))
+        output = args.output
+        result = COMMANDS[args.command].run(args, reporter or NullReporter())
+    except BlueGreenError as error:
+        return Outcome(error.exit_code, error=error, output=output)
+    except SystemExit as done:  # --help and --version print and leave
+        return Outcome(int(done.code or 0), output=output)
+    except KeyboardInterrupt:
+        return Outcome(
+            EXIT_CLUSTER,
+            error=BlueGreenError("interrupted", remedy="Run `bluegreen status` to see where it stopped."),
+            output=output,
+        )
+    return Outcome(exit_code_for(result), result=result, output=output)
+
+
+class _StderrReporter:
+    def progress(self, message: str) -> None:
+        print(f"  … {message}", file=sys.stderr, flush=True)
+
+    def warning(self, message: str) -> None:
+        print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    from bluegreen import report
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help") or "--help" in argv or "-h" in argv or "--version" in argv:
+        parser().parse_args(argv or ["--help"])  # prints and exits 0
+    outcome = execute(argv, reporter=_StderrReporter())
+    if outcome.output == "json":
+        payload: dict[str, Any] = {"exit_code": outcome.exit_code}
+        if outcome.result is not None:
+            payload["result"] = outcome.result.to_dict()
+        if outcome.error is not None:
+            payload["error"] = {
+                "title": outcome.error.title,
+                "message": outcome.error.message,
+                "remedy": outcome.error.remedy,
+            }
+        print(json.dumps(payload, indent=2))
+    elif outcome.result is not None:
+        print(report.text(outcome.result))
+    if outcome.error is not None and outcome.output != "json":
+        print(f"error: {outcome.error.message}", file=sys.stderr)
+        if outcome.error.remedy:
+            print(f"  what to do: {outcome.error.remedy}", file=sys.stderr)
+    sys.exit(outcome.exit_code)
+
+
+if __name__ == "__main__":
+    main()
+
+__all__ = [
+    "COMMANDS",
+    "EXIT_CLUSTER",
+    "EXIT_OK",
+    "EXIT_REFUSED",
+    "EXIT_USAGE",
+    "Outcome",
+    "command",
+    "execute",
+    "main",
+]

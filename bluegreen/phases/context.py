@@ -1,0 +1,142 @@
+"""What every phase needs: the cluster, the app, who runs it, where progress goes; and shared reads."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from lightkube import Client
+from lightkube.resources.apps_v1 import Deployment
+from lightkube.resources.core_v1 import Namespace, Pod, Service
+
+from bluegreen import history
+from bluegreen.errors import NotFoundError, WaitTimeoutError
+from bluegreen.kube import call, found, to_dict
+from bluegreen.lock import Lock
+from bluegreen.model import AppSpec, Color, NullReporter, Reporter, RunInfo
+from bluegreen.rollout import pod_problems, rollout_status
+
+PROGRESS_EVERY = 3.0  # seconds between progress lines while waiting
+
+
+@dataclass(kw_only=True)
+class Context:
+    kube: Client
+    app: AppSpec
+    run: RunInfo = field(default_factory=RunInfo)
+    reporter: Reporter = field(default_factory=NullReporter)
+    dry_run: bool = False
+    router: str = "service"
+    lock_wait: float = 0.0
+    timeout: float = 600.0
+
+    _lock: Lock | None = field(default=None, init=False, repr=False)
+
+    def lock(self) -> Lock:
+        """The app's lock for this run: one per context and re-entrant, so phases compose (release)."""
+        if self._lock is None:
+            self._lock = Lock(self.kube, self.app, self.run, wait=self.lock_wait, reporter=self.reporter)
+        return self._lock
+
+    # -- reads ------------------------------------------------------------------------------------
+
+    def require_namespace(self) -> None:
+        ns = self.app.namespace
+        if found(f"reading Namespace {ns}", lambda: self.kube.get(Namespace, ns)) is None:
+            raise NotFoundError(
+                f"namespace {ns} does not exist", remedy="Pass -n/--namespace with the app's namespace."
+            )
+
+    def service(self) -> dict[str, Any]:
+        app = self.app
+        svc = found(
+            f"reading Service {app.namespace}/{app.service}",
+            lambda: self.kube.get(Service, app.service, namespace=app.namespace),
+        )
+        if svc is None:
+            self.require_namespace()
+            raise NotFoundError(
+                f"app {app.name}: Service {app.namespace}/{app.service} does not exist",
+                remedy="Check --app and --namespace; bluegreen needs the app's live Service.",
+            )
+        return to_dict(svc)
+
+    def deployment(self, color: Color) -> dict[str, Any] | None:
+        name, ns = self.app.deployment(color), self.app.namespace
+        dep = found(f"reading Deployment {ns}/{name}", lambda: self.kube.get(Deployment, name, namespace=ns))
+        return to_dict(dep) if dep else None
+
+    def pods(self, color: Color, selector: dict[str, str]) -> list[dict[str, Any]]:
+        labels: dict[str, Any] = {**selector, self.app.color_label: str(color)}
+        return call(
+            f"listing the {color} pods",
+            lambda: [to_dict(p) for p in self.kube.list(Pod, namespace=self.app.namespace, labels=labels)],
+        )
+
+    def history_annotations(self) -> dict[str, str]:
+        return dict((self.service().get("metadata") or {}).get("annotations") or {})
+
+    # -- waits ------------------------------------------------------------------------------------
+
+    def wait_rollout(self, color: Color, *, timeout: float) -> dict[str, Any]:
+        """Wait until `color`'s Deployment is rolled out; WaitTimeoutError with one line per pod reason."""
+        deadline = time.monotonic() + timeout
+        last_note = 0.0
+        name = self.app.deployment(color)
+        while True:
+            dep = self.deployment(color)
+            if dep is None:
+                raise NotFoundError(f"Deployment {self.app.namespace}/{name} disappeared during the rollout")
+            state = rollout_status(dep)
+            if state.done:
+                return dep
+            if time.monotonic() - last_note >= PROGRESS_EVERY:
+                self.reporter.progress(f"{color} {state.ready}/{state.desired} ready")
+                last_note = time.monotonic()
+            if state.failed or time.monotonic() >= deadline:
+                selector = ((dep.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+                problems = pod_problems(self.pods(color, selector))
+                why = "; ".join(problems) or state.message
+                verdict = "failed" if state.failed else f"timed out after {timeout:.0f}s"
+                raise WaitTimeoutError(
+                    f"rollout of {name} {verdict}: {why}",
+                    remedy=f"Inspect with `kubectl -n {self.app.namespace} describe deployment {name}`; "
+                    "the live colour was not touched.",
+                )
+            time.sleep(0.2)
+
+
+def record_switch(
+    ctx: Context,
+    *,
+    action: str,
+    from_color: Color | None,
+    to_color: Color,
+    images: dict[str, list[str]],
+    reason: str,
+    timings: dict[str, float | None],
+) -> None:
+    """The audit trail of a switch: annotations with the new state and history, and an Event."""
+    entry = history.entry(
+        from_color=str(from_color) if from_color else None,
+        to_color=str(to_color),
+        images=images,
+        run=ctx.run,
+        reason=reason,
+        action=action,
+        timings=timings,
+    )
+    history.record(
+        ctx.kube, ctx.app, entry, active=str(to_color), previous=str(from_color) if from_color else None
+    )
+    by = f" ({ctx.run.holder})" if ctx.run.run_id or ctx.run.actor else ""
+    why = f": {reason}" if reason else ""
+    history.event(
+        ctx.kube,
+        ctx.app,
+        reason="RolledBack" if action == "rollback" else "Switched",
+        note=f"{'Rolled back' if action == 'rollback' else 'Switched'} Service {ctx.app.service} from "
+        f"{from_color or 'none'} to {to_color}{by}{why}",
+        warning=action == "rollback",
+    )

@@ -1,0 +1,61 @@
+"""rollback: traffic back to the previous colour; the colour rolled back from keeps running.
+
+The previous colour comes from the live Service's annotations, so rollback needs only cluster access.
+If it was retired (scaled to zero), it is scaled back up and waited for before traffic moves.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lightkube.resources.apps_v1 import Deployment
+from lightkube.types import PatchType
+
+from bluegreen import history, routers
+from bluegreen.errors import NotFoundError, RefusedError
+from bluegreen.kube import call
+from bluegreen.model import Color, Result
+from bluegreen.phases import switch
+from bluegreen.phases.context import Context
+
+
+def run(ctx: Context, *, reason: str = "", to: Color | None = None) -> Result:
+    ctx.service()  # a missing namespace or app fails here, with its own message
+    state = routers.make(ctx.router, ctx.app, ctx.kube).read()
+    recorded = ctx.history_annotations().get(history.PREVIOUS)
+    target = to or (Color.parse(recorded) if recorded in ("blue", "green") else None)
+    if target is None:
+        target = state.active.other if state.active else None
+    if target is None:
+        raise RefusedError("no previous colour is recorded", remedy="Name one with --to blue|green.")
+    if state.active is target:
+        raise RefusedError(
+            f"traffic already goes to {target}: there is nothing to roll back to",
+            remedy="Run `bluegreen status`; to move traffic, use `bluegreen switch --to COLOUR`.",
+        )
+    dep = ctx.deployment(target)
+    if dep is None:
+        raise NotFoundError(
+            f"Deployment {ctx.app.namespace}/{ctx.app.deployment(target)} does not exist: nothing to roll back to"
+        )
+    with ctx.lock():
+        if dep["spec"].get("replicas", 1) == 0 and not ctx.dry_run:
+            live = ctx.deployment(state.active) if state.active else None
+            replicas = (live or {}).get("spec", {}).get("replicas", 1) or 1
+            ctx.reporter.progress(f"{target} was retired: scaling it to {replicas} replicas first")
+            patch: dict[str, Any] = {"spec": {"replicas": replicas}}
+            name = ctx.app.deployment(target)
+            call(
+                f"scaling Deployment {ctx.app.namespace}/{name} to {replicas}",
+                lambda: ctx.kube.patch(
+                    Deployment, name, patch, namespace=ctx.app.namespace, patch_type=PatchType.MERGE
+                ),
+                idempotent=False,
+            )
+            ctx.wait_rollout(target, timeout=ctx.timeout)
+        result = switch.run(ctx, to=target, reason=reason or "rollback", action="rollback")
+    if result.result == "rolled-back":
+        result.messages.append(
+            f"{target.other} keeps running for the post-mortem; `bluegreen retire` scales it down"
+        )
+    return result

@@ -1,0 +1,69 @@
+"""A Result as text for people at a terminal (JSON is Result.to_dict; Markdown is the Action's)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bluegreen.model import Result
+
+BANNERS = {
+    "deployed": "deployed",
+    "switched": "switched",
+    "rolled-back": "rolled back",
+    "noop": "nothing to do",
+    "planned": "dry run: planned",
+    "adopted": "adopted",
+    "retired": "retired",
+    "failed": "FAILED",
+    "refused": "refused",
+}
+
+
+def text(result: Result) -> str:
+    if result.phase == "status":
+        return _status(result)
+    lines = [f"{result.app} ({result.namespace}): {result.phase} {BANNERS.get(result.result, result.result)}"]
+    if result.active_color:
+        previous = (
+            f" (was {result.previous_color})"
+            if result.previous_color and result.previous_color != result.active_color
+            else ""
+        )
+        lines.append(f"  live colour: {result.active_color}{previous}")
+    if result.api_ms is not None:
+        lines.append(f"  switch write: {result.api_ms:.0f} ms")
+    if result.converged_ms is not None:
+        lines.append(f"  write to verified: {result.converged_ms:.0f} ms")
+    for color, images in sorted(result.images.items()):
+        lines.append(f"  {color}: {', '.join(images) or '-'}")
+    if result.changes:
+        lines.append("  changes:" if not result.dry_run else "  would change:")
+        lines += [f"    - {change}" for change in result.changes]
+    lines += [f"  {message}" for message in result.messages]
+    return "\n".join(lines)
+
+
+def _status(result: Result) -> str:
+    details: dict[str, Any] = result.details
+    lines = [
+        f"{result.app} ({result.namespace})",
+        f"  live:     {result.active_color or '-'}  ({details.get('router', '')})",
+        f"  previous: {result.previous_color or '-'}",
+    ]
+    for color, info in sorted((details.get("colors") or {}).items()):
+        if not info.get("deployment"):
+            lines.append(f"  {color:6}    no Deployment")
+            continue
+        state = "rolled out" if info.get("rolled_out") else "rolling out"
+        lines.append(
+            f"  {color:6}    {info['ready']}/{info['replicas']} ready, {state}: {', '.join(info['images'])}"
+        )
+    last = details.get("last_switch")
+    if last:
+        timing = last.get("timings_ms", {}).get("converged_ms")
+        took = f" in {timing:.0f} ms" if timing is not None else ""
+        lines.append(
+            f"  last switch: {last.get('from')} -> {last.get('to')} at {last.get('time')}{took} ({last.get('reason') or last.get('action')})"
+        )
+    lines.append(f"  lock: {details.get('lock_holder') or 'free'}")
+    return "\n".join(lines)
