@@ -43,6 +43,10 @@ class LockHeldError(RefusedError):
     title = "Another run holds the lock"
 
 
+class RolloutError(RefusedError):
+    title = "Rollout failed"
+
+
 # Exit 2: fix the command line, the configuration or the objects it names.
 class UsageError(BlueGreenError):
     exit_code = EXIT_USAGE

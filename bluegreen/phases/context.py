@@ -11,7 +11,7 @@ from lightkube.resources.apps_v1 import Deployment
 from lightkube.resources.core_v1 import Namespace, Pod, Service
 
 from bluegreen import history
-from bluegreen.errors import NotFoundError, WaitTimeoutError
+from bluegreen.errors import ForbiddenError, NotFoundError, RolloutError
 from bluegreen.kube import call, found, to_dict
 from bluegreen.lock import Lock
 from bluegreen.model import AppSpec, Color, NullReporter, Reporter, RunInfo
@@ -43,7 +43,11 @@ class Context:
 
     def require_namespace(self) -> None:
         ns = self.app.namespace
-        if found(f"reading Namespace {ns}", lambda: self.kube.get(Namespace, ns)) is None:
+        try:
+            exists = found(f"reading Namespace {ns}", lambda: self.kube.get(Namespace, ns)) is not None
+        except ForbiddenError:
+            return  # least-privilege RBAC cannot read Namespaces: the caller's message covers both
+        if not exists:
             raise NotFoundError(
                 f"namespace {ns} does not exist", remedy="Pass -n/--namespace with the app's namespace."
             )
@@ -58,7 +62,7 @@ class Context:
             self.require_namespace()
             raise NotFoundError(
                 f"app {app.name}: Service {app.namespace}/{app.service} does not exist",
-                remedy="Check --app and --namespace; bluegreen needs the app's live Service.",
+                remedy="Check --app and --namespace (the namespace too); bluegreen needs the app's live Service.",
             )
         return to_dict(svc)
 
@@ -99,7 +103,7 @@ class Context:
                 problems = pod_problems(self.pods(color, selector))
                 why = "; ".join(problems) or state.message
                 verdict = "failed" if state.failed else f"timed out after {timeout:.0f}s"
-                raise WaitTimeoutError(
+                raise RolloutError(
                     f"rollout of {name} {verdict}: {why}",
                     remedy=f"Inspect with `kubectl -n {self.app.namespace} describe deployment {name}`; "
                     "the live colour was not touched.",

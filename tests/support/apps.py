@@ -26,6 +26,9 @@ from lightkube.resources.discovery_v1 import EndpointSlice
 NAME_LABEL = "app.kubernetes.io/name"
 COLOR_LABEL = "bluegreen.io/color"
 FAULT_LABEL = "bluegreen.test/fault"  # crashloop | unready: see hack/kwok-stages.yaml
+# Images whose pods kwok fails the same way: a bad release, when the template is copied from live.
+CRASHLOOP_IMAGE = "fault.local/crashloop:1"
+UNREADY_IMAGE = "fault.local/unready:1"
 
 
 def deployment(
