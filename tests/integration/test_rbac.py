@@ -1,0 +1,76 @@
+"""The engine runs under deploy/rbac.yaml's least-privilege Role, and says plainly what a lesser one lacks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from lightkube import Client, codecs
+from lightkube.resources.rbac_authorization_v1 import Role
+
+from bluegreen.cli import execute
+from hack.localcluster import LocalCluster
+from tests.integration.test_engine import versions
+from tests.support.apps import create_app, service_account_kubeconfig
+
+RBAC = Path(__file__).resolve().parents[2] / "deploy" / "rbac.yaml"
+pytestmark = pytest.mark.cluster
+
+
+def install_rbac(kube: Client, namespace: str) -> None:
+    for obj in codecs.load_all_yaml(RBAC.read_text().replace("NAMESPACE", namespace)):
+        kube.create(obj)
+
+
+def test_the_shipped_role_is_namespaced_only() -> None:
+    kinds = {doc["kind"] for doc in yaml.safe_load_all(RBAC.read_text())}
+    assert kinds == {"ServiceAccount", "Role", "RoleBinding"}
+
+
+def test_a_whole_release_and_rollback_run_under_the_shipped_role(
+    kube: Client, cluster: LocalCluster, namespace: str, tmp_path: Path
+) -> None:
+    create_app(kube, namespace, "shop", replicas=2)
+    install_rbac(kube, namespace)
+    config = service_account_kubeconfig(
+        kube, cluster.kubeconfig, namespace, "bluegreen", tmp_path / "sa.kubeconfig"
+    )
+
+    def bg(*args: str) -> int:
+        outcome = execute([*args, "--app", "shop", "-n", namespace, "--kubeconfig", str(config)])
+        assert outcome.error is None, outcome.error
+        return outcome.exit_code
+
+    assert bg("release", "--image", "registry.local/shop:2.0") == 0
+    assert bg("status") == 0
+    assert bg("rollback", "--reason", "drill") == 0
+    assert bg("retire") == 0
+
+
+def test_a_role_without_patch_on_services_is_refused_with_the_missing_verb_and_nothing_changes(
+    kube: Client, cluster: LocalCluster, namespace: str, tmp_path: Path
+) -> None:
+    create_app(kube, namespace, "shop", replicas=1)
+    install_rbac(kube, namespace)
+    role = kube.get(Role, "bluegreen", namespace=namespace)
+    assert role.rules is not None
+    for rule in role.rules:
+        if rule.resources == ["services"]:
+            rule.verbs = ["get", "create"]
+    kube.replace(role)
+    config = service_account_kubeconfig(
+        kube, cluster.kubeconfig, namespace, "bluegreen", tmp_path / "sa.kubeconfig"
+    )
+    state = versions(kube, namespace)
+    outcome = execute(["switch", "--app", "shop", "-n", namespace, "--kubeconfig", str(config)])
+
+    assert outcome.exit_code == 3
+    assert outcome.error is not None
+    assert 'cannot patch resource "services"' in outcome.error.message
+    assert "deploy/rbac.yaml" in outcome.error.remedy
+    after = versions(kube, namespace)
+    # The lock was taken and released (the Lease is ours to write); nothing else moved.
+    assert {k: v for k, v in after.items() if not k.startswith("Lease")} == {
+        k: v for k, v in state.items() if not k.startswith("Lease")
+    }
