@@ -9,8 +9,10 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 from lightkube import ApiError, Client
@@ -38,10 +40,11 @@ from tests.support.apps import (
 )
 
 pytestmark = pytest.mark.cluster
+Bg = Callable[..., Outcome]  # bg(*args): run `bluegreen ARGS --app shop -n NS --kubeconfig ...`
 
 
 @pytest.fixture
-def bg(cluster: LocalCluster, namespace: str) -> object:
+def bg(cluster: LocalCluster, namespace: str) -> Bg:
     def run(*args: str, kubeconfig: Path | None = None) -> Outcome:
         return execute(
             [*args, "--app", "shop", "-n", namespace, "--kubeconfig", str(kubeconfig or cluster.kubeconfig)]
@@ -60,17 +63,25 @@ def versions(kube: Client, namespace: str) -> dict[str, str | None]:
     ):
         for name in names:
             try:
-                obj = kube.get(kind, name, namespace=namespace)
-                found[f"{kind.__name__}/{name}"] = obj.metadata.resourceVersion if obj.metadata else None
+                obj: dict[str, Any] = kube.get(kind, name, namespace=namespace).to_dict()  # type: ignore[attr-defined]
+                found[f"{kind.__name__}/{name}"] = obj["metadata"]["resourceVersion"]
             except ApiError:
                 found[f"{kind.__name__}/{name}"] = None
     return found
 
 
 def selector_color(kube: Client, namespace: str, name: str = "shop") -> str:
-    svc = kube.get(Service, name, namespace=namespace)
-    assert svc.spec and svc.spec.selector
-    return svc.spec.selector["bluegreen.io/color"]
+    svc = kube.get(Service, name, namespace=namespace).to_dict()
+    return str(svc["spec"]["selector"]["bluegreen.io/color"])
+
+
+def service_annotations(kube: Client, namespace: str) -> dict[str, str]:
+    return dict(kube.get(Service, "shop", namespace=namespace).to_dict()["metadata"].get("annotations") or {})
+
+
+def deployment_dict(kube: Client, namespace: str, name: str) -> dict[str, Any]:
+    found: dict[str, Any] = kube.get(Deployment, name, namespace=namespace).to_dict()
+    return found
 
 
 def green_pods(kube: Client, namespace: str) -> set[str]:
@@ -81,10 +92,10 @@ def green_pods(kube: Client, namespace: str) -> set[str]:
 
 
 def test_release_deploys_to_idle_then_switches_and_endpoints_list_exactly_the_new_pods(
-    bg, kube: Client, namespace: str
+    bg: Bg, kube: Client, namespace: str
 ) -> None:
     create_app(kube, namespace, "shop", replicas=3, image="registry.local/shop:1.0")
-    blue_version = kube.get(Deployment, "shop-blue", namespace=namespace).metadata.resourceVersion  # type: ignore[union-attr]
+    blue_version = deployment_dict(kube, namespace, "shop-blue")["metadata"]["resourceVersion"]
 
     outcome = bg("release", "--image", "registry.local/shop:2.0")
 
@@ -103,15 +114,14 @@ def test_release_deploys_to_idle_then_switches_and_endpoints_list_exactly_the_ne
     assert kube.get(Deployment, "shop-blue", namespace=namespace).metadata.resourceVersion == blue_version  # type: ignore[union-attr]
 
 
-def test_switch_records_history_annotations_and_an_event(bg, kube: Client, namespace: str) -> None:
+def test_switch_records_history_annotations_and_an_event(bg: Bg, kube: Client, namespace: str) -> None:
     create_app(kube, namespace, "shop")
     assert bg("switch", "--reason", "release 2.0").exit_code == 0
 
-    svc = kube.get(Service, "shop", namespace=namespace)
-    annotations = svc.metadata.annotations or {}  # type: ignore[union-attr]
-    assert annotations["bluegreen.io/active-color"] == "green"
-    assert annotations["bluegreen.io/previous-color"] == "blue"
-    (entry,) = json.loads(annotations["bluegreen.io/history"])
+    found = service_annotations(kube, namespace)
+    assert found["bluegreen.io/active-color"] == "green"
+    assert found["bluegreen.io/previous-color"] == "blue"
+    (entry,) = json.loads(found["bluegreen.io/history"])
     assert (entry["from"], entry["to"], entry["reason"]) == ("blue", "green", "release 2.0")
     assert entry["timings_ms"]["converged_ms"] >= entry["timings_ms"]["api_ms"] > 0
     # Read through core/v1: lightkube cannot decode events.k8s.io lists holding controllers' events.
@@ -119,18 +129,16 @@ def test_switch_records_history_annotations_and_an_event(bg, kube: Client, names
     assert any("from blue to green" in (n or "") for n in notes)
 
 
-def test_history_keeps_the_newest_twenty(bg, kube: Client, namespace: str) -> None:
+def test_history_keeps_the_newest_twenty(bg: Bg, kube: Client, namespace: str) -> None:
     create_app(kube, namespace, "shop", replicas=1)
     for _ in range(21):
         assert bg("switch").exit_code == 0
-    history = json.loads(
-        (kube.get(Service, "shop", namespace=namespace).metadata.annotations or {})["bluegreen.io/history"]
-    )  # type: ignore[union-attr]
+    history = json.loads(service_annotations(kube, namespace)["bluegreen.io/history"])
     assert len(history) == 20
     assert history[0]["to"] == "green"  # 21 flips from blue end on green
 
 
-def test_switch_when_already_there_changes_nothing(bg, kube: Client, namespace: str) -> None:
+def test_switch_when_already_there_changes_nothing(bg: Bg, kube: Client, namespace: str) -> None:
     create_app(kube, namespace, "shop")
     before = versions(kube, namespace)
     outcome = bg("switch", "--to", "blue")
@@ -139,7 +147,9 @@ def test_switch_when_already_there_changes_nothing(bg, kube: Client, namespace: 
     assert versions(kube, namespace) == before
 
 
-def test_dry_run_is_validated_by_the_apiserver_and_changes_nothing(bg, kube: Client, namespace: str) -> None:
+def test_dry_run_is_validated_by_the_apiserver_and_changes_nothing(
+    bg: Bg, kube: Client, namespace: str
+) -> None:
     create_app(kube, namespace, "shop")
     before = versions(kube, namespace)
     for args in (("switch", "--dry-run"), ("deploy", "--image", "registry.local/shop:3.0", "--dry-run")):
@@ -151,7 +161,7 @@ def test_dry_run_is_validated_by_the_apiserver_and_changes_nothing(bg, kube: Cli
 
 
 def test_rollback_returns_traffic_and_keeps_the_other_colour_running(
-    bg, kube: Client, namespace: str
+    bg: Bg, kube: Client, namespace: str
 ) -> None:
     create_app(kube, namespace, "shop", replicas=2)
     assert bg("release", "--image", "registry.local/shop:2.0").exit_code == 0
@@ -161,20 +171,18 @@ def test_rollback_returns_traffic_and_keeps_the_other_colour_running(
     assert outcome.exit_code == 0, outcome.error
     assert outcome.result is not None and outcome.result.result == "rolled-back"
     assert selector_color(kube, namespace) == "blue"
-    assert kube.get(Deployment, "shop-green", namespace=namespace).spec.replicas == 2  # type: ignore[union-attr]
-    entry = json.loads(
-        (kube.get(Service, "shop", namespace=namespace).metadata.annotations or {})["bluegreen.io/history"]
-    )[0]  # type: ignore[union-attr]
+    assert deployment_dict(kube, namespace, "shop-green")["spec"]["replicas"] == 2
+    entry = json.loads(service_annotations(kube, namespace)["bluegreen.io/history"])[0]
     assert (entry["action"], entry["reason"]) == ("rollback", "error rate up")
 
 
 def test_retire_scales_the_idle_colour_down_and_rollback_brings_it_back(
-    bg, kube: Client, namespace: str
+    bg: Bg, kube: Client, namespace: str
 ) -> None:
     create_app(kube, namespace, "shop", replicas=2)
     assert bg("switch").exit_code == 0
     assert bg("retire", "--after", "0s").exit_code == 0
-    assert kube.get(Deployment, "shop-blue", namespace=namespace).spec.replicas == 0  # type: ignore[union-attr]
+    assert deployment_dict(kube, namespace, "shop-blue")["spec"]["replicas"] == 0
 
     outcome = bg("rollback")
 
@@ -183,16 +191,19 @@ def test_retire_scales_the_idle_colour_down_and_rollback_brings_it_back(
     assert len(endpoint_ips(kube, namespace, "shop")) == 2
 
 
-def test_init_adopts_an_app_with_ready_endpoints_at_every_moment(bg, kube: Client, namespace: str) -> None:
-    plain = deployment("shop", "blue", replicas=2)
-    plain.metadata.name = "shop"  # type: ignore[union-attr]
+def test_init_adopts_an_app_with_ready_endpoints_at_every_moment(
+    bg: Bg, kube: Client, namespace: str
+) -> None:
+    # The app as it was before bluegreen: Deployment `shop`, its pods and Service without a colour.
+    plain = deployment("shop", "blue", replicas=2).to_dict()
+    plain["metadata"]["name"] = "shop"
     for labels in (
-        plain.metadata.labels,
-        plain.spec.selector.matchLabels,
-        plain.spec.template.metadata.labels,
-    ):  # type: ignore[union-attr]
-        labels.pop("bluegreen.io/color", None)  # type: ignore[union-attr]
-    kube.create(plain, namespace=namespace)
+        plain["metadata"]["labels"],
+        plain["spec"]["selector"]["matchLabels"],
+        plain["spec"]["template"]["metadata"]["labels"],
+    ):
+        labels.pop("bluegreen.io/color", None)
+    kube.create(cast(Deployment, Deployment.from_dict(plain)), namespace=namespace)
     kube.create(service("shop", "shop", None), namespace=namespace)
     wait_available(kube, namespace, "shop")
     while not endpoint_ips(kube, namespace, "shop"):
@@ -228,7 +239,7 @@ def test_init_adopts_an_app_with_ready_endpoints_at_every_moment(bg, kube: Clien
 
 
 def test_deploy_of_a_crashing_release_fails_with_the_pod_reason_and_leaves_live_alone(
-    bg, kube: Client, namespace: str
+    bg: Bg, kube: Client, namespace: str
 ) -> None:
     create_app(kube, namespace, "shop", replicas=2)
     live = versions(kube, namespace)
@@ -246,7 +257,7 @@ def test_deploy_of_a_crashing_release_fails_with_the_pod_reason_and_leaves_live_
     assert selector_color(kube, namespace) == "blue"
 
 
-def test_switch_refuses_a_colour_that_is_not_ready(bg, kube: Client, namespace: str) -> None:
+def test_switch_refuses_a_colour_that_is_not_ready(bg: Bg, kube: Client, namespace: str) -> None:
     create_app(kube, namespace, "shop", idle_image=UNREADY_IMAGE, wait=False)
     wait_available(kube, namespace, "shop-blue")
     time.sleep(1)
@@ -270,7 +281,7 @@ def test_switch_refuses_a_colour_that_is_not_ready(bg, kube: Client, namespace: 
     ],
 )
 def test_bad_arguments_are_usage_errors_and_change_nothing(
-    bg, kube: Client, namespace: str, args: tuple[str, ...], says: str
+    bg: Bg, kube: Client, namespace: str, args: tuple[str, ...], says: str
 ) -> None:
     create_app(kube, namespace, "shop", replicas=1)
     before = versions(kube, namespace)
@@ -281,7 +292,7 @@ def test_bad_arguments_are_usage_errors_and_change_nothing(
 
 
 def test_missing_app_namespace_and_colour_each_say_what_to_do(
-    bg, kube: Client, cluster: LocalCluster, namespace: str
+    bg: Bg, kube: Client, cluster: LocalCluster, namespace: str
 ) -> None:
     missing_ns = execute(
         ["status", "--app", "shop", "-n", f"{namespace}-nope", "--kubeconfig", str(cluster.kubeconfig)]
@@ -308,7 +319,7 @@ def test_missing_app_namespace_and_colour_each_say_what_to_do(
     assert versions(kube, namespace) == before
 
 
-def test_a_service_without_the_colour_label_points_to_init(bg, kube: Client, namespace: str) -> None:
+def test_a_service_without_the_colour_label_points_to_init(bg: Bg, kube: Client, namespace: str) -> None:
     create_app(kube, namespace, "shop", replicas=1)
     kube.patch(
         Service,
@@ -324,7 +335,7 @@ def test_a_service_without_the_colour_label_points_to_init(bg, kube: Client, nam
     assert versions(kube, namespace) == before
 
 
-def test_a_held_lock_names_its_holder_and_blocks_the_switch(bg, kube: Client, namespace: str) -> None:
+def test_a_held_lock_names_its_holder_and_blocks_the_switch(bg: Bg, kube: Client, namespace: str) -> None:
     create_app(kube, namespace, "shop", replicas=1)
     now = datetime.now(UTC)
     kube.create(
@@ -350,7 +361,7 @@ def test_a_held_lock_names_its_holder_and_blocks_the_switch(bg, kube: Client, na
     assert versions(kube, namespace) == before
 
 
-def test_wait_for_lock_proceeds_once_the_holder_releases(bg, kube: Client, namespace: str) -> None:
+def test_wait_for_lock_proceeds_once_the_holder_releases(bg: Bg, kube: Client, namespace: str) -> None:
     create_app(kube, namespace, "shop", replicas=1)
     now = datetime.now(UTC)
     kube.create(
@@ -379,7 +390,7 @@ def test_wait_for_lock_proceeds_once_the_holder_releases(bg, kube: Client, names
     assert selector_color(kube, namespace) == "green"
 
 
-def test_an_expired_lock_is_taken_over(bg, kube: Client, namespace: str) -> None:
+def test_an_expired_lock_is_taken_over(bg: Bg, kube: Client, namespace: str) -> None:
     create_app(kube, namespace, "shop", replicas=1)
     long_ago = datetime.now(UTC) - timedelta(minutes=10)
     kube.create(
@@ -432,7 +443,7 @@ def test_an_unreachable_apiserver_is_reported_after_bounded_retries(
     assert time.monotonic() - started < 30  # bounded: it gives up rather than hanging
 
 
-def test_status_shows_colours_images_and_the_last_switch(bg, kube: Client, namespace: str) -> None:
+def test_status_shows_colours_images_and_the_last_switch(bg: Bg, kube: Client, namespace: str) -> None:
     create_app(kube, namespace, "shop", replicas=2)
     assert bg("release", "--image", "registry.local/shop:2.0").exit_code == 0
     outcome = bg("status")
