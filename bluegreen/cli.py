@@ -286,15 +286,93 @@ def _retire(parser: argparse.ArgumentParser) -> Runner:
     return run
 
 
-@command("release", "deploy the new images to the idle colour, then switch to it", mutating=True)
+def _config_flags(parser: argparse.ArgumentParser, *, gate: bool, watch: bool) -> None:
+    group = parser.add_argument_group("checks (bluegreen.yaml, flags on top)")
+    group.add_argument(
+        "--config", default=None, help="path of bluegreen.yaml (default ./bluegreen.yaml if present)"
+    )
+    if gate:
+        group.add_argument(
+            "--min-healthy",
+            default=None,
+            metavar="DURATION",
+            help="healthy this long before a switch (default 5m)",
+        )
+        group.add_argument(
+            "--p95-tolerance", default=None, help="idle p95 within this of live's (default 20%%)"
+        )
+        group.add_argument(
+            "--max-error-rate", default=None, help="idle error rate under this (default 0.5%%)"
+        )
+    if watch:
+        group.add_argument(
+            "--duration",
+            default=None,
+            metavar="DURATION",
+            help="how long to watch after the switch (default 10m)",
+        )
+        group.add_argument("--no-auto-rollback", dest="auto_rollback", action="store_false", default=None)
+    group.add_argument("--interval", default=None, metavar="DURATION", help="time between check rounds")
+
+
+def load_config(args: argparse.Namespace) -> Any:
+    """bluegreen.yaml with the flags on top, validated fully before anything touches the cluster."""
+    from pathlib import Path
+
+    from bluegreen.config import Overrides, load
+
+    return load(
+        Path(args.config) if args.config else None,
+        Overrides(
+            min_healthy=getattr(args, "min_healthy", None),
+            interval=args.interval,
+            p95_tolerance=getattr(args, "p95_tolerance", None),
+            max_error_rate=getattr(args, "max_error_rate", None),
+            duration=getattr(args, "duration", None),
+            auto_rollback=getattr(args, "auto_rollback", None),
+        ),
+    )
+
+
+@command("gate", "run the checks and the switching gate against the idle colour", mutating=False)
+def _gate(parser: argparse.ArgumentParser) -> Runner:
+    _config_flags(parser, gate=True, watch=False)
+
+    def run(args: argparse.Namespace, reporter: Reporter) -> Result:
+        from bluegreen.phases import checked
+
+        config = load_config(args)
+        return checked.gate(context(args, reporter), config)
+
+    return run
+
+
+@command(
+    "watch", "watch the live colour after a switch; roll back when the error budget is spent", mutating=True
+)
+def _watch(parser: argparse.ArgumentParser) -> Runner:
+    _config_flags(parser, gate=False, watch=True)
+
+    def run(args: argparse.Namespace, reporter: Reporter) -> Result:
+        from bluegreen.phases import checked
+
+        config = load_config(args)
+        return checked.watch(context(args, reporter), config)
+
+    return run
+
+
+@command("release", "deploy to the idle colour, gate it, switch to it, watch it", mutating=True)
 def _release(parser: argparse.ArgumentParser) -> Runner:
     _image_flags(parser)
+    _config_flags(parser, gate=True, watch=True)
 
     def run(args: argparse.Namespace, reporter: Reporter) -> Result:
         from bluegreen.phases import deploy, release
 
         deploy.check_images(args.image, dict(args.set_image))
-        return release.run(context(args, reporter), image=args.image, set_images=dict(args.set_image))
+        config = load_config(args)
+        return release.run(context(args, reporter), config, image=args.image, set_images=dict(args.set_image))
 
     return run
 
@@ -326,7 +404,9 @@ def parser() -> argparse.ArgumentParser:
 
 
 def exit_code_for(result: Result) -> int:
-    if result.result in ("failed", "refused", "inconclusive", "error"):
+    if result.result == "error":
+        return EXIT_CLUSTER  # a check could not measure: never a pass
+    if result.result in ("failed", "refused", "inconclusive"):
         return EXIT_REFUSED
     if result.result == "rolled-back" and result.phase != "rollback":
         return EXIT_REFUSED  # a release or watch that rolled back did not ship

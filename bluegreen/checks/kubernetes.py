@@ -15,11 +15,13 @@ import time
 from typing import ClassVar
 
 from lightkube import ApiError, Client
+from lightkube.resources.apps_v1 import Deployment
 from lightkube.resources.core_v1 import Pod
 from lightkube.types import on_error_stop
 
 from bluegreen.checks.base import Measurement, Target, Threshold
 from bluegreen.config import KubernetesCheckConfig
+from bluegreen.model import Color
 
 
 def _ready(pod: Pod) -> bool:
@@ -51,6 +53,7 @@ class KubernetesCheck:
         self.name = config.name
         self._kube = kube
         self._first_restarts: dict[str, int] = {}  # pod uid -> restarts when first seen
+        self._selectors: dict[Color, dict[str, str]] = {}  # colour -> its Deployment's pod selector
         # The colour's pods, kept current by one watch stream on a connection of its own.
         self._lock = threading.Lock()
         self._pods: dict[str, Pod] = {}
@@ -113,9 +116,21 @@ class KubernetesCheck:
                 if p.metadata is not None and p.metadata.deletionTimestamp is None
             ]
 
+    def _labels(self, target: Target) -> dict[str, str]:
+        """The colour's pods as its Deployment selects them (apps label pods their own way)."""
+        app = target.app
+        if target.color not in self._selectors:
+            try:
+                dep = self._kube.get(Deployment, app.deployment(target.color), namespace=app.namespace)
+                selector = dep.spec.selector.matchLabels if dep.spec and dep.spec.selector else None
+            except ApiError:
+                selector = None
+            self._selectors[target.color] = dict(selector or app.pod_labels(target.color))
+        return self._selectors[target.color]
+
     def measure(self, target: Target) -> Measurement:
         app = target.app
-        labels = app.pod_labels(target.color)
+        labels = self._labels(target)
         shown = f"pods {','.join(f'{k}={v}' for k, v in labels.items())} in {app.namespace}"
         at = time.time()
         try:

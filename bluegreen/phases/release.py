@@ -1,24 +1,58 @@
-"""release: the phases in a row, as one command: deploy, then switch.
+"""release: the phases in a row, as one command: deploy, gate, switch, watch.
 
-The gate and watch phases join in between and after when configured (bluegreen.yaml).
+Each phase returns early: a failed deploy never reaches the gate, a gate that does not pass never
+switches (the new colour keeps running for inspection), a watch that spends its budget rolls back.
 """
 
 from __future__ import annotations
 
+from bluegreen.config import Config
 from bluegreen.model import Result
-from bluegreen.phases import deploy, switch
+from bluegreen.phases import checked, deploy, switch
 from bluegreen.phases.context import Context
 
 
-def run(ctx: Context, *, image: str | None = None, set_images: dict[str, str] | None = None) -> Result:
+def run(
+    ctx: Context, config: Config, *, image: str | None = None, set_images: dict[str, str] | None = None
+) -> Result:
     deployed = deploy.run(ctx, image=image, set_images=set_images)
+    steps = [deployed]
     if ctx.dry_run:
-        deployed.phase = "release"
-        return deployed
+        return _combined(steps)
+    gated = checked.gate(ctx, config)
+    steps.append(gated)
+    if gated.result != "passed":
+        return _combined(steps)
     new_images = deployed.images.get(deployed.details.get("idle_color", ""), [])
     switched = switch.run(ctx, reason=f"release of {', '.join(new_images)}")
-    switched.phase = "release"
-    switched.timeline = deployed.timeline + switched.timeline
-    switched.messages = deployed.messages + switched.messages
-    switched.changes = deployed.changes + switched.changes
-    return switched
+    steps.append(switched)
+    if switched.result != "switched":
+        return _combined(steps)
+    steps.append(checked.watch(ctx, config))
+    return _combined(steps)
+
+
+def _combined(steps: list[Result]) -> Result:
+    """The last phase's outcome, with every phase's timeline, changes, messages and details."""
+    last = steps[-1]
+    # A release that passed its watch ends where traffic went: switched.
+    result = "switched" if last.phase == "watch" and last.result == "passed" else last.result
+    out = Result(
+        phase="release",
+        result=result,
+        app=last.app,
+        namespace=last.namespace,
+        active_color=last.active_color,
+        previous_color=last.previous_color,
+        dry_run=last.dry_run,
+    )
+    for step in steps:
+        out.images.update(step.images)
+        out.timeline += step.timeline
+        out.changes += step.changes
+        out.messages += step.messages
+        out.details.update(step.details)
+        out.api_ms = step.api_ms if step.api_ms is not None else out.api_ms
+        out.converged_ms = step.converged_ms if step.converged_ms is not None else out.converged_ms
+    out.details["phases"] = [{"phase": s.phase, "result": s.result} for s in steps]
+    return out

@@ -21,6 +21,7 @@ from bluegreen.model import AppSpec, Color
 from bluegreen.routers.base import RouteState, SwitchWrite, Verification
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+REFRESH = 1.0  # seconds between re-reads of the target pods while verifying
 
 
 def ready_addresses(slices: list[dict[str, Any]]) -> set[str]:
@@ -128,11 +129,16 @@ class ServiceRouter:
             self.app.color_label: str(color),
         }
         ns = self.app.namespace
-        pods = call(
-            f"listing the {color} pods",
-            lambda: [to_dict(p) for p in self.kube.list(Pod, namespace=ns, labels=labels)],
-        )
-        want = ready_pod_ips(pods)
+
+        def ready_target_pods() -> set[str]:
+            return ready_pod_ips(
+                call(
+                    f"listing the {color} pods",
+                    lambda: [to_dict(p) for p in self.kube.list(Pod, namespace=ns, labels=labels)],
+                )
+            )
+
+        want = ready_target_pods()
         by_slice, version = self._slices()
 
         def converged(kind: str, piece: dict[str, Any]) -> bool:
@@ -144,6 +150,7 @@ class ServiceRouter:
             return ready_addresses(list(by_slice.values())) == want
 
         # List, then watch from the listed version: each change arrives as it happens, without polling.
+        # The watch is cut every REFRESH seconds to re-read the target's ready pods, which may change too.
         while not (want and ready_addresses(list(by_slice.values())) == want) and time.monotonic() < deadline:
             before = version
             version = watch_until(
@@ -151,11 +158,13 @@ class ServiceRouter:
                 f"/apis/discovery.k8s.io/v1/namespaces/{ns}/endpointslices",
                 params={"labelSelector": f"{SERVICE_NAME_LABEL}={self.service_name}"},
                 resource_version=version,
-                deadline=deadline,
+                deadline=min(deadline, time.monotonic() + REFRESH),
                 on_event=converged,
             )
+            if ready_addresses(list(by_slice.values())) != want:
+                want = ready_target_pods()
             if version == before and time.monotonic() < deadline:
-                by_slice, version = self._slices()  # the watch ended without news (or 410 Gone): list again
+                by_slice, version = self._slices()  # no news (or 410 Gone): list again
         elapsed = (time.perf_counter() - started) * 1000
         have = ready_addresses(list(by_slice.values()))
         if want and have == want:

@@ -11,7 +11,7 @@ from lightkube.resources.rbac_authorization_v1 import Role
 
 from bluegreen.cli import execute
 from hack.localcluster import LocalCluster
-from tests.integration.test_engine import versions
+from tests.integration.test_engine import QUICK, versions
 from tests.support.apps import create_app, service_account_kubeconfig
 
 RBAC = Path(__file__).resolve().parents[2] / "deploy" / "rbac.yaml"
@@ -42,7 +42,7 @@ def test_a_whole_release_and_rollback_run_under_the_shipped_role(
         assert outcome.error is None, outcome.error
         return outcome.exit_code
 
-    assert bg("release", "--image", "registry.local/shop:2.0") == 0
+    assert bg("release", "--image", "registry.local/shop:2.0", *QUICK) == 0
     assert bg("status") == 0
     assert bg("rollback", "--reason", "drill") == 0
     assert bg("retire") == 0

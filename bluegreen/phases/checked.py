@@ -1,0 +1,73 @@
+"""The gate and watch phases as engine phases: config in, a Result out, rollback through the engine.
+
+phases/gate.py and phases/watch.py sequence the checks and keep time; this module connects them to
+the app's router (which colour is live), the Reporter, and the engine's own rollback.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bluegreen import routers
+from bluegreen.config import Config
+from bluegreen.errors import RefusedError
+from bluegreen.model import Result
+from bluegreen.phases import rollback
+from bluegreen.phases.context import Context
+from bluegreen.phases.gate import run_gate
+from bluegreen.phases.watch import run_watch
+
+GATE_RESULTS = {"successful": "passed", "failed": "failed", "inconclusive": "inconclusive", "error": "error"}
+WATCH_RESULTS = {
+    "healthy": "passed",
+    "rolled-back": "rolled-back",
+    "budget-spent": "failed",
+    "inconclusive": "inconclusive",
+    "error": "error",
+}
+
+
+def gate(ctx: Context, config: Config) -> Result:
+    """The switching gate on the idle colour, compared with live; every measurement in details."""
+    ctx.service()
+    live = routers.make(ctx.router, ctx.app, ctx.kube).read().active
+    if live is None:
+        raise RefusedError("no colour is live", remedy="Run `bluegreen status`.")
+    report = run_gate(config, ctx.app, live=live, kube=ctx.kube, progress=ctx.reporter.progress)
+    result = Result(
+        phase="gate", result=GATE_RESULTS[str(report.phase)], app=ctx.app.name, namespace=ctx.app.namespace
+    )
+    result.active_color = str(live)
+    result.messages.append(f"gate on {live.other}: {report.phase}: {report.reason}")
+    result.details["gate"] = report.to_dict()
+    result.mark(f"gate {report.phase}")
+    return result
+
+
+def watch(ctx: Context, config: Config) -> Result:
+    """Watch the live colour; roll back through the engine when the error budget is spent."""
+    ctx.service()
+    live = routers.make(ctx.router, ctx.app, ctx.kube).read().active
+    if live is None:
+        raise RefusedError("no colour is live", remedy="Run `bluegreen status`.")
+    rolled: dict[str, Any] = {}
+
+    def roll_back(reason: str) -> object:
+        done = rollback.run(ctx, reason=f"watch: {reason}", to=live.other)
+        rolled["result"] = done
+        return done.to_dict()
+
+    report = run_watch(
+        config, ctx.app, live=live, rollback=roll_back, kube=ctx.kube, progress=ctx.reporter.progress
+    )
+    result: Result = rolled.get("result") or Result(
+        phase="watch", result="", app=ctx.app.name, namespace=ctx.app.namespace
+    )
+    result.phase = "watch"
+    result.result = WATCH_RESULTS[str(report.result)]
+    result.active_color = str(live.other if report.rolled_back else live)
+    result.previous_color = str(live if report.rolled_back else live.other)
+    result.messages.append(f"watch on {live}: {report.result}: {report.reason}")
+    result.details["watch"] = report.to_dict()
+    result.mark(f"watch {report.result}")
+    return result
