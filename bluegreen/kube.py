@@ -7,6 +7,7 @@ concurrent change; a refused connection is retried a few times with backoff, the
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -179,3 +180,18 @@ def watch_until(
     except (httpx2.HTTPError, json.JSONDecodeError) as error:
         raise mapped(f"watching {path}", error) from None
     return resource_version
+
+
+def prime_decoders(*resources: type) -> None:
+    """Build lightkube's msgspec decoders for these resource types now, in this thread.
+
+    msgspec builds a type's decoder on first use, and two threads doing that for the same type at
+    once can crash the interpreter (seen here as a segfault in `bluegreen group`). Code that is about
+    to call the API from several threads calls this first.
+    """
+    import msgspec
+    from lightkube.core import decoders
+
+    for resource in resources:
+        with contextlib.suppress(msgspec.ValidationError):  # the decoder is built before it validates
+            decoders.decode_object(b"{}", resource)

@@ -6,124 +6,53 @@ switch concurrently (one thread per member), then verify all concurrently. If an
 verification fails, the members already moved are switched back the same way, and the result says
 which moved back and which could not. Locks are released at the end whatever happened.
 
-Until the engine's lock.py and router factory land, the Lease lock and the factory here are small
-local stand-ins (`_Lease`, `make_router`), kept apart so they can be swapped.
+Members use the same router factory, Lease lock and readiness rule as a single-app switch.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import TypeVar
 
-import httpx2
-from lightkube import ApiError, Client
-from lightkube.models.coordination_v1 import LeaseSpec
-from lightkube.models.meta_v1 import ObjectMeta
+from lightkube import Client
 from lightkube.resources.apps_v1 import Deployment
 from lightkube.resources.coordination_v1 import Lease
+from lightkube.resources.core_v1 import Pod, Service
+from lightkube.resources.discovery_v1 import EndpointSlice
+from lightkube.resources.networking_v1 import Ingress
 
+from bluegreen import routers as routers_factory
 from bluegreen.errors import BlueGreenError, LockHeldError, NotReadyError, UsageError
 from bluegreen.group import Action, Group, GroupResult, Member, MemberOutcome, decide_target, skew_ms
-from bluegreen.model import AppSpec, Color
-from bluegreen.routers._common import call, mapped
+from bluegreen.kube import call, prime_decoders, to_dict
+from bluegreen.lock import Lock
+from bluegreen.model import AppSpec, Color, RunInfo
+from bluegreen.rollout import fully_available, rollout_status
 from bluegreen.routers.base import Router, RouteState
 
 T = TypeVar("T")
 R = TypeVar("R")
 MAX_THREADS = 64
-LEASE_SECONDS = 300
+# The typed kinds members' routers, locks and checks decode (generic resources decode as plain dicts).
+TYPED = (Deployment, Service, Pod, EndpointSlice, Lease, Ingress)
 
 
 # ---------------------------------------------------------------------------------------------------
-# Stand-ins until the engine's factory and lock.py land.
+# The member's router, lock and readiness: the same as a single-app switch uses.
 
 
 def make_router(member: Member, kube: Client) -> Router:
-    """The member's router. Unknown names are an error with the list of known ones."""
-    from bluegreen.routers.dns import DnsRouter
-    from bluegreen.routers.gateway import GatewayRouter
-    from bluegreen.routers.ingress import IngressRouter
-    from bluegreen.routers.istio import IstioRouter
-    from bluegreen.routers.smi import SmiRouter
-
-    app = AppSpec(name=member.app, namespace=member.namespace)
-    classes: dict[str, Any] = {
-        "ingress": IngressRouter,
-        "gateway": GatewayRouter,
-        "istio": IstioRouter,
-        "smi": SmiRouter,
-        "dns": DnsRouter,
-    }
-    if member.router == "service":
-        try:
-            from bluegreen.routers.service import ServiceRouter  # type: ignore[import-not-found,unused-ignore]
-        except ImportError:
-            raise UsageError(
-                f"{member.key}: the service router is not available in this build",
-                remedy="Use another router for this member.",
-            ) from None
-        return ServiceRouter(app, kube)  # type: ignore[no-any-return,unused-ignore]
-    if member.router not in classes:
-        raise UsageError(
-            f"{member.key}: unknown router {member.router!r}",
-            remedy=f"Use one of: service, {', '.join(classes)}.",
-        )
-    router: Router = classes[member.router](app, kube, object_name=member.object)
-    return router
-
-
-class _Lease:
-    """The app's Lease `bluegreen-<app>`, held for one run; an expired holder is taken over."""
-
-    def __init__(self, kube: Client, app: AppSpec, holder: str) -> None:
-        self.kube, self.app, self.holder = kube, app, holder
-
-    def acquire(self) -> None:
-        now = dt.datetime.now(dt.UTC)
-        lease = Lease(
-            metadata=ObjectMeta(name=self.app.lease, labels={"app.kubernetes.io/managed-by": "bluegreen"}),
-            spec=LeaseSpec(
-                holderIdentity=self.holder, leaseDurationSeconds=LEASE_SECONDS, acquireTime=now, renewTime=now
-            ),
-        )
-        where = f"Lease {self.app.namespace}/{self.app.lease}"
-        try:
-            self.kube.create(lease, namespace=self.app.namespace)
-            return
-        except (ApiError, httpx2.TransportError) as error:
-            if not (isinstance(error, ApiError) and error.status.code == 409):
-                raise mapped(f"creating {where}", error) from None
-        held = call(
-            f"reading {where}", lambda: self.kube.get(Lease, self.app.lease, namespace=self.app.namespace)
-        )
-        spec = held.spec
-        renewed = spec.renewTime or spec.acquireTime if spec else None
-        duration = (spec.leaseDurationSeconds or LEASE_SECONDS) if spec else LEASE_SECONDS
-        if spec and spec.holderIdentity and renewed and renewed + dt.timedelta(seconds=duration) > now:
-            raise LockHeldError(
-                f"{where} is held by {spec.holderIdentity} since {renewed:%H:%M:%S} UTC",
-                remedy="Wait for that run to finish, or delete the Lease if it is gone.",
-            )
-        assert lease.metadata is not None
-        lease.metadata.namespace = self.app.namespace
-        lease.metadata.resourceVersion = held.metadata.resourceVersion if held.metadata else None
-        call(f"taking over {where}", lambda: self.kube.replace(lease))  # 409 if someone else just did
-
-    def release(self) -> None:
-        try:
-            held = self.kube.get(Lease, self.app.lease, namespace=self.app.namespace)
-            if held.spec and held.spec.holderIdentity == self.holder:
-                self.kube.delete(Lease, self.app.lease, namespace=self.app.namespace)
-        except (ApiError, httpx2.TransportError):
-            pass  # an unreleased lease expires by itself; the switch's outcome matters more
+    """The member's router; unknown names are an error listing the known ones (routers.make)."""
+    options = {"object_name": member.object} if member.object else {}
+    return routers_factory.make(
+        member.router, AppSpec(name=member.app, namespace=member.namespace), kube, **options
+    )
 
 
 def target_ready(kube: Client, app: AppSpec, color: Color) -> str | None:
-    """Why `color`'s Deployment cannot take traffic, or None when every replica is updated and available."""
+    """Why `color`'s Deployment cannot take all traffic, or None: the rule `bluegreen switch` applies."""
     name = app.deployment(color)
     try:
         found = call(
@@ -132,18 +61,14 @@ def target_ready(kube: Client, app: AppSpec, color: Color) -> str | None:
         )
     except BlueGreenError as error:
         return str(error)
-    spec, status, meta = found.spec, found.status, found.metadata
-    want = spec.replicas if spec and spec.replicas is not None else 1
-    if want == 0:
-        return f"Deployment {name} is scaled to 0"
-    if status is None or (status.observedGeneration or 0) < ((meta.generation if meta else 0) or 0):
-        return f"Deployment {name}: the controller has not seen its latest spec yet"
-    if (status.updatedReplicas or 0) < want or (status.availableReplicas or 0) < want:
-        return (
-            f"Deployment {name}: {status.availableReplicas or 0}/{want} available, "
-            f"{status.updatedReplicas or 0}/{want} updated"
-        )
-    return None
+    deployment = to_dict(found)
+    if fully_available(deployment):
+        return None
+    return (
+        rollout_status(deployment).message
+        if deployment["spec"].get("replicas", 1)
+        else f"Deployment {name} is scaled to 0"
+    )
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -186,6 +111,7 @@ def run(
     never raises for a member's failure: the result lists what failed and what was moved back.
     """
     result = GroupResult(group=group.name, action=action, dry_run=dry_run)
+    prime_decoders(*TYPED)
     routers = [make(m, kube) for m in group.members]
     outcomes = [MemberOutcome(member=m) for m in group.members]
     result.members = outcomes
@@ -229,8 +155,8 @@ def run(
         result.ok = not result.failed
         return result
 
-    holder = f"bluegreen-group-{group.name}-{uuid.uuid4().hex[:8]}"
-    leases = [_Lease(kube, apps[i], holder) for i in range(len(apps))]
+    run_info = RunInfo(run_id=f"group {group.name}")
+    leases = [Lock(kube, apps[i], run_info) for i in range(len(apps))]
     taken = _all(leases, lambda lease: lease.acquire())
     held = [lease for lease, t in zip(leases, taken, strict=True) if not isinstance(t, BaseException)]
     try:
@@ -321,6 +247,7 @@ def status(
     kube: Client, group: Group, *, make: Callable[[Member, Client], Router] = make_router
 ) -> list[tuple[Member, RouteState | str]]:
     """Each member's current route as its router reads it (or why it could not be read)."""
+    prime_decoders(*TYPED)
     routers = [make(m, kube) for m in group.members]
     states = _all(routers, lambda r: r.read())
     return [

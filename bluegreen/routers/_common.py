@@ -5,8 +5,7 @@ patch carrying the resourceVersion it read, so the apiserver refuses the write (
 changed the object in between. The pure parts (reading a colour, computing a patch body) take plain
 dicts, the way the apiserver returns the object, so they are unit-tested without a cluster.
 
-The cluster calls go through `call()`, which maps lightkube's errors to ours. It is the one place
-to swap for kube.py's mapping once that lands.
+The cluster calls go through `call()`, which is kube.py's seam: errors mapped to ours.
 """
 
 from __future__ import annotations
@@ -25,13 +24,11 @@ from lightkube.types import PatchType
 
 from bluegreen.errors import (
     BlueGreenError,
-    ClusterError,
     ConflictError,
-    ForbiddenError,
     NotAdoptedError,
-    NotFoundError,
-    UnreachableError,
 )
+from bluegreen.kube import call as kube_call
+from bluegreen.kube import mapped as mapped  # re-exported: the routers map errors with it
 from bluegreen.model import AppSpec, Color
 from bluegreen.routers.base import RouteState, SwitchWrite, Verification
 
@@ -86,32 +83,10 @@ def conflict_remedy() -> str:
 # The cluster calls.
 
 
-def mapped(what: str, error: Exception) -> BlueGreenError:
-    """Our error for a lightkube ApiError or an httpx2 transport error met while doing `what`."""
-    if isinstance(error, httpx2.TransportError):
-        return UnreachableError(
-            f"{what}: {error}", remedy="Check the kubeconfig's server address and that the cluster is up."
-        )
-    if not isinstance(error, ApiError):
-        return ClusterError(f"{what}: {error}")
-    code, message = error.status.code, error.status.message or str(error)
-    if code == 409:
-        return ConflictError(f"{what}: {message}", remedy=conflict_remedy())
-    if code == 404:
-        return NotFoundError(f"{what}: {message}", remedy="Create it, or name the right one.")
-    if code in (401, 403):
-        return ForbiddenError(
-            f"{what}: {message}", remedy="Grant the verbs listed in deploy/rbac.yaml to this identity."
-        )
-    return ClusterError(f"{what}: HTTP {code}: {message}")
-
-
 def call(what: str, fn: Callable[[], T]) -> T:
-    """Run one API call, mapping lightkube's and httpx2's errors to bluegreen's."""
-    try:
-        return fn()
-    except (ApiError, httpx2.TransportError) as error:
-        raise mapped(what, error) from None
+    """One API call through kube.py's seam: its error mapping, and a retry only where the request never
+    left (these routers' calls are mostly writes, so a timed-out one is not sent again)."""
+    return kube_call(what, fn, idempotent=False)
 
 
 def as_dict(obj: Any) -> dict[str, Any]:

@@ -77,7 +77,12 @@ def colors(kube: Client, group: Group) -> dict[str, Color | None]:
 
 
 def leases(kube: Client, namespace: str) -> list[str]:
-    return [lease.metadata.name or "" for lease in kube.list(Lease, namespace=namespace) if lease.metadata]
+    """The locks held now (a released lock keeps its Lease, with no holder)."""
+    return [
+        lease.metadata.name or ""
+        for lease in kube.list(Lease, namespace=namespace)
+        if lease.metadata and lease.spec and lease.spec.holderIdentity
+    ]
 
 
 def test_group_switch_then_rollback_moves_every_member(
