@@ -31,21 +31,15 @@ def apps() -> Iterator[dict[str, sampleapp.SampleApp]]:
 
 
 def rollback_via_engine(kube: Client, app: AppSpec) -> Callable[[str], object]:
-    """The engine's rollback when it exists; until then the same one write it makes: the selector back."""
+    """The engine's own rollback phase, recording the reasons it was called with."""
+    from bluegreen.phases import rollback as engine
+    from bluegreen.phases.context import Context
+
     reasons: list[str] = []
 
     def rollback(reason: str) -> object:
         reasons.append(reason)
-        try:
-            from bluegreen.phases import rollback as engine  # type: ignore[attr-defined]
-        except ImportError:
-            engine = None
-        if engine is not None and hasattr(engine, "run"):
-            return engine.run(kube=kube, app=app, reason=reason)  # pragma: no cover - engine API pending
-        kube.patch(
-            Service, app.service, {"spec": {"selector": {COLOR_LABEL: "blue"}}}, namespace=app.namespace
-        )
-        return None
+        return engine.run(Context(kube=kube, app=app), reason=reason)
 
     rollback.reasons = reasons  # type: ignore[attr-defined]
     return rollback
