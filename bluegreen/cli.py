@@ -214,6 +214,11 @@ def _image_flags(parser: argparse.ArgumentParser) -> None:
         metavar="CONTAINER=IMAGE",
         help="repeatable",
     )
+    parser.add_argument(
+        "--keep-failed",
+        action="store_true",
+        help="leave a failed rollout in place instead of restoring the idle colour",
+    )
 
 
 @command(
@@ -226,7 +231,12 @@ def _deploy(parser: argparse.ArgumentParser) -> Runner:
         from bluegreen.phases import deploy
 
         deploy.check_images(args.image, dict(args.set_image))
-        return deploy.run(context(args, reporter), image=args.image, set_images=dict(args.set_image))
+        return deploy.run(
+            context(args, reporter),
+            image=args.image,
+            set_images=dict(args.set_image),
+            keep_failed=args.keep_failed,
+        )
 
     return run
 
@@ -373,7 +383,13 @@ def _release(parser: argparse.ArgumentParser) -> Runner:
 
         deploy.check_images(args.image, dict(args.set_image))
         config = load_config(args)
-        return release.run(context(args, reporter), config, image=args.image, set_images=dict(args.set_image))
+        return release.run(
+            context(args, reporter),
+            config,
+            image=args.image,
+            set_images=dict(args.set_image),
+            keep_failed=args.keep_failed,
+        )
 
     return run
 

@@ -1,12 +1,15 @@
-"""`make demo`: a blue-green release on the local cluster, told step by step.
+"""`make demo`: a whole blue-green release on the local cluster, as a user would run it.
 
-It sets up the app a user would have before adopting bluegreen (one Deployment and its Service in
-namespace `demo`), then runs the release as a user would, printing each command and its output.
+It sets up the app a team has before bluegreen (Deployment `shop` and its Service in namespace
+`demo`), adopts it, releases 2.0 through deploy -> gate -> switch -> watch, shows that a crashing
+release never reaches traffic, rolls back, and prints each command with what it answered.
 """
 
 from __future__ import annotations
 
 import argparse
+import shlex
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -15,10 +18,12 @@ from lightkube import ApiError, Client, KubeConfig
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import Namespace
 
-from tests.support.apps import deployment, endpoint_ips, service, wait_available
+from tests.support.apps import CRASHLOOP_IMAGE, deployment, service, wait_available
 
 NAMESPACE = "demo"
 APP = "shop"
+# The seed's gate is 5 minutes healthy and a 10-minute watch; the demo keeps the same checks, shorter.
+QUICK = ["--min-healthy", "5s", "--interval", "1s", "--duration", "5s"]
 
 
 def reset_namespace(kube: Client) -> None:
@@ -27,8 +32,7 @@ def reset_namespace(kube: Client) -> None:
     except ApiError as error:
         if error.status.code != 404:
             raise
-    # A deleted namespace lingers while its objects go; wait so the demo always starts clean.
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 60  # a deleted namespace lingers while its objects go
     while time.monotonic() < deadline:
         try:
             kube.get(Namespace, NAMESPACE)
@@ -38,18 +42,65 @@ def reset_namespace(kube: Client) -> None:
     kube.create(Namespace(metadata=ObjectMeta(name=NAMESPACE)))
 
 
+def plain_app(kube: Client) -> None:
+    """Deployment `shop` and Service `shop`, labelled without colours: an app before bluegreen."""
+    before = deployment(APP, "blue", replicas=3, image="registry.local/shop:1.0").to_dict()
+    before["metadata"]["name"] = APP
+    for labels in (
+        before["metadata"]["labels"],
+        before["spec"]["selector"]["matchLabels"],
+        before["spec"]["template"]["metadata"]["labels"],
+    ):
+        labels.pop("bluegreen.io/color", None)
+    from lightkube.resources.apps_v1 import Deployment
+
+    kube.create(Deployment.from_dict(before), namespace=NAMESPACE)  # type: ignore[arg-type]
+    kube.create(service(APP, APP, None), namespace=NAMESPACE)
+    wait_available(kube, NAMESPACE, APP)
+
+
+def bluegreen(kubeconfig: Path, *args: str, expect: int = 0) -> None:
+    command = ["bluegreen", *args, "--app", APP, "-n", NAMESPACE]
+    print(f"\n$ {shlex.join(command)}", flush=True)
+    done = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "bluegreen"),
+            *args,
+            "--app",
+            APP,
+            "-n",
+            NAMESPACE,
+            "--kubeconfig",
+            str(kubeconfig),
+        ],
+        check=False,
+    )
+    if done.returncode != expect:
+        sys.exit(f"demo: expected exit code {expect}, got {done.returncode}")
+    print(f"(exit code {done.returncode})", flush=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--kubeconfig", type=Path, required=True)
     args = parser.parse_args()
     kube = Client(KubeConfig.from_file(args.kubeconfig), field_manager="bluegreen-demo")
 
-    print(f"== the app before bluegreen: Deployment {APP}-blue and Service {APP} in namespace {NAMESPACE}")
+    print(
+        f"== the app before bluegreen: Deployment {APP} (registry.local/shop:1.0) and Service {APP} in {NAMESPACE}"
+    )
     reset_namespace(kube)
-    kube.create(deployment(APP, "blue", replicas=3, image="registry.local/shop:1.0"), namespace=NAMESPACE)
-    kube.create(service(APP, APP, "blue"), namespace=NAMESPACE)
-    wait_available(kube, NAMESPACE, f"{APP}-blue")
-    print(f"   {APP}-blue available; Service {APP} endpoints: {sorted(endpoint_ips(kube, NAMESPACE, APP))}")
+    plain_app(kube)
+
+    print("\n== adopt it: shop-blue from the same template, the Service on blue, never without endpoints")
+    bluegreen(args.kubeconfig, "init")
+    print("\n== release 2.0: deploy to green, gate it, switch in one verified write, watch it")
+    bluegreen(args.kubeconfig, "release", "--image", "registry.local/shop:2.0", *QUICK)
+    print("\n== a release whose pods crash: the deploy fails, traffic never moves, blue is put back as it was")
+    bluegreen(args.kubeconfig, "release", "--image", CRASHLOOP_IMAGE, "--timeout", "10s", *QUICK, expect=1)
+    print("\n== one-click rollback: back to 1.0 on blue; green keeps running for the post-mortem")
+    bluegreen(args.kubeconfig, "rollback", "--reason", "demo: rollback drill")
+    bluegreen(args.kubeconfig, "status")
     return 0
 
 

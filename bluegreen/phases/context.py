@@ -96,7 +96,7 @@ class Context:
             if state.done:
                 return dep
             if time.monotonic() - last_note >= PROGRESS_EVERY:
-                self.reporter.progress(f"{color} {state.ready}/{state.desired} ready")
+                self.reporter.progress(state.message)
                 last_note = time.monotonic()
             if state.failed or time.monotonic() >= deadline:
                 selector = ((dep.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}

@@ -12,7 +12,7 @@ from typing import Any, cast
 from lightkube.resources.apps_v1 import Deployment
 
 from bluegreen import routers
-from bluegreen.errors import NotFoundError, UsageError
+from bluegreen.errors import NotFoundError, RolloutError, UsageError
 from bluegreen.kube import call
 from bluegreen.model import Color, Result
 from bluegreen.phases.context import Context
@@ -39,6 +39,7 @@ def run(
     image: str | None = None,
     set_images: dict[str, str] | None = None,
     timeout: float | None = None,
+    keep_failed: bool = False,
 ) -> Result:
     set_images = set_images or {}
     check_images(image, set_images)
@@ -86,13 +87,34 @@ def run(
         result.mark("lock taken")
         _write(ctx, desired, create=idle is None, dry_run=False)
         result.mark(f"{verb}d {ctx.app.deployment(idle_color)}")
-        ctx.wait_rollout(idle_color, timeout=timeout or ctx.timeout)
+        try:
+            ctx.wait_rollout(idle_color, timeout=timeout or ctx.timeout)
+        except RolloutError as failed:
+            if idle is not None and not keep_failed:
+                _restore(ctx, idle_color, idle, failed)
+            raise
         result.mark(f"{idle_color} rolled out: {replicas}/{replicas} available")
     result.messages.append(
         f"{idle_color} runs {', '.join(images_of(template))} with {replicas} replicas; live traffic still on {live_color}"
     )
     result.details["idle_color"] = str(idle_color)
     return result
+
+
+def _restore(ctx: Context, color: Color, previous: dict[str, Any], failed: RolloutError) -> None:
+    """Put the idle colour back as it was: it is the rollback target, and a failed release must not
+    take that away. The failure's pod reasons are already in the error."""
+    current = ctx.deployment(color)
+    if current is None:
+        return
+    current["spec"]["template"] = previous["spec"]["template"]
+    current["spec"]["replicas"] = previous["spec"].get("replicas", 1)
+    current.pop("status", None)
+    _write(ctx, current, create=False, dry_run=False)
+    failed.remedy = (
+        f"{ctx.app.deployment(color)} was put back to {', '.join(images_of(previous['spec']['template']))}, so "
+        "rollback keeps its target (--keep-failed leaves the failed pods for inspection). Live was not touched."
+    )
 
 
 def _desired(

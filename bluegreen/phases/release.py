@@ -13,9 +13,14 @@ from bluegreen.phases.context import Context
 
 
 def run(
-    ctx: Context, config: Config, *, image: str | None = None, set_images: dict[str, str] | None = None
+    ctx: Context,
+    config: Config,
+    *,
+    image: str | None = None,
+    set_images: dict[str, str] | None = None,
+    keep_failed: bool = False,
 ) -> Result:
-    deployed = deploy.run(ctx, image=image, set_images=set_images)
+    deployed = deploy.run(ctx, image=image, set_images=set_images, keep_failed=keep_failed)
     steps = [deployed]
     if ctx.dry_run:
         return _combined(steps)
