@@ -96,7 +96,9 @@ def main() -> int:
     bluegreen(args.kubeconfig, "init")
     print("\n== release 2.0: deploy to green, gate it, switch in one verified write, watch it")
     bluegreen(args.kubeconfig, "release", "--image", "registry.local/shop:2.0", *QUICK)
-    print("\n== a release whose pods crash: the deploy fails, traffic never moves, blue is put back as it was")
+    print(
+        "\n== a release whose pods crash: the deploy fails, traffic never moves, blue is put back as it was"
+    )
     bluegreen(args.kubeconfig, "release", "--image", CRASHLOOP_IMAGE, "--timeout", "10s", *QUICK, expect=1)
     print("\n== one-click rollback: back to 1.0 on blue; green keeps running for the post-mortem")
     bluegreen(args.kubeconfig, "rollback", "--reason", "demo: rollback drill")

@@ -254,7 +254,9 @@ def test_deploy_of_a_crashing_release_fails_with_the_pod_reason_and_leaves_live_
     assert "CrashLoopBackOff (container app" in outcome.error.message
     # Green, the rollback target, is put back as it was rather than left half-deployed.
     green = deployment_dict(kube, namespace, "shop-green")
-    assert [c["image"] for c in green["spec"]["template"]["spec"]["containers"]] == ["registry.local/shop:1.0"]
+    assert [c["image"] for c in green["spec"]["template"]["spec"]["containers"]] == [
+        "registry.local/shop:1.0"
+    ]
     assert "put back" in outcome.error.remedy
     after = versions(kube, namespace)
     assert {k: after[k] for k in ("Service/shop", "Deployment/shop-blue")} == {
