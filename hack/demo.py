@@ -13,9 +13,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import cast
 
 from lightkube import ApiError, Client, KubeConfig
 from lightkube.models.meta_v1 import ObjectMeta
+from lightkube.resources.apps_v1 import Deployment
 from lightkube.resources.core_v1 import Namespace
 
 from tests.support.apps import CRASHLOOP_IMAGE, deployment, service, wait_available
@@ -52,9 +54,7 @@ def plain_app(kube: Client) -> None:
         before["spec"]["template"]["metadata"]["labels"],
     ):
         labels.pop("bluegreen.io/color", None)
-    from lightkube.resources.apps_v1 import Deployment
-
-    kube.create(Deployment.from_dict(before), namespace=NAMESPACE)  # type: ignore[arg-type]
+    kube.create(cast(Deployment, Deployment.from_dict(before)), namespace=NAMESPACE)
     kube.create(service(APP, APP, None), namespace=NAMESPACE)
     wait_available(kube, NAMESPACE, APP)
 
