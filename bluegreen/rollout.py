@@ -112,7 +112,7 @@ def _pod_reasons(pod: dict[str, Any]) -> list[str]:
             found.append(
                 f"container {name} exited {terminated.get('exitCode')} ({terminated.get('reason', 'Error')})"
             )
-        elif state.get("running") and not container.get("ready"):
+        elif "running" in state and not container.get("ready"):
             found.append(f"readiness probe failing (container {name} running, not Ready)")
     if not found and status.get("phase") == "Pending":
         found.append("Pending: not started yet")
