@@ -98,10 +98,9 @@ def test_watch_rolls_back_within_two_intervals_when_errors_start(
     assert report.result is WatchResult.ROLLED_BACK and report.rolled_back
     assert report.exit_code == 1
     assert rounds[0] - 2 == 2  # errors began after round 2; rolled back after the second bad interval
-    assert report.reason == (
-        "error budget spent: checks failed in 2 consecutive intervals "
-        "(probe: error_rate=0.1 (broken: error_rate < 0.005))"
-    )
+    # On a busy machine the p95 threshold may break too; the error rate must be named either way.
+    assert report.reason.startswith("error budget spent: checks failed in 2 consecutive intervals (probe: ")
+    assert "error_rate=0.1 (broken: error_rate < 0.005)" in report.reason
     assert rollback.reasons == [report.reason]  # type: ignore[attr-defined]
     assert live_color(kube, app) == "blue"
 
