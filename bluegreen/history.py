@@ -68,21 +68,26 @@ def appended(annotations: dict[str, str] | None, new: dict[str, Any]) -> str:
     return json.dumps([new, *parse(annotations)][:KEEP], separators=(",", ":"))
 
 
-def record(kube: Client, app: AppSpec, new: dict[str, Any], *, active: str, previous: str | None) -> None:
-    """Set the active and previous colour and prepend `new` to the history, in one guarded patch."""
+def record(
+    kube: Client, app: AppSpec, new: dict[str, Any], *, active: str, previous: str | None
+) -> list[dict[str, Any]]:
+    """Set the active and previous colour and prepend `new` to the history, in one guarded patch.
+
+    Returns the history as written, newest first."""
     for _ in range(5):
         service = call(
             f"reading Service {app.namespace}/{app.service}",
             lambda: kube.get(Service, app.service, namespace=app.namespace),
         )
         assert service.metadata is not None
+        written = appended(service.metadata.annotations, new)
         patch = {
             "metadata": {
                 "resourceVersion": service.metadata.resourceVersion,
                 "annotations": {
                     ACTIVE: active,
                     PREVIOUS: previous,
-                    HISTORY: appended(service.metadata.annotations, new),
+                    HISTORY: written,
                 },
             }
         }
@@ -94,9 +99,10 @@ def record(kube: Client, app: AppSpec, new: dict[str, Any], *, active: str, prev
                 ),
                 idempotent=False,
             )
-            return
+            return parse({HISTORY: written})
         except ConflictError:
             continue
+    return []  # five writers in a row beat us to it; the switch itself stands
 
 
 def event(kube: Client, app: AppSpec, *, reason: str, note: str, warning: bool = False) -> None:

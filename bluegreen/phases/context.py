@@ -120,8 +120,10 @@ def record_switch(
     images: dict[str, list[str]],
     reason: str,
     timings: dict[str, float | None],
-) -> None:
-    """The audit trail of a switch: annotations with the new state and history, and an Event."""
+) -> list[dict[str, Any]]:
+    """The audit trail of a switch: annotations with the new state and history, and an Event.
+
+    Returns the history as recorded, newest first."""
     entry = history.entry(
         from_color=str(from_color) if from_color else None,
         to_color=str(to_color),
@@ -131,7 +133,7 @@ def record_switch(
         action=action,
         timings=timings,
     )
-    history.record(
+    recorded = history.record(
         ctx.kube, ctx.app, entry, active=str(to_color), previous=str(from_color) if from_color else None
     )
     by = f" ({ctx.run.holder})" if ctx.run.run_id or ctx.run.actor else ""
@@ -144,3 +146,4 @@ def record_switch(
         f"{from_color or 'none'} to {to_color}{by}{why}",
         warning=action == "rollback",
     )
+    return recorded

@@ -75,7 +75,7 @@ def run(
         result.messages.append(verification.message)
         result.messages.extend(f"not verified: {item}" for item in verification.unverified)
         _point_preview(ctx, state.active or target.other, result)
-        record_switch(
+        result.details["history"] = record_switch(
             ctx,
             action=action,
             from_color=state.active,

@@ -1,0 +1,230 @@
+"""A phase's outcome as the job summary (GitHub-flavoured Markdown) and as annotations. Pure.
+
+The summary leads with a banner a reviewer can read at a glance, then the facts: colours and images,
+the checks and their measurements, the switch timings against the one-second target, a Mermaid
+timeline (GitHub renders it), and the recorded history.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from bluegreen.errors import BlueGreenError
+from bluegreen.github.runner import Annotation, Level
+from bluegreen.model import Result
+
+SWITCH_TARGET_MS = 1000.0
+GOOD = {"deployed", "passed", "switched", "noop", "retired", "adopted", "status", "planned"}
+HEADLINES = {
+    "deployed": "deployed to the idle colour",
+    "passed": "gate passed",
+    "failed": "failed",
+    "inconclusive": "inconclusive: not enough evidence to pass",
+    "switched": "switched",
+    "noop": "nothing to do",
+    "rolled-back": "rolled back",
+    "refused": "refused",
+    "retired": "idle colour retired",
+    "adopted": "adopted",
+    "status": "status",
+    "planned": "dry run: nothing changed",
+    "error": "error: a check could not measure",
+}
+
+
+def cell(value: object) -> str:
+    """Text safe inside a Markdown table cell."""
+    return str(value).replace("|", "\\|").replace("\n", " ").strip() or "-"
+
+
+def banner(result: Result | None, error: BlueGreenError | None, phase: str, app: str) -> str:
+    if error is not None:
+        return f"> [!CAUTION]\n> **{app} {phase}: stopped: {error.title}**\n> {error.message}" + (
+            f"\n>\n> What to do: {error.remedy}" if error.remedy else ""
+        )
+    assert result is not None
+    headline = HEADLINES.get(result.result, result.result)
+    where = f" to **{result.active_color}**" if result.result in ("switched", "rolled-back") else ""
+    kind = "TIP" if result.result in GOOD else "WARNING" if result.result == "rolled-back" else "CAUTION"
+    return f"> [!{kind}]\n> **{app} {result.phase}: {headline}**{where}"
+
+
+def facts(result: Result) -> list[str]:
+    rows = [("namespace", result.namespace), ("phase", result.phase), ("result", f"`{result.result}`")]
+    if result.active_color:
+        rows.append(("live colour", result.active_color))
+    if result.previous_color:
+        rows.append(("previous colour", result.previous_color))
+    for color, images in sorted(result.images.items()):
+        rows.append((f"{color} images", ", ".join(f"`{i}`" for i in images) or "-"))
+    if result.dry_run:
+        rows.append(("dry run", "yes: every write was sent with dryRun=All"))
+    return ["| | |", "|---|---|", *(f"| {cell(k)} | {cell(v)} |" for k, v in rows)]
+
+
+def timings(result: Result) -> list[str]:
+    if result.api_ms is None and result.converged_ms is None:
+        return []
+    lines = ["### Switch timings", "", "| measure | ms | target |", "|---|---:|---|"]
+    if result.api_ms is not None:
+        lines.append(f"| the write (API round trip) | {result.api_ms:.0f} | |")
+    if result.converged_ms is not None:
+        met = "met" if result.converged_ms < SWITCH_TARGET_MS else "**missed**"
+        lines.append(
+            f"| write to verified on the new colour | {result.converged_ms:.0f} | < {SWITCH_TARGET_MS:.0f}: {met} |"
+        )
+    return lines
+
+
+def checks(result: Result) -> list[str]:
+    """The last round of each gate/watch, one row per check with its measurements."""
+    lines: list[str] = []
+    for name in ("gate", "watch"):
+        report: dict[str, Any] | None = result.details.get(name)
+        if not report:
+            continue
+        rounds = report.get("rounds") or []
+        lines += [
+            f"### {name.capitalize()}: {report.get('result')}",
+            "",
+            f"{cell(report.get('reason', ''))} ({len(rounds)} rounds"
+            + (
+                f", healthy for {report['healthy_for_seconds']:.0f}s"
+                if report.get("healthy_for_seconds") is not None
+                else ""
+            )
+            + ")",
+            "",
+        ]
+        if not rounds:
+            continue
+        lines += ["| check | kind | verdict | measurements | why |", "|---|---|---|---|---|"]
+        for judged in rounds[-1].get("checks", []):
+            values = ", ".join(f"{k}={_number(v)}" for k, v in sorted((judged.get("values") or {}).items()))
+            lines.append(
+                f"| {cell(judged['check'])} | {cell(judged.get('kind', ''))} | {cell(judged['phase'])} "
+                f"| {cell(values)} | {cell('; '.join(judged.get('reasons') or []))} |"
+            )
+        lines.append("")
+    return lines
+
+
+def _number(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def timeline(result: Result) -> list[str]:
+    """A Mermaid timeline, times relative to the first event (colons would end a Mermaid label)."""
+    if not result.timeline:
+        return []
+    start = datetime.fromisoformat(result.timeline[0][0])
+    lines = ["### Timeline", "", "```mermaid", "timeline", f"    title {result.app}: {result.phase}"]
+    for at, label in result.timeline:
+        offset = (datetime.fromisoformat(at) - start).total_seconds()
+        text = label.replace(":", " -").replace(";", ",").replace("#", "")
+        lines.append(f"    +{_offset(offset)} : {text}")
+    return [*lines, "```", ""]
+
+
+def _offset(seconds: float) -> str:
+    return f"{seconds * 1000:.0f} ms" if seconds < 10 else f"{seconds:.1f} s"
+
+
+def history(result: Result) -> list[str]:
+    entries: Sequence[dict[str, Any]] = result.details.get("history") or []
+    if not entries:
+        return []
+    lines = [
+        "### History (newest first)",
+        "",
+        "| time | action | from | to | by | reason |",
+        "|---|---|---|---|---|---|",
+    ]
+    for entry in entries[:5]:
+        who = entry.get("actor") or "-"
+        if entry.get("run_url"):
+            who = f"[{cell(who)}]({entry['run_url']})"
+        lines.append(
+            f"| {cell(entry.get('time', ''))} | {cell(entry.get('action', ''))} | {cell(entry.get('from'))} "
+            f"| {cell(entry.get('to', ''))} | {who} | {cell(entry.get('reason', ''))} |"
+        )
+    return [*lines, ""]
+
+
+def markdown(result: Result | None, error: BlueGreenError | None, *, phase: str, app: str) -> str:
+    parts = [f"## bluegreen {phase}: {app}", "", banner(result, error, phase, app), ""]
+    if result is not None:
+        parts += [*facts(result), ""]
+        parts += (
+            [*timings(result), ""] if result.api_ms is not None or result.converged_ms is not None else []
+        )
+        parts += checks(result)
+        parts += [f"- {cell(m)}" for m in result.messages] + ([""] if result.messages else [])
+        if result.changes:
+            parts += ["**Would change:**" if result.dry_run else "**Changed:**", ""]
+            parts += [f"- `{change}`" for change in result.changes] + [""]
+        parts += timeline(result)
+        parts += history(result)
+    return "\n".join(parts).rstrip() + "\n"
+
+
+def notes(result: Result | None, error: BlueGreenError | None, *, phase: str, app: str) -> list[Annotation]:
+    """What the job's annotations say: the error, a failed or inconclusive check, a rollback."""
+    if error is not None:
+        return [
+            Annotation(
+                level="error",
+                title=f"bluegreen {phase} ({app}): {error.title}",
+                message=f"{error.message}" + (f"\nWhat to do: {error.remedy}" if error.remedy else ""),
+            )
+        ]
+    assert result is not None
+    found: list[Annotation] = []
+    title = f"bluegreen {phase} ({app})"
+    for name in ("gate", "watch"):
+        report = result.details.get(name) or {}
+        rounds = report.get("rounds") or []
+        for judged in rounds[-1].get("checks", []) if rounds else []:
+            if judged["phase"] != "successful":
+                level: Level = "error" if judged["phase"] in ("failed", "error") else "warning"
+                found.append(
+                    Annotation(
+                        level=level,
+                        title=f"{title}: {name} check {judged['check']} {judged['phase']}",
+                        message="; ".join(judged.get("reasons") or []) or judged["phase"],
+                    )
+                )
+    if result.result == "rolled-back" and phase != "rollback":
+        found.append(
+            Annotation(
+                level="error",
+                title=f"{title}: rolled back to {result.active_color}",
+                message=next(
+                    (m for m in result.messages if m.startswith("watch")), "the error budget was spent"
+                ),
+            )
+        )
+    elif result.result in ("failed", "refused", "inconclusive", "error"):
+        found.append(
+            Annotation(
+                level="error",
+                title=f"{title}: {HEADLINES.get(result.result, result.result)}",
+                message="\n".join(result.messages) or result.result,
+            )
+        )
+    elif result.result in ("switched", "rolled-back"):
+        found.append(
+            Annotation(
+                level="notice",
+                title=f"{title}: {result.result} to {result.active_color}",
+                message=f"traffic now goes to {result.active_color}"
+                + (f"; verified in {result.converged_ms:.0f} ms" if result.converged_ms is not None else ""),
+            )
+        )
+    elif result.dry_run:
+        found.append(Annotation(level="notice", title=f"{title}: dry run", message="nothing was changed"))
+    return found

@@ -1,0 +1,130 @@
+"""The Action's entrypoint, in-process, against the real local cluster: what a workflow run shows.
+
+The same entrypoint runs inside the Docker image in tests/action/; here it runs in the test process,
+so each phase's outputs, summary, annotations and masks are checked in seconds.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from lightkube import Client
+from lightkube.resources.apps_v1 import Deployment
+from lightkube.resources.core_v1 import Service
+
+import entrypoint
+from hack.localcluster import LocalCluster
+from tests.support.apps import create_app
+from tests.support.github import commands, read_outputs
+
+
+class Step:
+    """One action step: the runner's files in a temp dir, the kubeconfig content as the secret input."""
+
+    def __init__(self, tmp_path: Path, cluster: LocalCluster, capsys: pytest.CaptureFixture[str]) -> None:
+        self.dir = tmp_path
+        self.kubeconfig = cluster.kubeconfig.read_text()
+        self.capsys = capsys
+        self.count = 0
+
+    def run(self, **inputs: str) -> tuple[int, dict[str, str], str, str]:
+        """(exit code, outputs, summary, stdout) of one step with these inputs."""
+        self.count += 1
+        output, summary = self.dir / f"output-{self.count}", self.dir / f"summary-{self.count}"
+        output.touch()
+        summary.touch()
+        env = {
+            "GITHUB_OUTPUT": str(output),
+            "GITHUB_STEP_SUMMARY": str(summary),
+            "BLUEGREEN_KUBECONFIG": self.kubeconfig,
+            **{"BLUEGREEN_" + key.upper(): value for key, value in inputs.items()},
+        }
+        code = entrypoint.main(env)
+        stdout = self.capsys.readouterr().out
+        assert "BLUEGREEN_KUBECONFIG" not in env, "the secret stays out of what check commands inherit"
+        return code, read_outputs(output), summary.read_text(), stdout
+
+
+@pytest.fixture
+def step(tmp_path: Path, cluster: LocalCluster, capsys: pytest.CaptureFixture[str]) -> Step:
+    return Step(tmp_path, cluster, capsys)
+
+
+def test_deploy_then_switch_as_two_steps(step: Step, kube: Client, namespace: str) -> None:
+    create_app(kube, namespace, "shop", active="blue")
+    code, out, summary, stdout = step.run(
+        phase="deploy", app="shop", namespace=namespace, image="registry.local/shop:2.0"
+    )
+    assert code == 0, stdout
+    assert out["result"] == "deployed" and out["active-color"] == "blue"
+    assert "> **shop deploy: deployed to the idle colour**" in summary
+    assert "| green images | `registry.local/shop:2.0` |" in summary
+    assert f"::group::bluegreen deploy (shop): {namespace}" in stdout and "::endgroup::" in stdout
+
+    code, out, summary, stdout = step.run(
+        phase="switch", app="shop", namespace=namespace, reason="release 2.0"
+    )
+    assert code == 0, stdout
+    assert (out["result"], out["active-color"], out["previous-color"]) == ("switched", "green", "blue")
+    assert float(out["api-ms"]) > 0 and float(out["converged-ms"]) > 0
+    report = json.loads(out["report"])
+    assert report["exit_code"] == 0 and report["phase"]["images"]["green"] == ["registry.local/shop:2.0"]
+    assert "### Switch timings" in summary and "```mermaid" in summary
+    assert "| switch | blue | green |" in summary and "release 2.0" in summary
+    (notice,) = commands(stdout, "notice")
+    assert notice[0]["title"] == "bluegreen switch (shop): switched to green"
+    service = kube.get(Service, "shop", namespace=namespace)
+    assert service.spec is not None and service.spec.selector is not None
+    assert service.spec.selector["bluegreen.io/color"] == "green"
+
+
+def test_a_rollback_step_returns_traffic_with_its_reason(step: Step, kube: Client, namespace: str) -> None:
+    create_app(kube, namespace, "shop", active="green")
+    code, out, summary, stdout = step.run(
+        phase="rollback", app="shop", namespace=namespace, to="blue", reason="p95 doubled"
+    )
+    assert code == 0, stdout
+    assert (out["result"], out["active-color"]) == ("rolled-back", "blue")
+    assert "p95 doubled" in summary
+
+
+def test_a_missing_app_fails_the_step_with_one_error_and_changes_nothing(
+    step: Step, kube: Client, namespace: str
+) -> None:
+    code, out, summary, stdout = step.run(
+        phase="deploy", app="shop", namespace=namespace, image="registry.local/shop:2.0"
+    )
+    assert code == 2
+    assert out["result"] == "error" and out["active-color"] == ""
+    (error,) = commands(stdout, "error")
+    assert error[0]["title"].startswith("bluegreen deploy (shop): ")
+    assert "What to do:" in error[1]
+    assert "> [!CAUTION]" in summary and "What to do:" in summary
+    assert list(kube.list(Deployment, namespace=namespace)) == []
+
+
+def test_bad_inputs_are_refused_before_the_cluster_is_touched(step: Step) -> None:
+    step.kubeconfig = step.kubeconfig.replace("https://127.0.0.1", "https://127.0.0.2")  # nothing listens
+    code, out, summary, stdout = step.run(phase="switch", app="shop", namespace="shop", to="purple")
+    assert code == 2
+    assert out["result"] == "error"
+    (error,) = commands(stdout, "error")
+    assert "to: unknown colour 'purple'" in error[1]
+    assert "unreachable" not in stdout.lower()
+    assert "to: unknown colour 'purple'" in summary
+
+
+def test_the_kubeconfig_secrets_are_masked_before_anything_is_printed(
+    step: Step, kube: Client, namespace: str
+) -> None:
+    create_app(kube, namespace, "shop", active="blue")
+    key = next(line.split('"')[3] for line in step.kubeconfig.splitlines() if "client-key-data" in line)
+    code, _, summary, stdout = step.run(phase="status", app="shop", namespace=namespace)
+    assert code == 0, stdout
+    masks = [message for _, message in commands(stdout, "add-mask")]
+    # The client key and certificate, not every line of the kubeconfig ("kind: Config" masked garbles logs).
+    assert len(masks) == 2 and key in masks
+    assert stdout.count(key) == 1  # printed only inside its own mask command
+    assert key not in summary
