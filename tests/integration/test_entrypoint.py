@@ -16,7 +16,7 @@ from lightkube.resources.core_v1 import Service
 
 import entrypoint
 from hack.localcluster import LocalCluster
-from tests.support.apps import create_app
+from tests.support.apps import CRASHLOOP_IMAGE, create_app, wait_available
 from tests.support.github import commands, read_outputs
 
 
@@ -128,3 +128,20 @@ def test_the_kubeconfig_secrets_are_masked_before_anything_is_printed(
     assert len(masks) == 2 and key in masks
     assert stdout.count(key) == 1  # printed only inside its own mask command
     assert key not in summary
+
+
+def test_a_gate_on_a_crash_looping_colour_fails_the_step_and_names_the_check(
+    step: Step, kube: Client, namespace: str, tmp_path: Path
+) -> None:
+    create_app(kube, namespace, "shop", active="blue", idle_image=CRASHLOOP_IMAGE, wait=False)
+    wait_available(kube, namespace, "shop-blue")
+    config = tmp_path / "bluegreen.yaml"
+    config.write_text("checks: [{name: pods, kind: kubernetes}]\n")
+    code, out, summary, stdout = step.run(
+        phase="gate", app="shop", namespace=namespace, config=str(config), min_healthy="3s", interval="1s"
+    )
+    assert code == 1, stdout
+    assert out["result"] == "failed"
+    titles = [props["title"] for props, _ in commands(stdout, "error")]
+    assert "bluegreen gate (shop): gate check pods failed" in titles
+    assert "| pods | kubernetes | failed |" in summary
