@@ -1,0 +1,31 @@
+# The bluegreen Action's image. Released action.yml files point at the pushed digest of this image,
+# so users do not build it on every job; `image: Dockerfile` is for the repository's own tests.
+# BASE_IMAGE is overridable because the tests build on a machine that cannot pull.
+ARG BASE_IMAGE=python:3.11-slim
+
+FROM ${BASE_IMAGE} AS build
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
+# requirements/build-ca.crt exists only when a test adds its network's CA to a copy of the build
+# context (it stays in this stage); on GitHub the folder holds just the lock.
+COPY requirements/ /src/requirements/
+RUN set -eu; \
+    if [ -f /src/requirements/build-ca.crt ]; then export PIP_CERT=/src/requirements/build-ca.crt; fi; \
+    python3 -m venv /opt/bluegreen; \
+    /opt/bluegreen/bin/pip install --require-hashes --no-deps -r /src/requirements/github.txt; \
+    /opt/bluegreen/bin/pip uninstall --yes --quiet pip setuptools; \
+    /opt/bluegreen/bin/python -m compileall -q /opt/bluegreen
+# The package sits beside the entrypoint (Python puts the script's folder on sys.path): no build step.
+COPY bluegreen /action/bluegreen
+COPY entrypoint.py /action/entrypoint.py
+RUN /opt/bluegreen/bin/python -m compileall -q /action
+
+FROM ${BASE_IMAGE}
+LABEL org.opencontainers.image.title="bluegreen" \
+      org.opencontainers.image.description="Blue-green deployments for Kubernetes, as a GitHub Action"
+COPY --from=build /opt/bluegreen /opt/bluegreen
+COPY --from=build /action /action
+ENV PATH=/opt/bluegreen/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
+# uid 1001 is the GitHub-hosted runner's user: the files the runner hands the step
+# ($GITHUB_OUTPUT, $GITHUB_STEP_SUMMARY, the workspace) belong to it, so a non-root step can write them.
+USER 1001
+ENTRYPOINT ["/opt/bluegreen/bin/python", "/action/entrypoint.py"]
