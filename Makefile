@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha256sum requirements/dev.txt pyproject.toml 2>/dev/null | sha256sum | cut -c1-12)
 CLUSTER_DIR ?= .cluster
 
-.PHONY: help deps demo test unit integration lint typecheck check cluster cluster-down bench lock venv clean
+.PHONY: help deps demo test unit integration lint lint-action typecheck check cluster cluster-down bench lock venv clean
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -39,7 +39,17 @@ lint: venv  ## ruff and mypy (strict)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy $(wildcard bluegreen tests hack bench entrypoint.py)
 
-check: lint test  ## what CI runs
+TOOLS := $(HOME)/.cache/bluegreen/tools/bin
+WORKFLOWS := .github/workflows/*.yml examples/workflows/*.yml
+lint-action:  ## actionlint, hadolint, check-jsonschema and zizmor on action.yml, the Dockerfile and workflows
+	bash hack/install-action-tools.sh
+	$(TOOLS)/actionlint $(WORKFLOWS)
+	$(TOOLS)/hadolint Dockerfile
+	$(TOOLS)/check-jsonschema --builtin-schema vendor.github-actions action.yml
+	$(TOOLS)/check-jsonschema --builtin-schema vendor.github-workflows $(WORKFLOWS)
+	$(TOOLS)/zizmor --offline --config .github/zizmor.yml $(WORKFLOWS)
+
+check: lint lint-action test  ## what CI runs
 
 cluster:  ## start the local cluster; kubeconfig in .cluster/kubeconfig
 	$(PYTHON) hack/localcluster.py up --dir $(CLUSTER_DIR)
