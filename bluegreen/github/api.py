@@ -19,7 +19,8 @@ if TYPE_CHECKING:
 
 MAX_SUMMARY = 65535  # the checks API's limit on output.summary
 ANNOTATIONS_PER_REQUEST = 50
-MEDIA_TYPE = "application/vnd.github+json"
+# Plain JSON: GitHub answers it like its own media type, and mocks built from its OpenAPI serve only this.
+MEDIA_TYPE = "application/json"
 LEVELS = {"error": "failure", "warning": "warning", "notice": "notice"}
 
 
