@@ -19,6 +19,7 @@ from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import Namespace
 
 from hack.localcluster import LocalCluster
+from tests.support.prism import Recorder, prism
 
 
 @pytest.fixture(scope="session")
@@ -53,3 +54,18 @@ def namespace(kube: Client, request: pytest.FixtureRequest) -> Iterator[str]:
     kube.create(Namespace(metadata=ObjectMeta(name=name, labels={"bluegreen.test/ns": "true"})))
     yield name
     kube.delete(Namespace, name)
+
+
+@pytest.fixture(scope="session")
+def prism_server() -> Iterator[Recorder]:
+    """Prism serving GitHub's OpenAPI description, behind a recording proxy (tests/support/prism.py)."""
+    with prism() as recorder:
+        yield recorder
+
+
+@pytest.fixture
+def github_api(prism_server: Recorder) -> Recorder:
+    """The session's Prism with an empty record and no refusal, for one test."""
+    prism_server.exchanges.clear()
+    prism_server.refuse = None
+    return prism_server
