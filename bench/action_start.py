@@ -1,0 +1,149 @@
+"""The Action's image: its size, and how soon a started container talks to the cluster.
+
+Builds the image on the local Docker engine (as tests/action do), then runs the `status` phase in it
+RUNS times against the local cluster through a loopback TCP forwarder that notes when the first
+connection arrives. Prints the image size and the medians of: `docker run` to the first API
+connection, and `docker run` to the container's exit. It prints; it never fails on a number.
+
+    .venv/bin/python bench/action_start.py --kubeconfig .cluster/kubeconfig
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from urllib.parse import urlparse
+
+from lightkube import Client, KubeConfig
+from lightkube.models.meta_v1 import ObjectMeta
+from lightkube.resources.core_v1 import Namespace
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import contextlib
+
+from tests.action.conftest import BASE_IMAGE, IMAGE, build_context, run
+from tests.support.apps import create_app
+
+RUNS = 7
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class Forwarder:
+    """127.0.0.1:<port> -> the apiserver, byte for byte (TLS passes through); notes first connections."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.first: float | None = None
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            client, _ = self.listener.accept()
+            if self.first is None:
+                self.first = time.monotonic()
+            upstream = socket.create_connection(self.target)
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (source, sink):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--kubeconfig", default=".cluster/kubeconfig")
+    args = parser.parse_args()
+    for script in ("install-docker.sh", "docker-base-image.sh"):
+        subprocess.run(["bash", str(ROOT / "hack" / script)], check=True)
+    with tempfile.TemporaryDirectory() as folder:
+        started = time.monotonic()
+        built = run(
+            [
+                "docker",
+                "build",
+                "--network",
+                "host",
+                "--build-arg",
+                f"BASE_IMAGE={BASE_IMAGE}",
+                "-t",
+                IMAGE,
+                str(build_context(Path(folder))),
+            ]
+        )
+        if built.returncode != 0:
+            sys.exit(built.stderr[-2000:])
+        build_s = time.monotonic() - started
+    size = int(run(["docker", "image", "inspect", IMAGE, "--format", "{{.Size}}"]).stdout.strip())
+    base = int(run(["docker", "image", "inspect", BASE_IMAGE, "--format", "{{.Size}}"]).stdout.strip())
+
+    kube = Client(KubeConfig.from_file(args.kubeconfig))
+    namespace = f"bench-{uuid.uuid4().hex[:6]}"
+    kube.create(Namespace(metadata=ObjectMeta(name=namespace)))
+    try:
+        create_app(kube, namespace, "shop", replicas=2)
+        config = json.loads(Path(args.kubeconfig).read_text())
+        server = urlparse(config["clusters"][0]["cluster"]["server"])
+        first_request, whole = [], []
+        for _ in range(RUNS):
+            forwarder = Forwarder((server.hostname or "127.0.0.1", server.port or 443))
+            config["clusters"][0]["cluster"]["server"] = f"https://127.0.0.1:{forwarder.port}"
+            env = {**os.environ, "BLUEGREEN_KUBECONFIG": json.dumps(config)}
+            command = [
+                "docker",
+                "run",
+                "--rm",
+                "--network",
+                "host",
+                "-e",
+                "BLUEGREEN_KUBECONFIG",
+                "-e",
+                "BLUEGREEN_PHASE=status",
+                "-e",
+                "BLUEGREEN_APP=shop",
+                "-e",
+                f"BLUEGREEN_NAMESPACE={namespace}",
+                IMAGE,
+            ]
+            started = time.monotonic()
+            done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+            ended = time.monotonic()
+            if done.returncode != 0 or forwarder.first is None:
+                sys.exit(f"status in the container failed:\n{done.stdout}{done.stderr}")
+            first_request.append((forwarder.first - started) * 1000)
+            whole.append((ended - started) * 1000)
+            forwarder.listener.close()
+    finally:
+        kube.delete(Namespace, namespace)
+    print(
+        f"image {IMAGE}: {size / 1e6:.0f} MB ({(size - base) / 1e6:.0f} MB over the base {BASE_IMAGE}), built in {build_s:.1f} s"
+    )
+    print(
+        f"docker run -> first API connection: median {statistics.median(first_request):.0f} ms "
+        f"(min {min(first_request):.0f}, max {max(first_request):.0f}, {RUNS} runs)"
+    )
+    print(f"docker run -> container exit (status phase): median {statistics.median(whole):.0f} ms")
+
+
+if __name__ == "__main__":
+    main()
