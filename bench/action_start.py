@@ -31,7 +31,7 @@ from lightkube.resources.core_v1 import Namespace
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import contextlib
 
-from tests.action.conftest import BASE_IMAGE, IMAGE, build_context, run
+from tests.action.conftest import BASE_IMAGE, IMAGE, build_context, build_image, run
 from tests.support.apps import create_app
 
 RUNS = 7
@@ -78,19 +78,7 @@ def main() -> None:
         subprocess.run(["bash", str(ROOT / "hack" / script)], check=True)
     with tempfile.TemporaryDirectory() as folder:
         started = time.monotonic()
-        built = run(
-            [
-                "docker",
-                "build",
-                "--network",
-                "host",
-                "--build-arg",
-                f"BASE_IMAGE={BASE_IMAGE}",
-                "-t",
-                IMAGE,
-                str(build_context(Path(folder))),
-            ]
-        )
+        built = build_image(build_context(Path(folder)))
         if built.returncode != 0:
             sys.exit(built.stderr[-2000:])
         build_s = time.monotonic() - started

@@ -183,7 +183,7 @@ class ObjectRouter:
         self.app = app
         self.kube = kube
         self.object_name = object_name or app.name
-        self._written_at: float | None = None
+        self._write_started: float | None = None
         self._read: dict[str, Any] | None = None
 
     # --- pure parts, per router -----------------------------------------------------------------
@@ -267,7 +267,7 @@ class ObjectRouter:
         api_ms = (done - started) * 1000
         stored = as_dict(written)
         if not dry_run:
-            self._written_at = done
+            self._write_started = started  # converged_ms counts from when the change was sent
         return SwitchWrite(
             changed=True,
             api_ms=api_ms,
@@ -280,7 +280,7 @@ class ObjectRouter:
     def verify(self, color: Color, *, timeout: float) -> Verification:
         """Poll until the stored object routes to `color`, its status (if any) agrees at the new
         generation, and the colour's Service lists ready endpoints; or until `timeout`."""
-        start = self._written_at or time.monotonic()
+        start = self._write_started or time.monotonic()
         deadline = time.monotonic() + timeout
         while True:
             problem, obj = self._check(color)

@@ -91,7 +91,7 @@ class DnsRouter:
     def __init__(self, app: AppSpec, kube: Client, *, object_name: str = "") -> None:
         self.app = app
         self.kube = kube
-        self._written_at: float | None = None
+        self._write_started: float | None = None
 
     def _services(self) -> dict[Color, dict[str, Any]]:
         """Both colour Services as stored; a missing one as {} (the switch creates it)."""
@@ -148,6 +148,7 @@ class DnsRouter:
             )
         sent: dict[str, object] = {}
         api_ms = 0.0
+        first_sent = time.monotonic()
         for target, body in writes:
             name = color_service(self.app, target)
             patch = {
@@ -172,7 +173,7 @@ class DnsRouter:
             api_ms += (time.monotonic() - started) * 1000
             services[target] = as_dict(stored)
         if not dry_run:
-            self._written_at = time.monotonic()
+            self._write_started = first_sent  # converged_ms counts from when the change was sent
         return SwitchWrite(
             changed=True,
             api_ms=api_ms,
@@ -183,7 +184,7 @@ class DnsRouter:
         )
 
     def verify(self, color: Color, *, timeout: float) -> Verification:
-        start = self._written_at or time.monotonic()
+        start = self._write_started or time.monotonic()
         deadline = time.monotonic() + timeout
         while True:
             services = self._services()

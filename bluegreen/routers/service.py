@@ -61,7 +61,7 @@ class ServiceRouter:
         self.app, self.kube = app, kube
         self.service_name = object_name or app.service
         self._selector: dict[str, str] = {}
-        self._written_at: float | None = None
+        self._write_started: float | None = None
 
     def _where(self) -> str:
         return f"Service {self.app.namespace}/{self.service_name}"
@@ -98,6 +98,8 @@ class ServiceRouter:
             "spec": {"selector": {self.app.color_label: str(color)}},
         }
         started = time.perf_counter()
+        # converged_ms counts from here, the moment the change was sent: what a user waits for.
+        self._write_started = started
         stored = call(
             f"patching {self._where()}",
             lambda: self.kube.patch(
@@ -110,11 +112,11 @@ class ServiceRouter:
             ),
             idempotent=False,
         )
-        self._written_at = time.perf_counter()
+        written_at = time.perf_counter()
         assert stored.metadata is not None
         return SwitchWrite(
             changed=True,
-            api_ms=(self._written_at - started) * 1000,
+            api_ms=(written_at - started) * 1000,
             before=before,
             after=after,
             patch=patch,
@@ -122,7 +124,7 @@ class ServiceRouter:
         )
 
     def verify(self, color: Color, *, timeout: float) -> Verification:
-        started = self._written_at or time.perf_counter()
+        started = self._write_started or time.perf_counter()
         deadline = time.monotonic() + timeout
         labels: dict[str, Any] = {
             **(self._selector or {self.app.name_label: self.app.name}),

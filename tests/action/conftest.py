@@ -35,18 +35,9 @@ def build_context(into: Path) -> Path:
     return into
 
 
-@pytest.fixture(scope="session")
-def docker_engine() -> None:
-    for script in ("install-docker.sh", "docker-base-image.sh"):
-        done = run(["bash", str(ROOT / "hack" / script)])
-        if done.returncode != 0:
-            pytest.fail(f"hack/{script} failed:\n{done.stdout}{done.stderr}")
-
-
-@pytest.fixture(scope="session")
-def image(docker_engine: None, tmp_path_factory: pytest.TempPathFactory) -> str:
-    context = build_context(tmp_path_factory.mktemp("image"))
-    built = run(
+def build_image(context: Path) -> subprocess.CompletedProcess[str]:
+    """docker build on the local base; host network, so pip reaches PyPI as this machine does."""
+    return run(
         [
             "docker",
             "build",
@@ -59,6 +50,20 @@ def image(docker_engine: None, tmp_path_factory: pytest.TempPathFactory) -> str:
             str(context),
         ]
     )
+
+
+@pytest.fixture(scope="session")
+def docker_engine() -> None:
+    for script in ("install-docker.sh", "docker-base-image.sh"):
+        done = run(["bash", str(ROOT / "hack" / script)])
+        if done.returncode != 0:
+            pytest.fail(f"hack/{script} failed:\n{done.stdout}{done.stderr}")
+
+
+@pytest.fixture(scope="session")
+def image(docker_engine: None, tmp_path_factory: pytest.TempPathFactory) -> str:
+    context = build_context(tmp_path_factory.mktemp("image"))
+    built = build_image(context)
     if built.returncode != 0:
         pytest.fail(f"docker build failed:\n{built.stdout[-3000:]}{built.stderr[-3000:]}")
     return IMAGE

@@ -19,7 +19,7 @@ from bluegreen.routers.base import Router
 from bluegreen.routers.gateway import HTTPRoute
 from bluegreen.routers.smi import traffic_split
 from tests.integration.routers.test_routers_ingress import ingress
-from tests.support.apps import create_app, deployment
+from tests.support.apps import create_app, deployment, wait_available
 
 
 def route(name: str, namespace: str) -> Any:
@@ -58,7 +58,12 @@ def split(name: str, namespace: str) -> Any:
 def storefront(kube: Client, namespace: str, crds: list[str]) -> Group:
     """Three apps on blue: shop behind an Ingress, cart behind an HTTPRoute, pay behind a TrafficSplit."""
     for name in ("shop", "cart", "pay"):
-        create_app(kube, namespace, name, replicas=1, wait=name == "pay")
+        create_app(kube, namespace, name, replicas=1, wait=False)
+    # Every colour of every member available before a test starts: on a busy machine, the last
+    # app's rollout finishing says nothing about the first's.
+    for name in ("shop", "cart", "pay"):
+        for color in ("blue", "green"):
+            wait_available(kube, namespace, f"{name}-{color}")
     kube.create(ingress("shop-blue"), namespace=namespace)
     kube.create(route("cart", namespace), namespace=namespace)
     kube.create(split("pay", namespace), namespace=namespace)
