@@ -39,7 +39,7 @@ lint: venv  ## ruff and mypy (strict)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy $(wildcard bluegreen tests hack bench entrypoint.py)
 
-TOOLS := $(HOME)/.cache/bluegreen/tools/bin
+TOOLS := $(or $(BLUEGREEN_CACHE),$(HOME)/.cache/bluegreen)/tools/bin
 WORKFLOWS := .github/workflows/*.yml examples/workflows/*.yml
 lint-action:  ## actionlint, hadolint, check-jsonschema and zizmor on action.yml, the Dockerfile and workflows
 	bash hack/install-action-tools.sh

@@ -8,6 +8,7 @@ the job container is a local image too (-P ubuntu-latest=...).
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -26,7 +27,9 @@ CHECKOUT = re.compile(
     r"      - uses: actions/checkout@.*\n        with:\n          persist-credentials: false\n"
 )
 JOB_IMAGE = "bluegreen.local/act-job:1"
-ACT = Path.home() / ".cache" / "bluegreen" / "tools" / "bin" / "act"
+ACT = (
+    Path(os.environ.get("BLUEGREEN_CACHE") or Path.home() / ".cache" / "bluegreen") / "tools" / "bin" / "act"
+)
 
 RELEASE = """
 name: release

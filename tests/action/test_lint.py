@@ -6,6 +6,7 @@ splices an input into a shell command is refused.
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import pytest
 
 from tests.action.conftest import ROOT, run
 
-TOOLS = Path.home() / ".cache" / "bluegreen" / "tools" / "bin"
+TOOLS = Path(os.environ.get("BLUEGREEN_CACHE") or Path.home() / ".cache" / "bluegreen") / "tools" / "bin"
 WORKFLOWS = sorted(
     str(p) for p in (*ROOT.glob(".github/workflows/*.yml"), *ROOT.glob("examples/workflows/*.yml"))
 )

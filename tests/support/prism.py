@@ -8,6 +8,7 @@ assert on exactly what bluegreen sent; it can also play a refusing API (403) on 
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import threading
@@ -21,7 +22,7 @@ from typing import Any
 
 import httpx2
 
-CACHE = Path.home() / ".cache" / "bluegreen" / "prism"
+CACHE = Path(os.environ.get("BLUEGREEN_CACHE") or Path.home() / ".cache" / "bluegreen") / "prism"
 ROOT = Path(__file__).resolve().parents[2]
 
 
