@@ -22,19 +22,39 @@ from bluegreen.cli import Outcome, execute
 from bluegreen.errors import EXIT_USAGE, BlueGreenError, RefusedError, RolloutError, UsageError
 from bluegreen.github import summary
 from bluegreen.github.inputs import ActionInputs, decode_kubeconfig, env_name, kubeconfig_secrets, parse
-from bluegreen.github.runner import Annotation, Runner
+from bluegreen.github.runner import Annotation, Runner, command
 
 SECRET_INPUTS = ("kubeconfig", "github-token")
 
 
 class ActionReporter:
-    """Progress from the engine's waits as log lines; warnings as annotations."""
+    """Progress from the engine's waits as log lines, a log group per stage, warnings as annotations.
 
-    def __init__(self, runner: Runner, title: str) -> None:
+    The log's groups cannot nest, so a new stage closes the group of the one before."""
+
+    def __init__(self, runner: Runner, title: str, group: str) -> None:
         self.runner = runner
         self.title = title
+        self.group = group
+        self.open = False
+
+    def __enter__(self) -> ActionReporter:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self.open:
+            self.runner.line("::endgroup::")
+            self.open = False
+
+    def stage(self, name: str) -> None:
+        self.__exit__()
+        self.runner.line(command("group", f"{self.group}: {name}"))
+        self.open = True
 
     def progress(self, message: str) -> None:
+        if not self.open:  # opened on the first line, so a phase that says nothing leaves no empty group
+            self.runner.line(command("group", self.group))
+            self.open = True
         self.runner.line(message)
 
     def warning(self, message: str) -> None:
@@ -166,8 +186,8 @@ def main(env: MutableMapping[str, str] | None = None) -> int:
     with kubeconfig_file(inputs.kubeconfig) as path:
         if path:
             env["KUBECONFIG"] = path  # for kubectl in command checks; --kubeconfig names it for us
-        with runner.group(f"{title}: {inputs.namespace}"):
-            outcome = execute(inputs.argv(path), reporter=ActionReporter(runner, title))
+        with ActionReporter(runner, title, f"{title}: {inputs.namespace}") as reporter:
+            outcome = execute(inputs.argv(path), reporter=reporter)
     return finish(runner, inputs, outcome, started=started)
 
 

@@ -525,6 +525,9 @@ class _StderrReporter:
     def warning(self, message: str) -> None:
         print(f"warning: {message}", file=sys.stderr, flush=True)
 
+    def stage(self, name: str) -> None:
+        print(f"== {name}", file=sys.stderr, flush=True)
+
 
 def main(argv: Sequence[str] | None = None) -> None:
     from bluegreen import report

@@ -79,12 +79,19 @@ class Reporter(Protocol):
 
     def warning(self, message: str) -> None: ...
 
+    def stage(self, name: str) -> None:
+        """A long phase moves to its next stage (release: deploy, gate, switch, watch)."""
+        ...
+
 
 class NullReporter:
     def progress(self, message: str) -> None:
         pass
 
     def warning(self, message: str) -> None:
+        pass
+
+    def stage(self, name: str) -> None:
         pass
 
 

@@ -20,19 +20,23 @@ def run(
     set_images: dict[str, str] | None = None,
     keep_failed: bool = False,
 ) -> Result:
+    ctx.reporter.stage("deploy")
     deployed = deploy.run(ctx, image=image, set_images=set_images, keep_failed=keep_failed)
     steps = [deployed]
     if ctx.dry_run:
         return _combined(steps)
+    ctx.reporter.stage("gate")
     gated = checked.gate(ctx, config)
     steps.append(gated)
     if gated.result != "passed":
         return _combined(steps)
     new_images = deployed.images.get(deployed.details.get("idle_color", ""), [])
+    ctx.reporter.stage("switch")
     switched = switch.run(ctx, reason=f"release of {', '.join(new_images)}")
     steps.append(switched)
     if switched.result != "switched":
         return _combined(steps)
+    ctx.reporter.stage("watch")
     steps.append(checked.watch(ctx, config))
     return _combined(steps)
 

@@ -61,7 +61,7 @@ def test_deploy_then_switch_as_two_steps(step: Step, kube: Client, namespace: st
     assert out["result"] == "deployed" and out["active-color"] == "blue"
     assert "> **shop deploy: deployed to the idle colour**" in summary
     assert "| green images | `registry.local/shop:2.0` |" in summary
-    assert f"::group::bluegreen deploy (shop): {namespace}" in stdout and "::endgroup::" in stdout
+    assert stdout.count("::group::") == stdout.count("::endgroup::") >= 1
 
     code, out, summary, stdout = step.run(
         phase="switch", app="shop", namespace=namespace, reason="release 2.0"
@@ -145,3 +145,28 @@ def test_a_gate_on_a_crash_looping_colour_fails_the_step_and_names_the_check(
     titles = [props["title"] for props, _ in commands(stdout, "error")]
     assert "bluegreen gate (shop): gate check pods failed" in titles
     assert "| pods | kubernetes | failed |" in summary
+
+
+def test_a_release_step_logs_each_stage_in_its_own_group(
+    step: Step, kube: Client, namespace: str, tmp_path: Path
+) -> None:
+    create_app(kube, namespace, "shop", active="blue")
+    config = tmp_path / "bluegreen.yaml"
+    config.write_text("checks: [{name: pods, kind: kubernetes}]\n")
+    code, out, summary, stdout = step.run(
+        phase="release",
+        app="shop",
+        namespace=namespace,
+        image="registry.local/shop:5.0",
+        config=str(config),
+        min_healthy="1s",
+        interval="1s",
+        duration="2s",
+    )
+    assert code == 0, stdout
+    assert (out["result"], out["active-color"]) == ("switched", "green")
+    groups = [line.removeprefix("::group::") for line in stdout.splitlines() if line.startswith("::group::")]
+    prefix = f"bluegreen release (shop): {namespace}"
+    assert groups[:4] == [f"{prefix}: {s}" for s in ("deploy", "gate", "switch", "watch")]
+    assert stdout.count("::group::") == stdout.count("::endgroup::")  # groups never nest
+    assert "### Gate: successful" in summary and "### Watch: healthy" in summary
