@@ -2,12 +2,14 @@
 
 It sets up the app a team has before bluegreen (Deployment `shop` and its Service in namespace
 `demo`), adopts it, releases 2.0 through deploy -> gate -> switch -> watch, shows that a crashing
-release never reaches traffic, rolls back, and prints each command with what it answered.
+release never reaches traffic, rolls back, then runs a switch as a GitHub Action step (the image's
+entrypoint, with its outputs and job summary), and prints each command with what it answered.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import subprocess
 import sys
@@ -22,6 +24,7 @@ from lightkube.resources.core_v1 import Namespace
 
 from tests.support.apps import CRASHLOOP_IMAGE, deployment, service, wait_available
 
+ROOT = Path(__file__).resolve().parents[1]
 NAMESPACE = "demo"
 APP = "shop"
 # The seed's gate is 5 minutes healthy and a 10-minute watch; the demo keeps the same checks, shorter.
@@ -80,6 +83,36 @@ def bluegreen(kubeconfig: Path, *args: str, expect: int = 0) -> None:
     print(f"(exit code {done.returncode})", flush=True)
 
 
+def action_step(kubeconfig: Path, folder: Path, **inputs: str) -> None:
+    """One step of the GitHub Action, run as the runner runs it: inputs in the environment,
+    outputs and the job summary in files (the Docker image runs this same entrypoint)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    output, summary = folder / "outputs", folder / "summary.md"
+    output.write_text("")
+    summary.write_text("")
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "GITHUB_OUTPUT": str(output),
+        "GITHUB_STEP_SUMMARY": str(summary),
+        "BLUEGREEN_KUBECONFIG": kubeconfig.read_text(),
+        "BLUEGREEN_APP": APP,
+        "BLUEGREEN_NAMESPACE": NAMESPACE,
+        **{"BLUEGREEN_" + key.upper(): value for key, value in inputs.items()},
+    }
+    print(f"\n$ uses: ./  with: {' '.join(f'{k}={v!r}' for k, v in inputs.items())}", flush=True)
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "entrypoint.py")], env=env, check=False, capture_output=True, text=True
+    )
+    # A runner swallows `::add-mask::` lines; a terminal would show the secret they carry.
+    print(
+        "".join(line for line in done.stdout.splitlines(keepends=True) if not line.startswith("::add-mask::"))
+    )
+    print(done.stderr, end="", file=sys.stderr)
+    if done.returncode != 0:
+        sys.exit(f"demo: the action step failed with exit code {done.returncode}")
+    print(f"\n-- the job summary ({summary}):\n{summary.read_text()}", flush=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--kubeconfig", type=Path, required=True)
@@ -103,6 +136,12 @@ def main() -> int:
     print("\n== one-click rollback: back to 1.0 on blue; green keeps running for the post-mortem")
     bluegreen(args.kubeconfig, "rollback", "--reason", "demo: rollback drill")
     bluegreen(args.kubeconfig, "status")
+    print(
+        "\n== the same engine as a GitHub Action step: switch to green again, with outputs and a job summary"
+    )
+    action_step(
+        args.kubeconfig, args.kubeconfig.parent / "demo-action", phase="switch", reason="demo: action step"
+    )
     return 0
 
 
