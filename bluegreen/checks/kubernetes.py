@@ -14,6 +14,7 @@ import threading
 import time
 from typing import ClassVar
 
+import httpx2
 from lightkube import ApiError, Client
 from lightkube.resources.apps_v1 import Deployment
 from lightkube.resources.core_v1 import Pod
@@ -22,6 +23,8 @@ from lightkube.types import on_error_stop
 from bluegreen.checks.base import Measurement, Target, Threshold
 from bluegreen.config import KubernetesCheckConfig
 from bluegreen.model import Color
+
+STREAM_IDLE = 20.0  # seconds a pod watch may stay silent before it is re-listed
 
 
 def _ready(pod: Pod) -> bool:
@@ -58,17 +61,18 @@ class KubernetesCheck:
         self._lock = threading.Lock()
         self._pods: dict[str, Pod] = {}
         self._following: tuple[str, tuple[tuple[str, str], ...]] | None = None
-        self._stream: Client | None = None
         self._ended = threading.Event()
         self._ended.set()
+        self._cancel = threading.Event()
 
     def close(self) -> None:
         self._stop()
 
     def _stop(self) -> None:
-        if self._stream is not None:
-            self._stream.close()  # ends the blocking read in the stream's thread
-            self._stream = None
+        # Never close the stream's connection from here: a socket closed under a thread blocked on
+        # it frees its file descriptor for reuse, and the thread's next read takes whatever file gets
+        # that number (a pipe, another socket). The thread sees the flag, or its read times out.
+        self._cancel.set()
 
     def _follow(self, namespace: str, labels: dict[str, str]) -> None:
         """LIST once, then follow a watch stream from that resourceVersion in a daemon thread."""
@@ -78,12 +82,15 @@ class KubernetesCheck:
         version = listed.resourceVersion
         with self._lock:
             self._pods = pods
-        stream = Client(self._kube.config, namespace=namespace)
-        ended = threading.Event()
-        self._stream, self._ended = stream, ended
+        # A quiet stream ends after STREAM_IDLE seconds; the next measure then re-lists.
+        stream = Client(
+            self._kube.config, namespace=namespace, timeout=httpx2.Timeout(10.0, read=STREAM_IDLE)
+        )
+        ended, cancel = threading.Event(), threading.Event()
+        self._ended, self._cancel = ended, cancel
 
         def run() -> None:
-            # Ends when _stop() closes the connection, or the stream breaks: the next measure re-LISTs.
+            # Ends when cancelled, idle too long, or broken: the next measure re-LISTs.
             with contextlib.suppress(Exception):
                 for event, pod in stream.watch(
                     Pod,
@@ -92,12 +99,16 @@ class KubernetesCheck:
                     resource_version=version,
                     on_error=on_error_stop,
                 ):
+                    if cancel.is_set():
+                        break
                     uid = pod.metadata.uid if pod.metadata else None
-                    with self._lock:
+                    with self._lock:  # this stream's own dict: a cancelled one cannot touch the next
                         if event == "DELETED":
-                            self._pods.pop(uid or "", None)
+                            pods.pop(uid or "", None)
                         else:
-                            self._pods[uid or ""] = pod
+                            pods[uid or ""] = pod
+            with contextlib.suppress(Exception):
+                stream.close()  # here, in the thread that reads it, closing is safe
             ended.set()
 
         threading.Thread(target=run, name=f"bluegreen-watch-{self.name}", daemon=True).start()
