@@ -324,3 +324,25 @@ def not_adopted(where: str, what: str) -> NotAdoptedError:
     return NotAdoptedError(
         f"{where} {what}", remedy="See docs/routers.md for how to set it up for blue-green."
     )
+
+
+class SplitRouter(ObjectRouter):
+    """An object that routes by weighted splits between colour backends (HTTPRoute, VirtualService):
+    live is the colour every split sends all its weight to."""
+
+    def splits(self, obj: Obj) -> list[dict[Color, float]]:
+        raise NotImplementedError
+
+    def no_split_detail(self) -> str:
+        """The detail shown when no split names a colour."""
+        raise NotImplementedError
+
+    def active_of(self, obj: Obj) -> Color | None:
+        splits = self.splits(obj)
+        return active_of_splits(splits) if splits else None
+
+    def detail_of(self, obj: Obj) -> str:
+        splits = self.splits(obj)
+        if not splits:
+            return self.no_split_detail()
+        return "weights " + " | ".join(dict.fromkeys(weights_text(s) for s in splits))

@@ -16,12 +16,10 @@ from lightkube.generic_resource import create_namespaced_resource
 from bluegreen.model import Color
 from bluegreen.routers._common import (
     Obj,
-    ObjectRouter,
-    active_of_splits,
+    SplitRouter,
     color_of_service,
     color_service,
     not_adopted,
-    weights_text,
 )
 
 HTTPRoute = create_namespaced_resource("gateway.networking.k8s.io", "v1", "HTTPRoute", "httproutes")
@@ -30,7 +28,7 @@ REQUIRED = ("Accepted",)
 IF_REPORTED = ("ResolvedRefs", "Programmed")
 
 
-class GatewayRouter(ObjectRouter):
+class GatewayRouter(SplitRouter):
     name: ClassVar[str] = "gateway"
     kind: ClassVar[str] = "HTTPRoute"
     resource = HTTPRoute
@@ -55,15 +53,8 @@ class GatewayRouter(ObjectRouter):
                 out.append(split)
         return out
 
-    def active_of(self, obj: Obj) -> Color | None:
-        splits = self.splits(obj)
-        return active_of_splits(splits) if splits else None
-
-    def detail_of(self, obj: Obj) -> str:
-        splits = self.splits(obj)
-        if not splits:
-            return "no backendRef names a colour Service"
-        return "weights " + " | ".join(dict.fromkeys(weights_text(s) for s in splits))
+    def no_split_detail(self) -> str:
+        return "no backendRef names a colour Service"
 
     def patch_for(self, obj: Obj, color: Color) -> dict[str, Any]:
         if not self.splits(obj):

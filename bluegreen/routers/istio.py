@@ -16,13 +16,11 @@ from lightkube.types import PatchType
 from bluegreen.model import AppSpec, Color
 from bluegreen.routers._common import (
     Obj,
-    ObjectRouter,
-    active_of_splits,
+    SplitRouter,
     as_dict,
     call,
     mapped,
     not_adopted,
-    weights_text,
 )
 
 VirtualService = create_namespaced_resource("networking.istio.io", "v1", "VirtualService", "virtualservices")
@@ -41,7 +39,7 @@ def wanted_subsets(app: AppSpec) -> list[dict[str, Any]]:
     return [{"name": str(c), "labels": {app.color_label: str(c)}} for c in Color]
 
 
-class IstioRouter(ObjectRouter):
+class IstioRouter(SplitRouter):
     name: ClassVar[str] = "istio"
     kind: ClassVar[str] = "VirtualService"
     resource = VirtualService
@@ -75,15 +73,8 @@ class IstioRouter(ObjectRouter):
                 out.append(split)
         return out
 
-    def active_of(self, obj: Obj) -> Color | None:
-        splits = self.splits(obj)
-        return active_of_splits(splits) if splits else None
-
-    def detail_of(self, obj: Obj) -> str:
-        splits = self.splits(obj)
-        if not splits:
-            return f"no route to host {self.app.service} with subset blue or green"
-        return "weights " + " | ".join(dict.fromkeys(weights_text(s) for s in splits))
+    def no_split_detail(self) -> str:
+        return f"no route to host {self.app.service} with subset blue or green"
 
     def patch_for(self, obj: Obj, color: Color) -> dict[str, Any]:
         if not self.splits(obj):
