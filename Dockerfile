@@ -14,7 +14,10 @@ RUN set -eu; \
     /opt/bluegreen/bin/pip install --require-hashes --no-deps -r /src/requirements/github.txt; \
     /opt/bluegreen/bin/pip uninstall --yes --quiet pip setuptools; \
     /opt/bluegreen/bin/python -m compileall -q /opt/bluegreen
-# The package sits beside the entrypoint (Python puts the script's folder on sys.path): no build step.
+# The package sits beside the entrypoint (Python puts the script's folder on sys.path) instead of being
+# pip-installed: installing it needs a build backend (setuptools, and wheel for the venv's bundled
+# setuptools) that the hash-pinned lock does not hold, and pip's isolated build would fetch an unpinned
+# setuptools from PyPI into the image's build.
 COPY bluegreen /action/bluegreen
 COPY entrypoint.py /action/entrypoint.py
 RUN /opt/bluegreen/bin/python -m compileall -q /action
@@ -25,7 +28,11 @@ LABEL org.opencontainers.image.title="bluegreen" \
 COPY --from=build /opt/bluegreen /opt/bluegreen
 COPY --from=build /action /action
 ENV PATH=/opt/bluegreen/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
-# uid 1001 is the GitHub-hosted runner's user: the files the runner hands the step
-# ($GITHUB_OUTPUT, $GITHUB_STEP_SUMMARY, the workspace) belong to it, so a non-root step can write them.
+# Not root, and uid 1001 exactly: that is the GitHub-hosted runner's user, which creates the files it
+# mounts for the step ($GITHUB_OUTPUT, $GITHUB_STEP_SUMMARY) and owns the workspace; they are not
+# writable by other users, so this uid can write them and no other non-root uid could
+# (tests/action/test_container.py mounts them so, 0644 and owned by 1001). act is laxer: it creates
+# those files root-owned but 0666 (seen under act 0.2.89), so any uid passes there. GitHub's docs ask
+# Docker actions to run as root for this reason: a self-hosted runner under another uid would fail.
 USER 1001
 ENTRYPOINT ["/opt/bluegreen/bin/python", "/action/entrypoint.py"]

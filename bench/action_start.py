@@ -11,6 +11,7 @@ connection, and `docker run` to the container's exit. It prints; it never fails 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import socket
@@ -29,8 +30,6 @@ from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import Namespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import contextlib
-
 from tests.action.conftest import BASE_IMAGE, IMAGE, build_context, build_image, run
 from tests.support.apps import create_app
 

@@ -58,8 +58,9 @@ jobs:
           DEPLOYED: ${{ steps.deploy.outputs.result }}
           SWITCHED: ${{ steps.switch.outputs.result }}
           ACTIVE: ${{ steps.switch.outputs.active-color }}
-          CONVERGED_MS: ${{ steps.switch.outputs.converged-ms }}
-        run: echo "seen by the next step -> deployed=$DEPLOYED switched=$SWITCHED active=$ACTIVE ms=$CONVERGED_MS"
+          PREVIOUS: ${{ steps.switch.outputs.previous-color }}
+          API_MS: ${{ steps.switch.outputs.api-ms }}
+        run: echo "seen by the next step -> deployed=$DEPLOYED switched=$SWITCHED active=$ACTIVE previous=$PREVIOUS api-ms=$API_MS"
 """
 
 
@@ -119,8 +120,16 @@ def test_a_release_workflow_runs_the_action_and_passes_outputs_on(
     )
     log = done.stdout + done.stderr
     assert done.returncode == 0, log[-5000:]
-    assert "seen by the next step -> deployed=deployed switched=switched active=green ms=" in log
-    assert "| write to verified on the new colour |" in log  # the job summary act read back
+    seen = re.search(r"\| seen by the next step -> (.*?)\s*$", log, re.MULTILINE)  # the step's output
+    assert seen is not None, log[-5000:]
+    assert re.fullmatch(
+        r"deployed=deployed switched=switched active=green previous=blue api-ms=\d+(\.\d+)?", seen[1]
+    ), seen[1]
+    # act prints each step's job summary as it reads $GITHUB_STEP_SUMMARY back after the step; the
+    # entrypoint never prints the Markdown itself, so these lines prove the file was written.
+    assert "Summary - ## bluegreen deploy: shop" in log
+    assert "Summary - ## bluegreen switch: shop" in log
+    assert "| write to verified on the new colour |" in log
     service = kube.get(Service, "shop", namespace=namespace)
     assert service.spec is not None and service.spec.selector is not None
     assert service.spec.selector["bluegreen.io/color"] == "green"

@@ -44,6 +44,7 @@ class Container:
             path = self.home / "file_commands" / name
             path.touch()
             os.chown(path, RUNNER_UID, RUNNER_UID)
+            path.chmod(0o644)  # as the runner leaves them: its own, not writable by other users
         env = {
             "GITHUB_OUTPUT": f"/github/file_commands/{output}",
             "GITHUB_STEP_SUMMARY": f"/github/file_commands/{summary}",
@@ -111,7 +112,8 @@ def test_deploy_then_switch_from_the_container(step: Container, kube: Client, na
     code, out, summary, log = step.run(phase="switch", app="shop", namespace=namespace, reason="3.0")
     assert code == 0, log
     assert (out["result"], out["active-color"], out["previous-color"]) == ("switched", "green", "blue")
-    assert float(out["converged-ms"]) > 0
+    assert float(out["api-ms"]) > 0 and float(out["converged-ms"]) > 0
+    assert "**shop switch: switched** to **green**" in summary
     assert "### Switch timings" in summary and "```mermaid" in summary
     history = json.loads(out["report"])["phase"]["details"]["history"]
     assert history[0]["run_id"] == "42" and history[0]["reason"] == "3.0"
