@@ -1,0 +1,117 @@
+"""The traffic probe's pure parts: reading the colour, and the cutover it reports."""
+
+from __future__ import annotations
+
+import pytest
+
+from bluegreen.traffic_probe import ColorReader, Sample, TrafficProbe, percentile, summarize
+from hack.traffic_rig import serving
+
+WRITE = 1000.0
+
+
+def answers(*pairs: tuple[float, str | None]) -> list[Sample]:
+    """Samples sent `ms` after the write, answered by a colour (None: a failed request)."""
+    return [
+        Sample(WRITE + ms / 1000, color, "" if color else "ConnectionRefusedError") for ms, color in pairs
+    ]
+
+
+def test_a_clean_cut_reports_the_last_old_answer_and_the_first_new_one() -> None:
+    cut = summarize(
+        answers((-20, "blue"), (10, "blue"), (30, "blue"), (40, "green"), (50, "green"), (60, "green")),
+        write_time=WRITE,
+        old="blue",
+        new="green",
+    )
+    assert (cut.requests, cut.failed) == (6, 0)
+    assert cut.last_old_ms == 30.0
+    assert cut.cutover_ms == 40.0
+    assert cut.old_after_new == 0
+    assert cut.moved
+
+
+def test_an_old_answer_after_a_new_one_moves_the_cutover_past_it() -> None:
+    cut = summarize(
+        answers((10, "green"), (20, "blue"), (30, "green"), (40, "green")),
+        write_time=WRITE,
+        old="blue",
+        new="green",
+    )
+    assert cut.cutover_ms == 30.0
+    assert cut.old_after_new == 1
+    assert cut.last_old_ms == 20.0
+
+
+def test_failures_are_counted_by_cause_and_never_move_the_cutover() -> None:
+    cut = summarize(
+        answers((10, "blue"), (20, None), (30, "green")), write_time=WRITE, old="blue", new="green"
+    )
+    assert cut.failed == 1
+    assert cut.errors == {"ConnectionRefusedError": 1}
+    assert cut.cutover_ms == 30.0
+
+
+def test_traffic_that_never_reached_the_new_colour_has_no_cutover() -> None:
+    cut = summarize(answers((10, "blue"), (20, "blue")), write_time=WRITE, old="blue", new="green")
+    assert cut.cutover_ms is None
+    assert not cut.moved
+
+
+def test_an_answer_naming_no_colour_after_the_new_one_is_not_a_clean_move() -> None:
+    cut = summarize(answers((10, "green"), (20, "green")), write_time=WRITE, old="blue", new="green")
+    assert cut.moved
+    unknown = [*answers((10, "green")), Sample(WRITE + 0.02, None), *answers((30, "green"))]
+    assert summarize(unknown, write_time=WRITE, old="blue", new="green").cutover_ms == 30.0
+
+
+@pytest.mark.parametrize(
+    ("reader", "headers", "body", "expected"),
+    [
+        (ColorReader(), {"x-color": " Green "}, "", "green"),
+        (ColorReader.parse(header="X-Slot"), {"X-Slot": "blue"}, "", "blue"),
+        (ColorReader(), {"Server": "x"}, "", None),
+        (ColorReader.parse(pattern=r'"color": "(\w+)"'), {}, '{"color": "blue", "pod": "a"}', "blue"),
+        (ColorReader.parse(pattern=r"colour=(\w+)"), {"X-Color": "green"}, "nothing", None),
+    ],
+)
+def test_the_colour_is_read_from_the_header_or_the_pattern_the_user_names(
+    reader: ColorReader, headers: dict[str, str], body: str, expected: str | None
+) -> None:
+    assert reader.read(headers, body) == expected
+
+
+@pytest.mark.parametrize(
+    ("pattern", "message"), [("color=(", "not a valid regular expression"), (r"color=\w+", "needs a group")]
+)
+def test_a_bad_pattern_is_refused_with_the_fix(pattern: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        ColorReader.parse(pattern=pattern)
+
+
+@pytest.mark.parametrize("url", ["shop.example.com", "ftp://shop/", "http:///path"])
+def test_a_probe_url_must_be_http_with_a_host(url: str) -> None:
+    with pytest.raises(ValueError, match="not an http"):
+        TrafficProbe(url)
+
+
+def test_percentile_by_nearest_rank() -> None:
+    assert percentile([], 50) is None
+    assert percentile([3.0, 1.0, 2.0], 50) == 2.0
+    assert percentile([float(v) for v in range(1, 101)], 95) == 95.0
+
+
+def test_a_pod_is_served_at_its_ip_and_container_ports_once_it_has_an_ip() -> None:
+    pod = {
+        "metadata": {"name": "shop-blue-1", "namespace": "ns", "labels": {"bluegreen.io/color": "blue"}},
+        "spec": {
+            "containers": [{"image": "shop:1", "ports": [{"containerPort": 8080}, {"containerPort": 9090}]}]
+        },
+        "status": {"phase": "Running", "podIP": "10.244.0.7"},
+    }
+    found = serving(pod)
+    assert found is not None
+    ip, ports, who = found
+    assert (ip, ports, who.color, who.release) == ("10.244.0.7", [8080, 9090], "blue", "shop:1")
+    assert serving({**pod, "status": {"phase": "Pending"}}) is None
+    assert serving({**pod, "status": {"phase": "Succeeded", "podIP": "10.244.0.7"}}) is None
