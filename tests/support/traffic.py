@@ -1,0 +1,96 @@
+"""Driving the traffic rig as a user would: the `bluegreen` command inside it, ClusterIPs, clients.
+
+Shared by tests/traffic, bench/traffic.py and the demo. Everything here runs in the rig's network
+namespace: a caller is inside it (`Rig.inside()`), and commands go through `ip netns exec`.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from lightkube import Client
+from lightkube.resources.core_v1 import Service
+
+from bluegreen.traffic_probe import ColorReader, Sample, request_once
+from hack.traffic_rig import Rig
+
+BLUEGREEN = str(Path(sys.executable).with_name("bluegreen"))
+
+
+def bluegreen(rig: Rig, *args: str, check: bool = True) -> dict[str, Any]:
+    """`bluegreen ARGS -o json` run in the rig's namespace against its cluster; its JSON result."""
+    done = subprocess.run(
+        rig.exec_args(BLUEGREEN, *args, "--kubeconfig", str(rig.kubeconfig), "-o", "json"),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=180,
+    )
+    if check and done.returncode != 0:
+        raise AssertionError(
+            f"bluegreen {' '.join(args)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
+        )
+    parsed: dict[str, Any] = json.loads(done.stdout) if done.stdout.strip().startswith("{") else {}
+    return parsed
+
+
+def write_time(result: dict[str, Any]) -> float:
+    """When the switch's write returned (its timeline's `switched:` event), as time.time() seconds."""
+    for entry in result.get("timeline", []):
+        if entry["event"].startswith("switched:"):
+            return datetime.fromisoformat(entry["time"]).timestamp()
+    raise AssertionError(f"no `switched:` event in the result's timeline: {result.get('timeline')}")
+
+
+def cluster_url(kube: Client, namespace: str, service: str, path: str = "/") -> str:
+    found = kube.get(Service, service, namespace=namespace)
+    assert found.spec is not None and found.spec.ports
+    return f"http://{found.spec.clusterIP}:{found.spec.ports[0].port}{path}"
+
+
+def wait_answering(url: str, color: str, *, timeout: float = 30, in_a_row: int = 5) -> None:
+    """Until `in_a_row` new connections to `url` in a row are answered by `color` (kube-proxy synced)."""
+    deadline = time.monotonic() + timeout
+    streak, last = 0, None
+    while time.monotonic() < deadline:
+        last = request_once(url, ColorReader(), timeout=1)
+        streak = streak + 1 if last.color == color else 0
+        if streak >= in_a_row:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{url} not answered by {color} within {timeout}s; last answer: {last}")
+
+
+def between(samples: list[Sample], start: float, end: float) -> list[Sample]:
+    return [s for s in samples if start <= s.sent < end]
+
+
+class KeepAliveClient:
+    """One persistent HTTP/1.1 connection, reused for every request (as browsers and SDKs do)."""
+
+    def __init__(self, url: str) -> None:
+        host_port = url.split("://", 1)[1].split("/", 1)[0]
+        host, _, port = host_port.partition(":")
+        self.connection = http.client.HTTPConnection(host, int(port or 80), timeout=2)
+        self.reader = ColorReader()
+
+    def get(self) -> Sample:
+        sent = time.time()
+        try:
+            self.connection.request("GET", "/")
+            answer = self.connection.getresponse()
+            body = answer.read().decode()
+            return Sample(sent, self.reader.read(dict(answer.getheaders()), body))
+        except (OSError, http.client.HTTPException) as error:
+            self.connection.close()
+            return Sample(sent, None, type(error).__name__)
+
+    def close(self) -> None:
+        self.connection.close()
