@@ -241,6 +241,63 @@ def _deploy(parser: argparse.ArgumentParser) -> Runner:
     return run
 
 
+def _probe_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("traffic probe: your own URL, before, during and after the switch")
+    group.add_argument(
+        "--probe",
+        default=None,
+        metavar="URL",
+        help="send new connections to URL across the switch; report failed requests and the cutover",
+    )
+    group.add_argument(
+        "--probe-header", default=None, metavar="NAME", help="the header naming the colour (default X-Color)"
+    )
+    group.add_argument(
+        "--probe-pattern",
+        default=None,
+        metavar="REGEX",
+        help="read the colour from the body: the first group",
+    )
+    group.add_argument("--probe-rate", type=float, default=20.0, help="requests per second (default 20)")
+    group.add_argument(
+        "--probe-after",
+        type=duration,
+        default=3.0,
+        metavar="DURATION",
+        help="keep probing this long after the write (default 3s)",
+    )
+    group.add_argument("--probe-fail-on-error", action="store_true", help="fail if any probe request failed")
+
+
+def _probed(args: argparse.Namespace, reporter: Reporter, run: Callable[[], Result]) -> Result:
+    """The command inside a traffic probe when --probe is given (checked before anything changes)."""
+    if not args.probe:
+        return run()
+    from bluegreen.traffic_probe import ColorReader, TrafficProbe, around
+
+    try:
+        reader = ColorReader.parse(header=args.probe_header, pattern=args.probe_pattern)
+        seconds = 1.0 + args.timeout + args.probe_after
+        probe = TrafficProbe(
+            args.probe,
+            reader=reader,
+            rate=args.probe_rate,
+            max_requests=int(args.probe_rate * seconds) + 1,
+            max_seconds=seconds,
+        )
+    except ValueError as error:
+        raise UsageError(str(error), remedy="See `bluegreen switch --help` for the --probe flags.") from None
+    return around(
+        run,
+        probe,
+        before=1.0,
+        after=args.probe_after,
+        fail_on_error=args.probe_fail_on_error,
+        refuse_unanswered=args.command == "switch" and not getattr(args, "dry_run", False),
+        reporter=reporter,
+    )
+
+
 @command(
     "switch", "move all traffic to the other colour (or --to) in one write, verify and time it", mutating=True
 )
@@ -250,11 +307,16 @@ def _switch(parser: argparse.ArgumentParser) -> Runner:
         "--force", action="store_true", help="switch even if the target colour is not fully available"
     )
     parser.add_argument("--reason", default="", help="recorded in the history and the Event")
+    _probe_flags(parser)
 
     def run(args: argparse.Namespace, reporter: Reporter) -> Result:
         from bluegreen.phases import switch
 
-        return switch.run(context(args, reporter), to=args.to, force=args.force, reason=args.reason)
+        return _probed(
+            args,
+            reporter,
+            lambda: switch.run(context(args, reporter), to=args.to, force=args.force, reason=args.reason),
+        )
 
     return run
 
@@ -269,10 +331,14 @@ def _rollback(parser: argparse.ArgumentParser) -> Runner:
         help="the colour to go back to (default: the recorded previous one)",
     )
 
+    _probe_flags(parser)
+
     def run(args: argparse.Namespace, reporter: Reporter) -> Result:
         from bluegreen.phases import rollback
 
-        return rollback.run(context(args, reporter), reason=args.reason, to=args.to)
+        return _probed(
+            args, reporter, lambda: rollback.run(context(args, reporter), reason=args.reason, to=args.to)
+        )
 
     return run
 

@@ -20,10 +20,14 @@ import re
 import threading
 import time
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
+
+from bluegreen.errors import UsageError
+from bluegreen.model import Reporter, Result
 
 DEFAULT_HEADER = "X-Color"
 DEFAULT_RATE = 50.0  # new connections per second
@@ -241,6 +245,10 @@ class TrafficProbe:
                 break
             self._pool.submit(self._one)
 
+    def pause(self, seconds: float) -> None:
+        """Wait while the probe runs (it stops early at its own bound)."""
+        self._thread.join(timeout=seconds)
+
     def stop(self) -> list[Sample]:
         """Stop sending, wait for the requests in flight, and return every sample."""
         self._stop.set()
@@ -259,3 +267,74 @@ class TrafficProbe:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+# -- across a switch -------------------------------------------------------------------------------
+
+
+def write_time_of(result: Result) -> float | None:
+    """When the switch's write returned (its timeline's `switched:` event); None if nothing was written."""
+    for stamp, label in result.timeline:
+        if label.startswith("switched:"):
+            return datetime.fromisoformat(stamp).timestamp()
+    return None
+
+
+def attach(result: Result, samples: list[Sample], *, url: str, fail_on_error: bool) -> Result:
+    """Pure: the probe's figures in the Result (fields, details, messages); failed if asked to."""
+    write = write_time_of(result)
+    new = result.active_color or ""
+    old = result.previous_color if result.previous_color != new else None
+    cut = summarize(samples, write_time=write or (samples[0].sent if samples else 0.0), old=old, new=new)
+    result.probe_failed = cut.failed
+    result.probe_cutover_ms = cut.cutover_ms if write is not None else None
+    result.details["probe"] = {"url": url, **cut.to_dict()}
+    seen = f"probe: {cut.requests} requests to {url}, {cut.failed} failed"
+    if cut.errors:
+        seen += " (" + ", ".join(f"{n} {error}" for error, n in sorted(cut.errors.items())) + ")"
+    if write is not None and result.probe_cutover_ms is not None:
+        seen += f"; traffic moved to {new} {result.probe_cutover_ms:.0f} ms after the write"
+        if cut.last_old_ms is not None and old:
+            seen += f" (last {old} answer at {cut.last_old_ms:.0f} ms)"
+    elif write is not None:
+        seen += f"; {new} never answered alone before the probe ended"
+    result.messages.append(seen)
+    if cut.answers and set(cut.answers) == {"unknown"}:
+        result.messages.append(
+            "probe: no answer named a colour; name the header with --probe-header or the body with --probe-pattern"
+        )
+    if fail_on_error and cut.failed:
+        result.result = "failed"
+        result.messages.append(f"probe: {cut.failed} requests failed, and --probe-fail-on-error was given")
+    return result
+
+
+def around(
+    switch: Callable[[], Result],
+    probe: TrafficProbe,
+    *,
+    before: float,
+    after: float,
+    fail_on_error: bool,
+    refuse_unanswered: bool,
+    reporter: Reporter,
+) -> Result:
+    """Run `switch` inside a probe: `before` seconds of requests first, `after` seconds after it."""
+    first = request_once(probe.url, probe.reader, timeout=probe.timeout)
+    if first.failed:
+        message = f"the probe URL {probe.url} did not answer before the switch ({first.error})"
+        if refuse_unanswered:
+            raise UsageError(
+                f"{message}: nothing was changed",
+                remedy="Check the URL is reachable from where bluegreen runs, or drop --probe.",
+            )
+        reporter.warning(f"{message}: its failures are counted")
+    probe.start()
+    try:
+        probe.pause(before)
+        result = switch()
+        if write_time_of(result) is not None:
+            probe.pause(after)
+    finally:
+        samples = probe.stop()
+    return attach(result, [first, *samples], url=probe.url, fail_on_error=fail_on_error)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
-from bluegreen.traffic_probe import ColorReader, Sample, TrafficProbe, percentile, summarize
+from bluegreen.model import Result
+from bluegreen.traffic_probe import ColorReader, Sample, TrafficProbe, attach, percentile, summarize
 from hack.traffic_rig import serving
 
 WRITE = 1000.0
@@ -115,3 +118,41 @@ def test_a_pod_is_served_at_its_ip_and_container_ports_once_it_has_an_ip() -> No
     assert (ip, ports, who.color, who.release) == ("10.244.0.7", [8080, 9090], "blue", "shop:1")
     assert serving({**pod, "status": {"phase": "Pending"}}) is None
     assert serving({**pod, "status": {"phase": "Succeeded", "podIP": "10.244.0.7"}}) is None
+
+
+def switched(previous: str, active: str) -> Result:
+    result = Result(phase="switch", result="switched", app="shop", namespace="ns")
+    result.previous_color, result.active_color = previous, active
+    result.timeline.append(
+        (datetime.fromtimestamp(WRITE, UTC).isoformat(timespec="milliseconds"), "switched: x")
+    )
+    return result
+
+
+def test_the_probe_reports_its_figures_in_the_result() -> None:
+    result = attach(
+        switched("blue", "green"),
+        answers((-50, "blue"), (12, "blue"), (31, "green"), (60, "green")),
+        url="http://shop/",
+        fail_on_error=True,
+    )
+    assert (result.probe_failed, result.probe_cutover_ms, result.result) == (0, 31.0, "switched")
+    assert result.details["probe"]["last_old_ms"] == 12.0
+    assert "traffic moved to green 31 ms after the write (last blue answer at 12 ms)" in result.messages[-1]
+
+
+def test_a_failed_probe_request_fails_the_step_only_when_asked() -> None:
+    samples = answers((10, "blue"), (20, None), (30, "green"))
+    kept = attach(switched("blue", "green"), samples, url="http://shop/", fail_on_error=False)
+    assert (kept.result, kept.probe_failed) == ("switched", 1)
+    failed = attach(switched("blue", "green"), samples, url="http://shop/", fail_on_error=True)
+    assert failed.result == "failed"
+    assert "--probe-fail-on-error" in failed.messages[-1]
+
+
+def test_answers_without_a_colour_tell_the_user_how_to_name_it() -> None:
+    nameless = [Sample(WRITE + 0.01, None), Sample(WRITE + 0.02, None)]
+    result = attach(switched("blue", "green"), nameless, url="http://shop/", fail_on_error=False)
+    assert result.probe_failed == 0
+    assert result.probe_cutover_ms is None
+    assert "--probe-header" in result.messages[-1]
