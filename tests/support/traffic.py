@@ -10,6 +10,7 @@ import http.client
 import json
 import subprocess
 import sys
+import threading
 import time
 from datetime import datetime
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 
 from lightkube import Client
 from lightkube.resources.core_v1 import Service
+from lightkube.types import PatchType
 
 from bluegreen.traffic_probe import ColorReader, Sample, request_once
 from hack.traffic_rig import Rig
@@ -94,3 +96,39 @@ class KeepAliveClient:
 
     def close(self) -> None:
         self.connection.close()
+
+
+class Churn:
+    """A busy cluster: another Service's selector flips every `period` seconds, so its endpoints keep
+    changing and kube-proxy is always due a sync (it syncs at most once per min-sync-period, 1 s).
+
+    Bounded: it stops after `max_seconds` even if nobody calls stop()."""
+
+    def __init__(
+        self, kube: Client, namespace: str, service: str, *, period: float = 0.3, max_seconds: float = 300
+    ):
+        self.kube, self.namespace, self.service = kube, namespace, service
+        self.period, self.max_seconds = period, max_seconds
+        self.flips = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="churn", daemon=True)
+
+    def _run(self) -> None:
+        end = time.monotonic() + self.max_seconds
+        color = "green"
+        while not self._stop.wait(self.period) and time.monotonic() < end:
+            patch = {"spec": {"selector": {"bluegreen.io/color": color}}}
+            self.kube.patch(
+                Service, self.service, patch, namespace=self.namespace, patch_type=PatchType.MERGE
+            )
+            self.flips += 1
+            color = "blue" if color == "green" else "green"
+
+    def start(self) -> Churn:
+        self._thread.start()
+        return self
+
+    def stop(self) -> int:
+        self._stop.set()
+        self._thread.join()
+        return self.flips
