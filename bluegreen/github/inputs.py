@@ -18,6 +18,7 @@ from bluegreen.config import parse_duration, parse_ratio, parse_tolerance
 from bluegreen.errors import UsageError
 from bluegreen.model import Color
 from bluegreen.rollout import valid_image
+from bluegreen.traffic_probe import ColorReader, parse_url
 
 PHASES = ("init", "deploy", "gate", "switch", "watch", "rollback", "retire", "status", "release")
 ROUTERS = ("service", "ingress", "gateway", "istio", "smi", "dns")
@@ -50,6 +51,10 @@ DEFAULTS: dict[str, str] = {
     "retire-after": "0s",
     "environment": "",
     "environment-url": "",
+    "probe-url": "",
+    "probe-header": "",
+    "probe-pattern": "",
+    "probe-fail-on-error": "false",
     "github-token": "",
 }
 
@@ -94,6 +99,10 @@ class ActionInputs:
     environment: str
     environment_url: str
     github_token: str
+    probe_url: str = ""
+    probe_header: str = ""
+    probe_pattern: str = ""
+    probe_fail_on_error: bool = False
 
     def argv(self, kubeconfig_path: str | None) -> list[str]:
         """The `bluegreen` command line for this phase: a list, never a shell string."""
@@ -117,6 +126,16 @@ class ActionInputs:
                 args += ["--to", str(self.to)]
             if self.reason:
                 args += ["--reason", self.reason]
+            if self.probe_url:
+                args += ["--probe", self.probe_url]
+                for flag, value in (
+                    ("--probe-header", self.probe_header),
+                    ("--probe-pattern", self.probe_pattern),
+                ):
+                    if value:
+                        args += [flag, value]
+                if self.probe_fail_on_error:
+                    args.append("--probe-fail-on-error")
         if self.phase == "retire":
             args += ["--after", self.retire_after]
         if self.phase in ("gate", "watch", "release"):
@@ -192,7 +211,13 @@ def parse(env: Mapping[str, str]) -> ActionInputs:
             except (ValueError, UsageError) as error:
                 problems.append(f"{key}: {error}")
     flags = {}
-    for key in ("dry-run", "auto-rollback"):
+    if raw["probe-url"]:
+        try:
+            ColorReader.parse(header=raw["probe-header"] or None, pattern=raw["probe-pattern"] or None)
+            parse_url(raw["probe-url"])
+        except ValueError as error:
+            problems.append(f"probe-url: {error}")
+    for key in ("dry-run", "auto-rollback", "probe-fail-on-error"):
         value = raw[key].lower()
         need(value in TRUE + FALSE, f"{key}: {raw[key]!r} is not true or false")
         flags[key] = value in TRUE
@@ -231,6 +256,10 @@ def parse(env: Mapping[str, str]) -> ActionInputs:
         environment=raw["environment"],
         environment_url=raw["environment-url"],
         github_token=raw["github-token"],
+        probe_url=raw["probe-url"],
+        probe_header=raw["probe-header"],
+        probe_pattern=raw["probe-pattern"],
+        probe_fail_on_error=flags["probe-fail-on-error"],
     )
 
 

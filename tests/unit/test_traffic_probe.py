@@ -6,6 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
+from bluegreen.errors import UsageError
+from bluegreen.github.inputs import parse as parse_inputs
 from bluegreen.model import Result
 from bluegreen.traffic_probe import ColorReader, Sample, TrafficProbe, attach, percentile, summarize
 from hack.traffic_rig import serving
@@ -156,3 +158,31 @@ def test_answers_without_a_colour_tell_the_user_how_to_name_it() -> None:
     assert result.probe_failed == 0
     assert result.probe_cutover_ms is None
     assert "--probe-header" in result.messages[-1]
+
+
+def action_env(**values: str) -> dict[str, str]:
+    return {"BLUEGREEN_PHASE": "switch", "BLUEGREEN_APP": "shop", **values}
+
+
+def test_the_action_passes_the_probe_inputs_as_flags_of_switch_and_rollback() -> None:
+    inputs = parse_inputs(
+        action_env(
+            BLUEGREEN_PROBE_URL="https://shop.example.com/",
+            BLUEGREEN_PROBE_PATTERN=r"colour=(\w+)",
+            BLUEGREEN_PROBE_FAIL_ON_ERROR="true",
+        )
+    )
+    argv = inputs.argv(None)
+    assert argv[argv.index("--probe") :] == [
+        "--probe",
+        "https://shop.example.com/",
+        "--probe-pattern",
+        r"colour=(\w+)",
+        "--probe-fail-on-error",
+    ]
+    assert "--probe" not in parse_inputs(action_env(BLUEGREEN_PHASE="status")).argv(None)
+
+
+def test_a_bad_probe_url_is_an_input_problem_before_anything_runs() -> None:
+    with pytest.raises(UsageError, match="probe-url: --probe 'shop' is not an http"):
+        parse_inputs(action_env(BLUEGREEN_PROBE_URL="shop"))
