@@ -75,6 +75,11 @@ def timings(result: Result) -> list[str]:
         lines.append(
             f"| write to verified on the new colour | {result.converged_ms:.0f} | < {SWITCH_TARGET_MS:.0f}: {met} |"
         )
+    if result.probe_failed is not None:
+        # The probe sees packets through the user's load balancer; converged_ms sees EndpointSlices.
+        cutover = f"{result.probe_cutover_ms:.0f}" if result.probe_cutover_ms is not None else "not seen"
+        lines.append(f"| probe: write to the new colour answering alone | {cutover} | |")
+        lines.append(f"| probe: failed requests | {result.probe_failed} | 0 |")
     return lines
 
 
