@@ -36,7 +36,7 @@ from lightkube.resources.core_v1 import Namespace
 from bluegreen.traffic_probe import Cutover, TrafficProbe, percentile, summarize
 from hack.traffic_rig import Rig, RigError, RigUnavailable, unavailable
 from tests.support.apps import create_app, service
-from tests.support.traffic import Churn, bluegreen, cluster_url, wait_answering, write_time
+from tests.support.traffic import Churn, KeepAliveClient, bluegreen, cluster_url, wait_answering, write_time
 
 SETTLE = 2.5  # seconds of load after each write: beyond kube-proxy's 1 s minimum sync period
 
@@ -90,7 +90,6 @@ def run(rig: Rig, *, rate: float, switches: int, busy: bool) -> int:
             color = target
     finally:
         flips = churn.stop() if churn else 0
-        kube.delete(Namespace, namespace)
     total = sum(c.requests for c in cuts)
     failed = sum(c.failed for c in cuts)
     unclean = sum(1 for c in cuts if not c.moved or c.old_after_new)
@@ -104,7 +103,35 @@ def run(rig: Rig, *, rate: float, switches: int, busy: bool) -> int:
         f"new colour alone, ms after the write: {stats([c.cutover_ms for c in cuts if c.cutover_ms is not None])}"
     )
     print(f"converged_ms (EndpointSlices):        {stats(converged)}")
+    try:
+        keep_alive(rig, namespace, url, color)
+    finally:
+        kube.delete(Namespace, namespace)
     return 0
+
+
+def keep_alive(rig: Rig, namespace: str, url: str, color: str, *, clients: int = 4) -> None:
+    """Persistent connections opened before a switch: where do their requests go afterwards?"""
+    target = "green" if color == "blue" else "blue"
+    held = [KeepAliveClient(url) for _ in range(clients)]
+    try:
+        for client in held:
+            client.get()
+        result = bluegreen(rig, "switch", "--app", "shop", "-n", namespace, "--to", target)
+        write = write_time(result)
+        answers = []
+        while time.time() < write + 10:
+            answers += [c.get() for c in held]
+            time.sleep(0.1)
+    finally:
+        for client in held:
+            client.close()
+    old = sum(1 for a in answers if a.color == color)
+    failed = sum(1 for a in answers if a.failed)
+    print(
+        f"keep-alive: {clients} connections opened before the switch: {old} of {len(answers)} answers "
+        f"in the 10 s after it came from the old colour ({color}), {failed} failed"
+    )
 
 
 def main() -> int:
