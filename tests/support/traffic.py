@@ -58,12 +58,14 @@ def cluster_url(kube: Client, namespace: str, service: str, path: str = "/") -> 
 
 
 def wait_answering(url: str, color: str, *, timeout: float = 30, in_a_row: int = 5) -> None:
-    """Until `in_a_row` new connections to `url` in a row are answered by `color` (kube-proxy synced)."""
+    """Until `in_a_row` new connections to `url` in a row are answered by `color` (kube-proxy synced).
+
+    `color` "" waits for pods that answer without a colour (an app before bluegreen)."""
     deadline = time.monotonic() + timeout
     streak, last = 0, None
     while time.monotonic() < deadline:
         last = request_once(url, ColorReader(), timeout=1)
-        streak = streak + 1 if last.color == color else 0
+        streak = streak + 1 if not last.failed and (last.color or "") == color else 0
         if streak >= in_a_row:
             return
         time.sleep(0.05)
