@@ -27,7 +27,8 @@ BLUEGREEN = str(Path(sys.executable).with_name("bluegreen"))
 
 
 def bluegreen(rig: Rig, *args: str, check: bool = True) -> dict[str, Any]:
-    """`bluegreen ARGS -o json` run in the rig's namespace against its cluster; its JSON result."""
+    """`bluegreen ARGS -o json` run in the rig's namespace against its cluster: the Result as a dict
+    (the whole payload, with `error`, when there is no Result)."""
     done = subprocess.run(
         rig.exec_args(BLUEGREEN, *args, "--kubeconfig", str(rig.kubeconfig), "-o", "json"),
         capture_output=True,
@@ -39,8 +40,9 @@ def bluegreen(rig: Rig, *args: str, check: bool = True) -> dict[str, Any]:
         raise AssertionError(
             f"bluegreen {' '.join(args)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
         )
-    parsed: dict[str, Any] = json.loads(done.stdout) if done.stdout.strip().startswith("{") else {}
-    return parsed
+    payload = json.loads(done.stdout) if done.stdout.strip().startswith("{") else {}
+    result: dict[str, Any] = payload.get("result") or payload
+    return result
 
 
 def write_time(result: dict[str, Any]) -> float:
