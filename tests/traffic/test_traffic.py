@@ -166,3 +166,30 @@ def test_keep_alive_connections_stay_on_the_old_colour_after_a_switch(
             c.close()
     assert not [s for s in pinned if s.failed]
     assert {s.color for s in pinned} == {"blue"}, "keep-alive connections moved without reconnecting"
+
+
+def test_the_switch_probe_sees_the_cutover_through_the_clusterip(
+    inside: Rig, kube: Client, namespace: str
+) -> None:
+    create_app(kube, namespace, replicas=2)
+    url = cluster_url(kube, namespace, "shop")
+    wait_answering(url, "blue")
+    result = bluegreen(
+        inside,
+        "switch",
+        "--app",
+        "shop",
+        "-n",
+        namespace,
+        "--probe",
+        url,
+        "--probe-rate",
+        "50",
+        "--probe-after",
+        "2s",
+    )
+    assert result["result"] == "switched"
+    probe = result["details"]["probe"]
+    assert result["probe_failed"] == 0, probe
+    assert result["probe_cutover_ms"] is not None, probe
+    assert probe["old_after_new"] == 0 and set(probe["answers"]) == {"blue", "green"}, probe
