@@ -11,7 +11,8 @@ inside a network namespace of its own (root only):
 - one HTTP stand-in server per pod and container port, bound at `<podIP>:<port>` (each pod IP is added
   to the namespace's `lo`), answering with the pod's colour, name and release (its image). A watch on
   Pods keeps them in step with kwok: servers start as pods get an IP and stop as pods go, closing
-  the connections they held, as a dying pod would.
+  the connections they held, as a dying pod would. Keep-alive is honoured; `POST /drain` makes a pod
+  end each connection after its next answer (`Connection: close`), as an app's drain hook would.
 
 Everything runs in the namespace, so a client must too: `ip netns exec NAME ...` for a command,
 `Rig.inside()` for the calling thread. Down kills every process in the namespace and deletes it, which
@@ -367,6 +368,9 @@ class PodServers:
         self.servers: dict[tuple[str, int], asyncio.Server] = {}
         self.who: dict[str, PodIdentity] = {}
         self.connections: dict[str, set[asyncio.StreamWriter]] = {}
+        # Pods told to drain (POST /drain): every answer ends its connection, so keep-alive clients
+        # reconnect and the Service sends them to the colour it selects now.
+        self.draining: set[str] = set()
 
     async def sync(self, pods: list[dict[str, Any]]) -> None:
         wanted: dict[tuple[str, int], PodIdentity] = {}
@@ -383,11 +387,13 @@ class PodServers:
             if self.who.get(ip) not in (None, identity):
                 # The IP went to another pod (kwok reuses them): the old pod's connections end with it.
                 self._drop_connections(ip)
+                self.draining.discard(ip)
             self.who[ip] = identity
             if key not in self.servers:
                 await self._start(key)
         for ip in [ip for ip in self.who if ip not in {k[0] for k in wanted}]:
             del self.who[ip]
+            self.draining.discard(ip)
             self._drop_connections(ip)
             _ip("addr", "del", f"{ip}/32", "dev", "lo", check=False)
 
@@ -421,7 +427,7 @@ class PodServers:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
                 lines = head.decode("latin-1").split("\r\n")
-                version = lines[0].rsplit(" ", 1)[-1]
+                method, path, version = [*lines[0].split(" "), "", "", ""][:3]
                 headers = {
                     k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in lines[1:] if h)
                 }
@@ -431,10 +437,24 @@ class PodServers:
                 who = self.who.get(ip)
                 if who is None:
                     break
+                if method == "POST" and path == "/drain":
+                    self.draining.add(ip)
                 body = (
-                    json.dumps({"color": who.color, "pod": who.pod, "release": who.release}).encode() + b"\n"
+                    json.dumps(
+                        {
+                            "color": who.color,
+                            "pod": who.pod,
+                            "release": who.release,
+                            "draining": ip in self.draining,
+                        }
+                    ).encode()
+                    + b"\n"
                 )
-                close = headers.get("connection", "").lower() == "close" or version == "HTTP/1.0"
+                close = (
+                    headers.get("connection", "").lower() == "close"
+                    or version == "HTTP/1.0"
+                    or ip in self.draining
+                )
                 writer.write(
                     b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
                     + f"X-Color: {who.color}\r\nX-Pod: {who.pod}\r\nX-Release: {who.release}\r\n".encode()

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from lightkube import Client
-from lightkube.resources.core_v1 import Service
+from lightkube.resources.core_v1 import Pod, Service
 from lightkube.types import PatchType
 
 from bluegreen.traffic_probe import ColorReader, Sample, request_once
@@ -136,3 +136,23 @@ class Churn:
         self._stop.set()
         self._thread.join()
         return self.flips
+
+
+def drain(kube: Client, namespace: str, app: str, color: str, *, port: int = 8080) -> int:
+    """What an app's drain hook does, on every pod of one colour: `POST /drain`, after which the pod
+    ends each keep-alive connection with its next answer. Returns the number of pods drained."""
+    pods = kube.list(
+        Pod, namespace=namespace, labels={"app.kubernetes.io/name": app, "bluegreen.io/color": color}
+    )
+    drained = 0
+    for pod in pods:
+        if pod.status is None or not pod.status.podIP:
+            continue
+        connection = http.client.HTTPConnection(pod.status.podIP, port, timeout=2)
+        try:
+            connection.request("POST", "/drain")
+            connection.getresponse().read()
+            drained += 1
+        finally:
+            connection.close()
+    return drained

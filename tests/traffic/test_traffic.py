@@ -18,7 +18,16 @@ from lightkube.resources.apps_v1 import Deployment
 from bluegreen.traffic_probe import Sample, TrafficProbe, summarize
 from hack.traffic_rig import Rig
 from tests.support.apps import create_app, deployment, service, wait_available
-from tests.support.traffic import KeepAliveClient, between, bluegreen, cluster_url, wait_answering, write_time
+from tests.support.traffic import (
+    Churn,
+    KeepAliveClient,
+    between,
+    bluegreen,
+    cluster_url,
+    drain,
+    wait_answering,
+    write_time,
+)
 
 pytestmark = pytest.mark.traffic
 
@@ -193,3 +202,52 @@ def test_the_switch_probe_sees_the_cutover_through_the_clusterip(
     assert result["probe_failed"] == 0, probe
     assert result["probe_cutover_ms"] is not None, probe
     assert probe["old_after_new"] == 0 and set(probe["answers"]) == {"blue", "green"}, probe
+
+
+def test_on_a_busy_cluster_traffic_still_moves_with_no_failed_request(
+    inside: Rig, kube: Client, namespace: str
+) -> None:
+    """Another Service's endpoints change every 0.3 s: kube-proxy applies ours at its next sync
+    (up to its 1 s min sync period after the write, long after converged_ms), and no request fails."""
+    create_app(kube, namespace, replicas=2)
+    create_app(kube, namespace, "noise", replicas=1)
+    kube.create(service("noise-churn", "noise", "blue"), namespace=namespace)
+    url = cluster_url(kube, namespace, "shop")
+    wait_answering(url, "blue")
+    churn = Churn(kube, namespace, "noise-churn", max_seconds=60).start()
+    try:
+        with load(url, seconds=30) as probe:
+            time.sleep(1)
+            result = bluegreen(inside, "switch", "--app", "shop", "-n", namespace)
+            time.sleep(SETTLE)
+    finally:
+        flips = churn.stop()
+    assert flips > 5, "the cluster was not busy"
+    assert_moved(probe.samples, write=write_time(result), old="blue", new="green")
+
+
+def test_keep_alive_connections_move_once_the_old_colour_drains(
+    inside: Rig, kube: Client, namespace: str
+) -> None:
+    """The documented remedy: after the switch the old colour answers `Connection: close` (its drain
+    hook), so each keep-alive client reconnects after one more answer, and reaches the new colour."""
+    create_app(kube, namespace, replicas=2)
+    url = cluster_url(kube, namespace, "shop")
+    wait_answering(url, "blue")
+    clients = [KeepAliveClient(url) for _ in range(4)]
+    try:
+        assert {c.get().color for c in clients} == {"blue"}
+        bluegreen(inside, "switch", "--app", "shop", "-n", namespace)
+        wait_answering(url, "green")
+        assert {c.get().color for c in clients} == {"blue"}, "pinned before the drain"
+        assert drain(kube, namespace, "shop", "blue") == 2
+        last_blue = [c.get() for c in clients]  # each ends its connection with this answer
+        after = [c.get() for _ in range(5) for c in clients]
+    finally:
+        for c in clients:
+            c.close()
+    assert not [s for s in last_blue + after if s.failed]
+    assert {s.color for s in last_blue} == {"blue"}
+    assert {s.color for s in after} == {"green"}, (
+        "keep-alive clients still reach the old colour after the drain"
+    )
