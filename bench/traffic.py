@@ -36,7 +36,15 @@ from lightkube.resources.core_v1 import Namespace
 from bluegreen.traffic_probe import Cutover, TrafficProbe, percentile, summarize
 from hack.traffic_rig import Rig, RigError, RigUnavailable, unavailable
 from tests.support.apps import create_app, service
-from tests.support.traffic import Churn, KeepAliveClient, bluegreen, cluster_url, wait_answering, write_time
+from tests.support.traffic import (
+    Churn,
+    KeepAliveClient,
+    bluegreen,
+    cluster_url,
+    drain,
+    wait_answering,
+    write_time,
+)
 
 SETTLE = 2.5  # seconds of load after each write: beyond kube-proxy's 1 s minimum sync period
 
@@ -104,13 +112,13 @@ def run(rig: Rig, *, rate: float, switches: int, busy: bool) -> int:
     )
     print(f"converged_ms (EndpointSlices):        {stats(converged)}")
     try:
-        keep_alive(rig, namespace, url, color)
+        keep_alive(rig, kube, namespace, url, color)
     finally:
         kube.delete(Namespace, namespace)
     return 0
 
 
-def keep_alive(rig: Rig, namespace: str, url: str, color: str, *, clients: int = 4) -> None:
+def keep_alive(rig: Rig, kube: Client, namespace: str, url: str, color: str, *, clients: int = 4) -> None:
     """Persistent connections opened before a switch: where do their requests go afterwards?"""
     target = "green" if color == "blue" else "blue"
     held = [KeepAliveClient(url) for _ in range(clients)]
@@ -123,6 +131,10 @@ def keep_alive(rig: Rig, namespace: str, url: str, color: str, *, clients: int =
         while time.time() < write + 10:
             answers += [c.get() for c in held]
             time.sleep(0.1)
+        drained_at = time.time()
+        drain(kube, namespace, "shop", color)
+        after = [[c.get() for _ in range(3)] for c in held]
+        moved_ms = (time.time() - drained_at) * 1000
     finally:
         for client in held:
             client.close()
@@ -131,6 +143,12 @@ def keep_alive(rig: Rig, namespace: str, url: str, color: str, *, clients: int =
     print(
         f"keep-alive: {clients} connections opened before the switch: {old} of {len(answers)} answers "
         f"in the 10 s after it came from the old colour ({color}), {failed} failed"
+    )
+    firsts = [next((i for i, a in enumerate(answers_of) if a.color == target), None) for answers_of in after]
+    print(
+        f"keep-alive after POST /drain to the old colour's pods: requests until each client reached {target}: "
+        f"{firsts} (1 = the next one after the closing answer); failed "
+        f"{sum(1 for c in after for a in c if a.failed)}; {moved_ms:.0f} ms for all"
     )
 
 
