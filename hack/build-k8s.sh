@@ -26,7 +26,8 @@ ldflags="-s -w -X $vpkg.gitVersion=$K8S_VERSION -X $vpkg.gitMajor=1 -X $vpkg.git
 ldflags+=" -X $vpkg.gitTreeState=clean -X k8s.io/client-go/pkg/version.gitVersion=$K8S_VERSION"
 
 start=$(date +%s)
-echo "build-k8s: building Kubernetes $K8S_VERSION, etcd and kwok $KWOK_VERSION into $bin (first run only)" >&2
+missing=(); for b in "${wanted[@]}"; do [ -x "$bin/$b" ] || missing+=("$b"); done
+echo "build-k8s: building ${missing[*]} (Kubernetes $K8S_VERSION, kwok $KWOK_VERSION) into $bin (once per machine)" >&2
 packages=()
 for b in kube-apiserver kube-controller-manager kube-scheduler kubectl kube-proxy; do
   [ -x "$bin/$b" ] || packages+=("k8s.io/kubernetes/cmd/$b")
