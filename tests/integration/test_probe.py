@@ -6,12 +6,15 @@ the probe reports and how it fails a step; the cutover through a real data plane
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from lightkube import Client
 
 from bluegreen.cli import execute
 from hack.localcluster import LocalCluster
 from tests.integration.test_engine import selector_color
+from tests.integration.test_entrypoint import Step
 from tests.support.apps import create_app
 from tests.support.sampleapp import running
 
@@ -99,3 +102,23 @@ def test_bad_probe_flags_are_usage_errors_before_the_cluster_is_asked(
 ) -> None:
     code, result = switch(cluster, "no-such-namespace", *flags)
     assert code == 2 and message in str(result["error"])
+
+
+def test_the_action_step_reports_the_probe_in_outputs_and_summary(
+    kube: Client, cluster: LocalCluster, namespace: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    create_app(kube, namespace, replicas=1)
+    with running("blue") as apps:
+        apps["blue"].set(error_rate=0.25, latency=0.0)
+        code, out, summary, stdout = Step(tmp_path, cluster, capsys).run(
+            phase="switch",
+            app="shop",
+            namespace=namespace,
+            probe_url=f"{apps['blue'].url}/",
+            probe_pattern=BODY_COLOUR,
+            probe_fail_on_error="true",
+        )
+    assert code == 1, stdout
+    assert out["result"] == "failed" and int(out["probe-failed"]) > 0
+    assert out["probe-cutover-ms"] == ""  # the sample app never answered green
+    assert "| probe: failed requests |" in summary
