@@ -28,11 +28,16 @@ def not_here(reason: str) -> None:
     pytest.skip(f"no real traffic here: {reason}")
 
 
-def host_state() -> tuple[str, str]:
-    """What the rig must not leave behind on the host: its addresses and nftables tables."""
+def host_state() -> tuple[list[str], list[str]]:
+    """What the rig could leave on the host: 10.x addresses and kube-proxy's nftables tables.
+
+    Only those: other tests (Docker's) may add their own tables meanwhile."""
     addresses = subprocess.run(["ip", "-4", "-o", "addr"], capture_output=True, text=True, check=False).stdout
     tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True, check=False).stdout
-    return addresses, tables
+    return (
+        [line for line in addresses.splitlines() if " inet 10." in line],
+        [line for line in tables.splitlines() if "kube-proxy" in line],
+    )
 
 
 @pytest.fixture(scope="session")
