@@ -169,7 +169,9 @@ class Rig:
         deadline = time.monotonic() + timeout
         ns = ["-n", self.name]
         _ip(*ns, "link", "set", "lo", "up")
-        _ip(*ns, "link", "add", VETH, "type", "veth", "peer", "name", VETH_PEER)
+        veth = _ip(*ns, "link", "add", VETH, "type", "veth", "peer", "name", VETH_PEER, check=False)
+        if veth.returncode != 0:
+            raise RigUnavailable(f"no veth pair in a network namespace here: {veth.stderr.strip()}")
         _ip(*ns, "addr", "add", VETH_ADDRESS, "dev", VETH)
         _ip(*ns, "link", "set", VETH, "up")
         _ip(*ns, "link", "set", VETH_PEER, "up")
@@ -188,7 +190,8 @@ class Rig:
             raise RigError(f"the cluster did not start in namespace {self.name}:\n{cluster.stderr.strip()}")
         bin_dir = Path(os.path.realpath(self.dir / "cluster" / "bin"))
         if not (bin_dir / "kube-proxy").exists():
-            raise RigUnavailable(f"no kube-proxy in {bin_dir}: run `bash hack/build-k8s.sh` (make deps)")
+            # build-k8s.sh builds it with the cluster's binaries: missing means a broken cache, not a machine limit
+            raise RigError(f"no kube-proxy in {bin_dir}: run `bash hack/build-k8s.sh` (make deps)")
 
         self._spawn(
             "kube-proxy",
