@@ -43,7 +43,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -489,7 +489,7 @@ class PodWatch:
     def _open(self, path: str, timeout: float) -> Any:
         return urllib.request.urlopen(f"{self.server}{path}", context=self.context, timeout=timeout)  # noqa: S310
 
-    def run(self, publish: Any, stop: threading.Event) -> None:
+    def run(self, publish: Callable[[list[dict[str, Any]]], None], stop: threading.Event) -> None:
         """Call publish(list of pods) after the first list and after every change, until stop."""
         while not stop.is_set():
             try:
