@@ -70,6 +70,7 @@ def run(rig: Rig, *, rate: float, switches: int, busy: bool) -> int:
     cuts: list[Cutover] = []
     converged: list[float] = []
     color = "blue"
+    skipped = 0
     print(
         f"{switches} switches at {rate:.0f} new connections/s{' on a busy cluster' if busy else ''} ({url})"
     )
@@ -87,6 +88,7 @@ def run(rig: Rig, *, rate: float, switches: int, busy: bool) -> int:
                 probe.pause(SETTLE)
             finally:
                 samples = probe.stop()
+            skipped += probe.skipped
             cut = summarize(samples, write_time=write_time(result), old=color, new=target)
             cuts.append(cut)
             converged.append(float(result["converged_ms"]))
@@ -101,7 +103,10 @@ def run(rig: Rig, *, rate: float, switches: int, busy: bool) -> int:
     total = sum(c.requests for c in cuts)
     failed = sum(c.failed for c in cuts)
     unclean = sum(1 for c in cuts if not c.moved or c.old_after_new)
-    print(f"requests: {total}, failed: {failed}; switches not ending on the new colour alone: {unclean}")
+    print(
+        f"requests: {total}, failed: {failed}; switches not ending on the new colour alone: {unclean}; "
+        f"not sent (every worker busy): {skipped}"
+    )
     if churn:
         print(f"busy: another Service's selector flipped {flips} times meanwhile")
     print(

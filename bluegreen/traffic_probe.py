@@ -211,7 +211,7 @@ class TrafficProbe:
         max_requests: int = 1000,
         max_seconds: float = 60.0,
         timeout: float = DEFAULT_TIMEOUT,
-        workers: int = 8,
+        workers: int = 16,
     ) -> None:
         parse_url(url)
         if not 0 < rate <= 2000:
@@ -225,6 +225,8 @@ class TrafficProbe:
         self.samples: list[Sample] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self.skipped = 0  # slots not sent because every worker was still waiting on an answer
+        self._free = threading.Semaphore(workers)
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="probe")
         self._thread = threading.Thread(target=self._run, name="probe-pacer", daemon=True)
 
@@ -233,9 +235,12 @@ class TrafficProbe:
         return self
 
     def _one(self) -> None:
-        sample = request_once(self.url, self.reader, timeout=self.timeout)
-        with self._lock:
-            self.samples.append(sample)
+        try:
+            sample = request_once(self.url, self.reader, timeout=self.timeout)
+            with self._lock:
+                self.samples.append(sample)
+        finally:
+            self._free.release()
 
     def _run(self) -> None:
         begin = time.monotonic()
@@ -243,7 +248,11 @@ class TrafficProbe:
             due = begin + index / self.rate
             if due - begin > self.max_seconds or self._stop.wait(max(0.0, due - time.monotonic())):
                 break
-            self._pool.submit(self._one)
+            # Never queue: a request sent late would be timed wrong, and a dead URL would pile up work.
+            if self._free.acquire(blocking=False):
+                self._pool.submit(self._one)
+            else:
+                self.skipped += 1
 
     def pause(self, seconds: float) -> None:
         """Wait while the probe runs (it stops early at its own bound)."""
@@ -337,4 +346,6 @@ def around(
             probe.pause(after)
     finally:
         samples = probe.stop()
-    return attach(result, [first, *samples], url=probe.url, fail_on_error=fail_on_error)
+    attach(result, [first, *samples], url=probe.url, fail_on_error=fail_on_error)
+    result.details["probe"]["skipped"] = probe.skipped
+    return result

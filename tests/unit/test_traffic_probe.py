@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+import time
 from datetime import UTC, datetime
 
 import pytest
@@ -186,3 +188,18 @@ def test_the_action_passes_the_probe_inputs_as_flags_of_switch_and_rollback() ->
 def test_a_bad_probe_url_is_an_input_problem_before_anything_runs() -> None:
     with pytest.raises(UsageError, match="probe-url: --probe 'shop' is not an http"):
         parse_inputs(action_env(BLUEGREEN_PROBE_URL="shop"))
+
+
+def test_a_url_that_never_answers_is_not_queued_behind_busy_workers() -> None:
+    """Slots with every worker waiting are skipped, so stop() returns within one request timeout."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(64)  # connections complete in the kernel; nothing ever answers
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/"
+        probe = TrafficProbe(url, rate=200, max_requests=100, max_seconds=0.3, timeout=0.5, workers=2).start()
+        probe.pause(0.3)
+        began = time.monotonic()
+        samples = probe.stop()
+        assert time.monotonic() - began < 1.5
+    assert len(samples) == 2 and all(s.error == "TimeoutError" for s in samples)
+    assert probe.skipped > 20
