@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from bluegreen.cli import Outcome, execute
+from bluegreen.cli import Outcome, perform
 from bluegreen.errors import EXIT_USAGE, BlueGreenError, RefusedError, RolloutError, UsageError
 from bluegreen.github import summary
 from bluegreen.github.inputs import ActionInputs, decode_kubeconfig, env_name, kubeconfig_secrets, parse
@@ -187,7 +187,7 @@ def main(env: MutableMapping[str, str] | None = None) -> int:
         if path:
             env["KUBECONFIG"] = path  # for kubectl in command checks; --kubeconfig names it for us
         with ActionReporter(runner, title, f"{title}: {inputs.namespace}") as reporter:
-            outcome = execute(inputs.argv(path), reporter=reporter)
+            outcome = perform(inputs.options(path), reporter=reporter)
     return finish(runner, inputs, outcome, started=started)
 
 
