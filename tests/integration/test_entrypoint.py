@@ -28,6 +28,8 @@ class Step:
         self.kubeconfig = cluster.kubeconfig.read_text()
         self.capsys = capsys
         self.count = 0
+        self.env: dict[str, str] = {}  # the last step's environment, as the entrypoint left it
+        self.runner_env: dict[str, str] = {}  # variables the runner sets besides the inputs
 
     def run(self, **inputs: str) -> tuple[int, dict[str, str], str, str]:
         """(exit code, outputs, summary, stdout) of one step with these inputs."""
@@ -36,12 +38,14 @@ class Step:
         output.touch()
         summary.touch()
         env = {
+            **self.runner_env,
             "GITHUB_OUTPUT": str(output),
             "GITHUB_STEP_SUMMARY": str(summary),
             "BLUEGREEN_KUBECONFIG": self.kubeconfig,
             **{"BLUEGREEN_" + key.upper(): value for key, value in inputs.items()},
         }
         code = entrypoint.main(env)
+        self.env = env
         stdout = self.capsys.readouterr().out
         assert "BLUEGREEN_KUBECONFIG" not in env, "the secret stays out of what check commands inherit"
         return code, read_outputs(output), summary.read_text(), stdout
@@ -170,3 +174,33 @@ def test_a_release_step_logs_each_stage_in_its_own_group(
     assert groups[:4] == [f"{prefix}: {s}" for s in ("deploy", "gate", "switch", "watch")]
     assert stdout.count("::group::") == stdout.count("::endgroup::")  # groups never nest
     assert "### Gate: successful" in summary and "### Watch: healthy" in summary
+
+
+def test_the_kubeconfig_is_written_to_a_private_directory_never_under_runner_temp(
+    step: Step, kube: Client, namespace: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Docker action gets RUNNER_TEMP with the host's path, not mounted (actions/runner#1984); a
+    step's env may point TMPDIR there too. Before issue 15 this step ended in a FileNotFoundError."""
+    unmounted = str(tmp_path / "home" / "runner" / "work" / "_temp")
+    for name in ("RUNNER_TEMP", "TMPDIR"):  # the process's environment, as in the container
+        monkeypatch.setenv(name, unmounted)
+    step.runner_env = {"RUNNER_TEMP": unmounted, "TMPDIR": unmounted}
+    create_app(kube, namespace, "shop", active="blue")
+    code, out, _, stdout = step.run(phase="status", app="shop", namespace=namespace)
+    assert code == 0, stdout
+    assert out["active-color"] == "blue"
+    used = Path(step.env["KUBECONFIG"])
+    assert used.parent.parent == Path(entrypoint.PRIVATE_ROOT) and not used.is_relative_to(unmounted)
+    assert not used.parent.exists(), "the file and its directory are removed when the step ends"
+
+
+def test_a_kubeconfig_that_cannot_be_written_is_one_clean_error(
+    step: Step, namespace: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(entrypoint, "PRIVATE_ROOT", str(tmp_path / "no-such-dir"))
+    code, out, summary, stdout = step.run(phase="switch", app="shop", namespace=namespace)
+    assert code == 3 and out["result"] == "error"
+    ((props, message),) = commands(stdout, "error")
+    assert props["title"].startswith("bluegreen switch (shop)")
+    assert "cannot write the kubeconfig input to a private file" in message and "What to do:" in message
+    assert "> [!CAUTION]" in summary and "Traceback" not in stdout
