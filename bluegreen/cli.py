@@ -2,9 +2,10 @@
 
 Exit codes:
   0  done (deployed, switched, nothing to do, rolled back on request)
-  1  refused, failed or rolled back by the watch (lock held, target not ready, gate failed)
+  1  refused, failed, inconclusive or rolled back by the watch (lock held, target not ready, gate failed)
   2  bad usage or configuration (unknown colour, malformed image, app or namespace missing)
-  3  cluster or API error (unreachable, forbidden by RBAC, conflict that did not settle)
+  3  cluster or API error (unreachable, forbidden by RBAC, conflict that did not settle), or a check
+     that could not measure (result `error`: never a pass)
 
 `execute(argv)` never prints: the GitHub Action calls it in-process and renders the outcome itself.
 """

@@ -321,9 +321,6 @@ class Runner:
             path.unlink(missing_ok=True)
         return result
 
-    def leftovers(self) -> list[Path]:
-        """Files on the host the step left behind in the runner's temp dir and the checkout."""
-        found: list[Path] = []
-        for folder in (self.temp, self.workspace):
-            found += [p for p in folder.rglob("*") if p.is_file() and p.parent != self.workflow]
-        return found
+    def files(self) -> set[Path]:
+        """The files on the host in the runner's temp dir and the checkout."""
+        return {p for folder in (self.temp, self.workspace) for p in folder.rglob("*") if p.is_file()}

@@ -31,11 +31,12 @@ class Steps:
         self.runner, self.kubeconfig = runner, kubeconfig
 
     def run(self, **with_: str) -> StepResult:
+        before = self.runner.files()
         done = self.runner.step(
             {"kubeconfig": self.kubeconfig, **{k.replace("_", "-"): v for k, v in with_.items()}}
         )
         # Nothing of the step stays on the host: no kubeconfig in the runner's temp dir or the checkout.
-        assert self.runner.leftovers() == [], done.log
+        assert self.runner.files() - before == set(), done.log[-3000:]
         return done
 
 
