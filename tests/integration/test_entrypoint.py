@@ -204,3 +204,43 @@ def test_a_kubeconfig_that_cannot_be_written_is_one_clean_error(
     assert props["title"].startswith("bluegreen switch (shop)")
     assert "cannot write the kubeconfig input to a private file" in message and "What to do:" in message
     assert "> [!CAUTION]" in summary and "Traceback" not in stdout
+
+
+@pytest.mark.parametrize(
+    ("name", "loose", "live_state"),
+    [
+        # 1 request in 4 fails: each round of 4 probes sees exactly 25% errors (default limit 0.5%)
+        ("max-error-rate", "50%", {"error_rate": 0.25}),
+        ("p95-tolerance", "2000%", {"latency": 0.25}),  # default 20%: 5x the previous colour's p95
+    ],
+)
+def test_the_watch_judges_by_its_threshold_inputs(
+    step: Step,
+    kube: Client,
+    namespace: str,
+    tmp_path: Path,
+    name: str,
+    loose: str,
+    live_state: dict[str, float],
+) -> None:
+    """Issue 15: the watch's `p95-tolerance` and `max-error-rate` inputs were dropped. The same watch of
+    a degraded live colour passes with the input set loose and spends the budget without it."""
+    from tests.support import sampleapp
+
+    create_app(kube, namespace, "shop", active="green")  # just switched: green live, blue the baseline
+    with sampleapp.running("blue", "green") as apps:
+        apps["green"].set(**live_state)
+        config = tmp_path / "bluegreen.yaml"
+        config.write_text(
+            "checks:\n"
+            "  - {name: probe, kind: probe, requests: 4, urls: "
+            f'{{blue: "{apps["blue"].url}/api/orders", green: "{apps["green"].url}/api/orders"}}}}\n'
+            "watch: {interval: 1s, failures: 2}\n"
+        )
+        watch = {"phase": "watch", "app": "shop", "namespace": namespace, "config": str(config)}
+        watch |= {"duration": "4s", "auto_rollback": "false"}
+        code, out, summary, stdout = step.run(**watch, **{name.replace("-", "_"): loose})
+        assert (code, out["result"]) == (0, "passed"), stdout
+        code, out, summary, stdout = step.run(**watch)
+        assert (code, out["result"]) == (1, "failed"), stdout
+        assert "error budget spent" in summary
