@@ -22,6 +22,7 @@ from tests.action.conftest import run
 from tests.action.runner import RUNNER_UID, Runner, StepResult
 from tests.support.apps import create_app
 from tests.support.github import commands
+from tests.support.prism import Recorder
 
 
 class Steps:
@@ -162,3 +163,24 @@ def test_a_newer_runner_mounting_runner_temp_gets_no_secret_there(
     done = steps.run(phase="switch", app="shop", namespace=namespace)
     assert done.env["RUNNER_TEMP"] == "/github/runner_temp"
     assert (done.exit_code, done.outputs["result"]) == (0, "switched"), done.log
+
+
+def test_the_job_token_default_reaches_the_api_the_runner_names(
+    image: str, tmp_path: Path, cluster: LocalCluster, kube: Client, namespace: str, github_api: Recorder
+) -> None:
+    """`github-token` defaults to `${{ github.token }}`, evaluated by the runner; the API is the one in
+    GITHUB_API_URL (here GitHub's own description served by Prism, on loopback)."""
+    token = "ghs_job_token_for_this_run"
+    runner = Runner(tmp_path / "runner", image, github={"token": token, "api_url": github_api.url})
+    create_app(kube, namespace, "shop", active="blue")
+    done = Steps(runner, cluster.kubeconfig.read_text()).run(
+        phase="switch", app="shop", namespace=namespace, environment="production"
+    )
+    assert (done.exit_code, done.outputs["result"]) == (0, "switched"), done.log
+    assert done.env["INPUT_GITHUB-TOKEN"] == token and not any(token in arg for arg in done.argv)
+    assert done.log.count(token) == 1 and f"::add-mask::{token}" in done.log
+    assert all(e.status < 400 and not e.violations for e in github_api.exchanges), github_api.exchanges
+    (check,) = github_api.writes("POST", "/repos/acme/shop/check-runs")
+    assert (check.body["name"], check.body["conclusion"]) == ("bluegreen switch (shop)", "success")
+    (status,) = github_api.writes("POST", "/statuses")
+    assert status.body["state"] == "success"
