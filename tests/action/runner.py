@@ -267,11 +267,11 @@ class Runner:
         mappings = list(reversed(mounts[1:]))
 
         def translate(value: str) -> str:  # ContainerInfo.TranslateToContainerPath
-            for host, container in mappings:
+            for host, inside in mappings:
                 if value == host:
-                    return container
+                    return inside
                 if value.startswith(host + "/"):
-                    return container + value[len(host) :]
+                    return inside + value[len(host) :]
             return value
 
         translated = {name: translate(value) for name, value in environment.items()}
@@ -283,10 +283,11 @@ class Runner:
         subprocess.run(["docker", "tag", self.image, tag], check=True, capture_output=True)
 
         # DockerCommandManager.DockerRun, option by option.
-        argv = ["docker", "run", "--name", f"{sanitize(tag)}_{uuid.uuid4().hex[:6]}", "--label", self.label]
+        container = f"{sanitize(tag)}_{uuid.uuid4().hex[:6]}"
+        argv = ["docker", "run", "--name", container, "--label", self.label]
         argv += ["--workdir", "/github/workspace", "--rm"]
-        for name in translated:
-            argv += ["-e", name]  # the value stays in the client's environment, off the command line
+        for variable in translated:
+            argv += ["-e", variable]  # the value stays in the client's environment, off the command line
         argv += ["-e", "GITHUB_ACTIONS=true"]
         if "CI" not in translated:
             argv += ["-e", "CI=true"]
@@ -307,7 +308,8 @@ class Runner:
                 check=False,
                 timeout=600,
             )
-        finally:
+        finally:  # a step that timed out leaves its container running: stop it, then drop the tag
+            subprocess.run(["docker", "rm", "--force", container], check=False, capture_output=True)
             subprocess.run(["docker", "rmi", tag], check=False, capture_output=True)
         result = StepResult(
             exit_code=done.returncode,
