@@ -4,15 +4,16 @@ The table is generated from action.yml: a description that starts with phase nam
 release: ...") names the phases the input is for; one that names none is for every phase. For each
 input and each of its phases, the step is parsed twice, with the input at its default and at another
 value, as the entrypoint parses it (a kubeconfig input becomes a private file the options name), and
-the options handed to the engine must differ. For the checks' inputs the comparison goes one step
-further, to the gate or watch settings the engine runs with after bluegreen.yaml is loaded, because
-that is where the watch used to lose `p95-tolerance` and `max-error-rate`.
+the options handed to the engine must differ, and so must the call options.run makes into the phase
+(its Context, its arguments, and for the gate and watch the settings after bluegreen.yaml is
+loaded: where the watch used to lose `p95-tolerance` and `max-error-rate`). The phases themselves
+are recorders here; tests/integration/test_entrypoint.py shows the thresholds' effect in a real watch.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,9 @@ import yaml
 
 from bluegreen.cli import parse_options
 from bluegreen.github.inputs import PHASES, ActionInputs, env_name, parse
-from bluegreen.options import Checks, GateOptions, PhaseOptions, ReleaseOptions, WatchOptions
+from bluegreen.model import NullReporter
+from bluegreen.options import PhaseOptions
+from bluegreen.options import run as options_run
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEC: dict[str, dict[str, Any]] = yaml.safe_load((ROOT / "action.yml").read_text())["inputs"]
@@ -101,13 +104,39 @@ def handed_to_engine(inputs: ActionInputs) -> PhaseOptions:
     return inputs.options("/private/kubeconfig" if inputs.kubeconfig else None)
 
 
-def engine_view(options: PhaseOptions) -> object:
-    """The options with bluegreen.yaml loaded: the gate and watch settings the phase really uses."""
-    if not isinstance(options, GateOptions | WatchOptions | ReleaseOptions):
-        return options
-    config = options.checks.load()
-    used = {"gate": (config.gate,), "watch": (config.watch,), "release": (config.gate, config.watch)}
-    return dataclasses.replace(options, checks=Checks()), config.path, used[options.phase]
+Call = tuple[str, tuple[Any, ...], dict[str, Any]]
+
+
+@pytest.fixture
+def engine(monkeypatch: pytest.MonkeyPatch) -> Callable[[PhaseOptions], list[Call]]:
+    """options.run with the phases replaced by recorders, and the cluster by the arguments it was
+    reached with: what each phase is called with (the Context, bluegreen.yaml loaded, its arguments)."""
+    from bluegreen import kube
+    from bluegreen.phases import checked, deploy, init, release, retire, rollback, status, switch
+
+    calls: list[Call] = []
+    monkeypatch.setattr(kube, "connect", lambda **where: ("cluster", sorted(where.items())))
+    for module, function in (
+        (status, "run"),
+        (init, "run"),
+        (deploy, "run"),
+        (checked, "gate"),
+        (checked, "watch"),
+        (switch, "run"),
+        (rollback, "run"),
+        (retire, "run"),
+        (release, "run"),
+    ):
+        called = f"{module.__name__}.{function}"
+        monkeypatch.setattr(module, function, lambda *a, _c=called, **kw: calls.append((_c, a, kw)))
+    reporter = NullReporter()
+
+    def run(options: PhaseOptions) -> list[Call]:
+        calls.clear()
+        options_run(options, reporter)
+        return list(calls)
+
+    return run
 
 
 def test_the_table_covers_every_input_and_every_phase() -> None:
@@ -120,7 +149,9 @@ def test_the_table_covers_every_input_and_every_phase() -> None:
 
 
 @pytest.mark.parametrize(("name", "phase"), TABLE, ids=[f"{n}-{p}" for n, p in TABLE])
-def test_an_input_changes_what_its_phase_does(name: str, phase: str, workspace: Path) -> None:
+def test_an_input_changes_what_its_phase_does(
+    name: str, phase: str, workspace: Path, engine: Callable[[PhaseOptions], list[Call]]
+) -> None:
     default, other = step(phase), step(phase, **{name: OTHER[name]})
     if name in GITHUB_SIDE:  # no engine input: it changes the GitHub API calls, and only them
         assert handed_to_engine(default) == handed_to_engine(other)
@@ -129,8 +160,10 @@ def test_an_input_changes_what_its_phase_does(name: str, phase: str, workspace: 
         return
     before, after = handed_to_engine(default), handed_to_engine(other)
     assert type(before) is type(after) and before.phase == after.phase == phase
-    assert before != after, f"input {name} does not reach the {phase} phase"
-    assert engine_view(before) != engine_view(after), f"input {name} is lost when the {phase} phase loads"
+    assert before != after, f"input {name} does not reach the {phase} phase's options"
+    called, changed = engine(before), engine(after)
+    assert len(called) == len(changed) == 1
+    assert called != changed, f"input {name} is lost between the options and the {phase} phase"
 
 
 @pytest.mark.parametrize("phase", PHASES)
