@@ -38,6 +38,7 @@ import json
 import os
 import re
 import subprocess
+import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -127,6 +128,8 @@ class StepResult:
     log: str  # the container's stdout and stderr, as the runner reads them for workflow commands
     argv: list[str]  # the docker command line
     env: dict[str, str]  # the variables passed by name, as the container sees them
+    started: float  # time.monotonic() when `docker run` started, and when it ended
+    ended: float
 
 
 @dataclass
@@ -299,6 +302,7 @@ class Runner:
         argv.append(tag)
         for arg in runs.get("args") or []:  # none in our action.yml: the image's ENTRYPOINT runs bare
             argv.append(evaluate(str(arg), {"inputs": inputs}))
+        started = time.monotonic()
         try:
             done = subprocess.run(
                 argv,
@@ -308,6 +312,7 @@ class Runner:
                 check=False,
                 timeout=600,
             )
+            ended = time.monotonic()
         finally:  # a step that timed out leaves its container running: stop it, then drop the tag
             subprocess.run(["docker", "rm", "--force", container], check=False, capture_output=True)
             subprocess.run(["docker", "rmi", tag], check=False, capture_output=True)
@@ -318,6 +323,8 @@ class Runner:
             log=done.stdout + done.stderr,
             argv=argv,
             env=translated,
+            started=started,
+            ended=ended,
         )
         for path in files.values():  # FileCommandManager: the next step's InitializeFiles deletes them
             path.unlink(missing_ok=True)
