@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bluegreen.errors import EXIT_CLUSTER, EXIT_OK, EXIT_REFUSED, EXIT_USAGE, BlueGreenError, UsageError
-from bluegreen.model import Color, NullReporter, Reporter, Result
+from bluegreen.model import Color, NullReporter, Reporter, Result, RunInfo
 from bluegreen.options import (
     Checks,
     DeployOptions,
@@ -53,7 +53,7 @@ class Command:
     add_arguments: Callable[[argparse.ArgumentParser], None]
     mutating: bool
     per_app: bool = True  # takes --app and the app's flags (group commands name a group instead)
-    build: Callable[[argparse.Namespace], PhaseOptions] | None = None  # a phase: flags -> its options
+    build: Build | None = None  # a phase: its flags -> its options
 
 
 COMMANDS: dict[str, Command] = {}
@@ -195,8 +195,6 @@ def target(args: argparse.Namespace) -> Target:
 
 
 def writes(args: argparse.Namespace) -> Writes:
-    from bluegreen.model import RunInfo
-
     return Writes(
         dry_run=args.dry_run,
         wait_for_lock=args.wait_for_lock,
