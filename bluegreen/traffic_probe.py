@@ -318,6 +318,58 @@ def attach(result: Result, samples: list[Sample], *, url: str, fail_on_error: bo
     return result
 
 
+@dataclass(frozen=True, kw_only=True)
+class ProbeOptions:
+    """--probe and its companions (Action inputs probe-url, probe-header, ...), as given."""
+
+    url: str
+    header: str | None = None
+    pattern: str | None = None
+    rate: float = 20.0  # new connections per second
+    after: float = 3.0  # seconds of probing after the write
+    fail_on_error: bool = False
+
+    def make(self, *, longest: float) -> TrafficProbe:
+        """The probe, bounded by `longest` seconds of switching; UsageError with the fix for bad flags."""
+        try:
+            reader = ColorReader.parse(header=self.header, pattern=self.pattern)
+            seconds = 1.0 + longest + self.after
+            return TrafficProbe(
+                self.url,
+                reader=reader,
+                rate=self.rate,
+                max_requests=int(self.rate * seconds) + 1,
+                max_seconds=seconds,
+            )
+        except ValueError as error:
+            raise UsageError(
+                str(error), remedy="See `bluegreen switch --help` for the --probe flags."
+            ) from None
+
+
+def probed(
+    options: ProbeOptions | None,
+    switch: Callable[[], Result],
+    *,
+    longest: float,
+    refuse_unanswered: bool,
+    reporter: Reporter,
+) -> Result:
+    """`switch` as it is without a probe; inside one with it (its flags checked before anything runs)."""
+    if options is None:
+        return switch()
+    probe = options.make(longest=longest)
+    return around(
+        switch,
+        probe,
+        before=1.0,
+        after=options.after,
+        fail_on_error=options.fail_on_error,
+        refuse_unanswered=refuse_unanswered,
+        reporter=reporter,
+    )
+
+
 def around(
     switch: Callable[[], Result],
     probe: TrafficProbe,

@@ -8,10 +8,20 @@ from datetime import UTC, datetime
 
 import pytest
 
+from bluegreen.cli import COMMANDS, parser
 from bluegreen.errors import UsageError
 from bluegreen.github.inputs import parse as parse_inputs
 from bluegreen.model import Result
-from bluegreen.traffic_probe import ColorReader, Sample, TrafficProbe, attach, percentile, summarize
+from bluegreen.options import RollbackOptions, SwitchOptions
+from bluegreen.traffic_probe import (
+    ColorReader,
+    ProbeOptions,
+    Sample,
+    TrafficProbe,
+    attach,
+    percentile,
+    summarize,
+)
 from hack.traffic_rig import serving
 
 WRITE = 1000.0
@@ -166,23 +176,42 @@ def action_env(**values: str) -> dict[str, str]:
     return {"BLUEGREEN_PHASE": "switch", "BLUEGREEN_APP": "shop", **values}
 
 
-def test_the_action_passes_the_probe_inputs_as_flags_of_switch_and_rollback() -> None:
+@pytest.mark.parametrize("phase", ["switch", "rollback"])
+def test_the_action_passes_the_probe_inputs_to_switch_and_rollback(phase: str) -> None:
     inputs = parse_inputs(
         action_env(
+            BLUEGREEN_PHASE=phase,
             BLUEGREEN_PROBE_URL="https://shop.example.com/",
             BLUEGREEN_PROBE_PATTERN=r"colour=(\w+)",
             BLUEGREEN_PROBE_FAIL_ON_ERROR="true",
         )
     )
-    argv = inputs.argv(None)
-    assert argv[argv.index("--probe") :] == [
-        "--probe",
-        "https://shop.example.com/",
-        "--probe-pattern",
-        r"colour=(\w+)",
-        "--probe-fail-on-error",
-    ]
-    assert "--probe" not in parse_inputs(action_env(BLUEGREEN_PHASE="status")).argv(None)
+    options = inputs.options(None)
+    assert isinstance(options, SwitchOptions | RollbackOptions)
+    assert options.probe == ProbeOptions(
+        url="https://shop.example.com/", pattern=r"colour=(\w+)", fail_on_error=True
+    )
+
+
+def test_the_cli_flags_make_the_same_probe_options() -> None:
+    args = parser().parse_args(
+        [
+            "rollback",
+            "--app",
+            "shop",
+            "--probe",
+            "http://shop/",
+            "--probe-header",
+            "X-Slot",
+            "--probe-after",
+            "5s",
+        ]
+    )
+    build = COMMANDS["rollback"].build
+    assert build is not None
+    built = build(args)
+    assert isinstance(built, RollbackOptions)
+    assert built.probe == ProbeOptions(url="http://shop/", header="X-Slot", after=5.0)
 
 
 def test_a_bad_probe_url_is_an_input_problem_before_anything_runs() -> None:
