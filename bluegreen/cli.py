@@ -271,7 +271,9 @@ def _probe_flags(parser: argparse.ArgumentParser) -> None:
         metavar="REGEX",
         help="read the colour from the body: the first group",
     )
-    group.add_argument("--probe-rate", type=float, default=20.0, help="requests per second (default 20)")
+    group.add_argument(
+        "--probe-rate", type=float, default=20.0, metavar="N", help="requests per second (default 20)"
+    )
     group.add_argument(
         "--probe-after",
         type=duration,
