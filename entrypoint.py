@@ -8,6 +8,7 @@ check commands inherit.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -18,6 +19,7 @@ from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
 from typing import Any
 
+from bluegreen import correlation, logs
 from bluegreen.cli import Outcome, perform
 from bluegreen.errors import EXIT_USAGE, BlueGreenError, RefusedError, RolloutError, UsageError
 from bluegreen.github import summary
@@ -32,11 +34,12 @@ class ActionReporter:
 
     The log's groups cannot nest, so a new stage closes the group of the one before."""
 
-    def __init__(self, runner: Runner, title: str, group: str) -> None:
+    def __init__(self, runner: Runner, title: str, group: str, log: logs.JsonReporter | None = None) -> None:
         self.runner = runner
         self.title = title
         self.group = group
         self.open = False
+        self.json = log  # BLUEGREEN_LOG_FORMAT=json: each line a JSON object (logs.py)
 
     def __enter__(self) -> ActionReporter:
         return self
@@ -50,15 +53,22 @@ class ActionReporter:
         self.__exit__()
         self.runner.line(command("group", f"{self.group}: {name}"))
         self.open = True
+        if self.json is not None:
+            self.json.stage(name)
 
     def progress(self, message: str) -> None:
         if not self.open:  # opened on the first line, so a phase that says nothing leaves no empty group
             self.runner.line(command("group", self.group))
             self.open = True
+        if self.json is not None:
+            self.json.progress(message)
+            return
         self.runner.line(message)
 
     def warning(self, message: str) -> None:
         self.runner.annotate(Annotation(level="warning", title=self.title, message=message))
+        if self.json is not None:
+            self.json.warning(message)
 
 
 def mask_secrets(runner: Runner, env: MutableMapping[str, str]) -> None:
@@ -147,6 +157,7 @@ def result_name(outcome: Outcome) -> str:
 def outputs(outcome: Outcome) -> dict[str, str]:
     result = outcome.result
     report: dict[str, Any] = {"exit_code": outcome.exit_code, "result": result_name(outcome)}
+    report["correlation_id"] = correlation.correlation_id()
     if result is not None:
         report["phase"] = result.to_dict()
     if outcome.error is not None:
@@ -207,9 +218,15 @@ def main(env: MutableMapping[str, str] | None = None) -> int:
     runner = Runner(env)
     started = time.monotonic()
     mask_secrets(runner, env)
+    # In the environment, so check commands inherit it and every part of the run names the same ID.
+    env[correlation.ENV] = os.environ[correlation.ENV] = correlation.correlation_id(env)
     app, phase = env.get(env_name("app"), "") or env.get("INPUT_APP", ""), env.get(env_name("phase"), "")
     try:
         inputs = parse(env)
+        log_format = logs.log_format(env.get(logs.ENV, ""))
+    except argparse.ArgumentTypeError as error:
+        scrub(env)
+        return fail_early(runner, UsageError(str(error)), phase=phase or "?", app=app or "?")
     except UsageError as error:
         scrub(env)
         return fail_early(runner, error, phase=phase or "?", app=app or "?")
@@ -219,7 +236,16 @@ def main(env: MutableMapping[str, str] | None = None) -> int:
         with kubeconfig_file(inputs.kubeconfig) as path:
             if path:
                 env["KUBECONFIG"] = path  # for kubectl in command checks; the options name it for us
-            with ActionReporter(runner, title, f"{title}: {inputs.namespace}") as reporter:
+            log = None
+            if log_format == "json":
+                log = logs.JsonReporter(
+                    runner.line,
+                    app=inputs.app,
+                    namespace=inputs.namespace,
+                    phase=inputs.phase,
+                    correlation_id=inputs.run.correlation_id,
+                )
+            with ActionReporter(runner, title, f"{title}: {inputs.namespace}", log) as reporter:
                 outcome = perform(inputs.options(path), reporter=reporter)
     except BlueGreenError as error:  # only the kubeconfig file: perform() returns every failure
         outcome = Outcome(error.exit_code, error=error, output="json")
@@ -231,12 +257,20 @@ def fail_early(runner: Runner, error: BlueGreenError, *, phase: str, app: str) -
     runner.set_outputs(outputs(outcome))
     for note in summary.notes(None, error, phase=phase, app=app):
         runner.annotate(note)
-    runner.summary(summary.markdown(None, error, phase=phase, app=app))
+    runner.summary(
+        summary.markdown(None, error, phase=phase, app=app, correlation_id=correlation.correlation_id())
+    )
     return EXIT_USAGE
 
 
 def finish(runner: Runner, inputs: ActionInputs, outcome: Outcome, *, started: float) -> int:
-    markdown = summary.markdown(outcome.result, outcome.error, phase=inputs.phase, app=inputs.app)
+    markdown = summary.markdown(
+        outcome.result,
+        outcome.error,
+        phase=inputs.phase,
+        app=inputs.app,
+        correlation_id=inputs.run.correlation_id,
+    )
     notes = summary.notes(outcome.result, outcome.error, phase=inputs.phase, app=inputs.app)
     with runner.group("outputs"):
         values = outputs(outcome)

@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from bluegreen import correlation, logs
 from bluegreen.errors import EXIT_CLUSTER, EXIT_OK, EXIT_REFUSED, EXIT_USAGE, BlueGreenError, UsageError
 from bluegreen.model import Color, NullReporter, Reporter, Result, RunInfo
 from bluegreen.options import (
@@ -199,7 +200,12 @@ def writes(args: argparse.Namespace) -> Writes:
     return Writes(
         dry_run=args.dry_run,
         wait_for_lock=args.wait_for_lock,
-        run=RunInfo(run_id=args.run_id, run_url=args.run_url, actor=args.actor),
+        run=RunInfo(
+            run_id=args.run_id,
+            run_url=args.run_url,
+            actor=args.actor,
+            correlation_id=correlation.correlation_id(),
+        ),
     )
 
 
@@ -489,6 +495,12 @@ def parser() -> argparse.ArgumentParser:
         if cmd.per_app:
             _common(sub, mutating=cmd.mutating)
         cmd.add_arguments(sub)
+        sub.add_argument(
+            "--log-format",
+            type=logs.log_format,
+            default=os.environ.get(logs.ENV, "text"),
+            help="progress on stderr as text (default) or JSON lines ($BLUEGREEN_LOG_FORMAT)",
+        )
     return top
 
 
@@ -571,15 +583,63 @@ class _StderrReporter:
         print(f"== {name}", file=sys.stderr, flush=True)
 
 
+def _json_log(argv: Sequence[str]) -> logs.JsonReporter | None:
+    """The JSON reporter when --log-format or $BLUEGREEN_LOG_FORMAT asks for it, else None (text)."""
+    try:
+        args = parser().parse_args(list(argv))
+        chosen = args.log_format
+    except (BlueGreenError, argparse.ArgumentTypeError, SystemExit):
+        # execute() reports the usage error: as a JSON line too, if that much can be read
+        args, chosen = None, os.environ.get(logs.ENV, "").strip().lower()
+        if ("--log-format", "json") in set(itertools.pairwise(argv)) or "--log-format=json" in argv:
+            chosen = "json"
+    if chosen != "json":
+        return None
+    return logs.JsonReporter(
+        lambda line: print(line, file=sys.stderr, flush=True),
+        app=getattr(args, "app", None) or getattr(args, "group", None) or "",
+        namespace=getattr(args, "namespace", None) or "",
+        phase=getattr(args, "command", None) or (argv[0] if argv else ""),
+        correlation_id=os.environ[correlation.ENV],
+    )
+
+
+def _log_outcome(log: logs.JsonReporter, outcome: Outcome) -> None:
+    from bluegreen import report
+
+    if outcome.error is not None:
+        log.outcome(
+            result="error",
+            colour=None,
+            summary=outcome.error.message,
+            exit_code=outcome.exit_code,
+            remedy=outcome.error.remedy,
+        )
+    elif outcome.result is not None:
+        result = outcome.result
+        log.outcome(
+            result=result.result,
+            colour=result.active_color,
+            summary=report.text(result).splitlines()[0],
+            exit_code=outcome.exit_code,
+        )
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     from bluegreen import report
 
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help") or "--help" in argv or "-h" in argv or "--version" in argv:
         parser().parse_args(argv or ["--help"])  # prints and exits 0
-    outcome = execute(argv, reporter=_StderrReporter())
+    # In the environment, so command checks and smoke tests see the same ID (and a second parse agrees).
+    os.environ[correlation.ENV] = correlation.correlation_id()
+    log = _json_log(argv)
+    outcome = execute(argv, reporter=log or _StderrReporter())
+    if log is not None:
+        _log_outcome(log, outcome)
     if outcome.output == "json":
         payload: dict[str, Any] = {"exit_code": outcome.exit_code}
+        payload["correlation_id"] = os.environ[correlation.ENV]
         if outcome.result is not None:
             payload["result"] = outcome.result.to_dict()
         if outcome.error is not None:
@@ -591,7 +651,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(json.dumps(payload, indent=2))
     elif outcome.result is not None:
         print(report.text(outcome.result))
-    if outcome.error is not None and outcome.output != "json":
+    if outcome.error is not None and outcome.output != "json" and log is None:
         print(f"error: {outcome.error.message}", file=sys.stderr)
         if outcome.error.remedy:
             print(f"  what to do: {outcome.error.remedy}", file=sys.stderr)

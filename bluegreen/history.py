@@ -46,6 +46,7 @@ def entry(
         "run_id": run.run_id,
         "run_url": run.run_url,
         "actor": run.actor,
+        "correlation_id": run.correlation_id,
         "reason": reason,
         "timings_ms": {k: round(v, 1) for k, v in timings.items() if v is not None},
     }

@@ -64,6 +64,7 @@ class RunInfo:
     run_id: str = ""
     run_url: str = ""
     actor: str = ""
+    correlation_id: str = ""  # one ID across logs, Events, history and the app's requests (correlation.py)
 
     @property
     def holder(self) -> str:

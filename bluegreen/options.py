@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bluegreen.config import Overrides
+from bluegreen.correlation import correlation_id
 from bluegreen.model import AppSpec, Color, Reporter, Result, RunInfo
 from bluegreen.traffic_probe import ProbeOptions, probed
 
@@ -196,6 +197,7 @@ def github_run(env: Mapping[str, str]) -> RunInfo:
         run_id=run_id,
         run_url=f"{server}/{repo}/actions/runs/{run_id}" if server and repo and run_id else "",
         actor=env.get("GITHUB_ACTOR") or env.get("USER", ""),
+        correlation_id=correlation_id(env),
     )
 
 

@@ -166,8 +166,12 @@ def history(result: Result) -> list[str]:
     return [*lines, ""]
 
 
-def markdown(result: Result | None, error: BlueGreenError | None, *, phase: str, app: str) -> str:
+def markdown(
+    result: Result | None, error: BlueGreenError | None, *, phase: str, app: str, correlation_id: str = ""
+) -> str:
     parts = [f"## bluegreen {phase}: {app}", "", banner(result, error, phase, app), ""]
+    if correlation_id:  # the one ID to search the logs, Events, history and the app's requests for
+        parts += [f"Correlation ID: `{cell(correlation_id)}`", ""]
     if result is not None:
         parts += [*facts(result), ""]
         parts += (

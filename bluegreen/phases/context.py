@@ -138,6 +138,7 @@ def record_switch(
     )
     by = f" ({ctx.run.holder})" if ctx.run.run_id or ctx.run.actor else ""
     why = f": {reason}" if reason else ""
+    why += f" [correlation {ctx.run.correlation_id}]" if ctx.run.correlation_id else ""
     history.event(
         ctx.kube,
         ctx.app,

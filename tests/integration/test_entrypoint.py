@@ -244,3 +244,27 @@ def test_the_watch_judges_by_its_threshold_inputs(
         code, out, summary, stdout = step.run(**watch)
         assert (code, out["result"]) == (1, "failed"), stdout
         assert "error budget spent" in summary
+
+
+def test_json_logs_and_the_summary_name_the_runs_correlation_id(
+    step: Step, kube: Client, namespace: str
+) -> None:
+    create_app(kube, namespace, "shop", active="blue")
+    step.runner_env = {"GITHUB_RUN_ID": "77", "GITHUB_RUN_ATTEMPT": "3"}
+    code, out, summary, stdout = step.run(
+        phase="deploy", app="shop", namespace=namespace, image="registry.local/shop:2.0", log_format="json"
+    )
+    assert code == 0, stdout
+    records = [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
+    assert records, stdout  # the rollout's progress, as JSON lines
+    assert {(r["correlation_id"], r["app"], r["namespace"], r["phase"]) for r in records} == {
+        ("77-3", "shop", namespace, "deploy")
+    }
+    assert json.loads(out["report"])["correlation_id"] == "77-3"
+    assert "Correlation ID: `77-3`" in summary
+
+
+def test_an_unknown_log_format_is_refused(step: Step) -> None:
+    code, out, summary, _ = step.run(phase="status", app="shop", namespace="shop", log_format="yaml")
+    assert code == 2 and out["result"] == "error"
+    assert "use one of text, json" in summary
