@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 import httpx2
 
+from bluegreen import correlation
 from bluegreen.checks.base import Measurement, Target, Threshold, Value
 from bluegreen.config import HttpCheckConfig, render
 from bluegreen.verdict import lookup
@@ -58,7 +59,7 @@ class HttpCheck:
         if client is None:
             return Measurement(**base, error="no apiserver connection for a path check; give `url` instead")
         try:
-            response = client.get(url, timeout=c.timeout)
+            response = client.get(url, timeout=c.timeout, headers=correlation.headers())
         except httpx2.HTTPError as error:
             # The app did not answer: a failure of the app, judged FAILED, not a measuring error.
             return Measurement(

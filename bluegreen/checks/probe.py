@@ -15,6 +15,7 @@ from typing import ClassVar
 
 import httpx2
 
+from bluegreen import correlation
 from bluegreen.checks.base import Measurement, Target, Threshold, Value
 from bluegreen.config import ProbeCheckConfig
 
@@ -45,7 +46,7 @@ class ProbeCheck:
         for _ in range(self.config.requests):
             started = time.perf_counter()
             try:
-                response = self._http.get(url)
+                response = self._http.get(url, headers=correlation.headers())
             except httpx2.HTTPError as error:
                 errors += 1
                 first = first or f"{type(error).__name__}: {error}"

@@ -21,6 +21,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -48,6 +49,8 @@ class State:
     by_code: dict[int, int] = field(default_factory=dict)
     buckets: list[int] = field(default_factory=lambda: [0] * (len(BUCKETS) + 1))
     latency_sum: float = 0.0
+    # The correlation headers of the last requests that had any (GET /admin/requests), newest last
+    seen: deque[dict[str, str]] = field(default_factory=lambda: deque(maxlen=200))
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def next_fails(self) -> bool:
@@ -119,7 +122,19 @@ def make_handler(state: State) -> type[BaseHTTPRequestHandler]:
             self.wfile.write(data)
 
         def do_GET(self) -> None:
-            if self.path == "/metrics":
+            if self.headers.get("X-Request-Id") or self.headers.get("traceparent"):
+                with state.lock:
+                    state.seen.append(
+                        {
+                            "path": self.path,
+                            "x-request-id": self.headers.get("X-Request-Id") or "",
+                            "traceparent": self.headers.get("traceparent") or "",
+                        }
+                    )
+            if self.path == "/admin/requests":
+                with state.lock:
+                    self.send(200, json.dumps(list(state.seen)))
+            elif self.path == "/metrics":
                 self.send(200, state.metrics(), "text/plain; version=0.0.4")
             elif self.path == "/health/ready":
                 code, body = state.health()
@@ -200,6 +215,13 @@ class SampleApp:
         response.raise_for_status()
         result: dict[str, Any] = response.json()
         return result
+
+    def requests_seen(self) -> list[dict[str, str]]:
+        """The correlation headers (x-request-id, traceparent) and path of the requests that had them."""
+        response = self._http.get(f"{self.url}/admin/requests")
+        response.raise_for_status()
+        seen: list[dict[str, str]] = response.json()
+        return seen
 
     def stop(self) -> None:
         self._http.close()

@@ -1,0 +1,128 @@
+"""One release followed by one ID: the JSON logs, the Event, the history, and the requests the app got.
+
+The CLI runs as a user runs it (a subprocess with GitHub's variables and a parent TRACEPARENT) against
+the real local cluster, its gate checking real sample apps over HTTP; the log lines are validated
+against docs/schemas/log-line.schema.json by check-jsonschema (installed by hack/install-action-tools.sh).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from lightkube import Client
+from lightkube.resources.core_v1 import Event, Service
+
+from hack.localcluster import LocalCluster
+from tests.support import sampleapp
+from tests.support.apps import create_app
+
+pytestmark = pytest.mark.cluster
+ROOT = Path(__file__).resolve().parents[2]
+SCHEMA = ROOT / "docs" / "schemas" / "log-line.schema.json"
+TOOLS = Path(os.environ.get("BLUEGREEN_CACHE") or Path.home() / ".cache" / "bluegreen") / "tools" / "bin"
+TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+PARENT = f"00-{TRACE}-00f067aa0ba902b7-01"
+
+
+@pytest.fixture(scope="module")
+def check_jsonschema() -> Path:
+    done = subprocess.run(
+        ["bash", str(ROOT / "hack" / "install-action-tools.sh")], capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        pytest.fail(f"hack/install-action-tools.sh failed:\n{done.stdout}{done.stderr}")
+    return TOOLS / "check-jsonschema"
+
+
+@pytest.fixture
+def apps() -> Iterator[dict[str, sampleapp.SampleApp]]:
+    with sampleapp.running("blue", "green") as running:
+        yield running
+
+
+def validate(tool: Path, lines: list[str], folder: Path) -> None:
+    files = []
+    for n, line in enumerate(lines):
+        path = folder / f"line-{n}.json"
+        path.write_text(line)
+        files.append(str(path))
+    done = subprocess.run(
+        [str(tool), "--schemafile", str(SCHEMA), *files], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_one_release_is_found_by_one_id_in_logs_event_history_and_the_apps_requests(
+    cluster: LocalCluster,
+    kube: Client,
+    namespace: str,
+    apps: dict[str, sampleapp.SampleApp],
+    check_jsonschema: Path,
+    tmp_path: Path,
+) -> None:
+    create_app(kube, namespace, "shop", active="blue")
+    config = tmp_path / "bluegreen.yaml"
+    green, blue = apps["green"].url, apps["blue"].url
+    config.write_text(
+        f"""
+checks:
+  - name: ready
+    kind: http
+    url: "{green}/health/ready"
+    conditions: ['checks.db == "ok"']
+  - name: traffic
+    kind: probe
+    urls: {{blue: "{blue}/api/orders", green: "{green}/api/orders"}}
+    requests: 3
+gate: {{min-healthy: 0s, interval: 0.2s, p95-tolerance: 500%}}
+watch: {{duration: 0s}}
+"""
+    )
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("GITHUB_", "BLUEGREEN_")) and k != "TRACEPARENT"
+    }
+    env |= {"GITHUB_RUN_ID": "4242", "GITHUB_RUN_ATTEMPT": "2", "TRACEPARENT": PARENT}
+    done = subprocess.run(
+        [
+            sys.executable, "-m", "bluegreen.cli", "release", "--app", "shop", "-n", namespace,
+            "--kubeconfig", str(cluster.kubeconfig), "--image", "registry.local/shop:2.0",
+            "--config", str(config), "--log-format", "json", "-o", "json",
+        ],
+        capture_output=True, text=True, env=env, cwd=ROOT, timeout=300, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+
+    # The logs: every stderr line is one JSON object of the schema, all with the run's ID.
+    lines = done.stderr.splitlines()
+    validate(check_jsonschema, lines, tmp_path)
+    records = [json.loads(line) for line in lines]
+    assert {r["correlation_id"] for r in records} == {"4242-2"}
+    assert {r["app"] for r in records} == {"shop"} and {r["namespace"] for r in records} == {namespace}
+    assert {"release/deploy", "release/gate", "release/switch"} <= {r["phase"] for r in records}
+    last = records[-1]
+    assert (last["result"], last["colour"], last["exit_code"]) == ("switched", "green", 0)
+    assert json.loads(done.stdout)["correlation_id"] == "4242-2"
+
+    # The audit trail on the cluster: the history entry and the Event.
+    annotations = kube.get(Service, "shop", namespace=namespace).to_dict()["metadata"]["annotations"]
+    assert json.loads(annotations["bluegreen.io/history"])[0]["correlation_id"] == "4242-2"
+    notes = [
+        e.message or "" for e in kube.list(Event, namespace=namespace) if e.involvedObject.name == "shop"
+    ]
+    assert any("[correlation 4242-2]" in note for note in notes), notes
+
+    # The app: the gate's HTTP check and probe requests carried the ID and a child of the parent trace.
+    seen = apps["green"].requests_seen()
+    assert {"/health/ready", "/api/orders"} <= {r["path"] for r in seen}
+    assert {r["x-request-id"] for r in seen} == {"4242-2"}
+    for request in seen:
+        version, trace, span, flags = request["traceparent"].split("-")
+        assert (version, trace, flags) == ("00", TRACE, "01") and len(span) == 16
