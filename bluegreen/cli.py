@@ -95,9 +95,9 @@ def phase(
             return holder["build"](args)
 
         def run(args: argparse.Namespace, reporter: Reporter) -> Result:
-            from bluegreen import options
+            from bluegreen import metrics
 
-            return options.run(build(args), reporter)
+            return metrics.run(args.pushgateway, build(args), reporter)
 
         COMMANDS[name] = Command(name, help, run, add_arguments, mutating, build=build)
 
@@ -501,6 +501,12 @@ def parser() -> argparse.ArgumentParser:
             default=os.environ.get(logs.ENV, "text"),
             help="progress on stderr as text (default) or JSON lines ($BLUEGREEN_LOG_FORMAT)",
         )
+        sub.add_argument(
+            "--pushgateway",
+            default=os.environ.get("BLUEGREEN_PUSHGATEWAY", ""),
+            metavar="URL",
+            help="push release metrics to this Prometheus Pushgateway ($BLUEGREEN_PUSHGATEWAY)",
+        )
     return top
 
 
@@ -530,9 +536,10 @@ def execute(argv: Sequence[str], *, reporter: Reporter | None = None) -> Outcome
 
 def perform(options: PhaseOptions, *, reporter: Reporter | None = None) -> Outcome:
     """Run one phase from options already parsed (the Action's inputs), as `execute` runs a command line."""
-    from bluegreen.options import run
+    from bluegreen import metrics
 
-    return _guarded(lambda: run(options, reporter or NullReporter()), lambda: "json")
+    url = os.environ.get(metrics.ENV, "")
+    return _guarded(lambda: metrics.run(url, options, reporter or NullReporter()), lambda: "json")
 
 
 def parse_options(argv: Sequence[str]) -> PhaseOptions:

@@ -18,8 +18,10 @@ import pytest
 from lightkube import Client
 from lightkube.resources.core_v1 import Event, Service
 
+from bluegreen.cli import execute
 from hack.localcluster import LocalCluster
-from tests.support import sampleapp
+from tests.support import prometheus as prom_support
+from tests.support import pushgateway, sampleapp
 from tests.support.apps import create_app
 
 pytestmark = pytest.mark.cluster
@@ -126,3 +128,39 @@ watch: {{duration: 0s}}
     for request in seen:
         version, trace, span, flags = request["traceparent"].split("-")
         assert (version, trace, flags) == ("00", TRACE, "01") and len(span) == 16
+
+
+def test_release_and_rollback_metrics_reach_prometheus_through_the_pushgateway(
+    cluster: LocalCluster, kube: Client, namespace: str, tmp_path: Path
+) -> None:
+    create_app(kube, namespace, "shop", active="blue")
+    with (
+        pushgateway.running(tmp_path) as port,
+        prom_support.running(tmp_path, {}, pushgateway=port) as prometheus,
+    ):
+        common = ["--app", "shop", "-n", namespace, "--kubeconfig", str(cluster.kubeconfig)]
+        common += ["--pushgateway", f"http://127.0.0.1:{port}"]
+        quick = ("--min-healthy", "0s", "--interval", "0.2s", "--duration", "0s")
+        released = execute(["release", *common, "--image", "registry.local/shop:2.0", *quick])
+        assert (released.exit_code, released.result and released.result.result) == (0, "switched")
+        rolled = execute(["rollback", *common, "--reason", "bad 2.0"])
+        assert (rolled.exit_code, rolled.result and rolled.result.result) == (0, "rolled-back")
+
+        app = f'app="shop",namespace="{namespace}",job="bluegreen"'
+        # Scraped every second: wait for the rollback's push to arrive, then read everything at once.
+        prometheus.wait_for(f'bluegreen_rollbacks_total{{{app},reason="manual"}} == 1')
+        assert prometheus.query(f'bluegreen_releases_total{{{app},phase="release",result="switched"}}') == 1
+        assert prometheus.query(f'bluegreen_live_color{{{app},color="blue"}}') == 1
+        assert prometheus.query(f'bluegreen_live_color{{{app},color="green"}}') == 0
+        assert prometheus.query(f'bluegreen_rollbacks_total{{{app},reason="watch"}}') is None
+        api = prometheus.query(f'bluegreen_switch_duration_seconds{{{app},measure="api"}}')
+        converged = prometheus.query(f'bluegreen_switch_duration_seconds{{{app},measure="converged"}}')
+        assert api is not None and converged is not None and converged >= api > 0
+        assert prometheus.query(f'bluegreen_gate_duration_seconds{{{app},result="successful"}}') is not None
+        assert prometheus.query(f"sum(bluegreen_release_in_progress{{{app}}})") == 0
+        assert prometheus.query(f"bluegreen_release_deadline_timestamp_seconds{{{app}}} > time()") is not None
+
+        # A second release counts on from the Pushgateway's value.
+        again = execute(["release", *common, "--image", "registry.local/shop:3.0", *quick])
+        assert again.exit_code == 0, again.error
+        prometheus.wait_for(f'bluegreen_releases_total{{{app},phase="release",result="switched"}} == 2')

@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx2
 import pytest
@@ -43,10 +44,11 @@ def binary() -> str:
 
 
 class Prometheus:
-    def __init__(self, workdir: Path, targets: Mapping[str, int]) -> None:
-        """`targets`: colour -> the loopback port of that colour's sample app."""
+    def __init__(self, workdir: Path, targets: Mapping[str, int], *, pushgateway: int | None = None) -> None:
+        """`targets`: colour -> the loopback port of that colour's sample app; `pushgateway`: its port."""
         self.workdir = workdir
         self.targets = dict(targets)
+        self.pushgateway = pushgateway
         self.port = 0
         self._process: subprocess.Popen[bytes] | None = None
         self._log = workdir / "prometheus.log"
@@ -56,7 +58,7 @@ class Prometheus:
         return f"http://127.0.0.1:{self.port}"
 
     def write_config(self) -> Path:
-        config = {
+        config: dict[str, Any] = {
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s", "scrape_timeout": "900ms"},
             "scrape_configs": [
                 {
@@ -68,6 +70,14 @@ class Prometheus:
                 }
             ],
         }
+        if self.pushgateway:  # honor_labels: the pushed job, app and namespace labels stay as pushed
+            config["scrape_configs"].append(
+                {
+                    "job_name": "pushgateway",
+                    "honor_labels": True,
+                    "static_configs": [{"targets": [f"127.0.0.1:{self.pushgateway}"]}],
+                }
+            )
         path = self.workdir / "prometheus.yml"
         path.write_text(json.dumps(config))  # JSON is YAML
         return path
@@ -140,8 +150,10 @@ class Prometheus:
 
 
 @contextmanager
-def running(workdir: Path, targets: Mapping[str, int]) -> Iterator[Prometheus]:
-    prometheus = Prometheus(workdir, targets).start()
+def running(
+    workdir: Path, targets: Mapping[str, int], *, pushgateway: int | None = None
+) -> Iterator[Prometheus]:
+    prometheus = Prometheus(workdir, targets, pushgateway=pushgateway).start()
     try:
         yield prometheus
     finally:
