@@ -183,8 +183,15 @@ def observed(
     )
     try:
         result = run()
+    except Exception:
+        # The phase stopped with an error (the cluster, a conflict): counted as a result `error`.
+        failed = Result(phase=phase, result="error", app=app, namespace=namespace)
+        _quietly(
+            reporter, url, lambda: gateway.push(finished(failed, counters=gateway.counters(), now=clock()))
+        )
+        raise
     except BaseException:
-        # The phase ended without a Result (an error, SIGTERM): no longer in progress, nothing counted.
+        # Interrupted (SIGTERM, Ctrl-C): no longer in progress, nothing counted.
         _quietly(
             reporter,
             url,
