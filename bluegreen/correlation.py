@@ -58,5 +58,11 @@ def trace_id(cid: str, env: Mapping[str, str] | None = None) -> str:
 
 def headers(env: Mapping[str, str] | None = None) -> dict[str, str]:
     """The headers of one request bluegreen sends to the app: a new span ID per request."""
+    from bluegreen import telemetry
+
     cid = correlation_id(env)
-    return {"X-Request-Id": cid, "traceparent": f"00-{trace_id(cid, env)}-{secrets.token_hex(8)}-01"}
+    traced = telemetry.traceparent()  # with tracing on: the current span (a check round) is the parent
+    return {
+        "X-Request-Id": cid,
+        "traceparent": traced or f"00-{trace_id(cid, env)}-{secrets.token_hex(8)}-01",
+    }

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
+from bluegreen import correlation, telemetry
 from bluegreen.model import Reporter, Result
 
 ENV = "BLUEGREEN_PUSHGATEWAY"
@@ -210,7 +211,34 @@ def _quietly(reporter: Reporter, url: str, push: Callable[[], Any]) -> None:
 
 
 def run(url: str | None, options: Any, reporter: Reporter) -> Result:
-    """options.run(options), observed: the phase's name, app and deadline from its options."""
+    """options.run(options), observed: its span (telemetry.py, when OTLP is configured) and its metrics."""
+    warning = telemetry.start()
+    if warning:
+        reporter.warning(warning)
+    name = type(options).__name__.removesuffix("Options").lower()
+    root = {
+        "bluegreen.app": options.target.app,
+        "bluegreen.namespace": options.target.namespace,
+        "bluegreen.correlation_id": correlation.correlation_id(),
+    }
+    try:
+        with telemetry.span(f"bluegreen {name}", **root) as span:
+            result = _pushed(url, options, reporter)
+            telemetry.note(
+                span,
+                **{
+                    "bluegreen.result": result.result,
+                    "bluegreen.active_color": result.active_color,
+                    "bluegreen.api_ms": result.api_ms,
+                    "bluegreen.converged_ms": result.converged_ms,
+                },
+            )
+            return result
+    finally:
+        telemetry.flush()
+
+
+def _pushed(url: str | None, options: Any, reporter: Reporter) -> Result:
     from bluegreen import options as phases
 
     name = type(options).__name__.removesuffix("Options").lower()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bluegreen import routers
+from bluegreen import routers, telemetry
 from bluegreen.config import Config
 from bluegreen.errors import RefusedError
 from bluegreen.model import Result
@@ -27,6 +27,7 @@ WATCH_RESULTS = {
 }
 
 
+@telemetry.traced("gate")
 def gate(ctx: Context, config: Config) -> Result:
     """The switching gate on the idle colour, compared with live; every measurement in details."""
     ctx.service()
@@ -44,6 +45,7 @@ def gate(ctx: Context, config: Config) -> Result:
     return result
 
 
+@telemetry.traced("watch")
 def watch(ctx: Context, config: Config) -> Result:
     """Watch the live colour; roll back through the engine when the error budget is spent."""
     ctx.service()

@@ -11,7 +11,7 @@ from typing import Any, cast
 
 from lightkube.resources.apps_v1 import Deployment
 
-from bluegreen import routers
+from bluegreen import routers, telemetry
 from bluegreen.errors import NotFoundError, RolloutError, UsageError
 from bluegreen.kube import call
 from bluegreen.model import Color, Result
@@ -33,6 +33,7 @@ def check_images(image: str | None, set_images: dict[str, str]) -> None:
             )
 
 
+@telemetry.traced("deploy")
 def run(
     ctx: Context,
     *,

@@ -16,6 +16,7 @@ from typing import Any
 
 from lightkube import Client
 
+from bluegreen import telemetry
 from bluegreen.checks import Check, Target, build
 from bluegreen.config import Config, format_duration
 from bluegreen.errors import EXIT_CLUSTER, EXIT_OK, EXIT_REFUSED
@@ -92,8 +93,19 @@ def describe(judged: Judged) -> str:
 
 
 def measure_round(checks: Sequence[Check], target: Target, *, skip: set[str], at: float) -> Round:
-    judged = tuple(judge(check.measure(target)) for check in checks if check.name not in skip)
+    with telemetry.span("check round", **{"bluegreen.color": str(target.color)}) as current:
+        judged = tuple(judge(check.measure(target)) for check in checks if check.name not in skip)
+        telemetry.note(current, **{"bluegreen.baseline": str(target.baseline)}, **round_attributes(judged))
     return Round(at=at, judged=judged)
+
+
+def round_attributes(judged: Sequence[Judged]) -> dict[str, Any]:
+    """A round's verdicts and measurements as span attributes: check.<name>.phase, check.<name>.<value>."""
+    found: dict[str, Any] = {}
+    for j in judged:
+        found[f"check.{j.measurement.check}.phase"] = str(j.phase)
+        found |= {f"check.{j.measurement.check}.{k}": v for k, v in j.measurement.values.items()}
+    return found
 
 
 def run_gate(

@@ -11,7 +11,7 @@ from typing import Any
 from lightkube.resources.apps_v1 import Deployment
 from lightkube.types import PatchType
 
-from bluegreen import history, routers
+from bluegreen import history, routers, telemetry
 from bluegreen.errors import NotFoundError, RefusedError
 from bluegreen.kube import call
 from bluegreen.model import Color, Result
@@ -19,6 +19,7 @@ from bluegreen.phases import switch
 from bluegreen.phases.context import Context
 
 
+@telemetry.traced("rollback")
 def run(ctx: Context, *, reason: str = "", to: Color | None = None) -> Result:
     ctx.service()  # a missing namespace or app fails here, with its own message
     state = routers.make(ctx.router, ctx.app, ctx.kube).read()

@@ -12,7 +12,7 @@ from typing import Any
 from lightkube.resources.core_v1 import Service
 from lightkube.types import PatchType
 
-from bluegreen import routers
+from bluegreen import routers, telemetry
 from bluegreen.errors import ConflictError, NotFoundError, NotReadyError
 from bluegreen.kube import call, found
 from bluegreen.lock import current_holder
@@ -25,6 +25,7 @@ CONFLICT_RETRIES = 3
 VERIFY_TIMEOUT = 60.0
 
 
+@telemetry.traced("switch")
 def run(
     ctx: Context,
     *,
@@ -57,7 +58,11 @@ def run(
 
     with ctx.lock():
         result.mark("lock taken")
-        state, write = _write(router, target)
+        with telemetry.span(
+            "switch write", **{"bluegreen.router": router.name, "bluegreen.to": str(target)}
+        ) as span:
+            state, write = _write(router, target)
+            telemetry.note(span, **{"bluegreen.api_ms": write.api_ms, "bluegreen.changed": write.changed})
         if not write.changed:
             result.active_color = str(target)
             result.messages.append(f"another run already moved traffic to {target}: nothing to do")
@@ -65,7 +70,15 @@ def run(
         result.mark(f"switched: {write.before} -> {write.after}")
         result.api_ms = write.api_ms
         result.changes.append(f"{router.name}: {write.before} -> {write.after}")
-        verification = router.verify(target, timeout=verify_timeout)
+        with telemetry.span("switch verify", **{"bluegreen.to": str(target)}) as span:
+            verification = router.verify(target, timeout=verify_timeout)
+            telemetry.note(
+                span,
+                **{
+                    "bluegreen.converged_ms": verification.converged_ms,
+                    "bluegreen.verified": verification.ok,
+                },
+            )
         result.converged_ms = verification.converged_ms
         result.mark(
             f"verified: {verification.message}"

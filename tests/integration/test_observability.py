@@ -13,6 +13,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from lightkube import Client
@@ -20,6 +21,7 @@ from lightkube.resources.core_v1 import Event, Service
 
 from bluegreen.cli import execute
 from hack.localcluster import LocalCluster
+from tests.support import jaeger as jaeger_support
 from tests.support import prometheus as prom_support
 from tests.support import pushgateway, sampleapp
 from tests.support.apps import create_app
@@ -164,3 +166,80 @@ def test_release_and_rollback_metrics_reach_prometheus_through_the_pushgateway(
         again = execute(["release", *common, "--image", "registry.local/shop:3.0", *quick])
         assert again.exit_code == 0, again.error
         prometheus.wait_for(f'bluegreen_releases_total{{{app},phase="release",result="switched"}} == 2')
+
+
+def test_a_release_is_traced_under_the_ci_parent_span_in_a_real_jaeger(
+    cluster: LocalCluster,
+    kube: Client,
+    namespace: str,
+    apps: dict[str, sampleapp.SampleApp],
+    tmp_path: Path,
+) -> None:
+    create_app(kube, namespace, "shop", active="blue")
+    config = tmp_path / "bluegreen.yaml"
+    config.write_text(
+        f"""
+checks:
+  - name: ready
+    kind: http
+    url: "{apps["green"].url}/health/ready"
+gate: {{min-healthy: 0s, interval: 0.2s}}
+watch: {{duration: 0s}}
+"""
+    )
+    with jaeger_support.running(tmp_path) as jaeger:
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("GITHUB_", "BLUEGREEN_", "OTEL_")) and k != "TRACEPARENT"
+        }
+        env |= {"TRACEPARENT": PARENT, "OTEL_EXPORTER_OTLP_ENDPOINT": jaeger.otlp, "GITHUB_RUN_ID": "99"}
+        done = subprocess.run(
+            [
+                sys.executable, "-m", "bluegreen.cli", "release", "--app", "shop", "-n", namespace,
+                "--kubeconfig", str(cluster.kubeconfig), "--image", "registry.local/shop:2.0",
+                "--config", str(config),
+            ],
+            capture_output=True, text=True, env=env, cwd=ROOT, timeout=300, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        spans = jaeger.trace(TRACE, at_least=8)
+
+    by_id = {s["spanID"]: s for s in spans}
+
+    def parent(span: dict[str, Any]) -> str:
+        (ref,) = [r for r in span["references"] if r["refType"] == "CHILD_OF"]
+        return str(ref["spanID"])
+
+    def named(name: str) -> list[dict[str, Any]]:
+        return [s for s in spans if s["operationName"] == name]
+
+    def tags(span: dict[str, Any]) -> dict[str, Any]:
+        return {t["key"]: t["value"] for t in span["tags"]}
+
+    (root,) = named("bluegreen release")
+    assert parent(root) == "00f067aa0ba902b7"  # the CI system's span
+    assert tags(root)["bluegreen.correlation_id"] == "99-1" and tags(root)["bluegreen.result"] == "switched"
+    for stage in ("deploy", "gate", "switch", "watch"):
+        (found,) = named(stage)
+        assert parent(found) == root["spanID"], stage
+    (gate,) = named("gate")
+    rounds = named("check round")
+    assert rounds and all(
+        parent(r) in (gate["spanID"], *[w["spanID"] for w in named("watch")]) for r in rounds
+    )
+    first = tags(min(rounds, key=lambda s: s["startTime"]))
+    assert (first["bluegreen.color"], first["check.ready.http_status"]) == ("green", 200)
+    (switch,) = named("switch")
+    (write,) = named("switch write")
+    (verify,) = named("switch verify")
+    assert parent(write) == parent(verify) == switch["spanID"]
+    assert tags(write)["bluegreen.api_ms"] > 0 and tags(verify)["bluegreen.verified"] is True
+    assert tags(verify)["bluegreen.converged_ms"] >= tags(write)["bluegreen.api_ms"]
+
+    # The app's requests were children of the check rounds, in the same trace.
+    seen = [r for r in apps["green"].requests_seen() if r["path"] == "/health/ready"]
+    assert seen
+    for request in seen:
+        _, trace, span_id, _ = request["traceparent"].split("-")
+        assert trace == TRACE and by_id[span_id]["operationName"] == "check round"

@@ -86,3 +86,21 @@ def test_the_history_entry_and_the_summary_carry_the_id() -> None:
     result = Result(phase="switch", result="switched", app="shop", namespace="prod", active_color="green")
     text = summary.markdown(result, None, phase="switch", app="shop", correlation_id="4242-1")
     assert "Correlation ID: `4242-1`" in text
+
+
+def test_without_an_otlp_endpoint_the_sdk_is_never_imported() -> None:
+    import os
+    import subprocess
+    import sys
+
+    program = (
+        "import sys, bluegreen.cli, bluegreen.telemetry as t\n"
+        "assert t.start() == ''\n"
+        "with t.span('x') as s: assert s is None\n"
+        "print(sorted(m for m in sys.modules if m.startswith('opentelemetry')))"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    done = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, env=env, check=True
+    )
+    assert done.stdout.strip() == "[]"

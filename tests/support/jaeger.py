@@ -1,0 +1,115 @@
+"""A real Jaeger (cmd/jaeger, built by hack/build-jaeger.sh) as the tests' OTLP receiver.
+
+Started with its in-memory storage, the OTLP/HTTP receiver and the query API on free loopback ports
+(nothing on Jaeger's fixed default ports); stopped (and waited for) when the block ends.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import pytest
+
+from tests.support.prometheus import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def binary() -> str:
+    done = subprocess.run(
+        ["bash", str(ROOT / "hack" / "build-jaeger.sh")], capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        pytest.fail(f"hack/build-jaeger.sh failed:\n{done.stderr[-3000:]}")
+    return done.stdout.strip().splitlines()[-1]
+
+
+@dataclass
+class Jaeger:
+    otlp: str  # the OTLP/HTTP endpoint, for OTEL_EXPORTER_OTLP_ENDPOINT
+    query: str  # the query API
+
+    def trace(self, trace_id: str, *, at_least: int, timeout: float = 60) -> list[dict[str, Any]]:
+        """The spans of `trace_id` once at least `at_least` have arrived."""
+        deadline = time.monotonic() + timeout
+        spans: list[dict[str, Any]] = []
+        with httpx2.Client(timeout=5) as http:
+            while True:
+                response = http.get(f"{self.query}/api/traces/{trace_id}")
+                if response.status_code == 200:
+                    data = response.json().get("data") or []
+                    spans = [s for t in data for s in t.get("spans", [])]
+                    if len(spans) >= at_least:
+                        return spans
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"{len(spans)} spans of trace {trace_id} after {timeout}s")
+                time.sleep(0.5)
+
+
+@contextmanager
+def running(workdir: Path, *, timeout: float = 60) -> Iterator[Jaeger]:
+    otlp, query, grpc = free_port(), free_port(), free_port()
+    config = {
+        "service": {
+            "extensions": ["jaeger_storage", "jaeger_query"],
+            "pipelines": {
+                "traces": {
+                    "receivers": ["otlp"],
+                    "processors": ["batch"],
+                    "exporters": ["jaeger_storage_exporter"],
+                }
+            },
+            "telemetry": {"metrics": {"level": "none"}, "logs": {"level": "warn"}},
+        },
+        "extensions": {
+            "jaeger_storage": {"backends": {"memory": {"memory": {"max_traces": 1000}}}},
+            "jaeger_query": {
+                "storage": {"traces": "memory"},
+                "http": {"endpoint": f"127.0.0.1:{query}"},
+                "grpc": {"endpoint": f"127.0.0.1:{grpc}"},
+            },
+        },
+        "receivers": {"otlp": {"protocols": {"http": {"endpoint": f"127.0.0.1:{otlp}"}}}},
+        "processors": {"batch": {"timeout": "200ms"}},
+        "exporters": {"jaeger_storage_exporter": {"trace_storage": "memory"}},
+    }
+    path = workdir / "jaeger.yaml"
+    path.write_text(json.dumps(config))  # JSON is YAML
+    log = workdir / "jaeger.log"
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            [binary(), "--config", str(path)], stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    jaeger = Jaeger(otlp=f"http://127.0.0.1:{otlp}", query=f"http://127.0.0.1:{query}")
+    try:
+        deadline = time.monotonic() + timeout
+        with httpx2.Client(timeout=1) as http:
+            while True:
+                if process.poll() is not None:
+                    raise RuntimeError(f"jaeger exited {process.returncode}: {log.read_text()[-3000:]}")
+                try:
+                    ready = http.get(f"{jaeger.query}/api/services").status_code == 200
+                    ready = ready and http.post(f"{jaeger.otlp}/v1/traces", json={}).status_code < 500
+                except httpx2.HTTPError:
+                    ready = False
+                if ready:
+                    break
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"jaeger not ready after {timeout}s: {log.read_text()[-3000:]}")
+                time.sleep(0.2)
+        yield jaeger
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
