@@ -25,7 +25,7 @@ KINDS = ("kubernetes", "http", "command", "job", "prometheus", "probe")
 # Checks a watch runs when watch.checks is not given: one-off smoke tests stay in the gate.
 WATCH_DEFAULT_KINDS = ("kubernetes", "http", "prometheus", "probe")
 TEMPLATE_VARIABLES = ("color", "window", "namespace", "app")
-MEASURES = ("error-rate", "p95", "value")
+MEASURES = ("error-rate", "p95", "saturation", "value")
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
 _TEMPLATE = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
@@ -167,7 +167,7 @@ class PrometheusCheckConfig(CheckConfig):
     kind: str = "prometheus"
     url: str = ""
     query: str = ""
-    measure: Literal["error-rate", "p95", "value"] = "value"
+    measure: Literal["error-rate", "p95", "saturation", "value"] = "value"
     min: float | None = None  # for measure: value
     max: float | None = None  # for measure: value; overrides the gate's max-error-rate for error-rate
     timeout: float = 10.0
@@ -529,6 +529,11 @@ def _check(item: Any, where: str, line: int, problems: _Problems, base: Path) ->
         minimum, maximum = s.number("min", None), s.number("max", None)
         if measure == "value" and minimum is None and maximum is None and query:
             s.fail("measure", "a `value` measure needs `min`, `max` or both to judge against")
+        if measure == "saturation" and minimum is not None:
+            s.fail(
+                "measure",
+                "saturation is judged against the other colour's (p95-tolerance) and `max`, not `min`",
+            )
         if measure == "p95" and (minimum is not None or maximum is not None):
             s.fail("measure", "p95 is judged against the other colour's p95 (p95-tolerance), not min/max")
         return PrometheusCheckConfig(

@@ -1,7 +1,9 @@
 """`prometheus`: a PromQL query against a Prometheus HTTP API, templated with the colour and window.
 
 Measures one number per colour. `measure: error-rate` is judged against max-error-rate, `p95` against
-the baseline colour's p95 from the same query over the same window (times 1 + p95-tolerance), and
+the baseline colour's p95 from the same query over the same window (times 1 + p95-tolerance),
+`saturation` (CPU or memory used over requested or limit) likewise against the baseline's, and under
+`max` when given, and
 `value` against min/max. No series or NaN (0/0: no traffic) is INCONCLUSIVE; a failed request, a
 Prometheus error or more than one series is ERROR: never a pass.
 """
@@ -105,23 +107,28 @@ class PrometheusCheck:
                 values["baseline_error_rate"] = self._for(target, target.baseline, at=target.baseline_at)
             except (QueryError, NoData):
                 values["baseline_error_rate"] = None
-        else:
+        else:  # p95 and saturation: relative to the baseline colour's, from the same query and window
+            metric = _metric(c.measure)
             try:
-                values["baseline_p95"] = self._for(target, target.baseline, at=target.baseline_at)
+                values[f"baseline_{metric}"] = self._for(target, target.baseline, at=target.baseline_at)
             except QueryError as error:
                 return _with(base, values, error=f"baseline {target.baseline}: {error}")
             except NoData as nothing:
                 return _with(base, values, inconclusive=f"baseline {target.baseline}: {nothing}")
             thresholds.append(
-                Threshold(metric="p95", op="<=", relative_to="baseline_p95", factor=1 + target.p95_tolerance)
+                Threshold(
+                    metric=metric, op="<=", relative_to=f"baseline_{metric}", factor=1 + target.p95_tolerance
+                )
             )
-            if target.max_p95 is not None:
+            if c.measure == "saturation" and c.max is not None:  # and under an absolute ceiling
+                thresholds.append(Threshold(metric="saturation", op="<=", limit=c.max))
+            if c.measure == "p95" and target.max_p95 is not None:
                 thresholds.append(Threshold(metric="p95", op="<=", limit=target.max_p95))
         return _with(base, values, thresholds=tuple(thresholds))
 
 
 def _metric(measure: str) -> str:
-    return {"error-rate": "error_rate", "p95": "p95"}[measure]
+    return {"error-rate": "error_rate", "p95": "p95", "saturation": "saturation"}[measure]
 
 
 def _with(

@@ -124,6 +124,20 @@ def check(stub: Stub, measure: str, **kw: Any) -> PrometheusCheck:
             "p95=0.3 (broken: p95 <= baseline_p95 * 1.2 = 0.12)",
         ),
         ("p95", vector("0.1"), vector(), Phase.INCONCLUSIVE, "baseline blue: the query returned no series"),
+        (
+            "saturation",
+            vector("0.55"),
+            vector("0.5"),
+            Phase.SUCCESSFUL,
+            "saturation=0.55 (ok: saturation <= baseline_saturation * 1.2 = 0.6)",
+        ),
+        (
+            "saturation",
+            vector("0.9"),
+            vector("0.5"),
+            Phase.FAILED,
+            "saturation=0.9 (broken: saturation <= baseline_saturation * 1.2 = 0.6)",
+        ),
         ("p95", vector("0.1"), vector("1", "2"), Phase.ERROR, "baseline blue: the query returned 2 series"),
         (
             "value",
@@ -166,3 +180,11 @@ def test_unreachable_prometheus_is_an_error() -> None:
     )
     judged = judge(PrometheusCheck(config).measure(TARGET))
     assert judged.phase is Phase.ERROR and "unreachable" in judged.reasons[0]
+
+
+def test_saturation_is_judged_against_live_and_under_its_ceiling(stub: Stub) -> None:
+    stub.answers = {"green": vector("0.85"), "blue": vector("0.8")}
+    assert judge(check(stub, "saturation").measure(TARGET)).phase is Phase.SUCCESSFUL  # like live
+    judged = judge(check(stub, "saturation", max=0.8).measure(TARGET))
+    assert judged.phase is Phase.FAILED
+    assert "saturation <= 0.8" in judged.summary()

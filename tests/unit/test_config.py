@@ -258,3 +258,9 @@ def test_the_documented_example_is_valid_and_matches_the_shipped_one() -> None:
     block = doc.split("```yaml\n", 1)[1].split("```", 1)[0]
     parse(block)
     assert yaml.safe_load(block) == yaml.safe_load(EXAMPLE.read_text())
+
+
+def test_saturation_takes_a_ceiling_but_no_floor() -> None:
+    check = "checks:\n  - {name: cpu, kind: prometheus, url: 'http://p:9090', query: 'x', measure: saturation, %s}\n"
+    assert getattr(parse(check % "max: 0.9", source="bluegreen.yaml").checks[0], "max", None) == 0.9
+    assert "saturation is judged against the other colour's" in problems(check % "min: 0.1")
