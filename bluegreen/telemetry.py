@@ -77,7 +77,11 @@ def start(env: Mapping[str, str] | None = None) -> str:
         resource=Resource.create({"service.name": env.get("OTEL_SERVICE_NAME") or "bluegreen"}),
         id_generator=Derived(),
     )
-    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    # A collector that is down must not hold the release up for the SDK's default 10 s of retries
+    # (at each flush and again at exit): 3 s unless the OTEL_* timeout says otherwise.
+    timeouts = ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT")
+    exporter = OTLPSpanExporter() if any(env.get(t) for t in timeouts) else OTLPSpanExporter(timeout=3)
+    provider.add_span_processor(BatchSpanProcessor(exporter))
     _state.provider = provider
     _state.tracer = provider.get_tracer("bluegreen")
     return ""
@@ -86,7 +90,7 @@ def start(env: Mapping[str, str] | None = None) -> str:
 def flush() -> None:
     """Send the spans so far (the end of a phase: a process may end right after)."""
     if _state.provider is not None:
-        _state.provider.force_flush(timeout_millis=5000)
+        _state.provider.force_flush(timeout_millis=3000)
 
 
 @contextmanager
