@@ -11,9 +11,9 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import pytest
 from lightkube import Client
@@ -22,8 +22,8 @@ from lightkube.resources.core_v1 import Event, Service
 from bluegreen.cli import execute
 from hack.localcluster import LocalCluster
 from tests.support import jaeger as jaeger_support
+from tests.support import otlp, pushgateway, sampleapp
 from tests.support import prometheus as prom_support
-from tests.support import pushgateway, sampleapp
 from tests.support.apps import create_app
 
 pytestmark = pytest.mark.cluster
@@ -168,12 +168,26 @@ def test_release_and_rollback_metrics_reach_prometheus_through_the_pushgateway(
         prometheus.wait_for(f'bluegreen_releases_total{{{app},phase="release",result="switched"}} == 2')
 
 
-def test_a_release_is_traced_under_the_ci_parent_span_in_a_real_jaeger(
+@contextmanager
+def otlp_receiver(kind: str, workdir: Path) -> Iterator[tuple[str, Callable[[int], list[otlp.Span]]]]:
+    """(the OTLP/HTTP endpoint, spans of TRACE once at least n arrived) of a real Jaeger or of the
+    protobuf-decoding endpoint of tests/support/otlp.py."""
+    if kind == "jaeger":
+        with jaeger_support.running(workdir) as jaeger:
+            yield jaeger.otlp, lambda n: jaeger.trace(TRACE, at_least=n)
+    else:
+        with otlp.receiver() as got:
+            yield got.url, lambda n: got.trace(TRACE, at_least=n)
+
+
+@pytest.mark.parametrize("receiver", ["otlp-http", "jaeger"])
+def test_a_release_is_traced_under_the_ci_parent_span(
     cluster: LocalCluster,
     kube: Client,
     namespace: str,
     apps: dict[str, sampleapp.SampleApp],
     tmp_path: Path,
+    receiver: str,
 ) -> None:
     create_app(kube, namespace, "shop", active="blue")
     config = tmp_path / "bluegreen.yaml"
@@ -187,13 +201,13 @@ gate: {{min-healthy: 0s, interval: 0.2s}}
 watch: {{duration: 0s}}
 """
     )
-    with jaeger_support.running(tmp_path) as jaeger:
+    with otlp_receiver(receiver, tmp_path) as (endpoint, spans_of):
         env = {
             k: v
             for k, v in os.environ.items()
             if not k.startswith(("GITHUB_", "BLUEGREEN_", "OTEL_")) and k != "TRACEPARENT"
         }
-        env |= {"TRACEPARENT": PARENT, "OTEL_EXPORTER_OTLP_ENDPOINT": jaeger.otlp, "GITHUB_RUN_ID": "99"}
+        env |= {"TRACEPARENT": PARENT, "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "GITHUB_RUN_ID": "99"}
         done = subprocess.run(
             [
                 sys.executable, "-m", "bluegreen.cli", "release", "--app", "shop", "-n", namespace,
@@ -203,43 +217,37 @@ watch: {{duration: 0s}}
             capture_output=True, text=True, env=env, cwd=ROOT, timeout=300, check=False,
         )  # fmt: skip
         assert done.returncode == 0, done.stderr
-        spans = jaeger.trace(TRACE, at_least=8)
+        spans = spans_of(9)
 
-    by_id = {s["spanID"]: s for s in spans}
+    by_id = {s.span_id: s for s in spans}
 
-    def parent(span: dict[str, Any]) -> str:
-        (ref,) = [r for r in span["references"] if r["refType"] == "CHILD_OF"]
-        return str(ref["spanID"])
-
-    def named(name: str) -> list[dict[str, Any]]:
-        return [s for s in spans if s["operationName"] == name]
-
-    def tags(span: dict[str, Any]) -> dict[str, Any]:
-        return {t["key"]: t["value"] for t in span["tags"]}
+    def named(name: str) -> list[otlp.Span]:
+        return [s for s in spans if s.name == name]
 
     (root,) = named("bluegreen release")
-    assert parent(root) == "00f067aa0ba902b7"  # the CI system's span
-    assert tags(root)["bluegreen.correlation_id"] == "99-1" and tags(root)["bluegreen.result"] == "switched"
+    assert root.parent_id == "00f067aa0ba902b7"  # the CI system's span
+    assert root.attributes["bluegreen.correlation_id"] == "99-1"
+    assert root.attributes["bluegreen.result"] == "switched"
     for stage in ("deploy", "gate", "switch", "watch"):
         (found,) = named(stage)
-        assert parent(found) == root["spanID"], stage
+        assert found.parent_id == root.span_id, stage
     (gate,) = named("gate")
-    rounds = named("check round")
-    assert rounds and all(
-        parent(r) in (gate["spanID"], *[w["spanID"] for w in named("watch")]) for r in rounds
+    rounds = [r for r in named("check round") if r.parent_id == gate.span_id]
+    assert rounds
+    assert (rounds[0].attributes["bluegreen.color"], rounds[0].attributes["check.ready.http_status"]) == (
+        "green",
+        200,
     )
-    first = tags(min(rounds, key=lambda s: s["startTime"]))
-    assert (first["bluegreen.color"], first["check.ready.http_status"]) == ("green", 200)
     (switch,) = named("switch")
     (write,) = named("switch write")
     (verify,) = named("switch verify")
-    assert parent(write) == parent(verify) == switch["spanID"]
-    assert tags(write)["bluegreen.api_ms"] > 0 and tags(verify)["bluegreen.verified"] is True
-    assert tags(verify)["bluegreen.converged_ms"] >= tags(write)["bluegreen.api_ms"]
+    assert write.parent_id == verify.parent_id == switch.span_id
+    assert write.attributes["bluegreen.api_ms"] > 0 and verify.attributes["bluegreen.verified"] is True
+    assert verify.attributes["bluegreen.converged_ms"] >= write.attributes["bluegreen.api_ms"]
 
     # The app's requests were children of the check rounds, in the same trace.
     seen = [r for r in apps["green"].requests_seen() if r["path"] == "/health/ready"]
     assert seen
     for request in seen:
         _, trace, span_id, _ = request["traceparent"].split("-")
-        assert trace == TRACE and by_id[span_id]["operationName"] == "check round"
+        assert trace == TRACE and by_id[span_id].name == "check round"

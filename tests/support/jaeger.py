@@ -18,6 +18,7 @@ from typing import Any
 import httpx2
 import pytest
 
+from tests.support.otlp import Span
 from tests.support.prometheus import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,8 +38,12 @@ class Jaeger:
     otlp: str  # the OTLP/HTTP endpoint, for OTEL_EXPORTER_OTLP_ENDPOINT
     query: str  # the query API
 
-    def trace(self, trace_id: str, *, at_least: int, timeout: float = 60) -> list[dict[str, Any]]:
-        """The spans of `trace_id` once at least `at_least` have arrived."""
+    def trace(self, trace_id: str, *, at_least: int, timeout: float = 60) -> list[Span]:
+        """The spans of `trace_id` once at least `at_least` have arrived, as the tests read them."""
+        return [_span(s) for s in self.raw_trace(trace_id, at_least=at_least, timeout=timeout)]
+
+    def raw_trace(self, trace_id: str, *, at_least: int, timeout: float = 60) -> list[dict[str, Any]]:
+        """The spans of `trace_id` as Jaeger's query API returns them."""
         deadline = time.monotonic() + timeout
         spans: list[dict[str, Any]] = []
         with httpx2.Client(timeout=5) as http:
@@ -52,6 +57,17 @@ class Jaeger:
                 if time.monotonic() > deadline:
                     raise AssertionError(f"{len(spans)} spans of trace {trace_id} after {timeout}s")
                 time.sleep(0.5)
+
+
+def _span(raw: dict[str, Any]) -> Span:
+    parents = [r["spanID"] for r in raw.get("references", []) if r.get("refType") == "CHILD_OF"]
+    return Span(
+        name=raw["operationName"],
+        trace_id=raw["traceID"].rjust(32, "0"),
+        span_id=raw["spanID"].rjust(16, "0"),
+        parent_id=parents[0].rjust(16, "0") if parents else "",
+        attributes={t["key"]: t["value"] for t in raw.get("tags", [])},
+    )
 
 
 @contextmanager
