@@ -245,16 +245,42 @@ def _deploy(parser: argparse.ArgumentParser) -> Runner:
     "switch", "move all traffic to the other colour (or --to) in one write, verify and time it", mutating=True
 )
 def _switch(parser: argparse.ArgumentParser) -> Runner:
-    parser.add_argument("--to", type=colour, default=None, help="blue or green (default: the idle colour)")
     parser.add_argument(
-        "--force", action="store_true", help="switch even if the target colour is not fully available"
+        "--to",
+        type=colour,
+        default=None,
+        help="blue or green (default: the candidate `deploy` recorded; nothing to do when it is live)",
+    )
+    parser.add_argument(
+        "--candidate",
+        default="",
+        metavar="HASH",
+        help="promote this release (deploy's `candidate` output); refused if a later deploy replaced it",
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="switch even to a colour not fully available, a rejected release or an ungated template "
+        "(recorded in the history)",
     )
     parser.add_argument("--reason", default="", help="recorded in the history and the Event")
+    parser.add_argument(
+        "--config",
+        default=None,
+        help="bluegreen.yaml (default ./bluegreen.yaml if present): when it exists, a gate is required",
+    )
 
     def run(args: argparse.Namespace, reporter: Reporter) -> Result:
         from bluegreen.phases import switch
 
-        return switch.run(context(args, reporter), to=args.to, force=args.force, reason=args.reason)
+        return switch.run(
+            context(args, reporter),
+            to=args.to,
+            force=args.force,
+            reason=args.reason,
+            candidate=args.candidate,
+            gate_required=gate_required(args.config),
+        )
 
     return run
 
@@ -269,10 +295,14 @@ def _rollback(parser: argparse.ArgumentParser) -> Runner:
         help="the colour to go back to (default: the recorded previous one)",
     )
 
+    parser.add_argument(
+        "--force", action="store_true", help="roll back even to a release that was rejected before"
+    )
+
     def run(args: argparse.Namespace, reporter: Reporter) -> Result:
         from bluegreen.phases import rollback
 
-        return rollback.run(context(args, reporter), reason=args.reason, to=args.to)
+        return rollback.run(context(args, reporter), reason=args.reason, to=args.to, force=args.force)
 
     return run
 
@@ -324,6 +354,17 @@ def _config_flags(parser: argparse.ArgumentParser, *, gate: bool, watch: bool) -
         )
         group.add_argument("--no-auto-rollback", dest="auto_rollback", action="store_false", default=None)
     group.add_argument("--interval", default=None, metavar="DURATION", help="time between check rounds")
+
+
+def gate_required(path: str | None) -> bool:
+    """Whether the app's bluegreen.yaml (given, or ./bluegreen.yaml) exists and gates: then `switch`
+    promotes only a template a gate passed."""
+    from pathlib import Path
+
+    from bluegreen.config import load
+
+    config = load(Path(path) if path else None)
+    return config.path is not None and bool(config.gate_checks())
 
 
 def load_config(args: argparse.Namespace) -> Any:
