@@ -474,14 +474,29 @@ def _group(parser: argparse.ArgumentParser) -> Runner:
                 active = state if isinstance(state, str) else f"{state.active or '-'} ({state.detail})"
                 out.messages.append(f"{member.key} [{member.router}]: {active}")
             return out
+        run_info = RunInfo(
+            run_id=os.environ.get("GITHUB_RUN_ID", ""),
+            run_url=_github_run_url(),
+            actor=os.environ.get("GITHUB_ACTOR") or os.environ.get("USER", ""),
+        )
         done = group.run(
-            kube, chosen, action=args.action, to=args.to, timeout=args.timeout, dry_run=args.dry_run
+            kube,
+            chosen,
+            action=args.action,
+            to=args.to,
+            timeout=args.timeout,
+            dry_run=args.dry_run,
+            run_info=run_info,
         )
         out.details = done.as_dict()
         out.messages = done.text().splitlines()
         out.active_color = str(done.target) if done.target else None
         if args.dry_run:
             out.result = "planned" if done.ok else "failed"
+        elif done.not_moved_back:
+            # Members left on different colours: an error that needs a person, named one by one.
+            out.result = "error"
+            out.messages.append(f"error: could not move back {', '.join(done.not_moved_back)}: fix by hand")
         else:
             out.result = ("rolled-back" if args.action == "rollback" else "switched") if done.ok else "failed"
         return out
