@@ -136,8 +136,12 @@ def main() -> int:
     print("\n== one-click rollback: back to 1.0 on blue; green keeps running for the post-mortem")
     bluegreen(args.kubeconfig, "rollback", "--reason", "demo: rollback drill")
     bluegreen(args.kubeconfig, "status")
+    print("\n== a re-run of the switch: 2.0 was rolled back (rejected), so it is refused, never switched to")
+    bluegreen(args.kubeconfig, "switch", expect=1)
+    print("\n== release 3.0 goes to green: deploy records it as the candidate")
+    bluegreen(args.kubeconfig, "deploy", "--image", "registry.local/shop:3.0")
     print(
-        "\n== the same engine as a GitHub Action step: switch to green again, with outputs and a job summary"
+        "\n== the same engine as a GitHub Action step: switch promotes the candidate, with outputs and a job summary"
     )
     action_step(
         args.kubeconfig, args.kubeconfig.parent / "demo-action", phase="switch", reason="demo: action step"

@@ -8,11 +8,13 @@ import pytest
 from lightkube import Client
 from lightkube.types import PatchType
 
+from bluegreen.cli import Outcome, execute
 from bluegreen.errors import ConflictError
 from bluegreen.model import AppSpec, Color
 from bluegreen.routers.gateway import GatewayRouter, HTTPRoute
 from bluegreen.routers.istio import DestinationRule, IstioRouter, VirtualService
 from bluegreen.routers.smi import SmiRouter, traffic_split
+from hack.localcluster import LocalCluster
 
 
 def http_route(namespace: str, blue: int, green: int) -> Any:
@@ -180,3 +182,36 @@ def test_smi_switch_moves_weights(kube: Client, namespace: str, app: AppSpec) ->
     result = router.verify(Color.GREEN, timeout=20)
     assert result.ok, result.message
     assert result.unverified == ("that the mesh applied the split: a TrafficSplit has no status",)
+
+
+def test_a_split_route_is_refused_by_deploy_and_by_switch_without_to(
+    kube: Client, cluster: LocalCluster, namespace: str, app: AppSpec
+) -> None:
+    kube.create(http_route(namespace, 50, 50), namespace=namespace)
+
+    def bg(*args: str) -> Outcome:
+        return execute(
+            [
+                *args,
+                "--router",
+                "gateway",
+                "--app",
+                "shop",
+                "-n",
+                namespace,
+                "--kubeconfig",
+                str(cluster.kubeconfig),
+            ]
+        )
+
+    deployed = bg("deploy", "--image", "registry.local/shop:2.0")
+    assert deployed.exit_code == 1 and deployed.error is not None
+    assert "blue=50 green=50" in deployed.error.message and "switch --to" in deployed.error.remedy
+    switched = bg("switch")
+    assert switched.exit_code == 1 and switched.error is not None
+    assert "blue=50 green=50" in switched.error.message and "switch --to" in switched.error.remedy
+    assert weights(kube, namespace) == [50, 50]
+    # Naming the colour settles it.
+    settled = bg("switch", "--to", "blue")
+    assert settled.exit_code == 0, settled.error
+    assert weights(kube, namespace) == [100, 0]
