@@ -37,6 +37,7 @@ DEFAULTS: dict[str, str] = {
     "router": "service",
     "config": "",
     "to": "",
+    "candidate": "",
     "reason": "",
     "dry-run": "false",
     "timeout": "10m",
@@ -80,6 +81,7 @@ class ActionInputs:
     router: str
     config: str
     to: Color | None
+    candidate: str
     reason: str
     dry_run: bool
     timeout: str
@@ -115,6 +117,10 @@ class ActionInputs:
         if self.phase in ("switch", "rollback"):
             if self.to:
                 args += ["--to", str(self.to)]
+            if self.candidate and self.phase == "switch":
+                args += ["--candidate", self.candidate]
+            if self.config and self.phase == "switch":
+                args += ["--config", self.config]  # with a gate in it, only a gated template is promoted
             if self.reason:
                 args += ["--reason", self.reason]
         if self.phase == "retire":
@@ -217,6 +223,7 @@ def parse(env: Mapping[str, str]) -> ActionInputs:
         router=router,
         config=raw["config"],
         to=to,
+        candidate=raw["candidate"],
         reason=raw["reason"],
         dry_run=flags["dry-run"],
         timeout=raw["timeout"],
