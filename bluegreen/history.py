@@ -188,6 +188,11 @@ def record_intent(kube: Client, app: AppSpec, to_color: str) -> None:
     )
 
 
+def clear_intent(kube: Client, app: AppSpec) -> None:
+    """Forget a recorded intent whose write never landed (the router still reads the recorded colour)."""
+    _patch_service(kube, app, "clearing an unfinished switch's intent", lambda _: {SWITCHING_TO: None})
+
+
 def amend(kube: Client, app: AppSpec, entry_id: str, extra: dict[str, Any]) -> None:
     """Add what was learnt after the switch (timings, verification) to its history entry."""
 

@@ -94,13 +94,25 @@ def run(
         )
         result.details["candidate"] = {"color": str(live_color), "hash": release}
         return result
-    unchanged = idle is not None and releases[idle_color].hash == release
-    recorded = (releases[idle_color].candidate or {}).get("hash") == release
+    sent = (releases[idle_color].candidate or {}).get("sent")
+    # The same release on idle: its stored template hashes the same, or it is the one we last sent
+    # (in case the apiserver's defaulting changed what we sent) and nobody changed it since.
+    unchanged = idle is not None and (
+        releases[idle_color].hash == release
+        or (
+            sent == release
+            and (releases[idle_color].candidate or {}).get("hash") == releases[idle_color].hash
+        )
+    )
+    recorded = (releases[idle_color].candidate or {}).get("hash") == releases[idle_color].hash and (
+        (idle or {}).get("spec", {}).get("replicas", 1) == replicas  # not retired since
+    )
     candidate: dict[str, Any] = (
         dict(releases[idle_color].candidate or {})
         if unchanged and recorded
         else {
             "hash": release,
+            "sent": release,
             "images": images_of(template),
             "seq": intent.next_seq(releases),
             "run_id": ctx.run.run_id,
@@ -110,6 +122,7 @@ def run(
         }
     )
     desired = _desired(ctx, live, idle, idle_color, template, replicas, candidate)
+    result.candidate = candidate["hash"]
     result.details["candidate"] = {"color": str(idle_color), **candidate}
     if releases[idle_color].is_rejected and unchanged:
         result.messages.append(

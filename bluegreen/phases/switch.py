@@ -176,7 +176,14 @@ def reconcile(ctx: Context, live: Color, result: Result) -> None:
     if not lag:
         return
     recorded = annotations.get(history.ACTIVE)
-    before = recorded if recorded in ("blue", "green") and recorded != str(live) else str(live.other)
+    if recorded == str(live):  # an intent whose write never landed: nothing moved, forget the intent
+        try:
+            history.clear_intent(ctx.kube, ctx.app)
+            result.messages.append(f"cleared an unfinished switch's intent ({lag})")
+        except (BlueGreenError, history.NotRecorded) as error:
+            result.messages.append(f"the history lags ({lag}) and could not be brought up to date: {error}")
+        return
+    before = recorded if recorded in ("blue", "green") else str(live.other)
     entry = history.entry(
         from_color=before,
         to_color=str(live),
