@@ -20,6 +20,7 @@ from bluegreen.model import Color, Result
 from bluegreen.phases import rollback
 from bluegreen.phases.context import Context
 from bluegreen.phases.gate import run_gate
+from bluegreen.phases.switch import wait_observed
 from bluegreen.phases.watch import run_watch
 
 GATE_RESULTS = {"successful": "passed", "failed": "failed", "inconclusive": "inconclusive", "error": "error"}
@@ -96,6 +97,8 @@ def _stamp(ctx: Context, color: Color, judged: str, seconds: float) -> bool:
                 ),
                 idempotent=False,
             )
+            # The annotation is a new generation of the Deployment: end once its controller saw it.
+            wait_observed(lambda: ctx.deployment(color))
             return True
         except ConflictError:
             continue

@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from lightkube import Client
 from lightkube.resources.apps_v1 import Deployment
@@ -33,7 +33,7 @@ from bluegreen.group import Action, Group, GroupResult, Member, MemberOutcome, d
 from bluegreen.kube import call, prime_decoders, to_dict
 from bluegreen.lock import Lock
 from bluegreen.model import AppSpec, Color, RunInfo
-from bluegreen.phases.switch import repoint_preview
+from bluegreen.phases.switch import repoint_preview, wait_observed
 from bluegreen.rollout import fully_available, rollout_status
 from bluegreen.routers.base import Router, RouteState, SwitchWrite
 from bluegreen.routers.service import ServiceRouter
@@ -60,14 +60,20 @@ def make_router(member: Member, kube: Client) -> Router:
 def target_ready(kube: Client, app: AppSpec, color: Color) -> str | None:
     """Why `color`'s Deployment cannot take all traffic, or None: the rule `bluegreen switch` applies."""
     name = app.deployment(color)
-    try:
-        found = call(
-            f"reading Deployment {app.namespace}/{name}",
-            lambda: kube.get(Deployment, name, namespace=app.namespace),
+
+    def read() -> dict[str, Any]:
+        return to_dict(
+            call(
+                f"reading Deployment {app.namespace}/{name}",
+                lambda: kube.get(Deployment, name, namespace=app.namespace),
+            )
         )
+
+    try:
+        deployment = wait_observed(read)
     except BlueGreenError as error:
         return str(error)
-    deployment = to_dict(found)
+    assert deployment is not None
     if fully_available(deployment):
         return None
     return (

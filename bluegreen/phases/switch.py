@@ -16,6 +16,8 @@ object, then record the switch; `status`, `switch` and `rollback` reconcile a hi
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -35,6 +37,7 @@ from bluegreen.routers.base import Router, RouteState, SwitchWrite
 from bluegreen.routers.service import ServiceRouter
 
 CONFLICT_RETRIES = 3
+OBSERVE_WAIT = 10.0  # seconds a Deployment's controller gets to observe an annotation write
 VERIFY_TIMEOUT = 60.0
 
 
@@ -344,9 +347,29 @@ def _after(
         ctx.reporter.warning(f"could not mark {name}: {error}")
 
 
+def wait_observed(
+    read: Callable[[], dict[str, Any] | None], *, timeout: float = OBSERVE_WAIT
+) -> dict[str, Any] | None:
+    """The Deployment once its controller has observed its newest generation, or as last read.
+
+    A Deployment's generation grows with its annotations too, so our own stamps (candidate, gate,
+    rejected) make it "not observed" for a moment: a readiness check right after must not mistake
+    that for a rollout in progress."""
+    deadline = time.monotonic() + timeout
+    while True:
+        dep = read()
+        if dep is None:
+            return None
+        generation = (dep.get("metadata") or {}).get("generation", 0)
+        observed = (dep.get("status") or {}).get("observedGeneration", 0)
+        if observed >= generation or time.monotonic() >= deadline:
+            return dep
+        time.sleep(0.1)
+
+
 def _require_available(ctx: Context, target: Color, *, force: bool, result: Result) -> None:
     name = ctx.app.deployment(target)
-    dep = ctx.deployment(target)
+    dep = wait_observed(lambda: ctx.deployment(target))
     if dep is None:
         raise NotFoundError(
             f"Deployment {ctx.app.namespace}/{name} does not exist: only one colour is present",
