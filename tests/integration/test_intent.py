@@ -247,3 +247,75 @@ def test_switch_runs_started_together_promote_once_and_the_rest_are_noops(
     results = sorted(o.result.result if o.result else f"error {o.error}" for o in outcomes)
     assert results == ["noop", "noop", "noop", "switched"]
     assert live(kube, namespace) == ("green", ["registry.local/shop:2.0"])
+
+
+def test_status_reports_the_routers_truth_when_the_history_lags_and_rollback_still_works(
+    kube: Client, cluster: LocalCluster, namespace: str, config: Path
+) -> None:
+    create_app(kube, namespace, "shop", replicas=1)
+    run = Workflow(cluster, namespace, config, "registry.local/shop:2.0")
+    assert run.bg("switch", "--to", "green").exit_code == 0
+    # Traffic moved back by hand (kubectl, the runbook's last resort): the history still says green.
+    kube.patch(
+        Service,
+        "shop",
+        {"spec": {"selector": {"bluegreen.io/color": "blue"}}},
+        namespace=namespace,
+        patch_type=PatchType.MERGE,
+    )
+    status = run.bg("status")
+    assert status.result is not None and status.result.active_color == "blue"
+    assert "history says green is live, the router routes to blue" in status.result.details["history_lags"]
+    assert any("history lags" in m for m in status.result.messages)
+
+    # The recorded previous colour (blue) is live now: rollback does not refuse, it goes to green.
+    rolled = run.bg("rollback", "--reason", "drill")
+    assert rolled.exit_code == 0, rolled.error
+    assert live(kube, namespace)[0] == "green"
+    after = run.bg("status")
+    assert after.result is not None and after.result.details["history_lags"] == ""
+
+
+def test_a_noop_switch_records_what_the_router_shows_when_the_history_lags(
+    kube: Client, cluster: LocalCluster, namespace: str, config: Path
+) -> None:
+    create_app(kube, namespace, "shop", replicas=1)
+    run = Workflow(cluster, namespace, config, "registry.local/shop:2.0")
+    kube.patch(
+        Service,
+        "shop",
+        {
+            "metadata": {
+                "annotations": {"bluegreen.io/active-color": "blue", "bluegreen.io/switching-to": "green"}
+            },
+            "spec": {"selector": {"bluegreen.io/color": "green"}},
+        },
+        namespace=namespace,
+        patch_type=PatchType.MERGE,
+    )
+    outcome = run.bg("switch", "--to", "green")
+    assert outcome.exit_code == 0 and outcome.result is not None and outcome.result.result == "noop"
+    assert any("the history lagged" in m for m in outcome.result.messages)
+    entry = history(kube, namespace)[0]
+    assert (entry["action"], entry["from"], entry["to"]) == ("reconcile", "blue", "green")
+    svc = kube.get(Service, "shop", namespace=namespace)
+    assert svc.metadata is not None and svc.metadata.annotations is not None
+    assert svc.metadata.annotations["bluegreen.io/active-color"] == "green"
+    assert "bluegreen.io/switching-to" not in svc.metadata.annotations
+
+
+def test_a_huge_reason_is_cut_and_the_history_stays_bounded(
+    kube: Client, cluster: LocalCluster, namespace: str, config: Path
+) -> None:
+    create_app(kube, namespace, "shop", replicas=1)
+    run = Workflow(cluster, namespace, config, "registry.local/shop:2.0")
+    for i in range(25):
+        outcome = run.bg("switch", "--to", ("green", "blue")[i % 2], "--reason", "r" * 100_000)
+        assert outcome.exit_code == 0, outcome.error
+    svc = kube.get(Service, "shop", namespace=namespace)
+    assert svc.metadata is not None and svc.metadata.annotations is not None
+    raw = svc.metadata.annotations["bluegreen.io/history"]
+    assert len(raw.encode()) <= 64 * 1024
+    entries = json.loads(raw)
+    assert entries[0]["reason"].endswith("(cut from 100000 characters)")
+    assert live(kube, namespace)[0] == "green"  # 25 moves from blue
