@@ -106,6 +106,20 @@ def test_argv_for_each_phase_takes_only_its_own_flags() -> None:
     assert "--min-healthy" not in watch
 
 
+def test_switch_gets_the_candidate_and_the_config_that_decides_whether_a_gate_is_required() -> None:
+    switch = parse(
+        env(
+            BLUEGREEN_PHASE="switch",
+            BLUEGREEN_CANDIDATE="68dea25e477fa98b",
+            BLUEGREEN_CONFIG="bluegreen.yaml",
+        )
+    ).argv(None)
+    assert switch[switch.index("--candidate") + 1] == "68dea25e477fa98b"
+    assert switch[switch.index("--config") + 1] == "bluegreen.yaml"
+    rollback = parse(env(BLUEGREEN_PHASE="rollback", BLUEGREEN_CANDIDATE="68dea25e477fa98b")).argv(None)
+    assert "--candidate" not in rollback
+
+
 def test_a_base64_kubeconfig_is_decoded_and_garbage_is_refused() -> None:
     encoded = base64.b64encode(KUBECONFIG.encode()).decode()
     assert decode_kubeconfig(encoded) == KUBECONFIG
