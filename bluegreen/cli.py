@@ -497,6 +497,8 @@ def _group(parser: argparse.ArgumentParser) -> Runner:
             # Members left on different colours: an error that needs a person, named one by one.
             out.result = "error"
             out.messages.append(f"error: could not move back {', '.join(done.not_moved_back)}: fix by hand")
+        elif done.ok and not any(m.changed for m in done.members):
+            out.result = "noop"  # every member already where it should be: a re-run moves nothing
         else:
             out.result = ("rolled-back" if args.action == "rollback" else "switched") if done.ok else "failed"
         return out

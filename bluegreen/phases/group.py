@@ -29,8 +29,18 @@ from lightkube.resources.networking_v1 import Ingress
 from bluegreen import history
 from bluegreen import routers as routers_factory
 from bluegreen.errors import BlueGreenError, LockHeldError, NotReadyError, UsageError
-from bluegreen.group import Action, Group, GroupResult, Member, MemberOutcome, decide_target, skew_ms
-from bluegreen.kube import call, prime_decoders, to_dict
+from bluegreen.group import (
+    Action,
+    Group,
+    GroupResult,
+    Member,
+    MemberOutcome,
+    decide_intended,
+    decide_target,
+    skew_ms,
+)
+from bluegreen.intent import Release
+from bluegreen.kube import call, found, prime_decoders, to_dict
 from bluegreen.lock import Lock
 from bluegreen.model import AppSpec, Color, RunInfo
 from bluegreen.phases.switch import repoint_preview, wait_observed
@@ -81,6 +91,19 @@ def target_ready(kube: Client, app: AppSpec, color: Color) -> str | None:
         if deployment["spec"].get("replicas", 1)
         else f"Deployment {name} is scaled to 0"
     )
+
+
+def _releases(kube: Client, app: AppSpec) -> dict[Color, Release]:
+    """What each colour of a member runs and what deploy, the gate and rollbacks recorded on it."""
+    out: dict[Color, Release] = {}
+    for color in Color:
+        name = app.deployment(color)
+        dep = found(
+            f"reading Deployment {app.namespace}/{name}",
+            lambda name=name: kube.get(Deployment, name, namespace=app.namespace),  # type: ignore[misc]
+        )
+        out[color] = Release.of(color, to_dict(dep) if dep else None, app.color_label)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -140,13 +163,28 @@ def run(
         kind = type(first) if first else UsageError
         raise kind(f"cannot read every member of group {group.name}:\n  " + "\n  ".join(problems))
     read: list[RouteState] = [s for s in states if isinstance(s, RouteState)]
-    target = decide_target(action, {o.member.key: s.active for o, s in zip(outcomes, read, strict=True)}, to)
+    apps = [AppSpec(name=m.app, namespace=m.namespace) for m in group.members]
+    if action == "switch" and to is None:
+        recorded = _all(apps, lambda app: _releases(kube, app))
+        failed = next((r for r in recorded if isinstance(r, BaseException)), None)
+        if failed is not None:
+            raise failed
+        target = decide_intended(
+            {
+                o.member.key: (s.active, r)
+                for o, s, r in zip(outcomes, read, recorded, strict=True)
+                if not isinstance(r, BaseException)
+            }
+        )
+    else:
+        target = decide_target(
+            action, {o.member.key: s.active for o, s in zip(outcomes, read, strict=True)}, to
+        )
     result.target = target
     for outcome, state in zip(outcomes, read, strict=True):
         outcome.before, outcome.target = state.active, target
 
     moving = [i for i, s in enumerate(read) if s.active != target]
-    apps = [AppSpec(name=m.app, namespace=m.namespace) for m in group.members]
     not_ready = _all(moving, lambda i: target_ready(kube, apps[i], target))
     unready = [f"{outcomes[i].member.key}: {why}" for i, why in zip(moving, not_ready, strict=True) if why]
     if unready:
