@@ -193,14 +193,15 @@ def clear_intent(kube: Client, app: AppSpec) -> None:
     _patch_service(kube, app, "clearing an unfinished switch's intent", lambda _: {SWITCHING_TO: None})
 
 
-def amend(kube: Client, app: AppSpec, entry_id: str, extra: dict[str, Any]) -> None:
-    """Add what was learnt after the switch (timings, verification) to its history entry."""
+def amend(kube: Client, app: AppSpec, entry_id: str, extra: dict[str, Any]) -> list[dict[str, Any]]:
+    """Add what was learnt after the switch (timings, verification) to its history entry; returns
+    the history as written (or as read, when the entry is gone), newest first."""
 
     def build(found: dict[str, str]) -> dict[str, str | None] | None:
         text = amended(found, entry_id, extra)
         return None if text is None else {HISTORY: text}
 
-    _patch_service(kube, app, "adding the switch's timings to the history", build)
+    return _patch_service(kube, app, "adding the switch's timings to the history", build)
 
 
 def event(kube: Client, app: AppSpec, *, reason: str, note: str, warning: bool = False) -> None:

@@ -61,7 +61,10 @@ def run(
     result.previous_color = str(state.active) if state.active else None
     result.mark(f"read {router.name}: {state.detail}")
 
+    seen: dict[Color, intent.Release] = {}
+
     def decide(state: RouteState) -> intent.Decision:
+        seen.clear()
         if state.active is None:
             if to is None:
                 raise RefusedError(
@@ -69,9 +72,10 @@ def run(
                     remedy="Settle it: `bluegreen switch --to blue` (or green) moves all traffic to one colour.",
                 )
             return intent.Decision(target=to, notes=[f"settling a split route ({state.detail}) on {to}"])
+        seen.update(_releases(ctx))
         return intent.decide(
             state.active,
-            _releases(ctx),
+            seen,
             to=to,
             candidate=candidate,
             force=force,
@@ -95,7 +99,7 @@ def run(
     with ctx.lock():
         result.mark("lock taken")
         state, decision, write, entry = _write(
-            ctx, router, decide, action=action, reason=reason, images=images
+            ctx, router, decide, action=action, reason=reason, images=images, seen=seen
         )
         _explain(decision, result)
         if decision.target is None or not write.changed:
@@ -118,7 +122,7 @@ def run(
         _after(ctx, router, state, target, entry, action=action, reason=reason, result=result)
         timings = {"api_ms": write.api_ms, "converged_ms": verification.converged_ms}
         try:
-            history.amend(
+            result.details["history"] = history.amend(
                 ctx.kube,
                 ctx.app,
                 entry["id"],
@@ -126,7 +130,7 @@ def run(
             )
         except (BlueGreenError, history.NotRecorded) as error:
             result.messages.append(f"the switch is recorded, its timings are not: {error}")
-        result.details["history"] = history.parse(ctx.history_annotations())
+            result.details["history"] = history.parse(ctx.history_annotations())
     result.active_color = str(target)
     result.previous_color = str(state.active) if state.active else None
     result.result = ("rolled-back" if action == "rollback" else "switched") if verification.ok else "failed"
@@ -211,9 +215,10 @@ def _entry(
     action: str,
     reason: str,
     images: dict[str, list[str]],
+    releases: dict[Color, intent.Release],
 ) -> dict[str, Any]:
     assert decision.target is not None
-    releases = _releases(ctx)
+    releases = releases or _releases(ctx)  # a split route settled by --to read none
     extra: dict[str, Any] = {"release": releases[decision.target].hash}
     if state.active is not None:
         extra["from_release"] = releases[state.active].hash
@@ -236,7 +241,14 @@ def _entry(
 
 
 def _write(
-    ctx: Context, router: Router, decide: Any, *, action: str, reason: str, images: dict[str, list[str]]
+    ctx: Context,
+    router: Router,
+    decide: Any,
+    *,
+    action: str,
+    reason: str,
+    images: dict[str, list[str]],
+    seen: dict[Color, intent.Release],
 ) -> tuple[RouteState, intent.Decision, SwitchWrite, dict[str, Any]]:
     """Read, decide and write under the lock; a conflict means someone changed the object: decide again.
 
@@ -247,7 +259,7 @@ def _write(
         decision = decide(state)
         if decision.target is None:
             return state, decision, SwitchWrite(changed=False, api_ms=0.0, before="", after=""), {}
-        entry = _entry(ctx, state, decision, action=action, reason=reason, images=images)
+        entry = _entry(ctx, state, decision, action=action, reason=reason, images=images, releases=seen)
         previous = str(state.active) if state.active else None
         try:
             if isinstance(router, ServiceRouter) and atomic:
