@@ -361,8 +361,14 @@ def gate_required(path: str | None) -> bool:
     promotes only a template a gate passed."""
     from pathlib import Path
 
-    from bluegreen.config import load
+    from bluegreen.config import DEFAULT_PATH, load
 
+    if not path:
+        try:
+            if not DEFAULT_PATH.is_file():
+                return False
+        except OSError:  # a working directory we may not read (the Action's uid in some runners)
+            return False
     config = load(Path(path) if path else None)
     return config.path is not None and bool(config.gate_checks())
 

@@ -19,11 +19,13 @@ from lightkube.resources.apps_v1 import Deployment
 from lightkube.types import PatchType
 
 from bluegreen import intent, routers
-from bluegreen.errors import NotFoundError, RefusedError, RolloutError, UsageError
+from bluegreen.errors import ConflictError, NotFoundError, RefusedError, RolloutError, UsageError
 from bluegreen.kube import call, to_dict
 from bluegreen.model import Color, Result
 from bluegreen.phases.context import Context
 from bluegreen.rollout import images_of, recolored, valid_image, with_images
+
+CONFLICT_RETRIES = 3
 
 
 def check_images(image: str | None, set_images: dict[str, str]) -> None:
@@ -104,9 +106,11 @@ def run(
             and (releases[idle_color].candidate or {}).get("hash") == releases[idle_color].hash
         )
     )
-    recorded = (releases[idle_color].candidate or {}).get("hash") == releases[idle_color].hash and (
-        (idle or {}).get("spec", {}).get("replicas", 1) == replicas  # not retired since
-    )
+    # Recorded: its candidate describes this very template. A re-deploy of it keeps that record (its
+    # deploy number too), so re-running an old deploy never makes an old release the newest one.
+    recorded = (releases[idle_color].candidate or {}).get("hash") == releases[idle_color].hash
+    scaled = (idle or {}).get("spec", {}).get("replicas", 1) == replicas  # e.g. not retired since
+    skip = unchanged and recorded and scaled
     candidate: dict[str, Any] = (
         dict(releases[idle_color].candidate or {})
         if unchanged and recorded
@@ -124,6 +128,12 @@ def run(
     desired = _desired(ctx, live, idle, idle_color, template, replicas, candidate)
     result.candidate = candidate["hash"]
     result.details["candidate"] = {"color": str(idle_color), **candidate}
+    if unchanged and recorded and releases[idle_color].seq < releases[live_color].seq:
+        result.messages.append(
+            f"{idle_color} already runs this release as deploy #{releases[idle_color].seq}, older than live's "
+            f"#{releases[live_color].seq}: `switch` alone leaves live as it is; to go back to it, "
+            f"`bluegreen rollback` or `bluegreen switch --to {idle_color}`"
+        )
     if releases[idle_color].is_rejected and unchanged:
         result.messages.append(
             f"this release was rolled back before ({(releases[idle_color].rejected or {}).get('time', '?')}): "
@@ -143,12 +153,12 @@ def run(
 
     with ctx.lock():
         result.mark("lock taken")
-        if unchanged and recorded:
+        if skip:
             result.changes[-1] = (
                 f"Deployment {ctx.app.deployment(idle_color)} already runs this release: not written"
             )
         else:
-            stored = _write(ctx, desired, create=idle is None, dry_run=False)
+            stored = _write_settled(ctx, desired, idle, idle_color)
             _fix_recorded_hash(ctx, stored, candidate)
             result.candidate = candidate["hash"]
             result.details["candidate"] = {"color": str(idle_color), **candidate}
@@ -165,6 +175,31 @@ def run(
     )
     result.details["idle_color"] = str(idle_color)
     return result
+
+
+def _write_settled(
+    ctx: Context, desired: dict[str, Any], idle: dict[str, Any] | None, color: Color
+) -> dict[str, Any]:
+    """The write, retried when only the Deployment's status moved on since it was read (its controller
+    writes status often, e.g. right after a scale); a change to its spec or annotations by anyone else
+    stays a conflict."""
+    for _ in range(CONFLICT_RETRIES):
+        try:
+            return _write(ctx, desired, create=idle is None, dry_run=False)
+        except ConflictError:
+            current = ctx.deployment(color)
+            if idle is None or current is None or not _same_but_status(idle, current):
+                raise
+            desired["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+    return _write(ctx, desired, create=idle is None, dry_run=False)
+
+
+def _same_but_status(before: dict[str, Any], now: dict[str, Any]) -> bool:
+    def essence(dep: dict[str, Any]) -> tuple[Any, ...]:
+        meta = dep.get("metadata") or {}
+        return dep.get("spec"), meta.get("annotations"), meta.get("labels")
+
+    return essence(before) == essence(now)
 
 
 def split_route(detail: str, why: str) -> RefusedError:

@@ -181,6 +181,12 @@ def test_an_older_runs_switch_re_run_does_not_undo_a_newer_release(
     release(second)
     assert live(kube, namespace) == ("blue", ["registry.local/shop:3.0"])
 
+    # The idle colour (2.0) retired, then the first run's deploy job re-run: 2.0 is scaled up again
+    # but keeps its deploy number, so it does not become the newest release.
+    assert first.bg("retire").exit_code == 0
+    redeployed = first.deploy()
+    assert redeployed.exit_code == 0, redeployed.error
+    assert redeployed.result is not None and any("older than live" in m for m in redeployed.result.messages)
     old = first.switch()  # the first run's switch job, re-run: its candidate now runs on the idle colour
     assert old.exit_code == 1 and old.error is not None and "older than the live release" in old.error.message
     first.candidate = ""  # a workflow that passes no candidate: the newest one is live, nothing to do
