@@ -243,7 +243,7 @@ def _entry(
 def _write(
     ctx: Context,
     router: Router,
-    decide: Any,
+    decide: Callable[[RouteState], intent.Decision],
     *,
     action: str,
     reason: str,
