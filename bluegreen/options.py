@@ -20,6 +20,7 @@ from typing import Any
 
 from bluegreen.config import Overrides
 from bluegreen.model import AppSpec, Color, Reporter, Result, RunInfo
+from bluegreen.traffic_probe import ProbeOptions, probed
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -136,6 +137,7 @@ class SwitchOptions:
     reason: str = ""
     candidate: str = ""  # deploy's `candidate` output: promote exactly that release
     config: Path | None = None  # bluegreen.yaml; None: ./bluegreen.yaml if present (a gate in it is required)
+    probe: ProbeOptions | None = None  # --probe URL: requests to the user's URL across the switch
     phase: str = "switch"
 
 
@@ -154,6 +156,7 @@ class RollbackOptions:
     to: Color | None = None  # None: the recorded previous colour
     reason: str = ""
     force: bool = False  # even to a release rolled back before (rejected)
+    probe: ProbeOptions | None = None
     phase: str = "rollback"
 
 
@@ -253,24 +256,39 @@ def run(options: PhaseOptions, reporter: Reporter) -> Result:
             config = options.checks.load()
             return checked.gate(context(options.target, None, reporter), config)
         case SwitchOptions():
-            gated = gate_required(options.config)
-            return switch.run(
-                context(options.target, options.writes, reporter),
-                to=options.to,
-                force=options.force,
-                reason=options.reason,
-                candidate=options.candidate,
-                gate_required=gated,
+            switching = options
+            gated = gate_required(switching.config)  # bluegreen.yaml read before the cluster is asked
+            return probed(
+                switching.probe,
+                lambda: switch.run(
+                    context(switching.target, switching.writes, reporter),
+                    to=switching.to,
+                    force=switching.force,
+                    reason=switching.reason,
+                    candidate=switching.candidate,
+                    gate_required=gated,
+                ),
+                longest=switching.target.timeout,
+                # a probe URL that never answers is a typo: refused before the switch changes anything
+                refuse_unanswered=not switching.writes.dry_run,
+                reporter=reporter,
             )
         case WatchOptions():
             config = options.checks.load()
             return checked.watch(context(options.target, options.writes, reporter), config)
         case RollbackOptions():
-            return rollback.run(
-                context(options.target, options.writes, reporter),
-                reason=options.reason,
-                to=options.to,
-                force=options.force,
+            rolling = options
+            return probed(
+                rolling.probe,
+                lambda: rollback.run(
+                    context(rolling.target, rolling.writes, reporter),
+                    reason=rolling.reason,
+                    to=rolling.to,
+                    force=rolling.force,
+                ),
+                longest=rolling.target.timeout,
+                refuse_unanswered=False,  # a rollback often runs while the app is failing: warn, go on
+                reporter=reporter,
             )
         case RetireOptions():
             return retire.run(context(options.target, options.writes, reporter), after=options.after)
