@@ -5,6 +5,7 @@ Exit codes:
   1  refused, failed or rolled back by the watch (lock held, target not ready, gate failed)
   2  bad usage or configuration (unknown colour, malformed image, app or namespace missing)
   3  cluster or API error (unreachable, forbidden by RBAC, conflict that did not settle)
+  130, 143  cancelled by SIGINT, SIGTERM: stopped at a safe point, lock released, state reported
 
 `execute(argv)` never prints: the GitHub Action calls it in-process and renders the outcome itself.
 """
@@ -487,13 +488,22 @@ def exit_code_for(result: Result) -> int:
 
 def execute(argv: Sequence[str], *, reporter: Reporter | None = None) -> Outcome:
     """Parse and run one command; every failure comes back as an Outcome, never as an exception."""
+    from bluegreen import cancel
+
     pairs = set(itertools.pairwise(argv))
     output = "json" if {("-o", "json"), ("--output", "json")} & pairs or "--output=json" in argv else "text"
+    cancel.begin()
     try:
         args = parser().parse_args(list(argv))
         output = args.output
         result = COMMANDS[args.command].run(args, reporter or NullReporter())
+    except cancel.Cancelled as stop:
+        stopped = stop_error(stop.signum, argv)
+        return Outcome(stopped.exit_code, error=stopped, output=output)
     except BlueGreenError as error:
+        if cancel.requested():  # a signal arrived while this error was on its way: both matter
+            stopped = stop_error(cancel.requested(), argv, cause=error)
+            return Outcome(stopped.exit_code, error=stopped, output=output)
         return Outcome(error.exit_code, error=error, output=output)
     except SystemExit as done:  # --help and --version print and leave
         return Outcome(int(done.code or 0), output=output)
@@ -509,13 +519,37 @@ def execute(argv: Sequence[str], *, reporter: Reporter | None = None) -> Outcome
             ),
             output=output,
         )
-    except KeyboardInterrupt:
-        return Outcome(
-            EXIT_CLUSTER,
-            error=BlueGreenError("interrupted", remedy="Run `bluegreen status` to see where it stopped."),
-            output=output,
-        )
+    except KeyboardInterrupt:  # no handler installed (in-process use): the same report as SIGINT
+        import signal
+
+        stopped = stop_error(signal.SIGINT, argv)
+        return Outcome(stopped.exit_code, error=stopped, output=output)
     return Outcome(exit_code_for(result), result=result, output=output)
+
+
+def stop_error(signum: int, argv: Sequence[str], *, cause: BlueGreenError | None = None) -> BlueGreenError:
+    """What a run stopped by a signal reports: where it stopped and what it had written (the state left).
+
+    The lock was released on the way out (Lock.release), so the next run can start at once."""
+    import signal
+
+    from bluegreen import cancel
+    from bluegreen.errors import CancelledError, InterruptedByUserError
+
+    phase = next((a for a in argv if a in COMMANDS), "the command")
+    done = cancel.writes()
+    state = (
+        "Written before stopping: " + "; ".join(done) + "."
+        if done
+        else "Nothing had been written: the cluster is as it was."
+    )
+    also = f" It was also failing: {cause.message}" if cause else ""
+    kind = InterruptedByUserError if signum == signal.SIGINT else CancelledError
+    return kind(
+        f"{phase} cancelled by {cancel.signal_name(signum)}, stopped at a safe point (no write cut "
+        f"short, the lock released). {state}{also}",
+        remedy="Run `bluegreen status` to see the state; running the same command again is safe.",
+    )
 
 
 class _StderrReporter:
@@ -535,7 +569,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help") or "--help" in argv or "-h" in argv or "--version" in argv:
         parser().parse_args(argv or ["--help"])  # prints and exits 0
+    from bluegreen import cancel
+
+    cancel.install()  # SIGTERM/SIGINT stop at a safe point; needed as PID 1 too, where SIGTERM is ignored
     outcome = execute(argv, reporter=_StderrReporter())
+    cancel.settle()
     if outcome.output == "json":
         payload: dict[str, Any] = {"exit_code": outcome.exit_code}
         if outcome.result is not None:

@@ -1,0 +1,83 @@
+"""Cancellation's rules, in-process: nothing new starts once cancelled, a write in flight is never cut,
+and a run that lost its Lease stops before its next write. The real signals, processes and Lease
+are in tests/integration/test_cancel.py."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from bluegreen import cancel
+from bluegreen.errors import LockLostError
+from bluegreen.kube import call
+
+
+@pytest.fixture(autouse=True)
+def fresh() -> Iterator[None]:
+    cancel.reset()
+    yield
+    cancel.reset()
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def test_no_write_starts_once_cancelled_and_reads_are_not_guarded() -> None:
+    sent: list[str] = []
+    cancel.request(signal.SIGTERM)
+    with pytest.raises(cancel.Cancelled) as stopped:
+        call("patching Service x", lambda: sent.append("write"), idempotent=False)
+    assert stopped.value.signum == signal.SIGTERM and sent == []
+    assert call("reading Service x", lambda: "read") == "read"
+
+
+def test_a_signal_during_a_write_waits_for_it_and_stops_right_after() -> None:
+    cancel.install()
+    steps: list[str] = []
+
+    def write() -> str:
+        os.kill(os.getpid(), signal.SIGTERM)  # arrives while the write is in flight
+        time.sleep(0.05)
+        steps.append("write landed")
+        return "ok"
+
+    with pytest.raises(cancel.Cancelled):
+        call("patching Service x", write, idempotent=False)
+    assert steps == ["write landed"]
+    assert cancel.writes() == ["patching Service x"]
+
+
+def test_a_signal_outside_a_write_interrupts_a_wait_at_once() -> None:
+    cancel.install()
+    started = time.monotonic()
+    signal.signal(signal.SIGALRM, lambda *_: os.kill(os.getpid(), signal.SIGINT))
+    signal.setitimer(signal.ITIMER_REAL, 0.2)
+    with pytest.raises(cancel.Cancelled) as stopped:
+        time.sleep(30)
+    assert stopped.value.signum == signal.SIGINT
+    assert time.monotonic() - started < 5
+
+
+def test_a_write_guard_refuses_before_sending() -> None:
+    sent: list[str] = []
+
+    def lost(what: str) -> None:
+        raise LockLostError(f"{what}: not sent")
+
+    with cancel.guarded(lost), pytest.raises(LockLostError, match="patching Service x: not sent"):
+        call("patching Service x", lambda: sent.append("write"), idempotent=False)
+    assert sent == []
+    call("patching Service x", lambda: sent.append("write"), idempotent=False)  # guard gone with the block
+    assert sent == ["write"]
+
+
+def test_sleep_ends_early_when_cancelled() -> None:
+    started = time.monotonic()
+    signal.signal(signal.SIGALRM, lambda *_: cancel.request(signal.SIGTERM))
+    signal.setitimer(signal.ITIMER_REAL, 0.2)
+    with pytest.raises(cancel.Cancelled):
+        cancel.sleep(30)
+    assert time.monotonic() - started < 2
