@@ -251,11 +251,27 @@ def _switch(parser: argparse.ArgumentParser) -> Runner:
         "--force", action="store_true", help="switch even if the target colour is not fully available"
     )
     parser.add_argument("--reason", default="", help="recorded in the history and the Event")
+    parser.add_argument(
+        "--config",
+        default=None,
+        help="bluegreen.yaml (default ./bluegreen.yaml if present): its watch's Prometheus checks "
+        "measure the live colour just before the switch, the baseline a later watch judges against",
+    )
 
     def run(args: argparse.Namespace, reporter: Reporter) -> Result:
-        from bluegreen.phases import switch
+        from pathlib import Path
 
-        return switch.run(context(args, reporter), to=args.to, force=args.force, reason=args.reason)
+        from bluegreen.config import Config, load
+        from bluegreen.phases import switch, watch
+
+        path = Path(args.config) if args.config else None
+        config: Config | None = load(path) if path or Path("bluegreen.yaml").is_file() else None
+        ctx = context(args, reporter)
+
+        def baseline(live: Color) -> dict[str, Any]:
+            return watch.measure_baseline(config, ctx.app, live=live, kube=ctx.kube) if config else {}
+
+        return switch.run(ctx, to=args.to, force=args.force, reason=args.reason, baseline=baseline)
 
     return run
 

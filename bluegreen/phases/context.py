@@ -131,9 +131,11 @@ def record_switch(
     images: dict[str, list[str]],
     reason: str,
     timings: dict[str, float | None],
+    baseline: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """The audit trail of a switch: annotations with the new state and history, and an Event.
 
+    `baseline`: the previous colour's numbers just before the switch, for the watch to judge against.
     Returns the history as recorded, newest first."""
     entry = history.entry(
         from_color=str(from_color) if from_color else None,
@@ -144,6 +146,8 @@ def record_switch(
         action=action,
         timings=timings,
     )
+    if baseline:
+        entry["baseline"] = baseline
     recorded = history.record(
         ctx.kube, ctx.app, entry, active=str(to_color), previous=str(from_color) if from_color else None
     )

@@ -7,19 +7,20 @@ blindly) -> verify -> point the preview Service at the other colour -> record th
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from lightkube.resources.core_v1 import Service
 from lightkube.types import PatchType
 
-from bluegreen import routers
+from bluegreen import cancel, routers
 from bluegreen.errors import ConflictError, NotFoundError, NotReadyError
 from bluegreen.kube import call, found
 from bluegreen.lock import current_holder
 from bluegreen.model import Color, Result
 from bluegreen.phases.context import Context, record_switch
 from bluegreen.rollout import fully_available, images_of, pod_problems, rollout_status
-from bluegreen.routers.base import Router, RouteState, SwitchWrite
+from bluegreen.routers.base import Router, RouteState, SwitchWrite, Verification
 
 CONFLICT_RETRIES = 3
 VERIFY_TIMEOUT = 60.0
@@ -33,6 +34,7 @@ def run(
     reason: str = "",
     action: str = "switch",
     verify_timeout: float = VERIFY_TIMEOUT,
+    baseline: Callable[[Color], dict[str, Any]] | None = None,
 ) -> Result:
     ctx.service()  # a missing namespace or app fails here, with its own message
     router = routers.make(ctx.router, ctx.app, ctx.kube)
@@ -55,8 +57,15 @@ def run(
     if ctx.dry_run:
         return _dry_run(ctx, router, target, result)
 
-    with ctx.lock():
+    # Shielded: a signal stops the run at its next write (cancel.before_write) or cuts the verification
+    # short, never between the switch and its record.
+    with ctx.lock(), cancel.shield():
         result.mark("lock taken")
+        # Again under the lock: while this run waited for it, the target may have changed (a failed
+        # deploy's restore still rolling out, another release's deploy).
+        _require_available(ctx, target, force=force, result=None)
+        # The live colour's numbers for the watch, taken just before its traffic leaves it.
+        measured = baseline(state.active) if baseline and state.active else None
         state, write = _write(router, target)
         if not write.changed:
             result.active_color = str(target)
@@ -65,7 +74,7 @@ def run(
         result.mark(f"switched: {write.before} -> {write.after}")
         result.api_ms = write.api_ms
         result.changes.append(f"{router.name}: {write.before} -> {write.after}")
-        verification = router.verify(target, timeout=verify_timeout)
+        verification = _verify(router, target, verify_timeout)
         result.converged_ms = verification.converged_ms
         result.mark(
             f"verified: {verification.message}"
@@ -83,6 +92,7 @@ def run(
             images=images,
             reason=reason,
             timings={"api_ms": write.api_ms, "converged_ms": verification.converged_ms},
+            baseline=measured,
         )
     result.active_color = str(target)
     result.previous_color = str(state.active) if state.active else None
@@ -95,7 +105,19 @@ def run(
     return result
 
 
-def _require_available(ctx: Context, target: Color, *, force: bool, result: Result) -> None:
+def _verify(router: Router, target: Color, timeout: float) -> Verification:
+    """The router's verification, which a signal may cut short (it only reads); the switch is then
+    recorded as not verified."""
+    try:
+        with cancel.interruptible():
+            return router.verify(target, timeout=timeout)
+    except cancel.Cancelled:
+        return Verification(
+            ok=False, converged_ms=0.0, message="verification cut short: the run was cancelled"
+        )
+
+
+def _require_available(ctx: Context, target: Color, *, force: bool, result: Result | None) -> None:
     name = ctx.app.deployment(target)
     dep = ctx.deployment(target)
     if dep is None:
@@ -112,7 +134,8 @@ def _require_available(ctx: Context, target: Color, *, force: bool, result: Resu
             f"{target} is not ready to take all traffic: {why}",
             remedy="Wait for its rollout (`bluegreen deploy` waits for it), fix the pods, or pass --force.",
         )
-    result.messages.append(f"--force: switching to {target} although it is not ready ({why})")
+    if result is not None:
+        result.messages.append(f"--force: switching to {target} although it is not ready ({why})")
 
 
 def _write(router: Router, target: Color) -> tuple[RouteState, SwitchWrite]:
