@@ -28,6 +28,7 @@ POLL = 0.1  # seconds: how often a wait looks at the flag
 
 _requested = 0  # the signal number that asked to stop, 0 while none did
 _raised = False  # the handler raised Cancelled once already: later signals only set the flag
+_deferred = 0  # open `deferred` blocks: no Cancelled at all, in any thread
 _depth = threading.local()  # shields open in this thread
 _guards: contextvars.ContextVar[tuple[Callable[[str], None], ...]] = contextvars.ContextVar(
     "bluegreen_write_guards", default=()
@@ -65,7 +66,7 @@ def _handle(signum: int, _frame: FrameType | None) -> None:
     global _requested, _raised
     if not _requested:
         _requested = signum
-    if getattr(_depth, "n", 0) == 0 and not _raised:
+    if getattr(_depth, "n", 0) == 0 and not _raised and not _deferred:
         _raised = True
         raise Cancelled(_requested)
 
@@ -102,7 +103,7 @@ def reset() -> None:
 
 def check() -> None:
     """Raise Cancelled if a stop was asked for: call before starting anything new."""
-    if _requested:
+    if _requested and not _deferred:
         raise Cancelled(_requested)
 
 
@@ -127,6 +128,21 @@ def shield() -> Iterator[None]:
     finally:
         _depth.n -= 1
     if _depth.n == 0 and threading.current_thread() is threading.main_thread():
+        check()
+
+
+@contextmanager
+def deferred() -> Iterator[None]:
+    """No Cancelled anywhere inside, in any thread: for steps that must finish together (a group's
+    members all moved, or all moved back). Code inside looks at `requested()` to skip what can be
+    skipped (verification); Cancelled is raised on leaving (main thread)."""
+    global _deferred
+    _deferred += 1
+    try:
+        yield
+    finally:
+        _deferred -= 1
+    if threading.current_thread() is threading.main_thread():
         check()
 
 

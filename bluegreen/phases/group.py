@@ -23,6 +23,7 @@ from lightkube.resources.core_v1 import Pod, Service
 from lightkube.resources.discovery_v1 import EndpointSlice
 from lightkube.resources.networking_v1 import Ingress
 
+from bluegreen import cancel
 from bluegreen import routers as routers_factory
 from bluegreen.errors import BlueGreenError, LockHeldError, NotReadyError, UsageError
 from bluegreen.group import Action, Group, GroupResult, Member, MemberOutcome, decide_target, skew_ms
@@ -169,9 +170,20 @@ def run(
                 + "\n  ".join(f"{lease.app.namespace}/{lease.app.name}: {_text(e)}" for lease, e in refused),
                 remedy="Wait for the other runs to finish, then run again.",
             )
-        _move(result, routers, read, moving, target, timeout)
-        if not result.ok:
-            _move_back(result, routers, moving, timeout)
+        # Again under the locks: a member's target may have changed while they were being taken.
+        again = _all(moving, lambda i: target_ready(kube, apps[i], target))
+        unready = [f"{outcomes[i].member.key}: {why}" for i, why in zip(moving, again, strict=True) if why]
+        if unready:
+            raise NotReadyError(
+                f"group {group.name} cannot move to {target}: a member stopped being ready, nothing was "
+                "written\n  " + "\n  ".join(unready),
+                remedy="Wait for those members' rollouts, then run again.",
+            )
+        cancel.check()  # the last moment to stop with nothing written
+        with cancel.deferred():  # every member moves, or every member moves back: a signal waits
+            _move(result, routers, read, moving, target, timeout)
+            if not result.ok:
+                _move_back(result, routers, moving, timeout)
     finally:
         _all(held, lambda lease: lease.release())
     return result
@@ -202,6 +214,11 @@ def _move(
         result.failed = [outcomes[i].member.key for i in moving if outcomes[i].error]
         return
 
+    if cancel.requested():  # every member moved: stop now, verification is only reading
+        for i in moving:
+            outcomes[i].message = "not verified: the run was cancelled"
+        result.ok = True
+        return
     verified = _all(moving, lambda i: routers[i].verify(target, timeout=timeout))
     for i, v in zip(moving, verified, strict=True):
         if isinstance(v, BaseException):

@@ -4,16 +4,22 @@ are in tests/integration/test_cancel.py."""
 
 from __future__ import annotations
 
+import copy
 import os
 import signal
 import time
 from collections.abc import Iterator
+from typing import Any
 
+import httpx2
 import pytest
+from lightkube import ApiError
 
 from bluegreen import cancel
-from bluegreen.errors import LockLostError
+from bluegreen.errors import LockLostError, NotReadyError
 from bluegreen.kube import call
+from bluegreen.lock import Lock
+from bluegreen.model import AppSpec, RunInfo
 
 
 @pytest.fixture(autouse=True)
@@ -81,3 +87,50 @@ def test_sleep_ends_early_when_cancelled() -> None:
     with pytest.raises(cancel.Cancelled):
         cancel.sleep(30)
     assert time.monotonic() - started < 2
+
+
+class FlakyLeases:
+    """A stand-in for the cluster that serves one Lease and fails every write after the first."""
+
+    def __init__(self) -> None:
+        self.lease: Any = None
+        self.writes = 0
+
+    def get(self, _kind: object, _name: str, *, namespace: str) -> Any:
+        if self.lease is None:
+            raise ApiError(response=httpx2.Response(404, json={"code": 404, "message": "not found"}))
+        return copy.deepcopy(self.lease)
+
+    def create(self, lease: Any, *, namespace: str) -> Any:
+        self.writes += 1
+        lease.metadata.resourceVersion = "1"
+        self.lease = copy.deepcopy(lease)
+        return lease
+
+    def replace(self, _lease: Any) -> Any:
+        self.writes += 1
+        raise httpx2.ConnectError("connection refused")
+
+
+class Warnings:
+    def __init__(self) -> None:
+        self.said: list[str] = []
+
+    def progress(self, message: str) -> None:
+        pass
+
+    def warning(self, message: str) -> None:
+        self.said.append(message)
+
+    def stage(self, name: str) -> None:
+        pass
+
+
+def test_an_error_releasing_the_lock_never_replaces_the_runs_own_error() -> None:
+    kube = FlakyLeases()
+    said = Warnings()
+    lock = Lock(kube, AppSpec(name="shop", namespace="ns"), RunInfo(), reporter=said)  # type: ignore[arg-type]
+    with pytest.raises(NotReadyError, match="green is not ready"), lock.hold():
+        raise NotReadyError("green is not ready")
+    assert any("could not release lock Lease ns/bluegreen-shop" in w for w in said.said), said.said
+    assert kube.writes == 2  # took it, then one try to release it: no retry loop holding the run up
