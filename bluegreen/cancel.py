@@ -103,7 +103,9 @@ def reset() -> None:
 
 def check() -> None:
     """Raise Cancelled if a stop was asked for: call before starting anything new."""
+    global _raised
     if _requested and not _deferred:
+        _raised = True  # from here a second signal must not interrupt the report of this one
         raise Cancelled(_requested)
 
 
@@ -121,14 +123,27 @@ def sleep(seconds: float) -> None:
 @contextmanager
 def shield() -> Iterator[None]:
     """No Cancelled inside (the signal is remembered); raised on leaving, unless an error is on its
-    way out already, which is the one to report."""
+    way out already, which is the one to report.
+
+    Once a write was made inside a shield, the writes after it in the same shield belong to the same
+    step (a switch and its audit trail): they are made even after a signal (see before_write)."""
     _depth.n = getattr(_depth, "n", 0) + 1
+    _frames().append(False)
     try:
         yield
     finally:
         _depth.n -= 1
+        _frames().pop()
     if _depth.n == 0 and threading.current_thread() is threading.main_thread():
         check()
+
+
+def _frames() -> list[bool]:
+    """For each shield open in this thread: whether a write was made inside it yet."""
+    if not hasattr(_depth, "frames"):
+        _depth.frames = []
+    frames: list[bool] = _depth.frames
+    return frames
 
 
 @contextmanager
@@ -169,8 +184,10 @@ def guarded(guard: Callable[[str], None]) -> Iterator[None]:
 
 
 def before_write(what: str) -> None:
-    """Called by the cluster seam before a write: stop if cancelled or if a guard says so."""
-    check()
+    """Called by the cluster seam before a write: stop if cancelled (unless it completes a step whose
+    first write was made, see shield) or if a guard says so."""
+    if not any(_frames()):
+        check()
     for guard in _guards.get():
         guard(what)
 
@@ -178,6 +195,8 @@ def before_write(what: str) -> None:
 def wrote(what: str) -> None:
     """Called by the cluster seam after a write landed."""
     _done.append(what)
+    frames = _frames()
+    frames[:] = [True] * len(frames)
 
 
 def writes() -> list[str]:

@@ -115,7 +115,8 @@ def call(what: str, fn: Callable[[], T], *, idempotent: bool = True, guard: bool
         cancel.before_write(what)
     with cancel.shield():
         done = _call(what, fn, idempotent=False)
-        cancel.wrote(what)
+        if guard:
+            cancel.wrote(what)
         return done
 
 

@@ -381,7 +381,7 @@ class Lock:
         Lease not released frees itself after `duration` seconds."""
         self._stop.set()
         if self._renewer is not None:
-            self._renewer.join(timeout=5)
+            self._renewer.join(timeout=2)
             self._renewer = None
         try:
             with cancel.shield():
