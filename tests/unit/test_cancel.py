@@ -133,3 +133,21 @@ def test_an_error_releasing_the_lock_never_replaces_the_runs_own_error() -> None
     with pytest.raises(NotReadyError, match="green is not ready"), lock.hold():
         raise NotReadyError("green is not ready")
     assert any("could not release lock Lease ns/bluegreen-shop" in w for w in said.said), said.said
+
+
+def test_after_a_steps_first_write_its_other_writes_are_made_then_it_stops() -> None:
+    """A switch and its audit trail: the selector written, a signal, the history still written."""
+    sent: list[str] = []
+
+    def switch() -> None:
+        with cancel.shield():
+            call("patching Service shop", lambda: sent.append("selector"), idempotent=False)
+            cancel.request(signal.SIGTERM)
+            call("recording history on Service shop", lambda: sent.append("history"), idempotent=False)
+
+    with pytest.raises(cancel.Cancelled):
+        switch()
+    assert sent == ["selector", "history"]
+    with pytest.raises(cancel.Cancelled):  # a new step is not started
+        call("patching Service shop", lambda: sent.append("again"), idempotent=False)
+    assert sent == ["selector", "history"]
