@@ -45,11 +45,6 @@ class Context:
         with self._lock.hold(preemptible=preemptible, preempt=preempt) as held:
             yield held
 
-    @property
-    def held_lock(self) -> Lock | None:
-        """The Lock while this run holds it."""
-        return self._lock if self._lock is not None and self._lock.held() else None
-
     # -- reads ------------------------------------------------------------------------------------
 
     def require_namespace(self) -> None:
