@@ -349,9 +349,12 @@ class Lock:
         spec = lease.spec if lease else None
         annotations = (lease.metadata.annotations if lease and lease.metadata else None) or {}
         other = spec.holderIdentity if spec else None
-        if other and annotations.get(PREEMPTED_BY) == other:
-            self.preempted_by = other
-            self._lost = f"a rollback took it over ({other})"
+        preempter = annotations.get(PREEMPTED_BY, "")
+        if preempter and preempter != self.identity:
+            # Our own take cleared the mark: it was written since, by a rollback that may be done
+            # and gone already (it leaves the mark when it releases).
+            self.preempted_by = preempter
+            self._lost = f"a rollback took it over ({preempter})"
         elif other:
             self._lost = f"{other} holds it now"
         else:
@@ -403,9 +406,8 @@ class Lock:
         lease.spec.holderIdentity = None
         lease.spec.renewTime = None
         if lease.metadata is not None and lease.metadata.annotations:
-            lease.metadata.annotations = {
-                k: v for k, v in lease.metadata.annotations.items() if k not in (MODE, PREEMPTED_BY)
-            }
+            # preempted-by stays: the watch it preempted may read the Lease only after this release.
+            lease.metadata.annotations = {k: v for k, v in lease.metadata.annotations.items() if k != MODE}
         call(f"releasing {self._what()}", lambda: self.kube.replace(lease), idempotent=False, guard=False)
 
 

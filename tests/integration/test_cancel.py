@@ -295,7 +295,7 @@ def test_a_rollback_preempts_a_running_watch(cli: Cli, kube: Client, namespace: 
 
     out, err = watch.communicate(timeout=10)  # seen within one interval (1s)
     ended = json.loads(out)
-    assert watch.returncode == 0, err
+    assert watch.returncode == 0, (out, err)
     assert ended["result"]["result"] == "preempted"
     rollbacks = [e for e in history.parse(service_annotations(kube, namespace)) if e["action"] == "rollback"]
     assert len(rollbacks) == 1  # the watch did not roll back a second time
