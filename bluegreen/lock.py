@@ -156,7 +156,13 @@ class Lock:
 
     def _enter(self, *, preemptible: bool, preempt: bool) -> None:
         if self._depth == 0:
-            self.acquire(preemptible=preemptible, preempt=preempt)
+            try:
+                self.acquire(preemptible=preemptible, preempt=preempt)
+            except BaseException:
+                # A signal that came while the Lease was being taken stops the run right after:
+                # give back what was taken (release reads whose it is).
+                self.release()
+                raise
         elif not preemptible:
             self._promote()
         self._depth += 1
