@@ -32,6 +32,7 @@ from lightkube.types import PatchType
 from bluegreen import history
 from hack.localcluster import LocalCluster
 from tests.support.apps import UNREADY_IMAGE, create_app
+from tests.support.github import commands, read_outputs
 
 pytestmark = pytest.mark.cluster
 
@@ -312,3 +313,97 @@ def test_a_signal_just_as_the_lock_is_taken_still_frees_it(cli: Cli, kube: Clien
         code, report, _ = stop(process)
         assert code in (143, 0), report  # 0: it finished first, which is fine too
         assert holder(kube, namespace) == "", f"attempt {attempt}: Lease left held"
+
+
+def test_the_action_cancelled_reports_it_in_its_outputs_and_summary(
+    cluster: LocalCluster, kube: Client, namespace: str, tmp_path: Path
+) -> None:
+    """The entrypoint as the runner starts it (its own process, inputs in the environment): a cancelled
+    job's step says `cancelled` in its outputs, summary and annotation, and exits 143."""
+    create_app(kube, namespace, "shop", replicas=1)
+    output, summary = tmp_path / "output", tmp_path / "summary"
+    output.touch()
+    summary.touch()
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "GITHUB_OUTPUT": str(output),
+        "GITHUB_STEP_SUMMARY": str(summary),
+        "BLUEGREEN_KUBECONFIG": cluster.kubeconfig.read_text(),
+        "BLUEGREEN_PHASE": "deploy",
+        "BLUEGREEN_APP": "shop",
+        "BLUEGREEN_NAMESPACE": namespace,
+        "BLUEGREEN_IMAGE": UNREADY_IMAGE,
+    }
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "entrypoint.py")],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_until("deploy waiting for the rollout", lambda: rolling_out(kube, namespace, process))
+        process.send_signal(signal.SIGTERM)
+        stdout, _ = process.communicate(timeout=SAFE_POINT_S + 5)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 143, stdout
+    outputs = read_outputs(output)
+    assert outputs["result"] == "cancelled"
+    assert json.loads(outputs["report"])["error"]["title"] == "Cancelled"
+    written = summary.read_text()
+    assert "stopped: Cancelled" in written and f"updating Deployment {namespace}/shop-green" in written
+    assert any(note[0]["title"] for note in commands(stdout, "error"))
+    assert holder(kube, namespace) == ""
+
+
+def test_readiness_is_checked_again_once_the_lock_is_taken(cli: Cli, kube: Client, namespace: str) -> None:
+    """While a switch waits for the lock, its target starts a new rollout (another release's deploy, a
+    failed deploy's restore): the switch must refuse once it has the lock, not move traffic onto it."""
+    from lightkube.resources.apps_v1 import Deployment
+
+    create_app(kube, namespace, "shop", replicas=1)
+    now = datetime.now(UTC)
+    kube.create(
+        Lease(
+            metadata=ObjectMeta(name="bluegreen-shop"),
+            spec=LeaseSpec(holderIdentity="a deploy", renewTime=now, leaseDurationSeconds=60),
+        ),
+        namespace=namespace,
+    )
+    process = cli.start("switch", "--wait-for-lock", "1m")
+    assert process.stderr is not None
+    while "waiting for the lock" not in process.stderr.readline():  # it found green ready, and waits
+        assert process.poll() is None
+    image = {"spec": {"template": {"spec": {"containers": [{"name": "app", "image": UNREADY_IMAGE}]}}}}
+    kube.patch(Deployment, "shop-green", image, namespace=namespace, patch_type=PatchType.STRATEGIC)
+    kube.patch(
+        Lease,
+        "bluegreen-shop",
+        {"spec": {"holderIdentity": None}},
+        namespace=namespace,
+        patch_type=PatchType.MERGE,
+    )
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 1, (out, err)
+    assert "green is not ready" in json.loads(out)["error"]["message"]
+    assert selector(kube, namespace) == "blue"
+
+
+def test_a_running_watch_keeps_its_rollback_target_from_being_redeployed(
+    cli: Cli, kube: Client, namespace: str, tmp_path: Path
+) -> None:
+    create_app(kube, namespace, "shop", replicas=1)
+    assert cli.run("switch")[0] == 0  # green live; blue is what the watch would roll back to
+    (tmp_path / "bluegreen.yaml").write_text(WATCH_CONFIG)
+    watch = cli.start("watch")
+    wait_until("watching", held_by(kube, namespace, watch))
+    code, report, _ = cli.run("deploy", "--image", "registry.local/shop:3.0")
+    assert code == 1
+    assert "a watch: a rollback takes it over" in report["error"]["message"]
+    code, _, _ = stop(watch)
+    assert code == 143
