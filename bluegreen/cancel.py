@@ -121,9 +121,10 @@ def sleep(seconds: float) -> None:
 
 
 @contextmanager
-def shield() -> Iterator[None]:
+def shield(*, stop_after: bool = True) -> Iterator[None]:
     """No Cancelled inside (the signal is remembered); raised on leaving, unless an error is on its
-    way out already, which is the one to report.
+    way out already, which is the one to report, or `stop_after` is False (releasing the lock, which
+    is what a stopping run does last).
 
     Once a write was made inside a shield, the writes after it in the same shield belong to the same
     step (a switch and its audit trail): they are made even after a signal (see before_write)."""
@@ -134,7 +135,7 @@ def shield() -> Iterator[None]:
     finally:
         _depth.n -= 1
         _frames().pop()
-    if _depth.n == 0 and threading.current_thread() is threading.main_thread():
+    if stop_after and _depth.n == 0 and threading.current_thread() is threading.main_thread():
         check()
 
 
@@ -149,8 +150,7 @@ def _frames() -> list[bool]:
 @contextmanager
 def deferred() -> Iterator[None]:
     """No Cancelled anywhere inside, in any thread: for steps that must finish together (a group's
-    members all moved, or all moved back). Code inside looks at `requested()` to skip what can be
-    skipped (verification); Cancelled is raised on leaving (main thread)."""
+    members all moved, or all moved back). Cancelled is raised on leaving (main thread)."""
     global _deferred
     _deferred += 1
     try:
@@ -163,14 +163,16 @@ def deferred() -> Iterator[None]:
 
 @contextmanager
 def interruptible() -> Iterator[None]:
-    """A wait inside a shield that a signal may cut short (the caller catches Cancelled)."""
-    saved = getattr(_depth, "n", 0)
-    _depth.n = 0
+    """A wait inside a shield or a `deferred` block that a signal may cut short (a verification,
+    which only reads)."""
+    global _deferred
+    saved, deferred_before = getattr(_depth, "n", 0), _deferred
+    _depth.n, _deferred = 0, 0
     try:
         check()
         yield
     finally:
-        _depth.n = saved
+        _depth.n, _deferred = saved, deferred_before
 
 
 @contextmanager
@@ -181,6 +183,13 @@ def guarded(guard: Callable[[str], None]) -> Iterator[None]:
         yield
     finally:
         _guards.reset(token)
+
+
+def before_read() -> None:
+    """Called by the cluster seam before a read: a cancelled run starts none (other threads stop
+    here; the main thread was interrupted already), except to complete a step already written."""
+    if not any(_frames()):
+        check()
 
 
 def before_write(what: str) -> None:

@@ -106,10 +106,13 @@ def call(what: str, fn: Callable[[], T], *, idempotent: bool = True, guard: bool
     """Run one API call; retry what is safe to retry, with backoff; map every failure to ours.
 
     `idempotent=False` for writes: a write that timed out may have landed, so it is not sent again.
-    A write is not started once the run is cancelled or has lost its Lease (cancel.before_write;
-    `guard=False` for the Lease's own writes), and once sent it is awaited: a signal cannot cut it.
+    Once the run is cancelled no call is started (cancel.before_read), nor a write once it has lost
+    its Lease (cancel.before_write); `guard=False` for the Lease's own calls, which releasing needs.
+    A write once sent is awaited: a signal cannot cut it.
     """
     if idempotent:
+        if guard:
+            cancel.before_read()
         return _call(what, fn, idempotent=True)
     if guard:
         cancel.before_write(what)
@@ -133,10 +136,10 @@ def _call(what: str, fn: Callable[[], T], *, idempotent: bool) -> T:
     raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
 
-def found(what: str, fn: Callable[[], T]) -> T | None:
+def found(what: str, fn: Callable[[], T], *, guard: bool = True) -> T | None:
     """`call`, but None where the object does not exist."""
     try:
-        return call(what, fn)
+        return call(what, fn, guard=guard)
     except NotFoundError:
         return None
 

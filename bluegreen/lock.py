@@ -215,6 +215,7 @@ class Lock:
         return found(
             f"reading {self._what()}",
             lambda: self.kube.get(Lease, self.app.lease, namespace=self.app.namespace),
+            guard=False,  # releasing reads it too, after a signal
         )
 
     def acquire(self, *, preemptible: bool = False, preempt: bool = False) -> None:
@@ -393,7 +394,7 @@ class Lock:
             self._renewer.join(timeout=2)
             self._renewer = None
         try:
-            with cancel.shield():
+            with cancel.shield(stop_after=False):
                 self._release()
         except Exception as error:
             self.reporter.warning(

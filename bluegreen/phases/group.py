@@ -158,7 +158,8 @@ def run(
 
     run_info = RunInfo(run_id=f"group {group.name}")
     leases = [Lock(kube, apps[i], run_info) for i in range(len(apps))]
-    taken = _all(leases, lambda lease: lease.acquire())
+    # A group rollback, like a single one, takes over the Lease of a member's running watch.
+    taken = _all(leases, lambda lease: lease.acquire(preempt=action == "rollback"))
     held = [lease for lease, t in zip(leases, taken, strict=True) if not isinstance(t, BaseException)]
     try:
         refused = [(lease, t) for lease, t in zip(leases, taken, strict=True) if isinstance(t, BaseException)]
@@ -214,12 +215,8 @@ def _move(
         result.failed = [outcomes[i].member.key for i in moving if outcomes[i].error]
         return
 
-    if cancel.requested():  # every member moved: stop now, verification is only reading
-        for i in moving:
-            outcomes[i].message = "not verified: the run was cancelled"
-        result.ok = True
-        return
-    verified = _all(moving, lambda i: routers[i].verify(target, timeout=timeout))
+    with cancel.interruptible():  # every member moved: a signal may cut the verification short
+        verified = _all(moving, lambda i: routers[i].verify(target, timeout=timeout))
     for i, v in zip(moving, verified, strict=True):
         if isinstance(v, BaseException):
             outcomes[i].verified, outcomes[i].error = False, _text(v)

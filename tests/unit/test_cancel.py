@@ -31,13 +31,18 @@ def fresh() -> Iterator[None]:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
-def test_no_write_starts_once_cancelled_and_reads_are_not_guarded() -> None:
+def test_no_call_starts_once_cancelled_but_the_leases_own_do() -> None:
     sent: list[str] = []
     cancel.request(signal.SIGTERM)
     with pytest.raises(cancel.Cancelled) as stopped:
         call("patching Service x", lambda: sent.append("write"), idempotent=False)
     assert stopped.value.signum == signal.SIGTERM and sent == []
-    assert call("reading Service x", lambda: "read") == "read"
+    with pytest.raises(cancel.Cancelled):  # e.g. a verification in a group member's thread
+        call("reading Service x", lambda: sent.append("read"))
+    assert sent == []
+    with cancel.shield(stop_after=False):  # as Lock.release
+        call("releasing lock Lease x", lambda: sent.append("release"), idempotent=False, guard=False)
+    assert sent == ["release"]
 
 
 def test_a_signal_during_a_write_waits_for_it_and_stops_right_after() -> None:
