@@ -57,6 +57,9 @@ def run(
     if ctx.dry_run:
         return _dry_run(ctx, router, target, result)
 
+    # The live colour's numbers for the watch, taken just before its traffic leaves it (not under the
+    # lock: a slow Prometheus must not hold up other runs).
+    measured = baseline(state.active) if baseline and state.active else None
     # Shielded: a signal stops the run at its next write (cancel.before_write) or cuts the verification
     # short, never between the switch and its record.
     with ctx.lock(), cancel.shield():
@@ -64,8 +67,6 @@ def run(
         # Again under the lock: while this run waited for it, the target may have changed (a failed
         # deploy's restore still rolling out, another release's deploy).
         _require_available(ctx, target, force=force, result=None)
-        # The live colour's numbers for the watch, taken just before its traffic leaves it.
-        measured = baseline(state.active) if baseline and state.active else None
         state, write = _write(router, target)
         if not write.changed:
             result.active_color = str(target)
@@ -92,7 +93,7 @@ def run(
             images=images,
             reason=reason,
             timings={"api_ms": write.api_ms, "converged_ms": verification.converged_ms},
-            baseline=measured,
+            baseline=measured if measured and measured.get("color") == str(state.active) else None,
         )
     result.active_color = str(target)
     result.previous_color = str(state.active) if state.active else None

@@ -156,3 +156,21 @@ def test_after_a_steps_first_write_its_other_writes_are_made_then_it_stops() -> 
     with pytest.raises(cancel.Cancelled):  # a new step is not started
         call("patching Service shop", lambda: sent.append("again"), idempotent=False)
     assert sent == ["selector", "history"]
+
+
+def test_a_run_whose_renewals_failed_too_long_stops_before_its_next_write() -> None:
+    """Others judge the Lease gone after its duration without a change: past RENEW_DEADLINE of that
+    without a successful renewal, the holder stops writing (renewals here all fail)."""
+    kube = FlakyLeases()
+    lock = Lock(kube, AppSpec(name="shop", namespace="ns"), RunInfo(), reporter=Warnings())  # type: ignore[arg-type]
+    sent: list[str] = []
+
+    def run() -> None:
+        with lock.hold():
+            call("patching Service shop", lambda: sent.append("first"), idempotent=False)
+            lock._renewed -= 41  # as if the last successful renewal was 41s ago
+            call("patching Service shop", lambda: sent.append("second"), idempotent=False)
+
+    with pytest.raises(LockLostError, match="could not be renewed for 40s"):
+        run()
+    assert sent == ["first"]
