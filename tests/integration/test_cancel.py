@@ -407,3 +407,25 @@ def test_a_running_watch_keeps_its_rollback_target_from_being_redeployed(
     assert "a watch: a rollback takes it over" in report["error"]["message"]
     code, _, _ = stop(watch)
     assert code == 143
+
+
+def test_a_watch_rolls_back_by_itself_under_its_own_lease_and_once_only(
+    cli: Cli, kube: Client, namespace: str, tmp_path: Path
+) -> None:
+    """The watch's own rollback is a nested use of its Lease, made exclusive first (a manual rollback
+    meanwhile waits instead of preempting it half-way); a manual rollback afterwards finds nothing to
+    do: one rollback in the history."""
+    create_app(kube, namespace, "shop", replicas=1)
+    assert cli.run("switch")[0] == 0  # green live
+    (tmp_path / "bluegreen.yaml").write_text(
+        "checks: [{name: smoke, kind: command, command: [sh, -c, 'exit 1']}]\n"
+        "watch: {duration: 10m, interval: 1s, failures: 1, checks: [smoke]}\n"
+    )
+    code, report, err = cli.run("watch")
+    assert code == 1, err
+    assert report["result"]["result"] == "rolled-back" and selector(kube, namespace) == "blue"
+    code, report, err = cli.run("rollback", "--to", "blue")
+    assert code == 1 and "traffic already goes to blue" in report["error"]["message"]
+    rollbacks = [e for e in history.parse(service_annotations(kube, namespace)) if e["action"] == "rollback"]
+    assert len(rollbacks) == 1
+    assert holder(kube, namespace) == ""
