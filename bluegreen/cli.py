@@ -41,6 +41,7 @@ from bluegreen.options import (
     Writes,
     github_run,
 )
+from bluegreen.traffic_probe import ProbeOptions
 
 Runner = Callable[[argparse.Namespace, Reporter], Result]
 Build = Callable[[argparse.Namespace], PhaseOptions]
@@ -254,6 +255,50 @@ def _deploy(parser: argparse.ArgumentParser) -> Build:
     return lambda args: DeployOptions(target=target(args), writes=writes(args), images=images(args))
 
 
+def _probe_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("traffic probe: your own URL, before, during and after the switch")
+    group.add_argument(
+        "--probe",
+        default=None,
+        metavar="URL",
+        help="send new connections to URL across the switch; report failed requests and the cutover",
+    )
+    group.add_argument(
+        "--probe-header", default=None, metavar="NAME", help="the header naming the colour (default X-Color)"
+    )
+    group.add_argument(
+        "--probe-pattern",
+        default=None,
+        metavar="REGEX",
+        help="read the colour from the body: the first group",
+    )
+    group.add_argument(
+        "--probe-rate", type=float, default=20.0, metavar="N", help="requests per second (default 20)"
+    )
+    group.add_argument(
+        "--probe-after",
+        type=duration,
+        default=3.0,
+        metavar="DURATION",
+        help="keep probing this long after the write (default 3s)",
+    )
+    group.add_argument("--probe-fail-on-error", action="store_true", help="fail if any probe request failed")
+
+
+def probe(args: argparse.Namespace) -> ProbeOptions | None:
+    """The --probe flags as the engine's ProbeOptions; None without --probe."""
+    if not args.probe:
+        return None
+    return ProbeOptions(
+        url=args.probe,
+        header=args.probe_header,
+        pattern=args.probe_pattern,
+        rate=args.probe_rate,
+        after=args.probe_after,
+        fail_on_error=args.probe_fail_on_error,
+    )
+
+
 @phase(
     "switch", "move all traffic to the other colour (or --to) in one write, verify and time it", mutating=True
 )
@@ -269,6 +314,7 @@ def _switch(parser: argparse.ArgumentParser) -> Build:
         help="bluegreen.yaml (default ./bluegreen.yaml if present): its watch's Prometheus checks "
         "measure the live colour just before the switch, the baseline a later watch judges against",
     )
+    _probe_flags(parser)
 
     def build(args: argparse.Namespace) -> SwitchOptions:
         from pathlib import Path
@@ -281,6 +327,7 @@ def _switch(parser: argparse.ArgumentParser) -> Build:
             force=args.force,
             reason=args.reason,
             checks=Checks(config=config),
+            probe=probe(args),
         )
 
     return build
@@ -295,8 +342,9 @@ def _rollback(parser: argparse.ArgumentParser) -> Build:
         default=None,
         help="the colour to go back to (default: the recorded previous one)",
     )
+    _probe_flags(parser)
     return lambda args: RollbackOptions(
-        target=target(args), writes=writes(args), to=args.to, reason=args.reason
+        target=target(args), writes=writes(args), to=args.to, reason=args.reason, probe=probe(args)
     )
 
 

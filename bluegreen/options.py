@@ -20,6 +20,7 @@ from typing import Any
 
 from bluegreen.config import Overrides
 from bluegreen.model import AppSpec, Color, Reporter, Result, RunInfo
+from bluegreen.traffic_probe import ProbeOptions, probed
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -135,6 +136,7 @@ class SwitchOptions:
     force: bool = False
     reason: str = ""
     checks: Checks = field(default_factory=Checks)  # the watch's Prometheus checks measure the baseline
+    probe: ProbeOptions | None = None  # --probe URL: requests to the user's URL across the switch
     phase: str = "switch"
 
 
@@ -152,6 +154,7 @@ class RollbackOptions:
     writes: Writes = field(default_factory=Writes)
     to: Color | None = None  # None: the recorded previous colour
     reason: str = ""
+    probe: ProbeOptions | None = None
     phase: str = "rollback"
 
 
@@ -236,21 +239,36 @@ def run(options: PhaseOptions, reporter: Reporter) -> Result:
             config = options.checks.load()
             return checked.gate(context(options.target, None, reporter), config)
         case SwitchOptions():
-            config = options.checks.load()
-            ctx = context(options.target, options.writes, reporter)
+            switching = options
+            config = switching.checks.load()
+            ctx = context(switching.target, switching.writes, reporter)
 
             def baseline(live: Color) -> dict[str, Any]:
                 return watch.measure_baseline(config, ctx.app, live=live, kube=ctx.kube)
 
-            return switch.run(
-                ctx, to=options.to, force=options.force, reason=options.reason, baseline=baseline
+            return probed(
+                switching.probe,
+                lambda: switch.run(
+                    ctx, to=switching.to, force=switching.force, reason=switching.reason, baseline=baseline
+                ),
+                longest=switching.target.timeout,
+                # a probe URL that never answers is a typo: refused before the switch changes anything
+                refuse_unanswered=not switching.writes.dry_run,
+                reporter=reporter,
             )
         case WatchOptions():
             config = options.checks.load()
             return checked.watch(context(options.target, options.writes, reporter), config)
         case RollbackOptions():
-            return rollback.run(
-                context(options.target, options.writes, reporter), reason=options.reason, to=options.to
+            rolling = options
+            return probed(
+                rolling.probe,
+                lambda: rollback.run(
+                    context(rolling.target, rolling.writes, reporter), reason=rolling.reason, to=rolling.to
+                ),
+                longest=rolling.target.timeout,
+                refuse_unanswered=False,  # a rollback often runs while the app is failing: warn, go on
+                reporter=reporter,
             )
         case RetireOptions():
             return retire.run(context(options.target, options.writes, reporter), after=options.after)
