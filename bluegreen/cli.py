@@ -6,6 +6,7 @@ Exit codes:
   2  bad usage or configuration (unknown colour, malformed image, app or namespace missing)
   3  cluster or API error (unreachable, forbidden by RBAC, conflict that did not settle), or a check
      that could not measure (result `error`: never a pass)
+  130, 143  cancelled by SIGINT, SIGTERM: stopped at a safe point, lock released, state reported
 
 `execute(argv)` never prints: the GitHub Action calls it in-process and renders the outcome itself.
 """
@@ -325,7 +326,9 @@ def _switch(parser: argparse.ArgumentParser) -> Build:
     parser.add_argument(
         "--config",
         default=None,
-        help="bluegreen.yaml (default ./bluegreen.yaml if present): when it exists, a gate is required",
+        help="bluegreen.yaml (default ./bluegreen.yaml if present): when it exists, a gate is required; "
+        "its watch's Prometheus checks measure the live colour just before the switch, the baseline a "
+        "later watch judges against",
     )
     _probe_flags(parser)
     return lambda args: SwitchOptions(
@@ -335,7 +338,7 @@ def _switch(parser: argparse.ArgumentParser) -> Build:
         force=args.force,
         reason=args.reason,
         candidate=args.candidate,
-        config=Path(args.config) if args.config else None,
+        checks=Checks(config=Path(args.config) if args.config else None),
         probe=probe(args),
     )
 
@@ -547,8 +550,11 @@ def exit_code_for(result: Result) -> int:
 
 def execute(argv: Sequence[str], *, reporter: Reporter | None = None) -> Outcome:
     """Parse and run one command; every failure comes back as an Outcome, never as an exception."""
+    from bluegreen import cancel
+
     pairs = set(itertools.pairwise(argv))
     output = "json" if {("-o", "json"), ("--output", "json")} & pairs or "--output=json" in argv else "text"
+    cancel.begin()
 
     def run() -> Result:
         nonlocal output
@@ -556,14 +562,16 @@ def execute(argv: Sequence[str], *, reporter: Reporter | None = None) -> Outcome
         output = args.output
         return COMMANDS[args.command].run(args, reporter or NullReporter())
 
-    return _guarded(run, lambda: output)
+    return _guarded(run, lambda: output, argv)
 
 
 def perform(options: PhaseOptions, *, reporter: Reporter | None = None) -> Outcome:
     """Run one phase from options already parsed (the Action's inputs), as `execute` runs a command line."""
+    from bluegreen import cancel
     from bluegreen.options import run
 
-    return _guarded(lambda: run(options, reporter or NullReporter()), lambda: "json")
+    cancel.begin()
+    return _guarded(lambda: run(options, reporter or NullReporter()), lambda: "json", [options.phase])
 
 
 def parse_options(argv: Sequence[str]) -> PhaseOptions:
@@ -575,10 +583,18 @@ def parse_options(argv: Sequence[str]) -> PhaseOptions:
     return build(args)
 
 
-def _guarded(run: Callable[[], Result], output: Callable[[], str]) -> Outcome:
+def _guarded(run: Callable[[], Result], output: Callable[[], str], argv: Sequence[str]) -> Outcome:
+    from bluegreen import cancel
+
     try:
         result = run()
+    except cancel.Cancelled as stop:
+        stopped = stop_error(stop.signum, argv)
+        return Outcome(stopped.exit_code, error=stopped, output=output())
     except BlueGreenError as error:
+        if cancel.requested():  # a signal arrived while this error was on its way: both matter
+            stopped = stop_error(cancel.requested(), argv, cause=error)
+            return Outcome(stopped.exit_code, error=stopped, output=output())
         return Outcome(error.exit_code, error=error, output=output())
     except SystemExit as done:  # --help and --version print and leave
         return Outcome(int(done.code or 0), output=output())
@@ -594,13 +610,37 @@ def _guarded(run: Callable[[], Result], output: Callable[[], str]) -> Outcome:
             ),
             output=output(),
         )
-    except KeyboardInterrupt:
-        return Outcome(
-            EXIT_CLUSTER,
-            error=BlueGreenError("interrupted", remedy="Run `bluegreen status` to see where it stopped."),
-            output=output(),
-        )
+    except KeyboardInterrupt:  # no handler installed (in-process use): the same report as SIGINT
+        import signal
+
+        stopped = stop_error(signal.SIGINT, argv)
+        return Outcome(stopped.exit_code, error=stopped, output=output())
     return Outcome(exit_code_for(result), result=result, output=output())
+
+
+def stop_error(signum: int, argv: Sequence[str], *, cause: BlueGreenError | None = None) -> BlueGreenError:
+    """What a run stopped by a signal reports: where it stopped and what it had written (the state left).
+
+    The lock was released on the way out (Lock.release), so the next run can start at once."""
+    import signal
+
+    from bluegreen import cancel
+    from bluegreen.errors import CancelledError, InterruptedByUserError
+
+    phase = next((a for a in argv if a in COMMANDS), "the command")
+    done = cancel.writes()
+    state = (
+        "Written before stopping: " + "; ".join(done) + "."
+        if done
+        else "Nothing had been written: the cluster is as it was."
+    )
+    also = f" It was also failing: {cause.message}" if cause else ""
+    kind = InterruptedByUserError if signum == signal.SIGINT else CancelledError
+    return kind(
+        f"{phase} cancelled by {cancel.signal_name(signum)}, stopped at a safe point (no write cut "
+        f"short, the lock released). {state}{also}",
+        remedy="Run `bluegreen status` to see the state; running the same command again is safe.",
+    )
 
 
 class _StderrReporter:
@@ -620,7 +660,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help") or "--help" in argv or "-h" in argv or "--version" in argv:
         parser().parse_args(argv or ["--help"])  # prints and exits 0
+    from bluegreen import cancel
+
+    cancel.install()  # SIGTERM/SIGINT stop at a safe point; needed as PID 1 too, where SIGTERM is ignored
     outcome = execute(argv, reporter=_StderrReporter())
+    cancel.settle()
     if outcome.output == "json":
         payload: dict[str, Any] = {"exit_code": outcome.exit_code}
         if outcome.result is not None:

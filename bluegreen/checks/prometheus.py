@@ -81,6 +81,22 @@ class PrometheusCheck:
     def _for(self, target: Target, color: Color, *, at: float | None = None) -> float:
         return self.query(render(self.config.query, target.variables(color)), at=at)
 
+    def _baseline(self, target: Target, metric: str) -> float:
+        """The baseline colour's number: as recorded at the switch when it was, else queried."""
+        recorded = target.recorded.get(self.name, {}).get(metric)
+        if recorded is not None:
+            return recorded
+        return self._for(target, target.baseline, at=target.baseline_at)
+
+    def baseline(self, target: Target) -> dict[str, float]:
+        """The target colour's number now, to record at a switch as the watch's baseline ({} if none)."""
+        if self.config.measure == "value":
+            return {}
+        try:
+            return {_metric(self.config.measure): self._for(target, target.color)}
+        except (QueryError, NoData):
+            return {}
+
     def measure(self, target: Target) -> Measurement:
         c = self.config
         base = Measurement(check=c.name, kind=self.kind, target=str(target.color), at=time.time())
@@ -102,12 +118,12 @@ class PrometheusCheck:
             thresholds.append(Threshold(metric="error_rate", op="<", limit=limit))
             # The baseline's rate is shown beside it, not judged.
             try:
-                values["baseline_error_rate"] = self._for(target, target.baseline, at=target.baseline_at)
+                values["baseline_error_rate"] = self._baseline(target, "error_rate")
             except (QueryError, NoData):
                 values["baseline_error_rate"] = None
         else:
             try:
-                values["baseline_p95"] = self._for(target, target.baseline, at=target.baseline_at)
+                values["baseline_p95"] = self._baseline(target, "p95")
             except QueryError as error:
                 return _with(base, values, error=f"baseline {target.baseline}: {error}")
             except NoData as nothing:

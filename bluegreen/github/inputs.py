@@ -160,7 +160,8 @@ class ActionInputs:
                     to=self.to,
                     reason=self.reason,
                     candidate=self.candidate,
-                    config=checks.config,  # with a gate in it, only a gated template is promoted
+                    # with a gate in it, only a gated template is promoted; its watch's checks measure the baseline
+                    checks=Checks(config=checks.config),
                     probe=self.probe,
                 )
             case "watch":

@@ -12,6 +12,11 @@ never retried blindly) -> verify -> point the preview Service at the other colou
 The Service router moves traffic and records it in one write (selector, active and previous colour,
 the new history entry). Other routers record the intent on the live Service first, then write their
 object, then record the switch; `status`, `switch` and `rollback` reconcile a history that lags.
+
+The live colour's Prometheus baseline for the watch is measured before the lock (a slow Prometheus
+holds up nobody) and travels in the switch's history entry. Under the lock the target's readiness is
+checked again before the first write, and from that write on the switch's writes are shielded: a
+signal stops the run before its first write or after its audit trail, never in between.
 """
 
 from __future__ import annotations
@@ -26,14 +31,14 @@ from lightkube.resources.apps_v1 import Deployment
 from lightkube.resources.core_v1 import Service
 from lightkube.types import PatchType
 
-from bluegreen import history, intent, routers
+from bluegreen import cancel, history, intent, routers
 from bluegreen.errors import BlueGreenError, ConflictError, NotFoundError, NotReadyError, RefusedError
 from bluegreen.kube import call, found
 from bluegreen.lock import current_holder
 from bluegreen.model import AppSpec, Color, Result
 from bluegreen.phases.context import Context
 from bluegreen.rollout import fully_available, images_of, pod_problems, rollout_status
-from bluegreen.routers.base import Router, RouteState, SwitchWrite
+from bluegreen.routers.base import Router, RouteState, SwitchWrite, Verification
 from bluegreen.routers.service import ServiceRouter
 
 CONFLICT_RETRIES = 3
@@ -51,6 +56,7 @@ def run(
     verify_timeout: float = VERIFY_TIMEOUT,
     candidate: str = "",
     gate_required: bool = False,
+    baseline: Callable[[Color], dict[str, Any]] | None = None,
 ) -> Result:
     ctx.service()  # a missing namespace or app fails here, with its own message
     router = routers.make(ctx.router, ctx.app, ctx.kube)
@@ -96,10 +102,29 @@ def run(
         _explain(decision, result)
         return _dry_run(ctx, router, target, result)
 
-    with ctx.lock():
+    # The live colour's numbers for the watch, taken just before its traffic leaves it (not under the
+    # lock: a slow Prometheus must not hold up other runs).
+    measured = baseline(state.active) if baseline and state.active else None
+    # Shielded: a signal stops the run at its next write (cancel.before_write) or cuts the verification
+    # short, never between the switch and its record.
+    with ctx.lock(), cancel.shield():
         result.mark("lock taken")
+
+        def ready(target: Color) -> None:
+            # Again under the lock: while this run waited for it, the target may have changed (a
+            # failed deploy's restore still rolling out, another release's deploy).
+            _require_available(ctx, target, force=force, result=None)
+
         state, decision, write, entry = _write(
-            ctx, router, decide, action=action, reason=reason, images=images, seen=seen
+            ctx,
+            router,
+            decide,
+            ready,
+            action=action,
+            reason=reason,
+            images=images,
+            seen=seen,
+            measured=measured,
         )
         _explain(decision, result)
         if decision.target is None or not write.changed:
@@ -109,7 +134,7 @@ def run(
         result.mark(f"switched: {write.before} -> {write.after}")
         result.api_ms = write.api_ms
         result.changes.append(f"{router.name}: {write.before} -> {write.after}")
-        verification = router.verify(target, timeout=verify_timeout)
+        verification = _verify(router, target, verify_timeout)
         result.converged_ms = verification.converged_ms
         result.mark(
             f"verified: {verification.message}"
@@ -140,6 +165,18 @@ def run(
             f"check the {target} pods, or run `bluegreen rollback`"
         )
     return result
+
+
+def _verify(router: Router, target: Color, timeout: float) -> Verification:
+    """The router's verification, which a signal may cut short (it only reads); the switch is then
+    recorded as not verified."""
+    try:
+        with cancel.interruptible():
+            return router.verify(target, timeout=timeout)
+    except cancel.Cancelled:
+        return Verification(
+            ok=False, converged_ms=0.0, message="verification cut short: the run was cancelled"
+        )
 
 
 def _releases(ctx: Context) -> dict[Color, intent.Release]:
@@ -216,6 +253,7 @@ def _entry(
     reason: str,
     images: dict[str, list[str]],
     releases: dict[Color, intent.Release],
+    measured: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     assert decision.target is not None
     releases = releases or _releases(ctx)  # a split route settled by --to read none
@@ -226,6 +264,9 @@ def _entry(
         extra["forced"] = list(decision.forced)
     if decision.ungated:
         extra["ungated"] = True
+    # The baseline the watch judges against: only for the colour this switch moves traffic from.
+    if measured and state.active is not None and measured.get("color") == str(state.active):
+        extra["baseline"] = measured
     if action == "rollback" and state.active is not None:
         extra["rejected"] = {"color": str(state.active), "hash": releases[state.active].hash}
     return history.entry(
@@ -244,22 +285,36 @@ def _write(
     ctx: Context,
     router: Router,
     decide: Callable[[RouteState], intent.Decision],
+    ready: Callable[[Color], None],
     *,
     action: str,
     reason: str,
     images: dict[str, list[str]],
     seen: dict[Color, intent.Release],
+    measured: dict[str, Any] | None,
 ) -> tuple[RouteState, intent.Decision, SwitchWrite, dict[str, Any]]:
-    """Read, decide and write under the lock; a conflict means someone changed the object: decide again.
+    """Read, decide, check the target is ready and write under the lock; a conflict means someone
+    changed the object: decide again.
 
-    The Service router writes the history in the same patch; the others record the intent first."""
+    The Service router writes the history (with the watch's baseline) in the same patch as the
+    selector; the others record the intent first."""
     atomic = isinstance(router, ServiceRouter) and router.records_history
     for _ in range(CONFLICT_RETRIES):
         state = router.read()
         decision = decide(state)
         if decision.target is None:
             return state, decision, SwitchWrite(changed=False, api_ms=0.0, before="", after=""), {}
-        entry = _entry(ctx, state, decision, action=action, reason=reason, images=images, releases=seen)
+        ready(decision.target)  # before the first write: nothing written when it refuses
+        entry = _entry(
+            ctx,
+            state,
+            decision,
+            action=action,
+            reason=reason,
+            images=images,
+            releases=seen,
+            measured=measured,
+        )
         previous = str(state.active) if state.active else None
         try:
             if isinstance(router, ServiceRouter) and atomic:
@@ -376,10 +431,10 @@ def wait_observed(
         observed = (dep.get("status") or {}).get("observedGeneration", 0)
         if observed >= generation or time.monotonic() >= deadline:
             return dep
-        time.sleep(0.1)
+        cancel.sleep(0.1)
 
 
-def _require_available(ctx: Context, target: Color, *, force: bool, result: Result) -> None:
+def _require_available(ctx: Context, target: Color, *, force: bool, result: Result | None) -> None:
     name = ctx.app.deployment(target)
     dep = wait_observed(lambda: ctx.deployment(target))
     if dep is None:
@@ -396,7 +451,8 @@ def _require_available(ctx: Context, target: Color, *, force: bool, result: Resu
             f"{target} is not ready to take all traffic: {why}",
             remedy="Wait for its rollout (`bluegreen deploy` waits for it), fix the pods, or pass --force.",
         )
-    result.messages.append(f"--force: switching to {target} although it is not ready ({why})")
+    if result is not None:
+        result.messages.append(f"--force: switching to {target} although it is not ready ({why})")
 
 
 def _dry_run(ctx: Context, router: Router, target: Color, result: Result) -> Result:
