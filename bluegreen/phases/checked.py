@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from bluegreen import routers
+from bluegreen import drain, routers
 from bluegreen.config import Config
 from bluegreen.errors import RefusedError
-from bluegreen.model import Result
+from bluegreen.model import Color, Result
 from bluegreen.phases import rollback
 from bluegreen.phases.context import Context
 from bluegreen.phases.gate import run_gate
@@ -33,6 +33,13 @@ def gate(ctx: Context, config: Config) -> Result:
     live = routers.make(ctx.router, ctx.app, ctx.kube).read().active
     if live is None:
         raise RefusedError("no colour is live", remedy="Run `bluegreen status`.")
+    findings = _drain_findings(ctx, config, live.other)
+    if findings and config.gate.drain_check == "refuse":
+        raise RefusedError(
+            f"{ctx.app.deployment(live.other)} will drop requests as its pods stop: "
+            + "; ".join(str(f) for f in findings),
+            remedy="Fix the fields named, or set gate.drain-check: warn in bluegreen.yaml.",
+        )
     report = run_gate(config, ctx.app, live=live, kube=ctx.kube, progress=ctx.reporter.progress)
     result = Result(
         phase="gate", result=GATE_RESULTS[str(report.phase)], app=ctx.app.name, namespace=ctx.app.namespace
@@ -40,8 +47,23 @@ def gate(ctx: Context, config: Config) -> Result:
     result.active_color = str(live)
     result.messages.append(f"gate on {live.other}: {report.phase}: {report.reason}")
     result.details["gate"] = report.to_dict()
+    result.messages += [f"drain: {f}" for f in findings]
+    result.details["drain"] = [str(f) for f in findings]
     result.mark(f"gate {report.phase}")
     return result
+
+
+def _drain_findings(ctx: Context, config: Config, color: Color) -> list[drain.Finding]:
+    """The drain check on the colour about to take traffic (it will be retired one day), warned."""
+    if config.gate.drain_check == "off":
+        return []
+    dep = ctx.deployment(color)
+    if dep is None:
+        return []
+    findings = drain.check(dep, longest_request=config.gate.max_request, updates_serving_pods=False)
+    for finding in findings:
+        ctx.reporter.warning(f"drain: {finding}")
+    return findings
 
 
 def watch(ctx: Context, config: Config) -> Result:

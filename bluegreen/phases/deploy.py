@@ -11,7 +11,7 @@ from typing import Any, cast
 
 from lightkube.resources.apps_v1 import Deployment
 
-from bluegreen import routers
+from bluegreen import drain, routers
 from bluegreen.errors import NotFoundError, RolloutError, UsageError
 from bluegreen.kube import call
 from bluegreen.model import Color, Result
@@ -72,6 +72,12 @@ def run(
         str(idle_color): images_of(template),
     }
     verb = "create" if idle is None else "update"
+    # Warned before anything is written: the rollout below is the first time these pods stop.
+    findings = drain.check(desired, updates_serving_pods=bool(idle and idle["spec"].get("replicas", 1)))
+    for finding in findings:
+        ctx.reporter.warning(f"drain: {finding}")
+        result.messages.append(f"drain: {finding}")
+    result.details["drain"] = [str(f) for f in findings]
     result.changes.append(
         f"{verb} Deployment {ctx.app.deployment(idle_color)}: images {', '.join(images_of(template))}, replicas {replicas}"
     )
