@@ -1,7 +1,8 @@
 // A tiny static HTTP server for the real node's pods (hack/realnode.py): every answer names the
 // pod's colour, pod and release, so a client can tell which colour served it.
 //
-//	GET /          "<colour> <pod> <release>\n"; ?sleep=MS holds the answer that long (a long request)
+//	GET /          "<colour> <pod> <release>\n"; ?sleep=MS holds the answer that long (a long request);
+//	               status $FAIL_STATUS when set (a bad release: its image sets it)
 //	GET /ready     200 while serving, 503 once SIGTERM arrived (the readiness probe)
 //	app sleep N    sleeps N seconds (an exec preStop hook)
 //	app pause      waits for a signal (the same image serves as the pod sandbox's pause container)
@@ -41,6 +42,10 @@ func main() {
 	if port == "" {
 		port = "8080"
 	}
+	status, _ := strconv.Atoi(os.Getenv("FAIL_STATUS"))
+	if status == 0 {
+		status = http.StatusOK
+	}
 	var stopping atomic.Bool
 	mux := http.NewServeMux()
 	mux.HandleFunc("/ready", func(w http.ResponseWriter, r *http.Request) {
@@ -55,6 +60,7 @@ func main() {
 			time.Sleep(time.Duration(ms) * time.Millisecond)
 		}
 		w.Header().Set("X-Color", colour)
+		w.WriteHeader(status)
 		fmt.Fprintf(w, "%s %s %s\n", colour, pod, release)
 	})
 	server := &http.Server{Addr: ":" + port, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
