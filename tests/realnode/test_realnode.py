@@ -11,9 +11,11 @@ before traffic moves. Figures are printed (run with -s), never asserted.
 
 from __future__ import annotations
 
+import http.client
 import json
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, cast
@@ -262,19 +264,40 @@ def test_watch_rolls_back_a_bad_release_with_no_failed_connection(
     assert cut.first_new_ms is not None and cut.old_after_new == 0, cut
 
 
-def test_retire_reports_pods_killed_at_a_short_grace_deadline_and_deploy_warns(
-    inside: RealNode, kube: Client, namespace: str
+def test_a_grace_period_shorter_than_a_request_is_refused_by_the_gate_and_reported_by_retire(
+    inside: RealNode, kube: Client, namespace: str, tmp_path: Path
 ) -> None:
-    host, port = create_app(kube, namespace, prestop=5, grace=2, replicas=1)
+    host, port = create_app(kube, namespace, prestop=1, grace=2, replicas=1)
     wait_answering(host, port, "blue")
     app = ("--app", "shop", "-n", namespace)
-    deployed = bluegreen(inside, "deploy", *app, "--image", f"{APP_IMAGE}:v2")
-    assert deployed["exit_code"] == 0, deployed
-    warned = [m for m in deployed["messages"] if m.startswith("drain:")]
-    assert any("terminationGracePeriodSeconds" in m for m in warned), warned
+    assert bluegreen(inside, "deploy", *app, "--image", f"{APP_IMAGE}:v2")["exit_code"] == 0
+    config = tmp_path / "bluegreen.yaml"
+    config.write_text("gate: {drain-check: refuse, max-request: 10s}\n")
+    refused = bluegreen(inside, "gate", *app, "--config", str(config))
+    assert refused["exit_code"] != 0 and "terminationGracePeriodSeconds" in refused["stderr"], refused
     assert bluegreen(inside, "switch", *app)["exit_code"] == 0
+    blue_ip = next(iter(endpoint_ips(kube, namespace, "shop-preview")))
+    # A 10 s request in flight on the old colour's pod when it is retired: the grace period cuts it.
+    outcome: list[str] = []
+
+    def long_request() -> None:
+        connection = http.client.HTTPConnection(blue_ip, 8080, timeout=30)
+        try:
+            connection.request("GET", "/?sleep=10000")
+            outcome.append(f"HTTP {connection.getresponse().status}")
+        except (OSError, http.client.HTTPException) as error:
+            outcome.append(type(error).__name__)
+
+    request = threading.Thread(target=long_request)
+    request.start()
+    time.sleep(0.5)
     retired = bluegreen(inside, "retire", *app, "--after", "0s")
+    request.join(timeout=30)
     drain = retired["details"]["drain"]
-    print(f"\nretire with grace 2 s < preStop 5 s: {drain}")
+    print(
+        f"\nretire with preStop 1 s, grace 2 s and a 10 s request in flight: {drain}; "
+        f"the request: {outcome}"
+    )
     assert retired["exit_code"] == 0 and len(drain["killed"]) == 1, retired
     assert "killed at the grace deadline" in retired["stderr"]
+    assert outcome and not outcome[0].startswith("HTTP"), f"the request cut at the deadline: {outcome}"
