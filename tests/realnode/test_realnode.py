@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
 
@@ -26,7 +27,7 @@ from lightkube.resources.apps_v1 import Deployment
 from lightkube.resources.core_v1 import Service
 
 from hack.realnode import APP_IMAGE, RealNode
-from tests.realnode.load import Load, Sample, between, cutover, failed, write_time
+from tests.realnode.load import Load, Sample, between, cutover, failed, median_p95, write_time
 from tests.support.apps import endpoint_ips, wait_available
 
 pytestmark = pytest.mark.realnode
@@ -162,8 +163,24 @@ def wait_endpoints(kube: Client, namespace: str, service_name: str, count: int, 
         time.sleep(0.1)
 
 
+CUTOVERS: list[float] = []  # ms from each write to the new colour's first answer, this session
+
+
+@pytest.fixture(scope="module", autouse=True)
+def cutover_summary() -> Iterator[None]:
+    yield
+    if CUTOVERS:
+        median, p95 = median_p95(CUTOVERS)
+        print(
+            f"\ncutover after the write over {len(CUTOVERS)} switches and rollbacks: "
+            f"median {median:.0f} ms, p95 {p95:.0f} ms, max {max(CUTOVERS):.0f} ms"
+        )
+
+
 def figures(label: str, samples: list[Sample], write: float, old: str, new: str) -> Any:
     cut = cutover(samples, write=write, old=old, new=new)
+    if cut.first_new_ms is not None:
+        CUTOVERS.append(cut.first_new_ms)
     print(
         f"\n{label}: {cut.requests} new-connection requests, {cut.failed} failed; {new} first answered "
         f"{cut.first_new_ms:.0f} ms after the write, {old} last answered {cut.last_old_ms or 0:.0f} ms; "
@@ -295,8 +312,7 @@ def test_a_grace_period_shorter_than_a_request_is_refused_by_the_gate_and_report
     request.join(timeout=30)
     drain = retired["details"]["drain"]
     print(
-        f"\nretire with preStop 1 s, grace 2 s and a 10 s request in flight: {drain}; "
-        f"the request: {outcome}"
+        f"\nretire with preStop 1 s, grace 2 s and a 10 s request in flight: {drain}; the request: {outcome}"
     )
     assert retired["exit_code"] == 0 and len(drain["killed"]) == 1, retired
     assert "killed at the grace deadline" in retired["stderr"]
