@@ -434,6 +434,8 @@ state = "/run/containerd/state"
   # Root here may lack CAP_SYS_RESOURCE: runc could not lower oom_score_adj for the sandbox.
   restrict_oom_score_adj = true
   netns_mounts_under_state_dir = true
+  # The pods are the test app's: no AppArmor profile to load on hosts that have AppArmor (Ubuntu CI).
+  disable_apparmor = true
   [plugins.'io.containerd.cri.v1.runtime'.cni]
     bin_dirs = ["/usr/lib/cni"]
     conf_dir = "{cni / "net.d"}"
