@@ -276,7 +276,10 @@ def test_watch_rolls_back_a_bad_release_with_no_failed_connection(
     back = write_time(watched)
     cut = figures("watch's auto-rollback to blue", between(load.new, back - 1, 1e12), back, "green", "blue")
     bad = sum(1 for s in load.new if s.status == 500)
-    print(f"the bad release (v3) answered {bad} requests with 500 before the watch rolled it back")
+    print(
+        f"the bad release (v3) answered {bad} requests with 500 before the watch rolled it back; "
+        f"whole run {len(load.new)} new-connection requests, {len(failed(load.new))} failed"
+    )
     assert failed(load.new) == [], f"new connections failed: {failed(load.new)[:5]}"
     assert cut.first_new_ms is not None and cut.old_after_new == 0, cut
 
