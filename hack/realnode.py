@@ -44,7 +44,7 @@ import tarfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -518,16 +518,14 @@ state = "/run/containerd/state"
             )
         (self.dir / f"{name}.pid").write_text(str(process.pid))
 
-    def _wait(self, name: str, ready: object, deadline: float) -> None:
-        check = ready if callable(ready) else None
-        assert check is not None
+    def _wait(self, name: str, ready: Callable[[], bool], deadline: float) -> None:
         while time.monotonic() < deadline:
             pid = int((self.dir / f"{name}.pid").read_text())
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, os.WNOHANG)
             if not _alive(pid):
                 raise NodeError(f"{name} exited during start-up; the end of its log:\n{self._tail(name)}")
-            if check():
+            if ready():
                 return
             time.sleep(0.2)
         raise NodeError(f"{name} not ready in time; the end of its log:\n{self._tail(name)}")
@@ -564,10 +562,9 @@ state = "/run/containerd/state"
 
         The pods are killed, not stopped gracefully: the tests are over, and a graceful stop of every
         pod would add their grace periods to each run."""
-        for sig in (signal.SIGKILL,):
-            for pid in self._cgroup_pids():
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, sig)
+        for pid in self._cgroup_pids():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         # etcd last: an apiserver that loses its store first takes many seconds to stop.
         for sig, spare_etcd in ((signal.SIGTERM, True), (signal.SIGTERM, False), (signal.SIGKILL, False)):
             pids = [p for p in self._ns_pids() if not (spare_etcd and _is_etcd(p))]
