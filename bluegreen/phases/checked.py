@@ -13,7 +13,7 @@ from typing import Any
 from lightkube.resources.apps_v1 import Deployment
 from lightkube.types import PatchType
 
-from bluegreen import history, intent, routers
+from bluegreen import drain, history, intent, routers
 from bluegreen.config import Config
 from bluegreen.errors import ConflictError, LockLostError, RefusedError
 from bluegreen.gate import WatchResult
@@ -43,6 +43,13 @@ def gate(ctx: Context, config: Config) -> Result:
     live = routers.make(ctx.router, ctx.app, ctx.kube).read().active
     if live is None:
         raise RefusedError("no colour is live", remedy="Run `bluegreen status`.")
+    findings = _drain_findings(ctx, config, live.other)
+    if findings and config.gate.drain_check == "refuse":
+        raise RefusedError(
+            f"{ctx.app.deployment(live.other)} will drop requests as its pods stop: "
+            + "; ".join(str(f) for f in findings),
+            remedy="Fix the fields named, or set gate.drain-check: warn in bluegreen.yaml.",
+        )
     judged = _release(ctx, live.other)
     report = run_gate(config, ctx.app, live=live, kube=ctx.kube, progress=ctx.reporter.progress)
     result = Result(
@@ -52,6 +59,8 @@ def gate(ctx: Context, config: Config) -> Result:
     result.candidate = judged.hash or None
     result.messages.append(f"gate on {live.other}: {report.phase}: {report.reason}")
     result.details["gate"] = report.to_dict()
+    result.messages += [f"drain: {f}" for f in findings]
+    result.details["drain"] = [str(f) for f in findings]
     result.mark(f"gate {report.phase}")
     if report.passed and judged.hash:
         stamped = _stamp(ctx, live.other, judged.hash, report.to_dict()["duration_seconds"])
@@ -66,6 +75,19 @@ def gate(ctx: Context, config: Config) -> Result:
                 "not stamped as gated; run the gate again"
             )
     return result
+
+
+def _drain_findings(ctx: Context, config: Config, color: Color) -> list[drain.Finding]:
+    """The drain check on the colour about to take traffic (it will be retired one day), warned."""
+    if config.gate.drain_check == "off":
+        return []
+    dep = ctx.deployment(color)
+    if dep is None:
+        return []
+    findings = drain.check(dep, longest_request=config.gate.max_request, updates_serving_pods=False)
+    for finding in findings:
+        ctx.reporter.warning(f"drain: {finding}")
+    return findings
 
 
 def _release(ctx: Context, color: Color) -> intent.Release:
