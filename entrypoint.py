@@ -21,7 +21,14 @@ from typing import Any
 
 from bluegreen import correlation, logs
 from bluegreen.cli import Outcome, perform
-from bluegreen.errors import EXIT_USAGE, BlueGreenError, RefusedError, RolloutError, UsageError
+from bluegreen.errors import (
+    EXIT_USAGE,
+    BlueGreenError,
+    CancelledError,
+    RefusedError,
+    RolloutError,
+    UsageError,
+)
 from bluegreen.github import summary
 from bluegreen.github.inputs import ActionInputs, decode_kubeconfig, env_name, kubeconfig_secrets, parse
 from bluegreen.github.runner import Annotation, Runner, command
@@ -147,6 +154,8 @@ def kubeconfig_file(content: str) -> Iterator[str | None]:
 def result_name(outcome: Outcome) -> str:
     if outcome.result is not None:
         return outcome.result.result
+    if isinstance(outcome.error, CancelledError):
+        return "cancelled"
     if isinstance(outcome.error, RolloutError):
         return "failed"
     if isinstance(outcome.error, RefusedError):
@@ -174,6 +183,7 @@ def outputs(outcome: Outcome) -> dict[str, str]:
         "result": result_name(outcome),
         "active-color": (result.active_color or "") if result else "",
         "previous-color": (result.previous_color or "") if result else "",
+        "candidate": (result.candidate or "") if result else "",
         "api-ms": ms(result.api_ms) if result else "",
         "converged-ms": ms(result.converged_ms) if result else "",
         "probe-failed": str(result.probe_failed) if result and result.probe_failed is not None else "",
@@ -214,7 +224,11 @@ def publish(
 
 
 def main(env: MutableMapping[str, str] | None = None) -> int:
+    from bluegreen import cancel
+
     env = os.environ if env is None else env
+    if env is os.environ:
+        cancel.install()  # as PID 1 in the container, SIGTERM is ignored unless handled
     runner = Runner(env)
     started = time.monotonic()
     mask_secrets(runner, env)
@@ -247,6 +261,7 @@ def main(env: MutableMapping[str, str] | None = None) -> int:
                 )
             with ActionReporter(runner, title, f"{title}: {inputs.namespace}", log) as reporter:
                 outcome = perform(inputs.options(path), reporter=reporter)
+                cancel.settle()  # from here the outcome is reported, whatever signal comes
     except BlueGreenError as error:  # only the kubeconfig file: perform() returns every failure
         outcome = Outcome(error.exit_code, error=error, output="json")
     return finish(runner, inputs, outcome, started=started)

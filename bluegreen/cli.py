@@ -6,6 +6,7 @@ Exit codes:
   2  bad usage or configuration (unknown colour, malformed image, app or namespace missing)
   3  cluster or API error (unreachable, forbidden by RBAC, conflict that did not settle), or a check
      that could not measure (result `error`: never a pass)
+  130, 143  cancelled by SIGINT, SIGTERM: stopped at a safe point, lock released, state reported
 
 `execute(argv)` never prints: the GitHub Action calls it in-process and renders the outcome itself.
 """
@@ -19,6 +20,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from bluegreen import correlation, logs
@@ -308,11 +310,32 @@ def probe(args: argparse.Namespace) -> ProbeOptions | None:
     "switch", "move all traffic to the other colour (or --to) in one write, verify and time it", mutating=True
 )
 def _switch(parser: argparse.ArgumentParser) -> Build:
-    parser.add_argument("--to", type=colour, default=None, help="blue or green (default: the idle colour)")
     parser.add_argument(
-        "--force", action="store_true", help="switch even if the target colour is not fully available"
+        "--to",
+        type=colour,
+        default=None,
+        help="blue or green (default: the candidate `deploy` recorded; nothing to do when it is live)",
+    )
+    parser.add_argument(
+        "--candidate",
+        default="",
+        metavar="HASH",
+        help="promote this release (deploy's `candidate` output); refused if a later deploy replaced it",
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="switch even to a colour not fully available, a rejected release or an ungated template "
+        "(recorded in the history)",
     )
     parser.add_argument("--reason", default="", help="recorded in the history and the Event")
+    parser.add_argument(
+        "--config",
+        default=None,
+        help="bluegreen.yaml (default ./bluegreen.yaml if present): when it exists, a gate is required; "
+        "its watch's Prometheus checks measure the live colour just before the switch, the baseline a "
+        "later watch judges against",
+    )
     _probe_flags(parser)
     return lambda args: SwitchOptions(
         target=target(args),
@@ -320,6 +343,8 @@ def _switch(parser: argparse.ArgumentParser) -> Build:
         to=args.to,
         force=args.force,
         reason=args.reason,
+        candidate=args.candidate,
+        checks=Checks(config=Path(args.config) if args.config else None),
         probe=probe(args),
     )
 
@@ -333,9 +358,17 @@ def _rollback(parser: argparse.ArgumentParser) -> Build:
         default=None,
         help="the colour to go back to (default: the recorded previous one)",
     )
+    parser.add_argument(
+        "--force", action="store_true", help="roll back even to a release that was rejected before"
+    )
     _probe_flags(parser)
     return lambda args: RollbackOptions(
-        target=target(args), writes=writes(args), to=args.to, reason=args.reason, probe=probe(args)
+        target=target(args),
+        writes=writes(args),
+        to=args.to,
+        reason=args.reason,
+        force=args.force,
+        probe=probe(args),
     )
 
 
@@ -456,14 +489,27 @@ def _group(parser: argparse.ArgumentParser) -> Runner:
                 active = state if isinstance(state, str) else f"{state.active or '-'} ({state.detail})"
                 out.messages.append(f"{member.key} [{member.router}]: {active}")
             return out
+        run_info = github_run(os.environ)
         done = group.run(
-            kube, chosen, action=args.action, to=args.to, timeout=args.timeout, dry_run=args.dry_run
+            kube,
+            chosen,
+            action=args.action,
+            to=args.to,
+            timeout=args.timeout,
+            dry_run=args.dry_run,
+            run_info=run_info,
         )
         out.details = done.as_dict()
         out.messages = done.text().splitlines()
         out.active_color = str(done.target) if done.target else None
         if args.dry_run:
             out.result = "planned" if done.ok else "failed"
+        elif done.not_moved_back:
+            # Members left on different colours: an error that needs a person, named one by one.
+            out.result = "error"
+            out.messages.append(f"error: could not move back {', '.join(done.not_moved_back)}: fix by hand")
+        elif done.ok and not any(m.changed for m in done.members):
+            out.result = "noop"  # every member already where it should be: a re-run moves nothing
         else:
             out.result = ("rolled-back" if args.action == "rollback" else "switched") if done.ok else "failed"
         return out
@@ -522,8 +568,11 @@ def exit_code_for(result: Result) -> int:
 
 def execute(argv: Sequence[str], *, reporter: Reporter | None = None) -> Outcome:
     """Parse and run one command; every failure comes back as an Outcome, never as an exception."""
+    from bluegreen import cancel
+
     pairs = set(itertools.pairwise(argv))
     output = "json" if {("-o", "json"), ("--output", "json")} & pairs or "--output=json" in argv else "text"
+    cancel.begin()
 
     def run() -> Result:
         nonlocal output
@@ -531,15 +580,18 @@ def execute(argv: Sequence[str], *, reporter: Reporter | None = None) -> Outcome
         output = args.output
         return COMMANDS[args.command].run(args, reporter or NullReporter())
 
-    return _guarded(run, lambda: output)
+    return _guarded(run, lambda: output, argv)
 
 
 def perform(options: PhaseOptions, *, reporter: Reporter | None = None) -> Outcome:
     """Run one phase from options already parsed (the Action's inputs), as `execute` runs a command line."""
-    from bluegreen import metrics
+    from bluegreen import cancel, metrics
 
     url = os.environ.get(metrics.ENV, "")
-    return _guarded(lambda: metrics.run(url, options, reporter or NullReporter()), lambda: "json")
+    cancel.begin()
+    return _guarded(
+        lambda: metrics.run(url, options, reporter or NullReporter()), lambda: "json", [options.phase]
+    )
 
 
 def parse_options(argv: Sequence[str]) -> PhaseOptions:
@@ -551,10 +603,18 @@ def parse_options(argv: Sequence[str]) -> PhaseOptions:
     return build(args)
 
 
-def _guarded(run: Callable[[], Result], output: Callable[[], str]) -> Outcome:
+def _guarded(run: Callable[[], Result], output: Callable[[], str], argv: Sequence[str]) -> Outcome:
+    from bluegreen import cancel
+
     try:
         result = run()
+    except cancel.Cancelled as stop:
+        stopped = stop_error(stop.signum, argv)
+        return Outcome(stopped.exit_code, error=stopped, output=output())
     except BlueGreenError as error:
+        if cancel.requested():  # a signal arrived while this error was on its way: both matter
+            stopped = stop_error(cancel.requested(), argv, cause=error)
+            return Outcome(stopped.exit_code, error=stopped, output=output())
         return Outcome(error.exit_code, error=error, output=output())
     except SystemExit as done:  # --help and --version print and leave
         return Outcome(int(done.code or 0), output=output())
@@ -570,13 +630,37 @@ def _guarded(run: Callable[[], Result], output: Callable[[], str]) -> Outcome:
             ),
             output=output(),
         )
-    except KeyboardInterrupt:
-        return Outcome(
-            EXIT_CLUSTER,
-            error=BlueGreenError("interrupted", remedy="Run `bluegreen status` to see where it stopped."),
-            output=output(),
-        )
+    except KeyboardInterrupt:  # no handler installed (in-process use): the same report as SIGINT
+        import signal
+
+        stopped = stop_error(signal.SIGINT, argv)
+        return Outcome(stopped.exit_code, error=stopped, output=output())
     return Outcome(exit_code_for(result), result=result, output=output())
+
+
+def stop_error(signum: int, argv: Sequence[str], *, cause: BlueGreenError | None = None) -> BlueGreenError:
+    """What a run stopped by a signal reports: where it stopped and what it had written (the state left).
+
+    The lock was released on the way out (Lock.release), so the next run can start at once."""
+    import signal
+
+    from bluegreen import cancel
+    from bluegreen.errors import CancelledError, InterruptedByUserError
+
+    phase = next((a for a in argv if a in COMMANDS), "the command")
+    done = cancel.writes()
+    state = (
+        "Written before stopping: " + "; ".join(done) + "."
+        if done
+        else "Nothing had been written: the cluster is as it was."
+    )
+    also = f" It was also failing: {cause.message}" if cause else ""
+    kind = InterruptedByUserError if signum == signal.SIGINT else CancelledError
+    return kind(
+        f"{phase} cancelled by {cancel.signal_name(signum)}, stopped at a safe point (no write cut "
+        f"short, the lock released). {state}{also}",
+        remedy="Run `bluegreen status` to see the state; running the same command again is safe.",
+    )
 
 
 class _StderrReporter:
@@ -638,10 +722,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help") or "--help" in argv or "-h" in argv or "--version" in argv:
         parser().parse_args(argv or ["--help"])  # prints and exits 0
+    from bluegreen import cancel
+
+    cancel.install()  # SIGTERM/SIGINT stop at a safe point; needed as PID 1 too, where SIGTERM is ignored
     # In the environment, so command checks and smoke tests see the same ID (and a second parse agrees).
     os.environ[correlation.ENV] = correlation.correlation_id()
     log = _json_log(argv)
     outcome = execute(argv, reporter=log or _StderrReporter())
+    cancel.settle()
     if log is not None:
         _log_outcome(log, outcome)
     if outcome.output == "json":

@@ -26,6 +26,7 @@ KINDS = ("kubernetes", "http", "command", "job", "prometheus", "probe")
 WATCH_DEFAULT_KINDS = ("kubernetes", "http", "prometheus", "probe")
 TEMPLATE_VARIABLES = ("color", "window", "namespace", "app")
 MEASURES = ("error-rate", "p95", "saturation", "value")
+DRAIN_CHECKS = ("warn", "refuse", "off")
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
 _TEMPLATE = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
@@ -195,6 +196,8 @@ class GateConfig:
     p95_tolerance: float = 0.2
     limits: Limits = field(default_factory=Limits)
     checks: tuple[str, ...] = ()  # names; empty: every check
+    drain_check: str = "warn"  # warn | refuse | off: an app that will drop requests (bluegreen.drain)
+    max_request: float = 0.0  # seconds: the longest request, for the grace period check
 
     @property
     def deadline(self) -> float:
@@ -609,10 +612,15 @@ def _gate(data: Any, problems: _Problems, line: int) -> GateConfig:
             "max-error-rate",
             "p95-tolerance",
             "checks",
+            "drain-check",
+            "max-request",
             *_LIMIT_KEYS,
         ),
     )
     d = GateConfig()
+    drain_check = s.string("drain-check", d.drain_check)
+    if drain_check not in DRAIN_CHECKS:
+        s.fail("drain-check", f"expected one of {', '.join(DRAIN_CHECKS)}, got {drain_check!r}")
     return GateConfig(
         min_healthy=s.parsed("min-healthy", parse_duration, d.min_healthy),
         interval=s.parsed("interval", _positive_duration, d.interval),
@@ -622,6 +630,8 @@ def _gate(data: Any, problems: _Problems, line: int) -> GateConfig:
         p95_tolerance=s.parsed("p95-tolerance", parse_tolerance, d.p95_tolerance),
         limits=_limits(s, d.limits),
         checks=s.names("checks"),
+        drain_check=drain_check,
+        max_request=s.parsed("max-request", parse_duration, d.max_request),
     )
 
 

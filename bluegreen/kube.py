@@ -19,6 +19,7 @@ import httpx2
 import yaml
 from lightkube import ApiError, Client, ConfigError, KubeConfig
 
+from bluegreen import cancel
 from bluegreen.errors import (
     BlueGreenError,
     ClusterError,
@@ -101,11 +102,28 @@ def _retryable(error: Exception, *, idempotent: bool) -> bool:
     return idempotent and code in (429, 500, 502, 503, 504)
 
 
-def call(what: str, fn: Callable[[], T], *, idempotent: bool = True) -> T:
+def call(what: str, fn: Callable[[], T], *, idempotent: bool = True, guard: bool = True) -> T:
     """Run one API call; retry what is safe to retry, with backoff; map every failure to ours.
 
     `idempotent=False` for writes: a write that timed out may have landed, so it is not sent again.
+    Once the run is cancelled no call is started (cancel.before_read), nor a write once it has lost
+    its Lease (cancel.before_write); `guard=False` for the Lease's own calls, which releasing needs.
+    A write once sent is awaited: a signal cannot cut it.
     """
+    if idempotent:
+        if guard:
+            cancel.before_read()
+        return _call(what, fn, idempotent=True)
+    if guard:
+        cancel.before_write(what)
+    with cancel.shield():
+        done = _call(what, fn, idempotent=False)
+        if guard:
+            cancel.wrote(what)
+        return done
+
+
+def _call(what: str, fn: Callable[[], T], *, idempotent: bool) -> T:
     delay = BACKOFF
     for attempt in range(1, RETRIES + 1):
         try:
@@ -118,10 +136,10 @@ def call(what: str, fn: Callable[[], T], *, idempotent: bool = True) -> T:
     raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
 
-def found(what: str, fn: Callable[[], T]) -> T | None:
+def found(what: str, fn: Callable[[], T], *, guard: bool = True) -> T | None:
     """`call`, but None where the object does not exist."""
     try:
-        return call(what, fn)
+        return call(what, fn, guard=guard)
     except NotFoundError:
         return None
 

@@ -133,9 +133,13 @@ class GateOptions:
 class SwitchOptions:
     target: Target
     writes: Writes = field(default_factory=Writes)
-    to: Color | None = None  # None: the idle colour
+    to: Color | None = None  # None: the candidate deploy recorded (nothing to do when it is live)
     force: bool = False
     reason: str = ""
+    candidate: str = ""  # deploy's `candidate` output: promote exactly that release
+    # bluegreen.yaml (None: ./bluegreen.yaml if present): a gate in it is required; its watch's
+    # Prometheus checks measure the live colour's baseline
+    checks: Checks = field(default_factory=Checks)
     probe: ProbeOptions | None = None  # --probe URL: requests to the user's URL across the switch
     phase: str = "switch"
 
@@ -154,6 +158,7 @@ class RollbackOptions:
     writes: Writes = field(default_factory=Writes)
     to: Color | None = None  # None: the recorded previous colour
     reason: str = ""
+    force: bool = False  # even to a release rolled back before (rejected)
     probe: ProbeOptions | None = None
     phase: str = "rollback"
 
@@ -219,9 +224,24 @@ def context(target: Target, writes: Writes | None, reporter: Reporter) -> Any:
     )
 
 
+def switch_config(path: Path | None) -> Any:
+    """The app's bluegreen.yaml for `switch` (given, or ./bluegreen.yaml if present): when it gates,
+    `switch` promotes only a template a gate passed; its watch's Prometheus checks measure the live
+    colour's baseline. Read before the cluster is contacted."""
+    from bluegreen.config import DEFAULT_PATH, Config, load
+
+    if path is None:
+        try:
+            if not DEFAULT_PATH.is_file():
+                return Config()
+        except OSError:  # a working directory we may not read (the Action's uid in some runners)
+            return Config()
+    return load(path)
+
+
 def run(options: PhaseOptions, reporter: Reporter) -> Result:
     """Run one phase. Inputs are checked (images, bluegreen.yaml) before the cluster is contacted."""
-    from bluegreen.phases import checked, deploy, init, release, retire, rollback, status, switch
+    from bluegreen.phases import checked, deploy, init, release, retire, rollback, status, switch, watch
 
     match options:
         case StatusOptions():
@@ -241,13 +261,23 @@ def run(options: PhaseOptions, reporter: Reporter) -> Result:
             return checked.gate(context(options.target, None, reporter), config)
         case SwitchOptions():
             switching = options
+            config = switch_config(switching.checks.config)  # read before the cluster is asked
+            gated = config.path is not None and bool(config.gate_checks())
+            ctx = context(switching.target, switching.writes, reporter)
+
+            def baseline(live: Color) -> dict[str, Any]:
+                return watch.measure_baseline(config, ctx.app, live=live, kube=ctx.kube)
+
             return probed(
                 switching.probe,
                 lambda: switch.run(
-                    context(switching.target, switching.writes, reporter),
+                    ctx,
                     to=switching.to,
                     force=switching.force,
                     reason=switching.reason,
+                    candidate=switching.candidate,
+                    gate_required=gated,
+                    baseline=baseline,
                 ),
                 longest=switching.target.timeout,
                 # a probe URL that never answers is a typo: refused before the switch changes anything
@@ -262,7 +292,10 @@ def run(options: PhaseOptions, reporter: Reporter) -> Result:
             return probed(
                 rolling.probe,
                 lambda: rollback.run(
-                    context(rolling.target, rolling.writes, reporter), reason=rolling.reason, to=rolling.to
+                    context(rolling.target, rolling.writes, reporter),
+                    reason=rolling.reason,
+                    to=rolling.to,
+                    force=rolling.force,
                 ),
                 longest=rolling.target.timeout,
                 refuse_unanswered=False,  # a rollback often runs while the app is failing: warn, go on

@@ -83,6 +83,22 @@ class PrometheusCheck:
     def _for(self, target: Target, color: Color, *, at: float | None = None) -> float:
         return self.query(render(self.config.query, target.variables(color)), at=at)
 
+    def _baseline(self, target: Target, metric: str) -> float:
+        """The baseline colour's number: as recorded at the switch when it was, else queried."""
+        recorded = target.recorded.get(self.name, {}).get(metric)
+        if recorded is not None:
+            return recorded
+        return self._for(target, target.baseline, at=target.baseline_at)
+
+    def baseline(self, target: Target) -> dict[str, float]:
+        """The target colour's number now, to record at a switch as the watch's baseline ({} if none)."""
+        if self.config.measure == "value":
+            return {}
+        try:
+            return {_metric(self.config.measure): self._for(target, target.color)}
+        except (QueryError, NoData):
+            return {}
+
     def measure(self, target: Target) -> Measurement:
         c = self.config
         base = Measurement(check=c.name, kind=self.kind, target=str(target.color), at=time.time())
@@ -104,13 +120,13 @@ class PrometheusCheck:
             thresholds.append(Threshold(metric="error_rate", op="<", limit=limit))
             # The baseline's rate is shown beside it, not judged.
             try:
-                values["baseline_error_rate"] = self._for(target, target.baseline, at=target.baseline_at)
+                values["baseline_error_rate"] = self._baseline(target, "error_rate")
             except (QueryError, NoData):
                 values["baseline_error_rate"] = None
         else:  # p95 and saturation: relative to the baseline colour's, from the same query and window
             metric = _metric(c.measure)
             try:
-                values[f"baseline_{metric}"] = self._for(target, target.baseline, at=target.baseline_at)
+                values[f"baseline_{metric}"] = self._baseline(target, metric)
             except QueryError as error:
                 return _with(base, values, error=f"baseline {target.baseline}: {error}")
             except NoData as nothing:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -10,7 +12,7 @@ from lightkube import Client
 from lightkube.resources.apps_v1 import Deployment
 from lightkube.resources.core_v1 import Namespace, Pod, Service
 
-from bluegreen import history
+from bluegreen import cancel
 from bluegreen.errors import ForbiddenError, NotFoundError, RolloutError
 from bluegreen.kube import call, found, to_dict
 from bluegreen.lock import Lock
@@ -33,11 +35,15 @@ class Context:
 
     _lock: Lock | None = field(default=None, init=False, repr=False)
 
-    def lock(self) -> Lock:
-        """The app's lock for this run: one per context and re-entrant, so phases compose (release)."""
+    @contextmanager
+    def lock(self, *, preemptible: bool = False, preempt: bool = False) -> Iterator[Lock]:
+        """Hold the app's lock for the block: one Lock per context and re-entrant, so phases compose
+        (release; the watch's own rollback). Every write inside first checks the Lease is still ours.
+        `preemptible` (the watch) lets a rollback take it over; `preempt` (rollback) does so."""
         if self._lock is None:
             self._lock = Lock(self.kube, self.app, self.run, wait=self.lock_wait, reporter=self.reporter)
-        return self._lock
+        with self._lock.hold(preemptible=preemptible, preempt=preempt) as held:
+            yield held
 
     # -- reads ------------------------------------------------------------------------------------
 
@@ -108,43 +114,4 @@ class Context:
                     remedy=f"Inspect with `kubectl -n {self.app.namespace} describe deployment {name}`; "
                     "the live colour was not touched.",
                 )
-            time.sleep(0.2)
-
-
-def record_switch(
-    ctx: Context,
-    *,
-    action: str,
-    from_color: Color | None,
-    to_color: Color,
-    images: dict[str, list[str]],
-    reason: str,
-    timings: dict[str, float | None],
-) -> list[dict[str, Any]]:
-    """The audit trail of a switch: annotations with the new state and history, and an Event.
-
-    Returns the history as recorded, newest first."""
-    entry = history.entry(
-        from_color=str(from_color) if from_color else None,
-        to_color=str(to_color),
-        images=images,
-        run=ctx.run,
-        reason=reason,
-        action=action,
-        timings=timings,
-    )
-    recorded = history.record(
-        ctx.kube, ctx.app, entry, active=str(to_color), previous=str(from_color) if from_color else None
-    )
-    by = f" ({ctx.run.holder})" if ctx.run.run_id or ctx.run.actor else ""
-    why = f": {reason}" if reason else ""
-    why += f" [correlation {ctx.run.correlation_id}]" if ctx.run.correlation_id else ""
-    history.event(
-        ctx.kube,
-        ctx.app,
-        reason="RolledBack" if action == "rollback" else "Switched",
-        note=f"{'Rolled back' if action == 'rollback' else 'Switched'} Service {ctx.app.service} from "
-        f"{from_color or 'none'} to {to_color}{by}{why}",
-        warning=action == "rollback",
-    )
-    return recorded
+            cancel.sleep(0.2)

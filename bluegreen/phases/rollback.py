@@ -2,6 +2,8 @@
 
 The previous colour comes from the live Service's annotations, so rollback needs only cluster access.
 If it was retired (scaled to zero), it is scaled back up and waited for before traffic moves.
+Priority: a rollback takes over the Lease of a running watch instead of waiting for it (docs/
+rollback-procedure.md); the readiness of the target is checked again under the lock (switch).
 """
 
 from __future__ import annotations
@@ -20,11 +22,13 @@ from bluegreen.phases.context import Context
 
 
 @telemetry.traced("rollback")
-def run(ctx: Context, *, reason: str = "", to: Color | None = None) -> Result:
+def run(ctx: Context, *, reason: str = "", to: Color | None = None, force: bool = False) -> Result:
     ctx.service()  # a missing namespace or app fails here, with its own message
     state = routers.make(ctx.router, ctx.app, ctx.kube).read()
     recorded = ctx.history_annotations().get(history.PREVIOUS)
-    target = to or (Color.parse(recorded) if recorded in ("blue", "green") else None)
+    # A recorded previous colour that is live now is a history that lags the router: not a target.
+    stale = recorded == (str(state.active) if state.active else None)
+    target = to or (Color.parse(recorded) if recorded in ("blue", "green") and not stale else None)
     if target is None:
         target = state.active.other if state.active else None
     if target is None:
@@ -39,7 +43,10 @@ def run(ctx: Context, *, reason: str = "", to: Color | None = None) -> Result:
         raise NotFoundError(
             f"Deployment {ctx.app.namespace}/{ctx.app.deployment(target)} does not exist: nothing to roll back to"
         )
-    with ctx.lock():
+    # A rollback never waits for a release's watch: it takes the watch's Lease over (preempt), and the
+    # watch ends `preempted` at its next interval. Deploy, switch and retire are waited for.
+    with ctx.lock(preempt=not ctx.dry_run):
+        dep = ctx.deployment(target) or dep  # again under the lock: it may have been retired meanwhile
         if dep["spec"].get("replicas", 1) == 0 and not ctx.dry_run:
             live = ctx.deployment(state.active) if state.active else None
             replicas = (live or {}).get("spec", {}).get("replicas", 1) or 1
@@ -54,7 +61,7 @@ def run(ctx: Context, *, reason: str = "", to: Color | None = None) -> Result:
                 idempotent=False,
             )
             ctx.wait_rollout(target, timeout=ctx.timeout)
-        result = switch.run(ctx, to=target, reason=reason or "rollback", action="rollback")
+        result = switch.run(ctx, to=target, reason=reason or "rollback", action="rollback", force=force)
     if result.result == "rolled-back":
         result.messages.append(
             f"{target.other} keeps running for the post-mortem; `bluegreen retire` scales it down"
