@@ -34,6 +34,9 @@ FIELD_MANAGER = "bluegreen"
 RETRIES = 4  # attempts for a call whose request never reached the apiserver
 BACKOFF = 0.25  # seconds, doubled after each failed attempt: 0.25 + 0.5 + 1 = under 2 s in all
 RBAC_REMEDY = "Grant it to this identity: deploy/rbac.yaml lists every verb bluegreen uses."
+# Opt-in: a file to which every request sent is appended as "<unix time> <METHOD> <path?query>", so the
+# bench and the tests can count what a phase sends. Read once, at connect; unset costs nothing more.
+REQUEST_LOG = "BLUEGREEN_REQUEST_LOG"
 
 
 def connect(*, kubeconfig: str | None = None, context: str | None = None, timeout: float = 10.0) -> Client:
@@ -55,7 +58,21 @@ def connect(*, kubeconfig: str | None = None, context: str | None = None, timeou
             f"cannot use the kubeconfig ({where}): {error}",
             remedy="Pass --kubeconfig (and --context) naming a cluster you can reach.",
         ) from None
-    return Client(single, timeout=httpx2.Timeout(timeout), field_manager=FIELD_MANAGER)
+    client = Client(single, timeout=httpx2.Timeout(timeout), field_manager=FIELD_MANAGER)
+    log = os.environ.get(REQUEST_LOG)
+    if log:
+        _log_requests(client, Path(log))
+    return client
+
+
+def _log_requests(client: Client, path: Path) -> None:
+    http: httpx2.Client = client._client._client  # the HTTP client lightkube built (as watch_until uses)
+
+    def note(request: httpx2.Request) -> None:
+        with path.open("a", encoding="utf-8") as out:
+            out.write(f"{time.time():.6f} {request.method} {request.url.raw_path.decode()}\n")
+
+    http.event_hooks = {**http.event_hooks, "request": [*http.event_hooks["request"], note]}
 
 
 def mapped(what: str, error: Exception) -> BlueGreenError:
