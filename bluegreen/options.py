@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bluegreen.config import Overrides
 from bluegreen.model import AppSpec, Color, Reporter, Result, RunInfo
 
 
@@ -69,7 +68,7 @@ class Checks:
 
     def load(self) -> Any:
         """The validated Config, before anything touches the cluster."""
-        from bluegreen.config import load
+        from bluegreen.config import Overrides, load
 
         return load(
             self.config,
@@ -215,15 +214,22 @@ def context(target: Target, writes: Writes | None, reporter: Reporter) -> Any:
 
 
 def run(options: PhaseOptions, reporter: Reporter) -> Result:
-    """Run one phase. Inputs are checked (images, bluegreen.yaml) before the cluster is contacted."""
-    from bluegreen.phases import checked, deploy, init, release, retire, rollback, status, switch
+    """Run one phase. Inputs are checked (images, bluegreen.yaml) before the cluster is contacted.
 
+    Each case imports its own phase: a process runs one, and a switch needs none of the gate's checks,
+    bluegreen.yaml's parser or the deploy's rollout code (issue 14: start-up is paid by every step)."""
     match options:
         case StatusOptions():
+            from bluegreen.phases import status
+
             return status.run(context(options.target, None, reporter))
         case InitOptions():
+            from bluegreen.phases import init
+
             return init.run(context(options.target, options.writes, reporter), source=options.source)
         case DeployOptions():
+            from bluegreen.phases import deploy
+
             options.images.check()
             return deploy.run(
                 context(options.target, options.writes, reporter),
@@ -232,9 +238,13 @@ def run(options: PhaseOptions, reporter: Reporter) -> Result:
                 keep_failed=options.images.keep_failed,
             )
         case GateOptions():
+            from bluegreen.phases import checked
+
             config = options.checks.load()
             return checked.gate(context(options.target, None, reporter), config)
         case SwitchOptions():
+            from bluegreen.phases import switch
+
             return switch.run(
                 context(options.target, options.writes, reporter),
                 to=options.to,
@@ -242,15 +252,23 @@ def run(options: PhaseOptions, reporter: Reporter) -> Result:
                 reason=options.reason,
             )
         case WatchOptions():
+            from bluegreen.phases import checked
+
             config = options.checks.load()
             return checked.watch(context(options.target, options.writes, reporter), config)
         case RollbackOptions():
+            from bluegreen.phases import rollback
+
             return rollback.run(
                 context(options.target, options.writes, reporter), reason=options.reason, to=options.to
             )
         case RetireOptions():
+            from bluegreen.phases import retire
+
             return retire.run(context(options.target, options.writes, reporter), after=options.after)
         case ReleaseOptions():
+            from bluegreen.phases import release
+
             options.images.check()
             config = options.checks.load()
             return release.run(
