@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -122,8 +123,14 @@ class SliceWatch:
 class Run:
     whole_ms: float
     converged_ms: float | None
+    cpu_ms: float  # user + system time of the process: steadier than wall time on a shared machine
     write_ms: float | None = None  # start -> the request that moves traffic sent
     requests: list[str] = field(default_factory=list)  # "METHOD path", in order
+
+
+def cpu_ms() -> float:
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (used.ru_utime + used.ru_stime) * 1000
 
 
 def requests_of(log: Path) -> list[tuple[float, str]]:
@@ -139,9 +146,9 @@ def requests_of(log: Path) -> list[tuple[float, str]]:
 def run_bluegreen(argv: list[str], watch: SliceWatch, namespace: str, want: set[str], log_dir: Path) -> Run:
     log = log_dir / f"{uuid.uuid4().hex}.log"
     env = {**os.environ, "BLUEGREEN_REQUEST_LOG": str(log)}
-    started_at, started = time.time(), time.perf_counter()
+    cpu, started_at, started = cpu_ms(), time.time(), time.perf_counter()
     out = subprocess.run(argv, capture_output=True, text=True, check=False, env=env)
-    whole = (time.perf_counter() - started) * 1000
+    whole, cpu = (time.perf_counter() - started) * 1000, cpu_ms() - cpu
     if out.returncode != 0:
         sys.exit(f"{' '.join(argv[1:3])} failed ({out.returncode}): {out.stdout[-800:]} {out.stderr[-800:]}")
     sent = requests_of(log)
@@ -151,31 +158,36 @@ def run_bluegreen(argv: list[str], watch: SliceWatch, namespace: str, want: set[
     return Run(
         whole_ms=whole,
         converged_ms=(converged - started_at) * 1000 if converged else None,
+        cpu_ms=cpu,
         write_ms=(writes[0] - started_at) * 1000 if writes else None,
         requests=[what for _, what in sent],
     )
 
 
 def run_floor(argv: list[str], watch: SliceWatch, want: set[str]) -> Run:
-    started_at, started = time.time(), time.perf_counter()
+    cpu, started_at, started = cpu_ms(), time.time(), time.perf_counter()
     subprocess.run(argv, capture_output=True, check=True)
-    whole = (time.perf_counter() - started) * 1000
+    whole, cpu = (time.perf_counter() - started) * 1000, cpu_ms() - cpu
     converged = watch.converged_at("floor", want, started_at)
-    return Run(whole_ms=whole, converged_ms=(converged - started_at) * 1000 if converged else None)
+    return Run(
+        whole_ms=whole, converged_ms=(converged - started_at) * 1000 if converged else None, cpu_ms=cpu
+    )
 
 
-def import_ms(argv: list[str]) -> float:
-    """Sum of the top-level imports `python -X importtime` reports for one process, in ms."""
+def imported(argv: list[str]) -> tuple[float, int]:
+    """What `python -X importtime` reports for one process: the sum of its top-level imports in ms,
+    and how many modules it imported (a count: the same on a busy machine)."""
     out = subprocess.run(
         argv, capture_output=True, text=True, check=False, env={**os.environ, "PYTHONPROFILEIMPORTTIME": "1"}
     )
-    total = 0
+    total = modules = 0
     for line in out.stderr.splitlines():
         if line.startswith("import time:") and not line.startswith("import time: self"):
             _, cumulative, name = line[len("import time:") :].split("|")
+            modules += 1
             if name.startswith(" ") and not name.startswith("  "):  # top level: one space of indent
                 total += int(cumulative)
-    return total / 1000
+    return total / 1000, modules
 
 
 def median(values: Sequence[float | None]) -> str:
@@ -202,7 +214,7 @@ def main() -> int:
     common = ["--app", "shop", "-n", namespace, "--kubeconfig", str(args.kubeconfig), "-o", "json"]
     kubectl_bin = kubectl()
     runs: dict[str, list[Run]] = {"floor": [], "switch": [], "floor-back": [], "rollback": []}
-    imports: dict[str, list[float]] = {"--version": [], "--help": [], "switch (noop)": []}
+    imports: dict[str, list[tuple[float, int]]] = {"--version": [], "--help": [], "switch (noop)": []}
     try:
         create_app(kube, namespace, "shop", replicas=3)
         kube.create(service("floor", "shop", "blue"), namespace=namespace)
@@ -238,9 +250,9 @@ def main() -> int:
                     )
                 )
             for _ in range(5):
-                imports["--version"].append(import_ms([bluegreen, "--version"]))
-                imports["--help"].append(import_ms([bluegreen, "--help"]))
-                imports["switch (noop)"].append(import_ms([bluegreen, "switch", "--to", "blue", *common]))
+                imports["--version"].append(imported([bluegreen, "--version"]))
+                imports["--help"].append(imported([bluegreen, "--help"]))
+                imports["switch (noop)"].append(imported([bluegreen, "switch", "--to", "blue", *common]))
     finally:
         kube.delete(Namespace, namespace)
 
@@ -249,7 +261,7 @@ def main() -> int:
     )
     print("medians in ms from the process's start; ratios: median of each run / the floor run next to it")
     print(
-        f"{'':22} {'write sent':>10} {'converged':>10} {'whole':>8} {'÷floor conv':>12} {'÷floor whole':>13} {'requests':>9}"
+        f"{'':22} {'write sent':>10} {'converged':>10} {'whole':>8} {'÷floor conv':>12} {'÷floor whole':>13} {'cpu':>6} {'÷floor cpu':>11} {'requests':>9}"
     )
     for name, floor_name in (
         ("floor", ""),
@@ -264,12 +276,13 @@ def main() -> int:
             base = runs[floor_name]
             conv_ratio = ratio(conv, [r.converged_ms for r in base])
             whole_ratio = ratio(whole, [r.whole_ms for r in base])
+            cpu_ratio = ratio([r.cpu_ms for r in these], [r.cpu_ms for r in base])
             count = f"{statistics.median(len(r.requests) for r in these):9.0f}"
         else:
-            conv_ratio, whole_ratio, count = "1.00x", "1.00x", "        1"
+            conv_ratio, whole_ratio, cpu_ratio, count = "1.00x", "1.00x", "1.00x", "        1"
         write = median([r.write_ms for r in these]) if floor_name else "      -"
         print(
-            f"{label:22} {write:>10} {median(conv):>10} {median(whole):>8} {conv_ratio:>12} {whole_ratio:>13} {count}"
+            f"{label:22} {write:>10} {median(conv):>10} {median(whole):>8} {conv_ratio:>12} {whole_ratio:>13} {median([r.cpu_ms for r in these]):>6} {cpu_ratio:>11} {count}"
         )
     print("goal: converged <= 1.50x, whole <= 2.00x, requests <= 8")
     for name in ("switch", "rollback"):
@@ -281,9 +294,10 @@ def main() -> int:
         print(f"requests of one {name} ({sum(steps.values())}):")
         for step, n in steps.items():
             print(f"  {n} x {step}")
-    print("imports (python -X importtime, sum of top-level, median of 5):")
-    for name, values in imports.items():
-        print(f"  bluegreen {name:14} {statistics.median(values):6.0f} ms")
+    print("imports (python -X importtime: sum of the top-level imports, median of 5; modules imported):")
+    for command, values in imports.items():
+        ms, count = statistics.median(v[0] for v in values), values[0][1]
+        print(f"  bluegreen {command:14} {ms:6.0f} ms  {count:4d} modules")
     return 0
 
 
