@@ -296,8 +296,8 @@ def main() -> int:
             print(f"  {n} x {step}")
     print("imports (python -X importtime: sum of the top-level imports, median of 5; modules imported):")
     for command, values in imports.items():
-        ms, count = statistics.median(v[0] for v in values), values[0][1]
-        print(f"  bluegreen {command:14} {ms:6.0f} ms  {count:4d} modules")
+        ms, modules = statistics.median(v[0] for v in values), values[0][1]
+        print(f"  bluegreen {command:14} {ms:6.0f} ms  {modules:4d} modules")
     return 0
 
 
