@@ -19,7 +19,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bluegreen.errors import EXIT_CLUSTER, EXIT_OK, EXIT_REFUSED, EXIT_USAGE, BlueGreenError, UsageError
 from bluegreen.model import Color, NullReporter, Reporter, Result, RunInfo
@@ -40,6 +40,9 @@ from bluegreen.options import (
     Writes,
     github_run,
 )
+
+if TYPE_CHECKING:
+    from bluegreen.traffic_probe import ProbeOptions
 
 Runner = Callable[[argparse.Namespace, Reporter], Result]
 Build = Callable[[argparse.Namespace], PhaseOptions]
@@ -253,6 +256,52 @@ def _deploy(parser: argparse.ArgumentParser) -> Build:
     return lambda args: DeployOptions(target=target(args), writes=writes(args), images=images(args))
 
 
+def _probe_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("traffic probe: your own URL, before, during and after the switch")
+    group.add_argument(
+        "--probe",
+        default=None,
+        metavar="URL",
+        help="send new connections to URL across the switch; report failed requests and the cutover",
+    )
+    group.add_argument(
+        "--probe-header", default=None, metavar="NAME", help="the header naming the colour (default X-Color)"
+    )
+    group.add_argument(
+        "--probe-pattern",
+        default=None,
+        metavar="REGEX",
+        help="read the colour from the body: the first group",
+    )
+    group.add_argument(
+        "--probe-rate", type=float, default=20.0, metavar="N", help="requests per second (default 20)"
+    )
+    group.add_argument(
+        "--probe-after",
+        type=duration,
+        default=3.0,
+        metavar="DURATION",
+        help="keep probing this long after the write (default 3s)",
+    )
+    group.add_argument("--probe-fail-on-error", action="store_true", help="fail if any probe request failed")
+
+
+def probe(args: argparse.Namespace) -> ProbeOptions | None:
+    """The --probe flags as the engine's ProbeOptions; None without --probe."""
+    if not args.probe:
+        return None
+    from bluegreen.traffic_probe import ProbeOptions
+
+    return ProbeOptions(
+        url=args.probe,
+        header=args.probe_header,
+        pattern=args.probe_pattern,
+        rate=args.probe_rate,
+        after=args.probe_after,
+        fail_on_error=args.probe_fail_on_error,
+    )
+
+
 @phase(
     "switch", "move all traffic to the other colour (or --to) in one write, verify and time it", mutating=True
 )
@@ -262,8 +311,14 @@ def _switch(parser: argparse.ArgumentParser) -> Build:
         "--force", action="store_true", help="switch even if the target colour is not fully available"
     )
     parser.add_argument("--reason", default="", help="recorded in the history and the Event")
+    _probe_flags(parser)
     return lambda args: SwitchOptions(
-        target=target(args), writes=writes(args), to=args.to, force=args.force, reason=args.reason
+        target=target(args),
+        writes=writes(args),
+        to=args.to,
+        force=args.force,
+        reason=args.reason,
+        probe=probe(args),
     )
 
 
@@ -276,8 +331,9 @@ def _rollback(parser: argparse.ArgumentParser) -> Build:
         default=None,
         help="the colour to go back to (default: the recorded previous one)",
     )
+    _probe_flags(parser)
     return lambda args: RollbackOptions(
-        target=target(args), writes=writes(args), to=args.to, reason=args.reason
+        target=target(args), writes=writes(args), to=args.to, reason=args.reason, probe=probe(args)
     )
 
 

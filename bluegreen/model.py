@@ -126,6 +126,9 @@ class Result:
     images: dict[str, list[str]] = field(default_factory=dict)
     api_ms: float | None = None
     converged_ms: float | None = None
+    # --probe: failed requests to the user's URL, and ms from the write until the new colour answered alone
+    probe_failed: int | None = None
+    probe_cutover_ms: float | None = None
     dry_run: bool = False
     timeline: list[tuple[str, str]] = field(default_factory=list)
     messages: list[str] = field(default_factory=list)

@@ -16,9 +16,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bluegreen.model import AppSpec, Color, Reporter, Result, RunInfo
+
+if TYPE_CHECKING:  # imported where a probe runs: --version and most phases never need it
+    from bluegreen.traffic_probe import ProbeOptions
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -133,6 +136,7 @@ class SwitchOptions:
     to: Color | None = None  # None: the idle colour
     force: bool = False
     reason: str = ""
+    probe: ProbeOptions | None = None  # --probe URL: requests to the user's URL across the switch
     phase: str = "switch"
 
 
@@ -150,6 +154,7 @@ class RollbackOptions:
     writes: Writes = field(default_factory=Writes)
     to: Color | None = None  # None: the recorded previous colour
     reason: str = ""
+    probe: ProbeOptions | None = None
     phase: str = "rollback"
 
 
@@ -244,12 +249,21 @@ def run(options: PhaseOptions, reporter: Reporter) -> Result:
             return checked.gate(context(options.target, None, reporter), config)
         case SwitchOptions():
             from bluegreen.phases import switch
+            from bluegreen.traffic_probe import probed
 
-            return switch.run(
-                context(options.target, options.writes, reporter),
-                to=options.to,
-                force=options.force,
-                reason=options.reason,
+            switching = options
+            return probed(
+                switching.probe,
+                lambda: switch.run(
+                    context(switching.target, switching.writes, reporter),
+                    to=switching.to,
+                    force=switching.force,
+                    reason=switching.reason,
+                ),
+                longest=switching.target.timeout,
+                # a probe URL that never answers is a typo: refused before the switch changes anything
+                refuse_unanswered=not switching.writes.dry_run,
+                reporter=reporter,
             )
         case WatchOptions():
             from bluegreen.phases import checked
@@ -258,9 +272,17 @@ def run(options: PhaseOptions, reporter: Reporter) -> Result:
             return checked.watch(context(options.target, options.writes, reporter), config)
         case RollbackOptions():
             from bluegreen.phases import rollback
+            from bluegreen.traffic_probe import probed
 
-            return rollback.run(
-                context(options.target, options.writes, reporter), reason=options.reason, to=options.to
+            rolling = options
+            return probed(
+                rolling.probe,
+                lambda: rollback.run(
+                    context(rolling.target, rolling.writes, reporter), reason=rolling.reason, to=rolling.to
+                ),
+                longest=rolling.target.timeout,
+                refuse_unanswered=False,  # a rollback often runs while the app is failing: warn, go on
+                reporter=reporter,
             )
         case RetireOptions():
             from bluegreen.phases import retire
