@@ -143,9 +143,13 @@ def requests_of(log: Path) -> list[tuple[float, str]]:
     return out
 
 
-def run_bluegreen(argv: list[str], watch: SliceWatch, namespace: str, want: set[str], log_dir: Path) -> Run:
+def run_bluegreen(
+    argv: list[str], watch: SliceWatch, namespace: str, want: set[str], log_dir: Path, tree: Path | None
+) -> Run:
     log = log_dir / f"{uuid.uuid4().hex}.log"
     env = {**os.environ, "BLUEGREEN_REQUEST_LOG": str(log)}
+    if tree is not None:  # another version of the package, ahead of the installed one
+        env["PYTHONPATH"] = str(tree)
     cpu, started_at, started = cpu_ms(), time.time(), time.perf_counter()
     out = subprocess.run(argv, capture_output=True, text=True, check=False, env=env)
     whole, cpu = (time.perf_counter() - started) * 1000, cpu_ms() - cpu
@@ -174,12 +178,13 @@ def run_floor(argv: list[str], watch: SliceWatch, want: set[str]) -> Run:
     )
 
 
-def imported(argv: list[str]) -> tuple[float, int]:
+def imported(argv: list[str], tree: Path | None) -> tuple[float, int]:
     """What `python -X importtime` reports for one process: the sum of its top-level imports in ms,
     and how many modules it imported (a count: the same on a busy machine)."""
-    out = subprocess.run(
-        argv, capture_output=True, text=True, check=False, env={**os.environ, "PYTHONPROFILEIMPORTTIME": "1"}
-    )
+    env = {**os.environ, "PYTHONPROFILEIMPORTTIME": "1"}
+    if tree is not None:
+        env["PYTHONPATH"] = str(tree)
+    out = subprocess.run(argv, capture_output=True, text=True, check=False, env=env)
     total = modules = 0
     for line in out.stderr.splitlines():
         if line.startswith("import time:") and not line.startswith("import time: self"):
@@ -206,6 +211,12 @@ def main() -> int:
     )
     parser.add_argument("--kubeconfig", type=Path, required=True)
     parser.add_argument("--rounds", type=int, default=ROUNDS)
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        default=None,
+        help="a tree of another version (e.g. `git worktree add /tmp/base main`): measured alternately",
+    )
     args = parser.parse_args()
     kube = Client(KubeConfig.from_file(args.kubeconfig), field_manager="bluegreen-bench")
     namespace = f"bench-switch-{uuid.uuid4().hex[:6]}"
@@ -213,8 +224,16 @@ def main() -> int:
     bluegreen = str(Path(sys.executable).parent / "bluegreen")
     common = ["--app", "shop", "-n", namespace, "--kubeconfig", str(args.kubeconfig), "-o", "json"]
     kubectl_bin = kubectl()
-    runs: dict[str, list[Run]] = {"floor": [], "switch": [], "floor-back": [], "rollback": []}
-    imports: dict[str, list[tuple[float, int]]] = {"--version": [], "--help": [], "switch (noop)": []}
+    # This version, and the --baseline one in the same rounds (alternately), each beside its own floor.
+    versions: list[tuple[Path | None, str]] = [(None, "")]
+    if args.baseline:
+        versions.append((args.baseline.resolve(), " (baseline)"))
+    runs: dict[str, list[Run]] = {
+        f"{name}{suffix}": []
+        for _, suffix in versions
+        for name in ("floor", "switch", "floor-back", "rollback")
+    }
+    imports: dict[str, list[tuple[float, int]]] = {}
     try:
         create_app(kube, namespace, "shop", replicas=3)
         kube.create(service("floor", "shop", "blue"), namespace=namespace)
@@ -233,26 +252,25 @@ def main() -> int:
 
         with tempfile.TemporaryDirectory() as logs:
             for _ in range(args.rounds):
-                runs["floor"].append(run_floor(floor("green"), watch, pods["green"]))
-                runs["switch"].append(
-                    run_bluegreen(
-                        [bluegreen, "switch", "--to", "green", *common],
-                        watch,
-                        namespace,
-                        pods["green"],
-                        Path(logs),
+                for tree, suffix in versions:
+                    runs[f"floor{suffix}"].append(run_floor(floor("green"), watch, pods["green"]))
+                    switch = [bluegreen, "switch", "--to", "green", *common]
+                    runs[f"switch{suffix}"].append(
+                        run_bluegreen(switch, watch, namespace, pods["green"], Path(logs), tree)
                     )
-                )
-                runs["floor-back"].append(run_floor(floor("blue"), watch, pods["blue"]))
-                runs["rollback"].append(
-                    run_bluegreen(
-                        [bluegreen, "rollback", *common], watch, namespace, pods["blue"], Path(logs)
+                    runs[f"floor-back{suffix}"].append(run_floor(floor("blue"), watch, pods["blue"]))
+                    rollback = [bluegreen, "rollback", *common]
+                    runs[f"rollback{suffix}"].append(
+                        run_bluegreen(rollback, watch, namespace, pods["blue"], Path(logs), tree)
                     )
-                )
             for _ in range(5):
-                imports["--version"].append(imported([bluegreen, "--version"]))
-                imports["--help"].append(imported([bluegreen, "--help"]))
-                imports["switch (noop)"].append(imported([bluegreen, "switch", "--to", "blue", *common]))
+                for tree, suffix in versions:
+                    for command, argv in (
+                        ("--version", ["--version"]),
+                        ("--help", ["--help"]),
+                        ("switch (noop)", ["switch", "--to", "blue", *common]),
+                    ):
+                        imports.setdefault(command + suffix, []).append(imported([bluegreen, *argv], tree))
     finally:
         kube.delete(Namespace, namespace)
 
@@ -261,14 +279,19 @@ def main() -> int:
     )
     print("medians in ms from the process's start; ratios: median of each run / the floor run next to it")
     print(
-        f"{'':22} {'write sent':>10} {'converged':>10} {'whole':>8} {'÷floor conv':>12} {'÷floor whole':>13} {'cpu':>6} {'÷floor cpu':>11} {'requests':>9}"
+        f"{'':29} {'write sent':>10} {'converged':>10} {'whole':>8} {'÷floor conv':>12} {'÷floor whole':>13} {'cpu':>6} {'÷floor cpu':>11} {'requests':>9}"
     )
-    for name, floor_name in (
-        ("floor", ""),
-        ("switch", "floor"),
-        ("floor-back", ""),
-        ("rollback", "floor-back"),
-    ):
+    rows = [
+        (f"{name}{suffix}", f"{floor}{suffix}" if floor else "")
+        for _, suffix in versions
+        for name, floor in (
+            ("floor", ""),
+            ("switch", "floor"),
+            ("floor-back", ""),
+            ("rollback", "floor-back"),
+        )
+    ]
+    for name, floor_name in rows:
         these = runs[name]
         label = "kubectl patch (floor)" if not floor_name else f"bluegreen {name}"
         conv, whole = [r.converged_ms for r in these], [r.whole_ms for r in these]
@@ -282,7 +305,7 @@ def main() -> int:
             conv_ratio, whole_ratio, cpu_ratio, count = "1.00x", "1.00x", "1.00x", "        1"
         write = median([r.write_ms for r in these]) if floor_name else "      -"
         print(
-            f"{label:22} {write:>10} {median(conv):>10} {median(whole):>8} {conv_ratio:>12} {whole_ratio:>13} {median([r.cpu_ms for r in these]):>6} {cpu_ratio:>11} {count}"
+            f"{label:29} {write:>10} {median(conv):>10} {median(whole):>8} {conv_ratio:>12} {whole_ratio:>13} {median([r.cpu_ms for r in these]):>6} {cpu_ratio:>11} {count}"
         )
     print("goal: converged <= 1.50x, whole <= 2.00x, requests <= 8")
     for name in ("switch", "rollback"):
@@ -297,7 +320,7 @@ def main() -> int:
     print("imports (python -X importtime: sum of the top-level imports, median of 5; modules imported):")
     for command, values in imports.items():
         ms, modules = statistics.median(v[0] for v in values), values[0][1]
-        print(f"  bluegreen {command:14} {ms:6.0f} ms  {modules:4d} modules")
+        print(f"  bluegreen {command:25} {ms:6.0f} ms  {modules:4d} modules")
     return 0
 
 
