@@ -37,6 +37,7 @@ RBAC_REMEDY = "Grant it to this identity: deploy/rbac.yaml lists every verb blue
 # Opt-in: a file to which every request sent is appended as "<unix time> <METHOD> <path?query>", so the
 # bench and the tests can count what a phase sends. Read once, at connect; unset costs nothing more.
 REQUEST_LOG = "BLUEGREEN_REQUEST_LOG"
+INITIAL_EVENTS_END = "k8s.io/initial-events-end"
 
 
 def connect(*, kubeconfig: str | None = None, context: str | None = None, timeout: float = 10.0) -> Client:
@@ -187,12 +188,18 @@ def watch_until(
     resource_version: str,
     deadline: float,
     on_event: Callable[[str, dict[str, Any]], bool],
+    initial_events: bool = False,
 ) -> str:
     """One watch request on `path` from `resource_version`, until `on_event` returns True or `deadline`.
 
     lightkube's own watch reconnects forever, so a caller cannot stop it at a deadline; this is a single
     bounded stream (the server ends it at timeoutSeconds, we stop reading at the deadline). Returns the
     last resourceVersion seen, for the caller to list or watch again from.
+
+    `initial_events` (with resource_version ""): the stream starts with every current object as ADDED
+    and then a BOOKMARK annotated k8s.io/initial-events-end (a list and a watch in one request, the
+    apiserver's WatchList); bookmarks are then passed to `on_event` too, so the caller knows when it
+    has seen everything. An apiserver that ignores the parameters sends the objects without the mark.
     """
     remaining = deadline - time.monotonic()
     if remaining <= 0:
@@ -205,6 +212,8 @@ def watch_until(
         "allowWatchBookmarks": "true",
         "timeoutSeconds": str(max(1, int(remaining + 0.999))),
     }
+    if initial_events:
+        query.update(sendInitialEvents="true", resourceVersionMatch="NotOlderThan")
     try:
         with http.stream(
             "GET", path, params=query, timeout=httpx2.Timeout(10.0, read=remaining + 5)
@@ -220,13 +229,19 @@ def watch_until(
                 resource_version = (obj.get("metadata") or {}).get("resourceVersion") or resource_version
                 if event.get("type") == "ERROR":
                     break  # e.g. 410 Gone: the caller lists again
-                if event.get("type") != "BOOKMARK" and on_event(event["type"], obj):
+                if (initial_events or event.get("type") != "BOOKMARK") and on_event(event["type"], obj):
                     break
                 if time.monotonic() >= deadline:
                     break
     except (httpx2.HTTPError, json.JSONDecodeError) as error:
         raise mapped(f"watching {path}", error) from None
     return resource_version
+
+
+def initial_events_end(event_type: str, obj: dict[str, Any]) -> bool:
+    """The bookmark that ends a watch's initial events (see watch_until)."""
+    annotations = (obj.get("metadata") or {}).get("annotations") or {}
+    return event_type == "BOOKMARK" and annotations.get(INITIAL_EVENTS_END) == "true"
 
 
 def prime_decoders(*resources: type) -> None:
