@@ -123,6 +123,8 @@ class Result:
     namespace: str
     active_color: str | None = None
     previous_color: str | None = None
+    # The release deploy recorded (its pod-template hash): what `switch --candidate` promotes.
+    candidate: str | None = None
     images: dict[str, list[str]] = field(default_factory=dict)
     api_ms: float | None = None
     converged_ms: float | None = None

@@ -133,9 +133,11 @@ class GateOptions:
 class SwitchOptions:
     target: Target
     writes: Writes = field(default_factory=Writes)
-    to: Color | None = None  # None: the idle colour
+    to: Color | None = None  # None: the candidate deploy recorded (nothing to do when it is live)
     force: bool = False
     reason: str = ""
+    candidate: str = ""  # deploy's `candidate` output: promote exactly that release
+    config: Path | None = None  # bluegreen.yaml; None: ./bluegreen.yaml if present (a gate in it is required)
     probe: ProbeOptions | None = None  # --probe URL: requests to the user's URL across the switch
     phase: str = "switch"
 
@@ -154,6 +156,7 @@ class RollbackOptions:
     writes: Writes = field(default_factory=Writes)
     to: Color | None = None  # None: the recorded previous colour
     reason: str = ""
+    force: bool = False  # even to a release rolled back before (rejected)
     probe: ProbeOptions | None = None
     phase: str = "rollback"
 
@@ -218,6 +221,21 @@ def context(target: Target, writes: Writes | None, reporter: Reporter) -> Any:
     )
 
 
+def gate_required(path: Path | None) -> bool:
+    """Whether the app's bluegreen.yaml (given, or ./bluegreen.yaml) exists and gates: then `switch`
+    promotes only a template a gate passed (checked before the cluster is contacted)."""
+    from bluegreen.config import DEFAULT_PATH, load
+
+    if path is None:
+        try:
+            if not DEFAULT_PATH.is_file():
+                return False
+        except OSError:  # a working directory we may not read (the Action's uid in some runners)
+            return False
+    config = load(path)
+    return config.path is not None and bool(config.gate_checks())
+
+
 def run(options: PhaseOptions, reporter: Reporter) -> Result:
     """Run one phase. Inputs are checked (images, bluegreen.yaml) before the cluster is contacted.
 
@@ -252,6 +270,7 @@ def run(options: PhaseOptions, reporter: Reporter) -> Result:
             from bluegreen.traffic_probe import probed
 
             switching = options
+            gated = gate_required(switching.config)  # bluegreen.yaml read before the cluster is asked
             return probed(
                 switching.probe,
                 lambda: switch.run(
@@ -259,6 +278,8 @@ def run(options: PhaseOptions, reporter: Reporter) -> Result:
                     to=switching.to,
                     force=switching.force,
                     reason=switching.reason,
+                    candidate=switching.candidate,
+                    gate_required=gated,
                 ),
                 longest=switching.target.timeout,
                 # a probe URL that never answers is a typo: refused before the switch changes anything
@@ -278,7 +299,10 @@ def run(options: PhaseOptions, reporter: Reporter) -> Result:
             return probed(
                 rolling.probe,
                 lambda: rollback.run(
-                    context(rolling.target, rolling.writes, reporter), reason=rolling.reason, to=rolling.to
+                    context(rolling.target, rolling.writes, reporter),
+                    reason=rolling.reason,
+                    to=rolling.to,
+                    force=rolling.force,
                 ),
                 longest=rolling.target.timeout,
                 refuse_unanswered=False,  # a rollback often runs while the app is failing: warn, go on

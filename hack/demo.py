@@ -222,8 +222,12 @@ def demo(kubeconfig: Path, *, live: bool) -> int:
     probe = ["--probe", traffic.url] if traffic else []
     bluegreen(kubeconfig, "rollback", "--reason", "demo: rollback drill", *probe, traffic=traffic)
     bluegreen(kubeconfig, "status")
+    print("\n== a re-run of the switch: 2.0 was rolled back (rejected), so it is refused, never switched to")
+    bluegreen(kubeconfig, "switch", expect=1)
+    print("\n== release 3.0 goes to green: deploy records it as the candidate")
+    bluegreen(kubeconfig, "deploy", "--image", "registry.local/shop:3.0", traffic=traffic)
     print(
-        "\n== the same engine as a GitHub Action step: switch to green again, with outputs and a job summary"
+        "\n== the same engine as a GitHub Action step: switch promotes the candidate, with outputs and a job summary"
     )
     stepped = action_step(
         kubeconfig, kubeconfig.parent / "demo-action", phase="switch", reason="demo: action step"

@@ -57,6 +57,7 @@ DEFAULTS: dict[str, str] = {
     "router": "service",
     "config": "",
     "to": "",
+    "candidate": "",
     "reason": "",
     "dry-run": "false",
     "timeout": "10m",
@@ -104,6 +105,7 @@ class ActionInputs:
     router: str
     config: str
     to: Color | None
+    candidate: str
     reason: str
     dry_run: bool
     timeout: float  # seconds
@@ -153,7 +155,13 @@ class ActionInputs:
                 return GateOptions(target=target, checks=replace(checks, duration=None, auto_rollback=None))
             case "switch":
                 return SwitchOptions(
-                    target=target, writes=writes, to=self.to, reason=self.reason, probe=self.probe
+                    target=target,
+                    writes=writes,
+                    to=self.to,
+                    reason=self.reason,
+                    candidate=self.candidate,
+                    config=checks.config,  # with a gate in it, only a gated template is promoted
+                    probe=self.probe,
                 )
             case "watch":
                 return WatchOptions(target=target, writes=writes, checks=replace(checks, min_healthy=None))
@@ -260,6 +268,7 @@ def parse(env: Mapping[str, str]) -> ActionInputs:
         router=router,
         config=raw["config"],
         to=to,
+        candidate=raw["candidate"],
         reason=raw["reason"],
         dry_run=flags["dry-run"],
         timeout=seconds.get("timeout", 0.0),

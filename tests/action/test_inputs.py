@@ -52,6 +52,7 @@ OTHER = {
     "router": "gateway",
     "config": "other.yaml",
     "to": "green",
+    "candidate": "68dea25e477fa98b",
     "reason": "hotfix 9.9",
     "dry-run": "true",
     "timeout": "3m",

@@ -27,6 +27,8 @@ def switch(cluster: LocalCluster, namespace: str, *flags: str) -> tuple[int, dic
     outcome = execute(
         [
             "switch",
+            "--to",
+            "green",  # no deploy recorded a candidate: an explicit move
             "--app",
             "shop",
             "-n",
@@ -112,6 +114,7 @@ def test_the_action_step_reports_the_probe_in_outputs_and_summary(
         apps["blue"].set(error_rate=0.25, latency=0.0)
         code, out, summary, stdout = Step(tmp_path, cluster, capsys).run(
             phase="switch",
+            to="green",
             app="shop",
             namespace=namespace,
             probe_url=f"{apps['blue'].url}/",

@@ -54,17 +54,24 @@ def test_switch_and_rollback_back_and_forth_fail_no_request(
     create_app(kube, namespace, replicas=2)
     url = cluster_url(kube, namespace, "shop")
     wait_answering(url, "blue")
-    steps = [("switch", "green"), ("rollback", "blue"), ("switch", "green"), ("rollback", "blue")]
+    # No deploy recorded a candidate: the switches name their colour. A rollback rejects the release
+    # it leaves, so switching back to it again takes --force (intent, not toggles).
+    steps = [
+        ("green", ("switch", "--to", "green")),
+        ("blue", ("rollback",)),
+        ("green", ("switch", "--to", "green", "--force")),
+        ("blue", ("rollback",)),
+    ]
     writes: list[float] = []
     with load(url, seconds=SETTLE * (len(steps) + 1) + 10) as probe:
         time.sleep(1)
-        for command, _ in steps:
-            writes.append(write_time(bluegreen(inside, command, "--app", "shop", "-n", namespace)))
+        for _, command in steps:
+            writes.append(write_time(bluegreen(inside, *command, "--app", "shop", "-n", namespace)))
             time.sleep(SETTLE)
     samples = probe.samples
     assert len(samples) > RATE * SETTLE * len(steps) * 0.8, "the load fell far behind its rate"
     bounds = [0.0, *writes[1:], float("inf")]
-    for index, (_, color) in enumerate(steps):
+    for index, (color, _) in enumerate(steps):
         old = "blue" if color == "green" else "green"
         assert_moved(
             between(samples, bounds[index], bounds[index + 1]), write=writes[index], old=old, new=color
@@ -104,7 +111,7 @@ def test_retire_under_load_and_a_rollback_from_the_retired_colour(
 ) -> None:
     create_app(kube, namespace, replicas=2)
     url = cluster_url(kube, namespace, "shop")
-    bluegreen(inside, "switch", "--app", "shop", "-n", namespace)
+    bluegreen(inside, "switch", "--to", "green", "--app", "shop", "-n", namespace)
     wait_answering(url, "green")
     with load(url, seconds=20) as probe:
         time.sleep(1)
@@ -141,7 +148,9 @@ def test_a_group_switch_moves_every_members_traffic(
     probes = {app: load(url, seconds=20).start() for app, url in urls.items()}
     try:
         time.sleep(1)
-        bluegreen(inside, "group", "switch", "--group", "storefront", "--config", str(config))
+        bluegreen(
+            inside, "group", "switch", "--to", "green", "--group", "storefront", "--config", str(config)
+        )
         moved_at = time.time()
         time.sleep(SETTLE)
     finally:
@@ -167,7 +176,7 @@ def test_keep_alive_connections_stay_on_the_old_colour_after_a_switch(
     clients = [KeepAliveClient(url) for _ in range(4)]
     try:
         assert {c.get().color for c in clients} == {"blue"}
-        bluegreen(inside, "switch", "--app", "shop", "-n", namespace)
+        bluegreen(inside, "switch", "--to", "green", "--app", "shop", "-n", namespace)
         wait_answering(url, "green")  # new connections have moved
         pinned = [c.get() for _ in range(20) for c in clients]
     finally:
@@ -186,6 +195,8 @@ def test_the_switch_probe_sees_the_cutover_through_the_clusterip(
     result = bluegreen(
         inside,
         "switch",
+        "--to",
+        "green",
         "--app",
         "shop",
         "-n",
@@ -218,7 +229,7 @@ def test_on_a_busy_cluster_traffic_still_moves_with_no_failed_request(
     try:
         with load(url, seconds=30) as probe:
             time.sleep(1)
-            result = bluegreen(inside, "switch", "--app", "shop", "-n", namespace)
+            result = bluegreen(inside, "switch", "--to", "green", "--app", "shop", "-n", namespace)
             time.sleep(SETTLE)
     finally:
         flips = churn.stop()
@@ -237,7 +248,7 @@ def test_keep_alive_connections_move_once_the_old_colour_drains(
     clients = [KeepAliveClient(url) for _ in range(4)]
     try:
         assert {c.get().color for c in clients} == {"blue"}
-        bluegreen(inside, "switch", "--app", "shop", "-n", namespace)
+        bluegreen(inside, "switch", "--to", "green", "--app", "shop", "-n", namespace)
         wait_answering(url, "green")
         assert {c.get().color for c in clients} == {"blue"}, "pinned before the drain"
         assert drain(kube, namespace, "shop", "blue") == 2
