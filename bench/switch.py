@@ -2,8 +2,8 @@
 
 On the local cluster, one app (3 pods per colour) and a second Service `floor` selecting the same pods.
 Each round runs, alternately: kubectl patches `floor` to the other colour (the floor), `bluegreen switch
---to` the other colour, kubectl patches `floor` back, `bluegreen rollback`. For every command it takes,
-from the moment the bench starts the process:
+--to` the other colour (with --force: the rollback before marked that release rejected), kubectl patches
+`floor` back, `bluegreen rollback`. For every command it takes, from the moment the bench starts it:
 
 - write sent: the request that moves traffic leaves the process (from the CLI's request log,
   BLUEGREEN_REQUEST_LOG; kubectl's is its only request, so the floor has no such figure),
@@ -254,7 +254,8 @@ def main() -> int:
             for _ in range(args.rounds):
                 for tree, suffix in versions:
                     runs[f"floor{suffix}"].append(run_floor(floor("green"), watch, pods["green"]))
-                    switch = [bluegreen, "switch", "--to", "green", *common]
+                    # --force: the rollback of the round before marked green's release rejected.
+                    switch = [bluegreen, "switch", "--to", "green", "--force", *common]
                     runs[f"switch{suffix}"].append(
                         run_bluegreen(switch, watch, namespace, pods["green"], Path(logs), tree)
                     )

@@ -28,7 +28,7 @@ from lightkube.types import PatchType
 
 from bluegreen import history, intent, routers
 from bluegreen.errors import BlueGreenError, ConflictError, NotFoundError, NotReadyError, RefusedError
-from bluegreen.kube import call, found
+from bluegreen.kube import call
 from bluegreen.lock import current_holder
 from bluegreen.model import AppSpec, Color, Result
 from bluegreen.phases.context import Context
@@ -51,10 +51,10 @@ def run(
     verify_timeout: float = VERIFY_TIMEOUT,
     candidate: str = "",
     gate_required: bool = False,
+    read: tuple[Router, RouteState] | None = None,
 ) -> Result:
-    ctx.service()  # a missing namespace or app fails here, with its own message
-    router = routers.make(ctx.router, ctx.app, ctx.kube)
-    state = router.read()
+    """`read`: the router and its state as the caller (rollback) just read them, not read again."""
+    router, state = read or read_route(ctx)
     result = Result(
         phase=action, result="noop", app=ctx.app.name, namespace=ctx.app.namespace, dry_run=ctx.dry_run
     )
@@ -62,9 +62,13 @@ def run(
     result.mark(f"read {router.name}: {state.detail}")
 
     seen: dict[Color, intent.Release] = {}
+    # Each colour's Deployment as last read: read once before the lock (to decide, check readiness and
+    # name the images) and once more under it, each time by decide() (issue 14: fewer requests).
+    deployments: dict[Color, dict[str, Any] | None] = {}
 
     def decide(state: RouteState) -> intent.Decision:
         seen.clear()
+        deployments.clear()
         if state.active is None:
             if to is None:
                 raise RefusedError(
@@ -72,7 +76,8 @@ def run(
                     remedy="Settle it: `bluegreen switch --to blue` (or green) moves all traffic to one colour.",
                 )
             return intent.Decision(target=to, notes=[f"settling a split route ({state.detail}) on {to}"])
-        seen.update(_releases(ctx))
+        deployments.update({c: ctx.deployment(c) for c in Color})
+        seen.update(_releases(ctx, deployments))
         return intent.decide(
             state.active,
             seen,
@@ -88,8 +93,9 @@ def run(
         return _noop(ctx, router, state, decision, result)
     target = decision.target
 
-    _require_available(ctx, target, force=force, result=result)
-    images = {str(c): images_of((ctx.deployment(c) or {}).get("spec", {}).get("template", {})) for c in Color}
+    _require_available(ctx, target, force=force, result=result, read=deployments.get(target))
+    read_now = {c: deployments[c] if c in deployments else ctx.deployment(c) for c in Color}
+    images = {str(c): images_of((read_now[c] or {}).get("spec", {}).get("template", {})) for c in Color}
     result.images = images
 
     if ctx.dry_run:
@@ -99,7 +105,7 @@ def run(
     with ctx.lock():
         result.mark("lock taken")
         state, decision, write, entry = _write(
-            ctx, router, decide, action=action, reason=reason, images=images, seen=seen
+            ctx, router, decide, action=action, reason=reason, images=images, seen=seen, state=state
         )
         _explain(decision, result)
         if decision.target is None or not write.changed:
@@ -122,11 +128,18 @@ def run(
         _after(ctx, router, state, target, entry, action=action, reason=reason, result=result)
         timings = {"api_ms": write.api_ms, "converged_ms": verification.converged_ms}
         try:
+            # From our own write's result, not read again (a 409 if anyone wrote the Service since).
+            known = (
+                (write.resource_version, router.annotations)
+                if isinstance(router, ServiceRouter) and router.records_history and write.resource_version
+                else None
+            )
             result.details["history"] = history.amend(
                 ctx.kube,
                 ctx.app,
                 entry["id"],
                 {"timings_ms": {k: round(v, 1) for k, v in timings.items()}, "verified": verification.ok},
+                known=known,
             )
         except (BlueGreenError, history.NotRecorded) as error:
             result.messages.append(f"the switch is recorded, its timings are not: {error}")
@@ -142,8 +155,25 @@ def run(
     return result
 
 
-def _releases(ctx: Context) -> dict[Color, intent.Release]:
-    return {c: intent.Release.of(c, ctx.deployment(c), ctx.app.color_label) for c in Color}
+def read_route(ctx: Context) -> tuple[Router, RouteState]:
+    """The app's router and what it reads, a missing app or namespace named as such."""
+    router = routers.make(ctx.router, ctx.app, ctx.kube)
+    if isinstance(router, ServiceRouter) and router.records_history:
+        # The router's read is the live Service's: one GET, whose 404 still gets ctx.service()'s message.
+        try:
+            return router, router.read()
+        except NotFoundError:
+            ctx.service()  # a missing namespace or app fails here, with its own message
+            raise
+    ctx.service()  # a missing namespace or app fails here, with its own message
+    return router, router.read()
+
+
+def _releases(
+    ctx: Context, deployments: dict[Color, dict[str, Any] | None] | None = None
+) -> dict[Color, intent.Release]:
+    read = deployments if deployments is not None else {c: ctx.deployment(c) for c in Color}
+    return {c: intent.Release.of(c, read.get(c), ctx.app.color_label) for c in Color}
 
 
 def _explain(decision: intent.Decision, result: Result) -> None:
@@ -249,13 +279,18 @@ def _write(
     reason: str,
     images: dict[str, list[str]],
     seen: dict[Color, intent.Release],
+    state: RouteState | None = None,
 ) -> tuple[RouteState, intent.Decision, SwitchWrite, dict[str, Any]]:
     """Read, decide and write under the lock; a conflict means someone changed the object: decide again.
 
-    The Service router writes the history in the same patch; the others record the intent first."""
+    The Service router writes the history in the same patch; the others record the intent first.
+    `state`: the Service as read before the lock. Its first write is guarded by that resourceVersion,
+    so any change since is a 409 and read again: reading it again first would only cost a request.
+    The Deployments are read again under the lock (decide), whatever happened to them meanwhile."""
     atomic = isinstance(router, ServiceRouter) and router.records_history
+    known = state if atomic else None
     for _ in range(CONFLICT_RETRIES):
-        state = router.read()
+        state, known = known or router.read(), None
         decision = decide(state)
         if decision.target is None:
             return state, decision, SwitchWrite(changed=False, api_ms=0.0, before="", after=""), {}
@@ -379,9 +414,14 @@ def wait_observed(
         time.sleep(0.1)
 
 
-def _require_available(ctx: Context, target: Color, *, force: bool, result: Result) -> None:
+def _require_available(
+    ctx: Context, target: Color, *, force: bool, result: Result, read: dict[str, Any] | None = None
+) -> None:
+    """`read`: the target's Deployment as just read, judged before reading it again (only while its
+    controller has not yet observed its newest generation)."""
     name = ctx.app.deployment(target)
-    dep = wait_observed(lambda: ctx.deployment(target))
+    first = [read] if read is not None else []
+    dep = wait_observed(lambda: first.pop() if first else ctx.deployment(target))
     if dep is None:
         raise NotFoundError(
             f"Deployment {ctx.app.namespace}/{name} does not exist: only one colour is present",
@@ -423,17 +463,15 @@ def point_preview(ctx: Context, idle: Color, result: Result) -> None:
 def repoint_preview(kube: Client, app: AppSpec, idle: Color) -> str:
     """Point the app's preview Service (if it has one) at `idle`; what changed, or ''."""
     what = f"Service {app.namespace}/{app.preview_service}"
-    if (
-        found(f"reading {what}", lambda: kube.get(Service, app.preview_service, namespace=app.namespace))
-        is None
-    ):
-        return ""
     patch: dict[str, Any] = {"spec": {"selector": {app.color_label: str(idle)}}}
-    call(
-        f"pointing {what} at {idle}",
-        lambda: kube.patch(
-            Service, app.preview_service, patch, namespace=app.namespace, patch_type=PatchType.MERGE
-        ),
-        idempotent=False,
-    )
+    try:  # no read first: a merge patch of a Service that does not exist is a 404, and changes nothing
+        call(
+            f"pointing {what} at {idle}",
+            lambda: kube.patch(
+                Service, app.preview_service, patch, namespace=app.namespace, patch_type=PatchType.MERGE
+            ),
+            idempotent=False,
+        )
+    except NotFoundError:
+        return ""
     return f"{what}: selector {app.color_label}={idle}"

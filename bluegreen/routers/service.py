@@ -143,6 +143,8 @@ class ServiceRouter:
         )
         written_at = time.perf_counter()
         assert stored.metadata is not None
+        if not dry_run:  # what the Service holds now: a later guarded write of ours starts from it
+            self._annotations = dict(stored.metadata.annotations or {})
         return SwitchWrite(
             changed=True,
             api_ms=(written_at - started) * 1000,
