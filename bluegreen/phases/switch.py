@@ -90,7 +90,7 @@ def run(
 
     decision = decide(state)
     if decision.target is None:
-        return _noop(ctx, router, state, decision, result)
+        return _noop(ctx, router, state, decision, result, deployments)
     target = decision.target
 
     _require_available(ctx, target, force=force, result=result, read=deployments.get(target))
@@ -109,7 +109,7 @@ def run(
         )
         _explain(decision, result)
         if decision.target is None or not write.changed:
-            return _noop(ctx, router, state, decision, result)
+            return _noop(ctx, router, state, decision, result, deployments)
         target = decision.target
         result.candidate = entry.get("release") or None
         result.mark(f"switched: {write.before} -> {write.after}")
@@ -186,13 +186,24 @@ def _explain(decision: intent.Decision, result: Result) -> None:
 
 
 def _noop(
-    ctx: Context, router: Router, state: RouteState, decision: intent.Decision, result: Result
+    ctx: Context,
+    router: Router,
+    state: RouteState,
+    decision: intent.Decision,
+    result: Result,
+    deployments: dict[Color, dict[str, Any] | None] | None = None,
 ) -> Result:
-    """Nothing to move: say why, and bring a history that lags the router up to date."""
+    """Nothing to move: say why, and bring a history that lags the router up to date.
+    `deployments`: each colour's Deployment as decide() just read it (not read again)."""
     result.result = "noop"
     result.active_color = str(state.active) if state.active else None
+    known = deployments or {}
     live = (
-        intent.Release.of(state.active, ctx.deployment(state.active), ctx.app.color_label)
+        intent.Release.of(
+            state.active,
+            known[state.active] if state.active in known else ctx.deployment(state.active),
+            ctx.app.color_label,
+        )
         if state.active
         else None
     )
