@@ -121,8 +121,11 @@ def label_key(value: object) -> str:
     """A label key: NAME or PREFIX/NAME, PREFIX a DNS subdomain, NAME 1-63 of [A-Za-z0-9-_.]."""
     text = _need_str(value, "a label key")
     prefix, slash, name = text.rpartition("/")
-    if slash:
-        dns_subdomain(prefix, kind="a label key's prefix")
+    try:
+        if slash:
+            dns_subdomain(prefix, kind="a label key's prefix")
+    except ValueError as error:
+        raise ValueError(f"{_shown(text)} is not a label key: {error}") from None
     if len(name) > 63 or not _LABEL_KEY_NAME.fullmatch(name):
         raise ValueError(
             f"{_shown(text)} is not a label key: write NAME or PREFIX/NAME, e.g. bluegreen.io/color "
