@@ -20,8 +20,8 @@ from lightkube import KubeConfig
 
 from bluegreen import kube, validate
 from bluegreen.cli import check_args, execute, parser
-from bluegreen.config import Config, ConfigError, parse
-from bluegreen.errors import UsageError
+from bluegreen.config import Config, parse
+from bluegreen.errors import ConfigError, UsageError
 from bluegreen.github import inputs
 from tests.fuzz.counting import TRIED
 
@@ -279,12 +279,25 @@ def test_action_inputs_valid_ones_make_a_valid_command_line(values: dict[str, st
 
 SCALARS = st.one_of(NUMBERS, NEAR, st.booleans(), st.none())
 VALUES = st.recursive(
-    SCALARS, lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(NEAR, inner, max_size=3)), max_leaves=8
+    SCALARS,
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(NEAR, inner, max_size=3)),
+    max_leaves=8,
 )
-GATE_KEYS = ["min-healthy", "interval", "timeout", "window", "max-error-rate", "p95-tolerance", "failure-limit"]
+GATE_KEYS = [
+    "min-healthy",
+    "interval",
+    "timeout",
+    "window",
+    "max-error-rate",
+    "p95-tolerance",
+    "failure-limit",
+]
 WATCH_KEYS = ["duration", "interval", "window", "max-p95", "failures", "auto-rollback", "p95-tolerance"]
 CHECK = st.fixed_dictionaries(
-    {"name": st.one_of(st.just("c"), NEAR), "kind": st.sampled_from(["kubernetes", "http", "prometheus", "probe", "x"])},
+    {
+        "name": st.one_of(st.just("c"), NEAR),
+        "kind": st.sampled_from(["kubernetes", "http", "prometheus", "probe", "x"]),
+    },
     optional={
         "url": st.one_of(st.just("http://127.0.0.1:9/{{color}}"), NEAR),
         "query": st.just("up"),
@@ -311,7 +324,9 @@ DOCUMENT = st.fixed_dictionaries(
                 {"name": st.one_of(st.just("g"), NEAR)},
                 optional={
                     "namespace": st.one_of(st.just("shop"), NAME_LIKE),
-                    "members": st.lists(st.one_of(NAME_LIKE, st.fixed_dictionaries({"app": NAME_LIKE})), max_size=3),
+                    "members": st.lists(
+                        st.one_of(NAME_LIKE, st.fixed_dictionaries({"app": NAME_LIKE})), max_size=3
+                    ),
                 },
             ),
             max_size=2,
@@ -395,19 +410,23 @@ KUBECONFIG = st.fixed_dictionaries(
             st.lists(
                 st.fixed_dictionaries(
                     {"name": st.one_of(st.just("x"), SCALARS)},
-                    optional={"context": st.fixed_dictionaries({"cluster": st.one_of(st.just("c"), SCALARS)})},
+                    optional={
+                        "context": st.fixed_dictionaries({"cluster": st.one_of(st.just("c"), SCALARS)})
+                    },
                 ),
                 max_size=2,
             ),
             SCALARS,
         ),
-        "users": st.one_of(st.lists(st.fixed_dictionaries({"name": st.just("u"), "user": VALUES}), max_size=1), SCALARS),
+        "users": st.one_of(
+            st.lists(st.fixed_dictionaries({"name": st.just("u"), "user": VALUES}), max_size=1), SCALARS
+        ),
         "current-context": st.one_of(st.just("x"), SCALARS),
     },
 )
 
 
-@settings(max_examples=1500)
+@settings(max_examples=1000)
 @given(KUBECONFIG, st.integers(0, 20), st.integers(0, 10**6))
 @example({}, 0, 0)
 @example({"clusters": 5, "contexts": []}, 0, 0)
