@@ -197,7 +197,7 @@ def argvs(draw: st.DrawFn) -> list[str]:
     return argv
 
 
-@settings(max_examples=2500)
+@settings(max_examples=2000)
 @given(argvs())
 @example(["gate", "--app", "shop", "--p95-tolerance", "nan"])
 @example(["switch", "--app", "shop", "--service", "../../other/services/shop"])
