@@ -11,7 +11,7 @@ import os
 import pytest
 from hypothesis import HealthCheck, settings
 
-from tests.fuzz.counting import TRIED
+from tests.fuzz.counting import PEAKS, TRIED
 
 settings.register_profile(
     "ci",
@@ -35,6 +35,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     terminalreporter.write_sep("=", "fuzz: generated inputs tried")
     for target, n in sorted(TRIED.items()):
         terminalreporter.write_line(f"  {target:<40} {n:>7}")
+    for name, value in sorted(PEAKS.items()):
+        terminalreporter.write_line(f"  {name:<40} {value:>7.2f}")
     terminalreporter.write_line(
         f"fuzz: {local} generated inputs against the validation layer, "
         f"{cluster} invalid invocations end to end on the cluster"

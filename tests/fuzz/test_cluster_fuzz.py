@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from lightkube import Client, KubeConfig
 from lightkube.models.meta_v1 import ObjectMeta
@@ -35,7 +35,7 @@ from lightkube.resources.discovery_v1 import EndpointSlice
 from bluegreen import validate
 from bluegreen.cli import execute
 from hack.localcluster import LocalCluster
-from tests.fuzz.counting import TRIED
+from tests.fuzz.counting import TRIED, peak
 from tests.support.apps import create_app
 
 pytestmark = pytest.mark.cluster
@@ -173,6 +173,9 @@ BAD_KUBECONFIGS = st.sampled_from(
 )
 
 
+MUTATING = ("deploy", "switch", "rollback", "retire", "init", "group switch")
+
+
 @dataclass(frozen=True)
 class Case:
     command: str
@@ -182,8 +185,8 @@ class Case:
 
 
 @st.composite
-def invalid_invocations(draw: st.DrawFn, rig: Rig) -> Case:
-    command = draw(st.sampled_from(["deploy", "switch", "rollback", "retire", "init", "group switch"]))
+def invalid_invocations(draw: st.DrawFn, rig: Rig, command: str = "") -> Case:
+    command = command or draw(st.sampled_from(MUTATING))
     argv = base(rig, command)
     per_app = command != "group switch"
     mutations = ["kubeconfig", "bogus flag", "duration"] + (
@@ -302,21 +305,26 @@ def test_over_200_invalid_invocations_change_nothing(rig: Rig, baseline: dict[st
         message = "" if outcome.error is None else f"{outcome.error.message} {outcome.error.remedy}"
         check_refusal(case, outcome.exit_code, message)
         assert took < TIME_LIMIT, (case, took)
+        peak("cluster: slowest refusal in-process (s)", took)
         assert rig.snapshot() == baseline, case
 
     run()
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak("cluster: test process peak RSS (MiB)", peak_mib)
     assert peak_mib < 1024, f"the test process peaked at {peak_mib:.0f} MiB"
 
 
-def test_a_sample_as_real_processes(rig: Rig, baseline: dict[str, str]) -> None:
+@pytest.mark.parametrize("command", MUTATING)
+def test_a_sample_as_real_processes(rig: Rig, baseline: dict[str, str], command: str) -> None:
     """The same invariants through the `bluegreen` entry point: stderr, exit code, memory, time."""
 
-    @settings(max_examples=12)
+    @settings(max_examples=2)
     @given(st.data())
     def run(data: st.DataObject) -> None:
-        case = data.draw(invalid_invocations(rig))
+        case = data.draw(invalid_invocations(rig, command))
+        assume(not any("\x00" in arg for arg in case.argv))  # no process can be given a NUL in argv
         TRIED[f"cluster: {case.command} (subprocess)"] += 1
+        started = time.monotonic()
         done = subprocess.run(
             [sys.executable, "-m", "bluegreen.cli", *case.argv],
             capture_output=True,
@@ -326,10 +334,12 @@ def test_a_sample_as_real_processes(rig: Rig, baseline: dict[str, str]) -> None:
             env={**os.environ, "PYTHONFAULTHANDLER": "0"},
             check=False,
         )
+        peak("cluster: slowest refusal as a process (s)", time.monotonic() - started)
         check_refusal(case, done.returncode, done.stderr)
         assert done.stderr.startswith("error: "), done.stderr
         assert rig.snapshot() == baseline, case
 
     run()
     peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    peak("cluster: largest bluegreen process RSS (MiB)", peak_mib)
     assert peak_mib < 512, f"a bluegreen process peaked at {peak_mib:.0f} MiB"
