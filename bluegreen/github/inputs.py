@@ -102,7 +102,7 @@ class ActionInputs:
         if kubeconfig_path:
             args += ["--kubeconfig", kubeconfig_path]
         if self.context:
-            args += ["--context", self.context]
+            args.append(f"--context={self.context}")  # "=": a value may start with "-"
         args += ["--router", self.router, "--timeout", self.timeout]
         if self.phase not in READ_ONLY:
             args += ["--wait-for-lock", self.wait_for_lock]
@@ -117,12 +117,12 @@ class ActionInputs:
             if self.to:
                 args += ["--to", str(self.to)]
             if self.reason:
-                args += ["--reason", self.reason]
+                args.append(f"--reason={self.reason}")
         if self.phase == "retire":
             args += ["--after", self.retire_after]
         if self.phase in ("gate", "watch", "release"):
             if self.config:
-                args += ["--config", self.config]
+                args.append(f"--config={self.config}")
             if self.interval:
                 args += ["--interval", self.interval]
         if self.phase in ("gate", "release"):
