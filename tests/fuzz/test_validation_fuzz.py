@@ -11,12 +11,13 @@ from __future__ import annotations
 import math
 import re
 import string
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import yaml
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
-from lightkube import KubeConfig
 
 from bluegreen import kube, validate
 from bluegreen.cli import check_args, execute, parser
@@ -417,60 +418,93 @@ def test_bluegreen_yaml_is_typed_and_bounded_or_refused_naming_the_line(
 
 # -- kubeconfigs ----------------------------------------------------------------------------------
 
-SERVER = st.one_of(st.just("https://127.0.0.1:6443"), st.just("http://h"), NEAR, NUMBERS, st.none())
-KUBECONFIG = st.fixed_dictionaries(
-    {},
-    optional={
-        "clusters": st.one_of(
-            st.lists(
-                st.fixed_dictionaries(
-                    {"name": st.one_of(st.just("c"), SCALARS)},
-                    optional={
-                        "cluster": st.fixed_dictionaries(
-                            {"server": SERVER},
-                            optional={
-                                "certificate-authority-data": st.one_of(NEAR, st.just("LS0tLS1CRUdJTiBY")),
-                                "insecure-skip-tls-verify": SCALARS,
-                            },
-                        )
-                    },
-                ),
-                max_size=2,
-            ),
-            SCALARS,
-        ),
-        "contexts": st.one_of(
-            st.lists(
-                st.fixed_dictionaries(
-                    {"name": st.one_of(st.just("x"), SCALARS)},
-                    optional={
-                        "context": st.fixed_dictionaries({"cluster": st.one_of(st.just("c"), SCALARS)})
-                    },
-                ),
-                max_size=2,
-            ),
-            SCALARS,
-        ),
-        "users": st.one_of(
-            st.lists(st.fixed_dictionaries({"name": st.just("u"), "user": VALUES}), max_size=1), SCALARS
-        ),
-        "current-context": st.one_of(st.just("x"), SCALARS),
-    },
+
+def _a_real_ca() -> str:
+    """Base64 of one real CA certificate (certifi's bundle ships with httpx): valid PEM to start from."""
+    import base64
+
+    import certifi
+
+    bundle = Path(certifi.where()).read_text()
+    first = bundle[bundle.index("-----BEGIN CERTIFICATE-----") :]
+    first = first[: first.index("-----END CERTIFICATE-----") + len("-----END CERTIFICATE-----")] + "\n"
+    return base64.b64encode(first.encode()).decode()
+
+
+CA = _a_real_ca()
+KUBECONFIG_BASE: dict[str, Any] = {
+    "apiVersion": "v1",
+    "kind": "Config",
+    "clusters": [
+        {"name": "c", "cluster": {"server": "https://127.0.0.1:6443", "certificate-authority-data": CA}}
+    ],
+    "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u", "namespace": "shop"}}],
+    "users": [{"name": "u", "user": {"token": "t0ken"}}],
+    "current-context": "x",
+}
+# Where a hand edit goes wrong: (path into the document, what is put there).
+KUBECONFIG_PLACES = [
+    (),
+    ("clusters",),
+    ("clusters", 0),
+    ("clusters", 0, "name"),
+    ("clusters", 0, "cluster"),
+    ("clusters", 0, "cluster", "server"),
+    ("clusters", 0, "cluster", "certificate-authority-data"),
+    ("clusters", 0, "cluster", "insecure-skip-tls-verify"),
+    ("contexts",),
+    ("contexts", 0, "context", "cluster"),
+    ("contexts", 0, "context", "user"),
+    ("users", 0, "user"),
+    ("users", 0, "user", "client-certificate-data"),
+    ("users", 0, "user", "client-key-data"),
+    ("users", 0, "user", "token"),
+    ("current-context",),
+]
+WILD_KUBECONFIG_VALUES = st.one_of(
+    SCALARS,
+    st.sampled_from(
+        ["https://h:99999", "ftp://h", "https://", "h:6443", "LS0tLS1CRUdJTiBY", CA[:-8], "http://[::1"]
+    ),
+    st.lists(SCALARS, max_size=2),
+    st.dictionaries(NEAR, SCALARS, max_size=2),
 )
 
 
+@st.composite
+def kubeconfigs(draw: st.DrawFn) -> str:
+    """A valid kubeconfig with at most one field replaced by a wild value, then possibly mangled."""
+    import copy
+
+    document: Any = copy.deepcopy(KUBECONFIG_BASE)
+    place = draw(st.sampled_from(KUBECONFIG_PLACES))
+    if draw(st.integers(0, 9)):
+        value = draw(WILD_KUBECONFIG_VALUES)
+        if not place:
+            document = value
+        else:
+            parent = document
+            for step in place[:-1]:
+                parent = parent[step]
+            parent[place[-1]] = value
+    return _mangle(
+        yaml.safe_dump(document, allow_unicode=True), draw(st.integers(0, 40)), draw(st.integers(0, 10**6))
+    )
+
+
+KUBECONFIG_DIR = Path(tempfile.mkdtemp(prefix="bluegreen-fuzz-kubeconfig-"))
+
+
 @settings(max_examples=1000)
-@given(KUBECONFIG, st.integers(0, 20), st.integers(0, 10**6))
-@example({}, 0, 0)
-@example({"clusters": 5, "contexts": []}, 0, 0)
-def test_kubeconfigs_are_checked_field_by_field(document: dict[str, Any], how: int, at: int) -> None:
+@given(kubeconfigs())
+@example("")
+@example("clusters: 5\ncontexts: []\n")
+def test_kubeconfigs_are_checked_field_by_field(text: str) -> None:
     TRIED["kubeconfigs"] += 1
-    text = _mangle(yaml.safe_dump(document, allow_unicode=True), how, at)
+    path = KUBECONFIG_DIR / "kubeconfig"
+    path.write_text(text)
     try:
-        data = kube.kubeconfig_data(text)
-    except ValueError as error:
-        assert str(error).startswith("kubeconfig: "), error
-        return
-    config = KubeConfig.from_dict(data)  # lightkube takes whatever passed, without a type error
-    if data.get("current-context") is not None:
-        assert config.get() is not None
+        kube.connect(kubeconfig=str(path))  # only builds the client: no request is sent
+    except UsageError as error:
+        assert error.exit_code == 2 and "unexpected" not in error.message
+        assert "kubeconfig" in error.message, error.message
