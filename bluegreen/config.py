@@ -396,8 +396,7 @@ def _check(item: Any, where: str, line: int, problems: _Problems, base: Path) ->
     if kind == "http":
         url = s.string("url")
         s.template("url", url)
-        if url and not url.startswith(("http://", "https://")):
-            s.fail("url", f"{url!r} is not an http(s) URL")
+        _check_url(s, "url", url)
         path = s.string("path", "/health/ready")
         if not path.startswith("/"):
             s.fail("path", f"{path!r} must start with /")
@@ -477,8 +476,7 @@ def _check(item: Any, where: str, line: int, problems: _Problems, base: Path) ->
         )
     if kind == "prometheus":
         url = s.string("url", required=True)
-        if url and not url.startswith(("http://", "https://")):
-            s.fail("url", f"{url!r} is not an http(s) URL")
+        _check_url(s, "url", url)
         query = s.string("query", required=True)
         s.template("query", query)
         measure = s.string("measure", "value")
@@ -515,6 +513,9 @@ def _check(item: Any, where: str, line: int, problems: _Problems, base: Path) ->
     s.template("url", url)
     if url and "{{" not in url:
         s.fail("url", "the URL must contain {{color}} to reach each colour apart, or use `urls`")
+    _check_url(s, "url", url)
+    for one in urls.values():
+        _check_url(s, "urls", one)
     return ProbeCheckConfig(
         name=name,
         line=line,
@@ -523,6 +524,23 @@ def _check(item: Any, where: str, line: int, problems: _Problems, base: Path) ->
         requests=s.integer("requests", 20, minimum=1),
         timeout=s.parsed("timeout", parse_duration, 5.0),
     )
+
+
+def _check_url(s: _Section, key: str, url: str) -> None:
+    """An http(s) URL with a host, as it will be once templated (so a space is found now, not as an
+    InvalidURL in the middle of a gate)."""
+    if not url:
+        return
+    import httpx2  # here, not at the top: `bluegreen --help` stays fast
+
+    sample = _TEMPLATE.sub(lambda m: "x", url)
+    try:
+        validate.url(sample)
+        httpx2.URL(sample)
+    except ValueError as error:
+        s.fail(key, str(error).replace(validate._shown(sample), validate._shown(url)))
+    except httpx2.InvalidURL as error:
+        s.fail(key, f"{validate._shown(url)} is not a URL: {error}")
 
 
 def _plain(value: Any) -> Any:

@@ -158,7 +158,7 @@ def text(value: object, *, kind: str = "text", limit: int = MAX_TEXT) -> str:
     return got
 
 
-def url(value: object, *, kind: str = "a URL") -> str:
+def url(value: object, *, kind: str = "an http(s) URL") -> str:
     """An http(s) URL with a host, or empty."""
     got = text(value, kind=kind)
     if got and not re.fullmatch(r"https?://[^/\s?#]+([/?#]\S*)?", got):
