@@ -272,6 +272,10 @@ def test_a_huge_bluegreen_yaml_is_refused_without_reading_it_all(tmp_path: Path)
         ("app: ../x\n", "bluegreen.yaml:1: app: '../x' is not an app name"),
         ("gate:\n  interval: [1]\n", "bluegreen.yaml:2: gate.interval: [1] is not a duration"),
         ("gate:\n  failure-limit: 1.5\n", "bluegreen.yaml:2: gate.failure-limit: expected a whole number"),
+        (
+            "checks:\n  - {name: p, kind: probe, url: 'http://a b/{{color}}'}\n",
+            "bluegreen.yaml:2: checks[0].url: 'http://a b/{{color}}' is not an http(s) URL",
+        ),
     ],
 )
 def test_wrong_typed_yaml_values_are_named(text: str, says: str) -> None:
