@@ -128,8 +128,13 @@ def kubeconfig_data(text: str, *, source: str = "kubeconfig") -> dict[str, Any]:
     """
     try:
         data = validate.load_yaml(text)
+    except yaml.MarkedYAMLError as error:
+        # The problem and its place only: PyYAML's own message quotes the line, which may hold a token.
+        mark = error.problem_mark
+        where = f"{source}:{mark.line + 1}" if mark else source
+        raise ValueError(f"{where}: not valid YAML: {error.problem or error.context}") from None
     except yaml.YAMLError as error:
-        raise ValueError(f"{source}: not valid YAML: {error}") from None
+        raise ValueError(f"{source}: not valid YAML ({type(error).__name__})") from None
     if data is None:
         raise ValueError(f"{source}: the kubeconfig is empty")
     if not isinstance(data, dict):

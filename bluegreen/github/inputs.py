@@ -282,9 +282,9 @@ def kubeconfig_secrets(text: str) -> list[str]:
     import yaml
 
     try:
-        data = yaml.safe_load(text)
+        data = validate.load_yaml(text)  # no aliases, bounded depth: the walk below stays small
     except yaml.YAMLError:
-        return []
+        return [text]  # unreadable, and maybe secret: all of it
     found: list[str] = []
 
     def walk(node: object) -> None:

@@ -364,3 +364,16 @@ def test_allow_no_endpoints_needs_force() -> None:
     refused(
         ["switch", "--app", "shop", "--allow-no-endpoints", *NO_CLUSTER], "--allow-no-endpoints", "--force"
     )
+
+
+def test_a_kubeconfig_yaml_error_never_quotes_the_line_holding_a_token(tmp_path: Path) -> None:
+    path = tmp_path / "kubeconfig"
+    path.write_text("users:\n- name: u\n  user: {token: s3cr3t-token-value\n")
+    message = refused(["switch", "--app", "shop", "--kubeconfig", str(path)], f"{path}:", "not valid YAML")
+    assert "s3cr3t" not in message
+
+
+def test_masking_an_alias_bomb_kubeconfig_masks_it_whole_at_once() -> None:
+    from bluegreen.github.inputs import kubeconfig_secrets
+
+    assert kubeconfig_secrets(BOMB) == [BOMB]  # before: a walk over 9 * 4**9 nodes
