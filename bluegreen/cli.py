@@ -120,6 +120,15 @@ def set_image(text: str) -> tuple[str, str]:
 
 def check_args(args: argparse.Namespace) -> None:
     """What no single flag's `type=` can see: flags that exclude each other, names derived together."""
+    for dest, value in vars(args).items():
+        # argparse drops a value of "--" (`--app=--`) and stores [] without calling `type=` (Python 3.11).
+        bad = value == [] if dest != "set_image" else any(not isinstance(v, tuple) for v in value)
+        if isinstance(value, list) and bad:
+            flag = "--from" if dest == "source" else "--" + dest.replace("_", "-")
+            raise UsageError(
+                f"argument {flag}: '--' is not a value for it",
+                remedy=f"Give {flag} a value, as `{flag} VALUE`.",
+            )
     image, set_images = getattr(args, "image", None), getattr(args, "set_image", None) or []
     if image and set_images:
         given = " ".join(f"--set-image {c}={i}" for c, i in set_images)

@@ -67,7 +67,7 @@ def connect(*, kubeconfig: str | None = None, context: str | None = None, timeou
         raise UsageError(f"cannot use the kubeconfig ({where}): {error}", remedy=remedy) from None
     try:
         return Client(single, timeout=httpx2.Timeout(timeout), field_manager=FIELD_MANAGER)
-    except (ssl.SSLError, OSError, ValueError, ConfigError, httpx2.InvalidURL) as error:
+    except (ssl.SSLError, OSError, ValueError, TypeError, ConfigError, httpx2.InvalidURL) as error:
         # What the shape check cannot see: PEM that parses as base64 but not as a certificate or key,
         # a certificate file that cannot be read, a key that does not match its certificate.
         raise UsageError(
@@ -163,8 +163,16 @@ def kubeconfig_data(text: str, *, source: str = "kubeconfig") -> dict[str, Any]:
         _pem(raw_cluster, "certificate-authority-data", where)
     for i, named_user in enumerate(shape.users):
         raw_user = data["users"][i]["user"]
+        where = f"{source}: users[{i}] ({named_user.name!r}).user"
         for key in ("client-certificate-data", "client-key-data"):
-            _pem(raw_user, key, f"{source}: users[{i}] ({named_user.name!r}).user")
+            _pem(raw_user, key, where)
+        has_cert = bool(named_user.user.client_cert or named_user.user.client_cert_data)
+        has_key = bool(named_user.user.client_key or named_user.user.client_key_data)
+        if has_cert != has_key:
+            given, missing = (
+                ("client-certificate", "client-key") if has_cert else ("client-key", "client-certificate")
+            )
+            raise ValueError(f"{where}: {given}(-data) without {missing}(-data): give both or neither")
     for i, named_context in enumerate(shape.contexts):
         where = f"{source}: contexts[{i}] ({named_context.name!r}).context"
         if named_context.context.cluster not in clusters:

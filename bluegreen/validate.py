@@ -152,6 +152,10 @@ def text(value: object, *, kind: str = "text", limit: int = MAX_TEXT) -> str:
     got = _need_str(value, kind)
     if len(got) > limit:
         raise ValueError(f"{_shown(got)} is {len(got)} characters long: {kind} may have at most {limit}")
+    if got.strip() == "--":  # argparse drops it: `--reason=--` would arrive as nothing
+        raise ValueError(
+            f"{_shown(got)} cannot be given as a value: a command line reads it as the end of options"
+        )
     bad = next((c for c in got if (ord(c) < 32 and c != "\t") or ord(c) == 127), None)
     if bad is not None:
         raise ValueError(f"{_shown(got)}: {kind} may not contain control characters such as {bad!r}")

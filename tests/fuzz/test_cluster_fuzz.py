@@ -134,7 +134,9 @@ BAD_NAMES = st.one_of(
     st.sampled_from(
         ["../{other}/shop", "{other}/shop", "../../{other}/services/shop", "shop/../../{other}", ".."]
     ),
-    st.sampled_from(["Shop", "shop_1", "shop.", "-shop", "shop-", "", " shop", "shop\n", "ｓhop", "a" * 64]),
+    st.sampled_from(
+        ["--", "Shop", "shop_1", "shop.", "-shop", "shop-", "", " shop", "shop\n", "ｓhop", "a" * 64]
+    ),
     st.text(alphabet="abc/.-_ A\x00", min_size=1, max_size=20),
 ).filter(invalid(validate.dns_subdomain))
 BAD_DURATIONS = st.one_of(

@@ -212,6 +212,7 @@ def argvs(draw: st.DrawFn) -> tuple[list[str], str]:
 @example((["switch", "--app", "shop", "--service=../../other/services/shop"], "--service"))
 @example((["deploy", "--app", "shop", "--image", "r/a:1", "--set-image=web=r/b:2"], "--set-image"))
 @example((["retire", "--app", "shop", "--after=-inf"], "--after"))
+@example((["deploy", "--app", "shop", "--image", "r/a:1", "--app=--"], "--app"))  # found: argparse stored []
 def test_every_command_line_is_typed_and_bounded_or_refused_with_exit_2(case: tuple[list[str], str]) -> None:
     argv, wild = case
     TRIED["cli argv (in-process)"] += 1
@@ -291,6 +292,7 @@ def input_sets(draw: st.DrawFn) -> tuple[dict[str, str], str]:
 @example(({"phase": "gate", "app": "shop", "p95-tolerance": "nan"}, "p95-tolerance"))
 @example(({"phase": "init", "app": "shop", "context": "-1e+16"}, "context"))  # found: read as a flag
 @example(({"phase": "rollback", "app": "shop", "reason": "-x"}, "reason"))
+@example(({"phase": "rollback", "app": "shop", "reason": "--"}, "reason"))
 def test_action_inputs_valid_ones_make_a_valid_command_line(case: tuple[dict[str, str], str]) -> None:
     values, wild = case
     TRIED["action inputs"] += 1
@@ -471,6 +473,17 @@ WILD_KUBECONFIG_VALUES = st.one_of(
 )
 
 
+def _kubeconfig_with(place: tuple[str | int, ...], value: Any) -> str:
+    import copy
+
+    document: Any = copy.deepcopy(KUBECONFIG_BASE)
+    parent = document
+    for step in place[:-1]:
+        parent = parent[step]
+    parent[place[-1]] = value
+    return yaml.safe_dump(document)
+
+
 @st.composite
 def kubeconfigs(draw: st.DrawFn) -> str:
     """A valid kubeconfig with at most one field replaced by a wild value, then possibly mangled."""
@@ -499,6 +512,9 @@ KUBECONFIG_DIR = Path(tempfile.mkdtemp(prefix="bluegreen-fuzz-kubeconfig-"))
 @given(kubeconfigs())
 @example("")
 @example("clusters: 5\ncontexts: []\n")
+@example(
+    _kubeconfig_with(("users", 0, "user", "client-certificate-data"), "LS0tLS1CRUdJTiBY")
+)  # found: no key
 def test_kubeconfigs_are_checked_field_by_field(text: str) -> None:
     TRIED["kubeconfigs"] += 1
     path = KUBECONFIG_DIR / "kubeconfig"

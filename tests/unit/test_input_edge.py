@@ -67,6 +67,18 @@ def test_path_like_names_are_refused_before_any_request(flag: str, value: str) -
     refused([*base, flag, value], flag, repr(value))
 
 
+@pytest.mark.parametrize("flag", ["--app", "--namespace", "--timeout", "--to", "--set-image", "--service"])
+def test_a_value_of_double_dash_is_refused_not_an_unexpected_type_error(flag: str) -> None:
+    # Found by the cluster fuzz (explore profile): argparse stored [] for `--app=--`, which reached
+    # lightkube as a list ("unexpected TypeError", exit 3).
+    argv = ["deploy", "--app", "shop", "--image", "r/a:1", *NO_CLUSTER]
+    if flag == "--to":
+        argv = ["switch", "--app", "shop", *NO_CLUSTER]
+    if flag == "--set-image":
+        argv = ["deploy", "--app", "shop", *NO_CLUSTER]
+    refused([*argv, f"{flag}=--"], f"argument {flag}: '--' is not a value")
+
+
 def test_an_app_name_leaves_room_for_the_names_derived_from_it() -> None:
     longest = "a" * validate.MAX_APP
     assert validate.app_name(longest) == longest
@@ -318,6 +330,11 @@ PEM = base64.b64encode(b"-----BEGIN CERTIFICATE-----\nbad\n-----END CERTIFICATE-
             "contexts[0] ('c').context.cluster: no cluster named 'b'",
         ),
         ("x: &a [1]\ny: *a\n", "aliases (*name) are not allowed"),
+        (
+            "clusters: [{name: a, cluster: {server: 'https://h:6443'}}]\n"
+            f"users: [{{name: u, user: {{client-certificate-data: {PEM}}}}}]\ncontexts: []\n",
+            "users[0] ('u').user: client-certificate(-data) without client-key(-data)",
+        ),
     ],
 )
 def test_bad_kubeconfigs_name_the_field(tmp_path: Path, text: str, says: str) -> None:
