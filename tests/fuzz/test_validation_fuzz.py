@@ -307,8 +307,7 @@ def test_action_inputs_valid_ones_make_a_valid_command_line(case: tuple[dict[str
         }
         assert wild in named or (wild in ("phase", "set-images") and "image" in named), (wild, error.message)
         return
-    args = parser().parse_args(parsed.argv("/nonexistent/kubeconfig"))
-    check_args(args)  # what the Action accepts, the CLI accepts
+    parsed.options("/nonexistent/kubeconfig")  # what the Action accepts becomes a phase's options
 
 
 # -- bluegreen.yaml documents ---------------------------------------------------------------------

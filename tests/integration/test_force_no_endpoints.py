@@ -14,8 +14,9 @@ from lightkube import Client
 from lightkube.resources.core_v1 import Service
 
 from bluegreen import history
-from bluegreen.cli import context, execute, parser
-from bluegreen.model import NullReporter
+from bluegreen.cli import execute, parse_options
+from bluegreen.model import Color, NullReporter
+from bluegreen.options import SwitchOptions, context
 from bluegreen.phases import switch
 from hack.localcluster import LocalCluster
 from tests.integration.test_engine import selector_color, versions
@@ -34,9 +35,8 @@ def test_force_onto_a_colour_with_no_ready_pod_is_refused(
     _unready_green(kube, namespace)
     before = versions(kube, namespace)
 
-    outcome = execute(
-        ["switch", "--force", "--app", "shop", "-n", namespace, "--kubeconfig", str(cluster.kubeconfig)]
-    )
+    where = ["--app", "shop", "-n", namespace, "--kubeconfig", str(cluster.kubeconfig)]
+    outcome = execute(["switch", "--force", "--to", "green", *where])
 
     assert outcome.exit_code == 1
     assert outcome.error is not None
@@ -50,13 +50,19 @@ def test_allow_no_endpoints_switches_and_the_history_says_so(
     cluster: LocalCluster, kube: Client, namespace: str
 ) -> None:
     _unready_green(kube, namespace)
-    flags = ["--force", "--allow-no-endpoints", "--reason", "drill"]
-    args = parser().parse_args(
+    flags = ["--force", "--allow-no-endpoints", "--to", "green", "--reason", "drill"]
+    options = parse_options(
         ["switch", *flags, "--app", "shop", "-n", namespace, "--kubeconfig", str(cluster.kubeconfig)]
     )
+    assert isinstance(options, SwitchOptions) and options.allow_no_endpoints
     # The phase itself, with a short verification: green has no endpoints, so it cannot converge.
     result = switch.run(
-        context(args, NullReporter()), force=True, allow_no_endpoints=True, reason="drill", verify_timeout=1
+        context(options.target, options.writes, NullReporter()),
+        to=Color.GREEN,
+        force=True,
+        allow_no_endpoints=True,
+        reason="drill",
+        verify_timeout=1,
     )
 
     assert result.result == "failed"  # moved, but nothing answers: said, not hidden
