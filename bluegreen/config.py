@@ -61,7 +61,7 @@ def parse_ratio(text: str | float | int) -> float:
 
 
 def parse_tolerance(text: str | float | int) -> float:
-    """`20%` or `+20%` or 0.2 -> 0.2: how far above the baseline a value may go (0..1000%, finite)."""
+    """`20%` or `+20%` or 0.2 -> 0.2: how far above the baseline a value may go (0..10,000%, finite)."""
     return validate.tolerance(text)
 
 

@@ -127,7 +127,7 @@ def test_non_finite_or_huge_durations_are_refused(command: str, flag: str, value
     refused([command, "--app", "shop", f"{flag}={value}", *NO_CLUSTER], flag, repr(value))
 
 
-@pytest.mark.parametrize("value", ["nan", "inf", "1e400", "-1", "2000%"])
+@pytest.mark.parametrize("value", ["nan", "inf", "1e400", "-1", "20000%"])
 def test_gate_p95_tolerance_nan_does_not_pass_the_gate(value: str) -> None:
     # Refused at the edge: before, `nan` disabled the p95 comparison and the gate passed.
     refused(
