@@ -423,7 +423,7 @@ def _switch(parser: argparse.ArgumentParser) -> Build:
         help="with --force: switch even onto a colour with no ready pod at all (an outage; recorded)",
     )
     parser.add_argument(
-        "--reason", default="", type=typed(validate.text), help="recorded in the history and the Event"
+        "--reason", default="", type=typed(validate.reason), help="recorded in the history and the Event"
     )
     parser.add_argument(
         "--config",
@@ -448,7 +448,7 @@ def _switch(parser: argparse.ArgumentParser) -> Build:
 @phase("rollback", "move traffic back to the previous colour; the other keeps running", mutating=True)
 def _rollback(parser: argparse.ArgumentParser) -> Build:
     parser.add_argument(
-        "--reason", default="", type=typed(validate.text), help="why: recorded in the history and the Event"
+        "--reason", default="", type=typed(validate.reason), help="why: recorded in the history and the Event"
     )
     parser.add_argument(
         "--to",

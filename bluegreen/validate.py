@@ -26,6 +26,7 @@ import yaml
 MAX_DURATION = 24 * 3600.0  # seconds: no wait, window or safety period of ours is longer than a day
 MAX_TOLERANCE = 100.0  # 10,000%: finite, and far above any tolerance a gate means (tests use 2000%)
 MAX_TEXT = 1024  # characters of free text (a reason, a run URL, a context name)
+MAX_REASON = 1024 * 1024  # characters of a reason: the history cuts it to fit its annotation
 MAX_PATH = 4096
 MAX_YAML_BYTES = 1024 * 1024  # bluegreen.yaml and kubeconfigs are a few KiB; 1 MiB is generous
 MAX_DEPTH = 64  # nesting levels of a YAML document (a Job template needs about 10)
@@ -160,6 +161,11 @@ def text(value: object, *, kind: str = "text", limit: int = MAX_TEXT) -> str:
     if bad is not None:
         raise ValueError(f"{_shown(got)}: {kind} may not contain control characters such as {bad!r}")
     return got
+
+
+def reason(value: object) -> str:
+    """Why a change was made: free text on one line; long ones are cut where they are recorded."""
+    return text(value, kind="a reason", limit=MAX_REASON)
 
 
 def url(value: object, *, kind: str = "an http(s) URL") -> str:

@@ -193,7 +193,7 @@ def parse(env: Mapping[str, str]) -> ActionInputs:
         ("namespace", validate.namespace),
         ("router", validate.router),
         ("context", validate.text),
-        ("reason", validate.text),
+        ("reason", validate.reason),
     ):
         try:
             name_check(raw[key])
