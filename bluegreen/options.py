@@ -134,6 +134,7 @@ class SwitchOptions:
     writes: Writes = field(default_factory=Writes)
     to: Color | None = None  # None: the candidate deploy recorded (nothing to do when it is live)
     force: bool = False
+    allow_no_endpoints: bool = False  # with force: even onto a colour with no ready pod (recorded)
     reason: str = ""
     candidate: str = ""  # deploy's `candidate` output: promote exactly that release
     # bluegreen.yaml (None: ./bluegreen.yaml if present): a gate in it is required; its watch's
@@ -276,6 +277,7 @@ def run(options: PhaseOptions, reporter: Reporter) -> Result:
                     candidate=switching.candidate,
                     gate_required=gated,
                     baseline=baseline,
+                    allow_no_endpoints=switching.allow_no_endpoints,
                 ),
                 longest=switching.target.timeout,
                 # a probe URL that never answers is a typo: refused before the switch changes anything

@@ -57,6 +57,7 @@ def run(
     candidate: str = "",
     gate_required: bool = False,
     baseline: Callable[[Color], dict[str, Any]] | None = None,
+    allow_no_endpoints: bool = False,
 ) -> Result:
     ctx.service()  # a missing namespace or app fails here, with its own message
     router = routers.make(ctx.router, ctx.app, ctx.kube)
@@ -94,7 +95,11 @@ def run(
         return _noop(ctx, router, state, decision, result)
     target = decision.target
 
-    _require_available(ctx, target, force=force, result=result)
+    forced = _require_available(
+        ctx, target, force=force, result=result, allow_no_endpoints=allow_no_endpoints
+    )
+    if forced:
+        reason = f"{reason} [{forced}]" if reason else forced
     images = {str(c): images_of((ctx.deployment(c) or {}).get("spec", {}).get("template", {})) for c in Color}
     result.images = images
 
@@ -113,7 +118,7 @@ def run(
         def ready(target: Color) -> None:
             # Again under the lock: while this run waited for it, the target may have changed (a
             # failed deploy's restore still rolling out, another release's deploy).
-            _require_available(ctx, target, force=force, result=None)
+            _require_available(ctx, target, force=force, result=None, allow_no_endpoints=allow_no_endpoints)
 
         state, decision, write, entry = _write(
             ctx,
@@ -434,7 +439,25 @@ def wait_observed(
         cancel.sleep(0.1)
 
 
-def _require_available(ctx: Context, target: Color, *, force: bool, result: Result | None) -> None:
+def ready_pods(pods: list[dict[str, Any]]) -> int:
+    """Pods that are Ready and not terminating: what the Service's endpoints will hold (pure)."""
+    return sum(
+        1
+        for pod in pods
+        if not (pod.get("metadata") or {}).get("deletionTimestamp")
+        and any(
+            c.get("type") == "Ready" and c.get("status") == "True"
+            for c in (pod.get("status") or {}).get("conditions") or []
+        )
+    )
+
+
+def _require_available(
+    ctx: Context, target: Color, *, force: bool, result: Result | None, allow_no_endpoints: bool = False
+) -> str:
+    """Refuse a target that is not fully available, unless forced; returns what a forced switch
+    overrode, for the history ("" when nothing was). Force never picks zero ready pods by accident:
+    that also needs `allow_no_endpoints`."""
     name = ctx.app.deployment(target)
     dep = wait_observed(lambda: ctx.deployment(target))
     if dep is None:
@@ -443,16 +466,28 @@ def _require_available(ctx: Context, target: Color, *, force: bool, result: Resu
             remedy=f"Run `bluegreen deploy --image IMAGE` to create {target} first.",
         )
     if fully_available(dep):
-        return
+        return ""
     selector = ((dep.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
-    why = "; ".join(pod_problems(ctx.pods(target, selector))) or rollout_status(dep).message
+    pods = ctx.pods(target, selector)
+    why = "; ".join(pod_problems(pods)) or rollout_status(dep).message
     if not force:
         raise NotReadyError(
             f"{target} is not ready to take all traffic: {why}",
             remedy="Wait for its rollout (`bluegreen deploy` waits for it), fix the pods, or pass --force.",
         )
+    ready = ready_pods(pods)
+    if ready == 0 and not allow_no_endpoints:
+        raise NotReadyError(
+            f"--force would move all traffic to {target}, which has no ready pod ({why}): an outage",
+            remedy=f"Scale or fix {name} first; to switch onto no endpoints anyway, add --allow-no-endpoints.",
+        )
     if result is not None:
         result.messages.append(f"--force: switching to {target} although it is not ready ({why})")
+    if ready == 0:
+        if result is not None:
+            result.messages.append(f"--allow-no-endpoints: {target} has no ready pod; traffic will fail")
+        return f"forced onto {target} with no ready pod (--allow-no-endpoints)"
+    return f"forced onto {target} with {ready} ready pod(s), not fully available"
 
 
 def _dry_run(ctx: Context, router: Router, target: Color, result: Result) -> Result:
