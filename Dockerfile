@@ -38,4 +38,7 @@ ENV PATH=/opt/bluegreen/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
 # those files root-owned but 0666 (seen under act 0.2.89), so any uid passes there. GitHub's docs ask
 # Docker actions to run as root for this reason: a self-hosted runner under another uid would fail.
 USER 1001
+# Exec form, no shell in between: the runner's `docker run` has no --init, so the engine is PID 1 and
+# gets the SIGTERM of a cancelled job itself; it installs its own handlers (bluegreen/cancel.py), which
+# PID 1 needs: the kernel drops a signal that PID 1 has no handler for.
 ENTRYPOINT ["/opt/bluegreen/bin/python", "/action/entrypoint.py"]

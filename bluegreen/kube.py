@@ -7,18 +7,25 @@ concurrent change; a refused connection is retried a few times with backoff, the
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
 import json
 import os
+import ssl
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import httpx2
+import msgspec
 import yaml
 from lightkube import ApiError, Client, ConfigError, KubeConfig
+from lightkube.config import models as kubeconfig_models
 
+from bluegreen import cancel, validate
 from bluegreen.errors import (
     BlueGreenError,
     ClusterError,
@@ -41,27 +48,40 @@ INITIAL_EVENTS_END = "k8s.io/initial-events-end"
 
 
 def connect(*, kubeconfig: str | None = None, context: str | None = None, timeout: float = 10.0) -> Client:
-    """A client for the cluster named by `kubeconfig` (else $KUBECONFIG, ~/.kube/config, in-cluster)."""
+    """A client for the cluster named by `kubeconfig` (else $KUBECONFIG, ~/.kube/config, in-cluster).
+
+    The kubeconfig is read through the same safe YAML as bluegreen.yaml and its shape checked field by
+    field (kubeconfig_data), so a hand-edited file gets a message naming the bad field, exit 2."""
+    where = kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config or the in-cluster account"
+    remedy = "Pass --kubeconfig (and --context) naming a cluster you can reach."
     try:
         if kubeconfig:
-            path = Path(kubeconfig).expanduser()
-            if not path.is_file():
-                raise UsageError(
-                    f"kubeconfig {path} does not exist", remedy="Pass the path of a kubeconfig file."
-                )
-            config = KubeConfig.from_file(path)
+            config = _from_file(Path(kubeconfig).expanduser(), explicit=True)
         else:
-            config = KubeConfig.from_env()
+            try:
+                config = KubeConfig.from_service_account()
+            except ConfigError:
+                config = _from_file(
+                    Path(os.environ.get("KUBECONFIG") or "~/.kube/config").expanduser(), explicit=False
+                )
         single = config.get(context_name=context) if context else config.get()
+    except UsageError:
+        raise
     except (ConfigError, OSError, ValueError, KeyError, TypeError, yaml.YAMLError) as error:
-        where = kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config or the in-cluster account"
+        raise UsageError(f"cannot use the kubeconfig ({where}): {error}", remedy=remedy) from None
+    try:
+        client = Client(
+            single, timeout=httpx2.Timeout(timeout), field_manager=FIELD_MANAGER, transport=_transport(single)
+        )
+    except (ssl.SSLError, OSError, ValueError, TypeError, ConfigError, httpx2.InvalidURL) as error:
+        # What the shape check cannot see: PEM that parses as base64 but not as a certificate or key,
+        # a certificate file that cannot be read, a key that does not match its certificate.
         raise UsageError(
-            f"cannot use the kubeconfig ({where}): {error}",
-            remedy="Pass --kubeconfig (and --context) naming a cluster you can reach.",
+            f"cannot use the kubeconfig ({where}), context {getattr(single, 'context_name', context)!r}: "
+            f"its TLS settings (certificate-authority*, client-certificate*, client-key*) are unusable: "
+            f"{type(error).__name__}: {error}",
+            remedy="Fix or re-export the certificate and key data, e.g. with `kubectl config view --raw`.",
         ) from None
-    client = Client(
-        single, timeout=httpx2.Timeout(timeout), field_manager=FIELD_MANAGER, transport=_transport(single)
-    )
     log = os.environ.get(REQUEST_LOG)
     if log:
         _log_requests(client, Path(log))
@@ -86,6 +106,138 @@ def _log_requests(client: Client, path: Path) -> None:
             out.write(f"{time.time():.6f} {request.method} {request.url.raw_path.decode()}\n")
 
     http.event_hooks = {**http.event_hooks, "request": [*http.event_hooks["request"], note]}
+
+
+def _from_file(path: Path, *, explicit: bool) -> KubeConfig:
+    if not path.is_file():
+        raise UsageError(
+            f"kubeconfig {path} does not exist",
+            remedy="Pass the path of a kubeconfig file."
+            if explicit
+            else "Pass --kubeconfig, set $KUBECONFIG, or run inside the cluster.",
+        )
+    with path.open("rb") as file:
+        raw = file.read(validate.MAX_YAML_BYTES + 1)
+    data = kubeconfig_data(validate.yaml_text(raw, source=str(path)), source=str(path))
+    return KubeConfig.from_dict(data, fname=path)
+
+
+class _NamedCluster(msgspec.Struct):
+    name: str
+    cluster: kubeconfig_models.Cluster
+
+
+class _NamedContext(msgspec.Struct):
+    name: str
+    context: kubeconfig_models.Context
+
+
+class _NamedUser(msgspec.Struct):
+    name: str
+    user: kubeconfig_models.User
+
+
+class _Kubeconfig(msgspec.Struct):
+    """The shape lightkube reads, field by field; msgspec names the path of whatever does not fit."""
+
+    clusters: list[_NamedCluster]
+    contexts: list[_NamedContext]
+    users: list[_NamedUser] = []
+    current_context: str | None = msgspec.field(name="current-context", default=None)
+
+
+_PEM_FIELDS = ("certificate-authority-data", "client-certificate-data", "client-key-data")
+
+
+def kubeconfig_data(text: str, *, source: str = "kubeconfig") -> dict[str, Any]:
+    """The kubeconfig in `text` as the plain dict lightkube takes, checked: ValueError naming the field.
+
+    Refused: an empty document, anything but a mapping, a wrong type anywhere lightkube reads, a
+    server that is not an http(s) URL with a host, certificate data that is not base64 PEM, a context
+    naming a cluster or user that is not there. Aliases, depth and size are refused by the safe YAML.
+    """
+    try:
+        data = validate.load_yaml(text)
+    except yaml.MarkedYAMLError as error:
+        # The problem and its place only: PyYAML's own message quotes the line, which may hold a token.
+        mark = error.problem_mark
+        where = f"{source}:{mark.line + 1}" if mark else source
+        raise ValueError(f"{where}: not valid YAML: {error.problem or error.context}") from None
+    except yaml.YAMLError as error:
+        raise ValueError(f"{source}: not valid YAML ({type(error).__name__})") from None
+    if data is None:
+        raise ValueError(f"{source}: the kubeconfig is empty")
+    if not isinstance(data, dict):
+        raise ValueError(
+            f"{source}: expected a mapping with clusters, contexts and users, got a {type(data).__name__}"
+        )
+    try:
+        shape = msgspec.convert(data, _Kubeconfig, strict=True)
+    except msgspec.ValidationError as error:
+        raise ValueError(f"{source}: {error}".replace("`$.", "`").replace(" - at `$`", "")) from None
+    clusters = {c.name for c in shape.clusters}
+    users = {u.name for u in shape.users}
+    contexts = {c.name for c in shape.contexts}
+    for i, named in enumerate(shape.clusters):
+        where = f"{source}: clusters[{i}] ({named.name!r}).cluster"
+        server = named.cluster.server
+        try:
+            parts = urlsplit(server)
+            parts.port  # noqa: B018  # raises ValueError for a port that is not a number in range
+            httpx2.URL(server)
+        except (ValueError, httpx2.InvalidURL) as error:
+            raise ValueError(f"{where}.server: {validate._shown(server)} is not a URL ({error})") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"{where}.server: {validate._shown(server)} is not a URL like https://HOST:6443")
+        raw_cluster = data["clusters"][i]["cluster"]
+        _pem(raw_cluster, "certificate-authority-data", where)
+    for i, named_user in enumerate(shape.users):
+        raw_user = data["users"][i]["user"]
+        where = f"{source}: users[{i}] ({named_user.name!r}).user"
+        for key in ("client-certificate-data", "client-key-data"):
+            _pem(raw_user, key, where)
+        has_cert = bool(named_user.user.client_cert or named_user.user.client_cert_data)
+        has_key = bool(named_user.user.client_key or named_user.user.client_key_data)
+        if has_cert != has_key:
+            given, missing = (
+                ("client-certificate", "client-key") if has_cert else ("client-key", "client-certificate")
+            )
+            raise ValueError(f"{where}: {given}(-data) without {missing}(-data): give both or neither")
+    for i, named_context in enumerate(shape.contexts):
+        where = f"{source}: contexts[{i}] ({named_context.name!r}).context"
+        if named_context.context.cluster not in clusters:
+            raise ValueError(
+                f"{where}.cluster: no cluster named {named_context.context.cluster!r} "
+                f"(clusters: {', '.join(sorted(clusters)) or 'none'})"
+            )
+        if named_context.context.user and named_context.context.user not in users:
+            raise ValueError(
+                f"{where}.user: no user named {named_context.context.user!r} "
+                f"(users: {', '.join(sorted(users)) or 'none'})"
+            )
+    if shape.current_context is not None and shape.current_context not in contexts:
+        raise ValueError(
+            f"{source}: current-context: no context named {shape.current_context!r} "
+            f"(contexts: {', '.join(sorted(contexts)) or 'none'})"
+        )
+    return data
+
+
+def _pem(section: dict[str, Any], key: str, where: str) -> None:
+    value = section.get(key)
+    if value is None:
+        return
+    try:
+        decoded = base64.b64decode("".join(str(value).split()), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError(f"{where}.{key}: not base64 (it holds base64 of PEM data)") from None
+    if b"-----BEGIN " not in decoded:
+        raise ValueError(f"{where}.{key}: the base64 does not hold PEM data (-----BEGIN ...)")
+    if key == "certificate-authority-data":
+        try:
+            ssl.create_default_context(cadata=decoded.decode("ascii", "replace"))
+        except (ssl.SSLError, ValueError) as error:
+            raise ValueError(f"{where}.{key}: not a usable CA certificate ({error})") from None
 
 
 def mapped(what: str, error: Exception) -> BlueGreenError:
@@ -131,11 +283,28 @@ def _retryable(error: Exception, *, idempotent: bool) -> bool:
     return idempotent and code in (429, 500, 502, 503, 504)
 
 
-def call(what: str, fn: Callable[[], T], *, idempotent: bool = True) -> T:
+def call(what: str, fn: Callable[[], T], *, idempotent: bool = True, guard: bool = True) -> T:
     """Run one API call; retry what is safe to retry, with backoff; map every failure to ours.
 
     `idempotent=False` for writes: a write that timed out may have landed, so it is not sent again.
+    Once the run is cancelled no call is started (cancel.before_read), nor a write once it has lost
+    its Lease (cancel.before_write); `guard=False` for the Lease's own calls, which releasing needs.
+    A write once sent is awaited: a signal cannot cut it.
     """
+    if idempotent:
+        if guard:
+            cancel.before_read()
+        return _call(what, fn, idempotent=True)
+    if guard:
+        cancel.before_write(what)
+    with cancel.shield():
+        done = _call(what, fn, idempotent=False)
+        if guard:
+            cancel.wrote(what)
+        return done
+
+
+def _call(what: str, fn: Callable[[], T], *, idempotent: bool) -> T:
     delay = BACKOFF
     for attempt in range(1, RETRIES + 1):
         try:
@@ -148,10 +317,10 @@ def call(what: str, fn: Callable[[], T], *, idempotent: bool = True) -> T:
     raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
 
-def found(what: str, fn: Callable[[], T]) -> T | None:
+def found(what: str, fn: Callable[[], T], *, guard: bool = True) -> T | None:
     """`call`, but None where the object does not exist."""
     try:
-        return call(what, fn)
+        return call(what, fn, guard=guard)
     except NotFoundError:
         return None
 

@@ -135,9 +135,12 @@ class SwitchOptions:
     writes: Writes = field(default_factory=Writes)
     to: Color | None = None  # None: the candidate deploy recorded (nothing to do when it is live)
     force: bool = False
+    allow_no_endpoints: bool = False  # with force: even onto a colour with no ready pod (recorded)
     reason: str = ""
     candidate: str = ""  # deploy's `candidate` output: promote exactly that release
-    config: Path | None = None  # bluegreen.yaml; None: ./bluegreen.yaml if present (a gate in it is required)
+    # bluegreen.yaml (None: ./bluegreen.yaml if present): a gate in it is required; its watch's
+    # Prometheus checks measure the live colour's baseline
+    checks: Checks = field(default_factory=Checks)
     probe: ProbeOptions | None = None  # --probe URL: requests to the user's URL across the switch
     phase: str = "switch"
 
@@ -221,19 +224,19 @@ def context(target: Target, writes: Writes | None, reporter: Reporter) -> Any:
     )
 
 
-def gate_required(path: Path | None) -> bool:
-    """Whether the app's bluegreen.yaml (given, or ./bluegreen.yaml) exists and gates: then `switch`
-    promotes only a template a gate passed (checked before the cluster is contacted)."""
-    from bluegreen.config import DEFAULT_PATH, load
+def switch_config(path: Path | None) -> Any:
+    """The app's bluegreen.yaml for `switch` (given, or ./bluegreen.yaml if present): when it gates,
+    `switch` promotes only a template a gate passed; its watch's Prometheus checks measure the live
+    colour's baseline. Read before the cluster is contacted."""
+    from bluegreen.config import DEFAULT_PATH, Config, load
 
     if path is None:
         try:
             if not DEFAULT_PATH.is_file():
-                return False
+                return Config()
         except OSError:  # a working directory we may not read (the Action's uid in some runners)
-            return False
-    config = load(path)
-    return config.path is not None and bool(config.gate_checks())
+            return Config()
+    return load(path)
 
 
 def run(options: PhaseOptions, reporter: Reporter) -> Result:
@@ -270,16 +273,26 @@ def run(options: PhaseOptions, reporter: Reporter) -> Result:
             from bluegreen.traffic_probe import probed
 
             switching = options
-            gated = gate_required(switching.config)  # bluegreen.yaml read before the cluster is asked
+            config = switch_config(switching.checks.config)  # read before the cluster is asked
+            gated = config.path is not None and bool(config.gate_checks())
+            ctx = context(switching.target, switching.writes, reporter)
+
+            def baseline(live: Color) -> dict[str, Any]:
+                from bluegreen.phases import watch
+
+                return watch.measure_baseline(config, ctx.app, live=live, kube=ctx.kube)
+
             return probed(
                 switching.probe,
                 lambda: switch.run(
-                    context(switching.target, switching.writes, reporter),
+                    ctx,
                     to=switching.to,
                     force=switching.force,
                     reason=switching.reason,
                     candidate=switching.candidate,
                     gate_required=gated,
+                    baseline=baseline,
+                    allow_no_endpoints=switching.allow_no_endpoints,
                 ),
                 longest=switching.target.timeout,
                 # a probe URL that never answers is a typo: refused before the switch changes anything

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from lightkube import Client
 from lightkube.resources.core_v1 import Namespace
 
+from bluegreen import cancel
 from bluegreen.errors import ForbiddenError, NotFoundError, RolloutError
 from bluegreen.kube import call, found, get_json, label_selector
 from bluegreen.lock import Lock
@@ -31,11 +34,15 @@ class Context:
 
     _lock: Lock | None = field(default=None, init=False, repr=False)
 
-    def lock(self) -> Lock:
-        """The app's lock for this run: one per context and re-entrant, so phases compose (release)."""
+    @contextmanager
+    def lock(self, *, preemptible: bool = False, preempt: bool = False) -> Iterator[Lock]:
+        """Hold the app's lock for the block: one Lock per context and re-entrant, so phases compose
+        (release; the watch's own rollback). Every write inside first checks the Lease is still ours.
+        `preemptible` (the watch) lets a rollback take it over; `preempt` (rollback) does so."""
         if self._lock is None:
             self._lock = Lock(self.kube, self.app, self.run, wait=self.lock_wait, reporter=self.reporter)
-        return self._lock
+        with self._lock.hold(preemptible=preemptible, preempt=preempt) as held:
+            yield held
 
     # -- reads ------------------------------------------------------------------------------------
 
@@ -113,4 +120,4 @@ class Context:
                     remedy=f"Inspect with `kubectl -n {self.app.namespace} describe deployment {name}`; "
                     "the live colour was not touched.",
                 )
-            time.sleep(0.2)
+            cancel.sleep(0.2)

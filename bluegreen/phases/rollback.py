@@ -2,6 +2,8 @@
 
 The previous colour comes from the live Service's annotations, so rollback needs only cluster access.
 If it was retired (scaled to zero), it is scaled back up and waited for before traffic moves.
+Priority: a rollback takes over the Lease of a running watch instead of waiting for it (docs/
+rollback-procedure.md); the readiness of the target is checked again under the lock (switch).
 """
 
 from __future__ import annotations
@@ -46,7 +48,10 @@ def run(ctx: Context, *, reason: str = "", to: Color | None = None, force: bool 
         raise NotFoundError(
             f"Deployment {ctx.app.namespace}/{ctx.app.deployment(target)} does not exist: nothing to roll back to"
         )
-    with ctx.lock():
+    # A rollback never waits for a release's watch: it takes the watch's Lease over (preempt), and the
+    # watch ends `preempted` at its next interval. Deploy, switch and retire are waited for.
+    with ctx.lock(preempt=not ctx.dry_run):
+        dep = ctx.deployment(target) or dep  # again under the lock: it may have been retired meanwhile
         if dep["spec"].get("replicas", 1) == 0 and not ctx.dry_run:
             live = ctx.deployment(state.active) if state.active else None
             replicas = (live or {}).get("spec", {}).get("replicas", 1) or 1

@@ -125,7 +125,7 @@ watch:
     assert "bluegreen.yaml:14: checks[3].conditions[0]: no operator" in message
     assert "bluegreen.yaml:16: gate.min-healthy: '5x' is not a duration" in message
     assert "bluegreen.yaml:17: gate.checks: no check named 'nope'" in message
-    assert "bluegreen.yaml:19: watch.failures: expected a whole number >= 1" in message
+    assert "bluegreen.yaml:19: watch.failures: expected a whole number in 1..1000, got 0" in message
     assert message.startswith("7 problems")
     lines = [int(row.strip().split(":")[1]) for row in message.splitlines()[1:]]
     assert lines == sorted(lines)  # in file order, as a person fixes them
