@@ -777,6 +777,15 @@ def apply(config: Config, overrides: Overrides) -> Config:
     tolerance = flag("p95-tolerance", overrides.p95_tolerance, parse_tolerance)
     error_rate = flag("max-error-rate", overrides.max_error_rate, parse_ratio)
     duration = flag("duration", overrides.duration, parse_duration)
+    # A file that names its app is that app's: its checks and thresholds judged against another app
+    # would pass or fail a release on someone else's numbers.
+    source = str(config.path) if config.path else "bluegreen.yaml"
+    for key, named, given in (
+        ("app", config.app, overrides.app),
+        ("namespace", config.namespace, overrides.namespace),
+    ):
+        if named and given and named != given:
+            problems.add(f"--{key}", 0, f"{given!r}, but {source} is for {key} {named!r}")
     problems.raise_if_any()
     gate, watch = config.gate, config.watch
     gate = replace(

@@ -69,13 +69,16 @@ class Checks:
     duration: str | None = None  # watch
     auto_rollback: bool | None = None  # watch
 
-    def load(self) -> Any:
-        """The validated Config, before anything touches the cluster."""
+    def load(self, target: Target | None = None) -> Any:
+        """The validated Config, before anything touches the cluster; a file naming another app or
+        namespace than `target` is refused."""
         from bluegreen.config import Overrides, load
 
         return load(
             self.config,
             Overrides(
+                app=target.app if target else None,
+                namespace=target.namespace if target else None,
                 min_healthy=self.min_healthy,
                 interval=self.interval,
                 p95_tolerance=self.p95_tolerance,
@@ -266,7 +269,7 @@ def run(options: PhaseOptions, reporter: Reporter) -> Result:
         case GateOptions():
             from bluegreen.phases import checked
 
-            config = options.checks.load()
+            config = options.checks.load(options.target)
             return checked.gate(context(options.target, None, reporter), config)
         case SwitchOptions():
             from bluegreen.phases import switch
@@ -302,7 +305,7 @@ def run(options: PhaseOptions, reporter: Reporter) -> Result:
         case WatchOptions():
             from bluegreen.phases import checked
 
-            config = options.checks.load()
+            config = options.checks.load(options.target)
             return checked.watch(context(options.target, options.writes, reporter), config)
         case RollbackOptions():
             from bluegreen.phases import rollback
@@ -329,7 +332,7 @@ def run(options: PhaseOptions, reporter: Reporter) -> Result:
             from bluegreen.phases import release
 
             options.images.check()
-            config = options.checks.load()
+            config = options.checks.load(options.target)
             return release.run(
                 context(options.target, options.writes, reporter),
                 config,

@@ -258,3 +258,17 @@ def test_the_documented_example_is_valid_and_matches_the_shipped_one() -> None:
     block = doc.split("```yaml\n", 1)[1].split("```", 1)[0]
     parse(block)
     assert yaml.safe_load(block) == yaml.safe_load(EXAMPLE.read_text())
+
+
+def test_a_file_for_another_app_or_namespace_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "bluegreen.yaml"
+    path.write_text("app: shop\nnamespace: shop\n")
+    assert load(path, Overrides(app="shop", namespace="shop")).app == "shop"
+    with pytest.raises(ConfigError) as caught:
+        load(path, Overrides(app="cart", namespace="payments"))
+    message = caught.value.message
+    assert f"--app: 'cart', but {path} is for app 'shop'" in message
+    assert f"--namespace: 'payments', but {path} is for namespace 'shop'" in message
+    # A file that names no app serves any app.
+    path.write_text("gate: {min-healthy: 1m}\n")
+    assert load(path, Overrides(app="cart", namespace="payments")).gate.min_healthy == 60
