@@ -13,14 +13,17 @@ RUN set -eu; \
     python3 -m venv /opt/bluegreen; \
     /opt/bluegreen/bin/pip install --require-hashes --no-deps -r /src/requirements/github.txt; \
     /opt/bluegreen/bin/pip uninstall --yes --quiet pip setuptools; \
-    /opt/bluegreen/bin/python -m compileall -q /opt/bluegreen
+    /opt/bluegreen/bin/python -m compileall -q -f --invalidation-mode unchecked-hash /opt/bluegreen
 # The package sits beside the entrypoint (Python puts the script's folder on sys.path) instead of being
 # pip-installed: installing it needs a build backend (setuptools, and wheel for the venv's bundled
 # setuptools) that the hash-pinned lock does not hold, and pip's isolated build would fetch an unpinned
 # setuptools from PyPI into the image's build.
 COPY bluegreen /action/bluegreen
 COPY entrypoint.py /action/entrypoint.py
-RUN /opt/bluegreen/bin/python -m compileall -q /action
+# Bytecode made here, checked against nothing at start: a timestamp pyc whose source's mtime a copy
+# changed would be recompiled on every start (PYTHONDONTWRITEBYTECODE below: never saved), and each
+# step of the Action is a fresh container (issue 14).
+RUN /opt/bluegreen/bin/python -m compileall -q -f --invalidation-mode unchecked-hash /action
 
 FROM ${BASE_IMAGE}
 LABEL org.opencontainers.image.title="bluegreen" \

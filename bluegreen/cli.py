@@ -21,9 +21,9 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from bluegreen import correlation, logs
+from bluegreen import correlation, logs, validate
 from bluegreen.errors import EXIT_CLUSTER, EXIT_OK, EXIT_REFUSED, EXIT_USAGE, BlueGreenError, UsageError
 from bluegreen.model import Color, NullReporter, Reporter, Result, RunInfo
 from bluegreen.options import (
@@ -43,7 +43,9 @@ from bluegreen.options import (
     Writes,
     github_run,
 )
-from bluegreen.traffic_probe import ProbeOptions
+
+if TYPE_CHECKING:
+    from bluegreen.traffic_probe import ProbeOptions
 
 Runner = Callable[[argparse.Namespace, Reporter], Result]
 Build = Callable[[argparse.Namespace], PhaseOptions]
@@ -117,13 +119,27 @@ class Outcome:
 # -- shared flags ---------------------------------------------------------------------------------
 
 
-def duration(text: str) -> float:
-    from bluegreen.config import parse_duration
+def typed(check: Callable[[str], Any], *, optional: bool = False) -> Callable[[str], Any]:
+    """An argparse `type=` from a validate.py parser: its ValueError becomes argparse's message, which
+    names the flag (`argument --app: 'a/b' is not an app name: ...`). `optional`: "" stays ""."""
 
+    def convert(text: str) -> Any:
+        if optional and text == "":
+            return text
+        try:
+            return check(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    convert.__name__ = getattr(check, "__name__", "value")
+    return convert
+
+
+def duration(text: str) -> float:
     try:
-        return parse_duration(text)
-    except (ValueError, BlueGreenError) as error:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a duration like 30s, 5m or 1h ({error})") from None
+        return validate.duration(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def colour(text: str) -> Color:
@@ -134,32 +150,105 @@ def colour(text: str) -> Color:
 
 
 def set_image(text: str) -> tuple[str, str]:
+    from bluegreen.rollout import valid_image
+
     name, sep, image = text.partition("=")
     if not sep or not name or not image:
-        raise argparse.ArgumentTypeError(f"{text!r}: use CONTAINER=IMAGE")
+        raise argparse.ArgumentTypeError(f"{validate._shown(text)}: use CONTAINER=IMAGE")
+    try:
+        validate.container_name(name)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"{validate._shown(text)}: {error}") from None
+    if not valid_image(image):
+        raise argparse.ArgumentTypeError(
+            f"{validate._shown(text)}: {validate._shown(image)} is not an image reference "
+            "like [REGISTRY/]NAME[:TAG][@sha256:DIGEST]"
+        )
     return name, image
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """What no single flag's `type=` can see: flags that exclude each other, names derived together."""
+    for dest, value in vars(args).items():
+        # argparse drops a value of "--" (`--app=--`) and stores [] without calling `type=` (Python 3.11).
+        bad = value == [] if dest != "set_image" else any(not isinstance(v, tuple) for v in value)
+        if isinstance(value, list) and bad:
+            flag = "--from" if dest == "source" else "--" + dest.replace("_", "-")
+            raise UsageError(
+                f"argument {flag}: '--' is not a value for it",
+                remedy=f"Give {flag} a value, as `{flag} VALUE`.",
+            )
+    image, set_images = getattr(args, "image", None), getattr(args, "set_image", None) or []
+    if image and set_images:
+        given = " ".join(f"--set-image {c}={i}" for c, i in set_images)
+        raise UsageError(
+            f"--image {validate._shown(image)} and {validate._shown(given)} both given: one would silently win",
+            remedy="Give --image for a pod with one container, or --set-image CONTAINER=IMAGE per container.",
+        )
+    containers = [c for c, _ in set_images]
+    repeated = sorted({c for c in containers if containers.count(c) > 1})
+    if repeated:
+        raise UsageError(
+            f"--set-image names container {', '.join(map(repr, repeated))} more than once",
+            remedy="Give each container one --set-image CONTAINER=IMAGE.",
+        )
+    if getattr(args, "allow_no_endpoints", False) and not getattr(args, "force", False):
+        raise UsageError(
+            "--allow-no-endpoints is given without --force",
+            remedy="It only widens --force; without --force a colour with no ready pods is refused anyway.",
+        )
 
 
 def _common(parser: argparse.ArgumentParser, *, mutating: bool) -> None:
     group = parser.add_argument_group("app and cluster")
     group.add_argument(
-        "--app", required=True, help="the app's name: Deployments <app>-blue/<app>-green, Service <app>"
+        "--app",
+        required=True,
+        type=typed(validate.app_name),
+        help="the app's name: Deployments <app>-blue/<app>-green, Service <app>",
     )
-    group.add_argument("-n", "--namespace", default=os.environ.get("BLUEGREEN_NAMESPACE", "default"))
     group.add_argument(
-        "--kubeconfig", default=None, help="kubeconfig file (default $KUBECONFIG, ~/.kube/config)"
+        "-n",
+        "--namespace",
+        type=typed(validate.namespace),
+        default=os.environ.get("BLUEGREEN_NAMESPACE", "default"),
     )
-    group.add_argument("--context", default=None, help="kubeconfig context (default its current one)")
+    group.add_argument(
+        "--kubeconfig",
+        default=None,
+        type=typed(validate.path),
+        help="kubeconfig file (default $KUBECONFIG, ~/.kube/config)",
+    )
+    group.add_argument(
+        "--context",
+        default=None,
+        type=typed(validate.text),
+        help="kubeconfig context (default its current one)",
+    )
     group.add_argument(
         "--router",
         default="service",
+        type=typed(validate.router),
         help="how traffic is steered: service (default), ingress, gateway, istio, smi, dns",
     )
     group.add_argument(
-        "--color-label", default="bluegreen.io/color", help="the pod label that carries the colour"
+        "--color-label",
+        default="bluegreen.io/color",
+        type=typed(validate.label_key),
+        help="the pod label that carries the colour",
     )
-    group.add_argument("--service", default="", help="the live Service (default <app>)")
-    group.add_argument("--preview-service", default="", help="the preview Service (default <app>-preview)")
+    group.add_argument(
+        "--service",
+        default="",
+        type=typed(validate.service_name, optional=True),
+        help="the live Service (default <app>)",
+    )
+    group.add_argument(
+        "--preview-service",
+        default="",
+        type=typed(validate.service_name, optional=True),
+        help="the preview Service (default <app>-preview)",
+    )
     group.add_argument("-o", "--output", choices=("text", "json"), default="text")
     group.add_argument(
         "--timeout", type=duration, default=600.0, help="longest wait for a rollout (default 10m)"
@@ -179,9 +268,9 @@ def _common(parser: argparse.ArgumentParser, *, mutating: bool) -> None:
         )
         run = parser.add_argument_group("audit trail (defaults from the GitHub Actions environment)")
         defaults = github_run(os.environ)
-        run.add_argument("--run-id", default=defaults.run_id)
-        run.add_argument("--run-url", default=defaults.run_url)
-        run.add_argument("--actor", default=defaults.actor)
+        run.add_argument("--run-id", default=defaults.run_id, type=typed(validate.text))
+        run.add_argument("--run-url", default=defaults.run_url, type=typed(validate.url))
+        run.add_argument("--actor", default=defaults.actor, type=typed(validate.text))
 
 
 def target(args: argparse.Namespace) -> Target:
@@ -229,12 +318,20 @@ def _status(parser: argparse.ArgumentParser) -> Build:
     mutating=True,
 )
 def _init(parser: argparse.ArgumentParser) -> Build:
-    parser.add_argument("--from", dest="source", default=None, help="the Deployment to adopt (default <app>)")
+    parser.add_argument(
+        "--from",
+        dest="source",
+        default=None,
+        type=typed(validate.deployment_name),
+        help="the Deployment to adopt (default <app>)",
+    )
     return lambda args: InitOptions(target=target(args), writes=writes(args), source=args.source)
 
 
 def _image_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--image", default=None, help="the new image, for a pod with one container")
+    parser.add_argument(
+        "--image", default=None, type=typed(validate.text), help="the new image, for a pod with one container"
+    )
     parser.add_argument(
         "--set-image",
         type=set_image,
@@ -296,6 +393,8 @@ def probe(args: argparse.Namespace) -> ProbeOptions | None:
     """The --probe flags as the engine's ProbeOptions; None without --probe."""
     if not args.probe:
         return None
+    from bluegreen.traffic_probe import ProbeOptions
+
     return ProbeOptions(
         url=args.probe,
         header=args.probe_header,
@@ -328,10 +427,18 @@ def _switch(parser: argparse.ArgumentParser) -> Build:
         help="switch even to a colour not fully available, a rejected release or an ungated template "
         "(recorded in the history)",
     )
-    parser.add_argument("--reason", default="", help="recorded in the history and the Event")
+    parser.add_argument(
+        "--allow-no-endpoints",
+        action="store_true",
+        help="with --force: switch even onto a colour with no ready pod at all (an outage; recorded)",
+    )
+    parser.add_argument(
+        "--reason", default="", type=typed(validate.reason), help="recorded in the history and the Event"
+    )
     parser.add_argument(
         "--config",
         default=None,
+        type=typed(validate.path),
         help="bluegreen.yaml (default ./bluegreen.yaml if present): when it exists, a gate is required; "
         "its watch's Prometheus checks measure the live colour just before the switch, the baseline a "
         "later watch judges against",
@@ -342,6 +449,7 @@ def _switch(parser: argparse.ArgumentParser) -> Build:
         writes=writes(args),
         to=args.to,
         force=args.force,
+        allow_no_endpoints=args.allow_no_endpoints,
         reason=args.reason,
         candidate=args.candidate,
         checks=Checks(config=Path(args.config) if args.config else None),
@@ -351,7 +459,9 @@ def _switch(parser: argparse.ArgumentParser) -> Build:
 
 @phase("rollback", "move traffic back to the previous colour; the other keeps running", mutating=True)
 def _rollback(parser: argparse.ArgumentParser) -> Build:
-    parser.add_argument("--reason", default="", help="why: recorded in the history and the Event")
+    parser.add_argument(
+        "--reason", default="", type=typed(validate.reason), help="why: recorded in the history and the Event"
+    )
     parser.add_argument(
         "--to",
         type=colour,
@@ -387,7 +497,10 @@ def _retire(parser: argparse.ArgumentParser) -> Build:
 def _config_flags(parser: argparse.ArgumentParser, *, gate: bool, watch: bool) -> None:
     group = parser.add_argument_group("checks (bluegreen.yaml, flags on top)")
     group.add_argument(
-        "--config", default=None, help="path of bluegreen.yaml (default ./bluegreen.yaml if present)"
+        "--config",
+        default=None,
+        type=typed(validate.path),
+        help="path of bluegreen.yaml (default ./bluegreen.yaml if present)",
     )
     if gate:
         group.add_argument(
@@ -458,11 +571,18 @@ def _release(parser: argparse.ArgumentParser) -> Build:
 )
 def _group(parser: argparse.ArgumentParser) -> Runner:
     parser.add_argument("action", choices=("switch", "rollback", "status"))
-    parser.add_argument("--group", required=True, help="the group's name in bluegreen.yaml")
-    parser.add_argument("--config", default=None, help="path of bluegreen.yaml (default ./bluegreen.yaml)")
+    parser.add_argument(
+        "--group", required=True, type=typed(validate.text), help="the group's name in bluegreen.yaml"
+    )
+    parser.add_argument(
+        "--config",
+        default=None,
+        type=typed(validate.path),
+        help="path of bluegreen.yaml (default ./bluegreen.yaml)",
+    )
     parser.add_argument("--to", type=colour, default=None, help="the colour every member moves to")
-    parser.add_argument("--kubeconfig", default=None)
-    parser.add_argument("--context", default=None)
+    parser.add_argument("--kubeconfig", default=None, type=typed(validate.path))
+    parser.add_argument("--context", default=None, type=typed(validate.text))
     parser.add_argument("-o", "--output", choices=("text", "json"), default="text")
     parser.add_argument(
         "--timeout", type=duration, default=60.0, help="longest wait to verify every member (default 60s)"
@@ -578,6 +698,7 @@ def execute(argv: Sequence[str], *, reporter: Reporter | None = None) -> Outcome
         nonlocal output
         args = parser().parse_args(list(argv))
         output = args.output
+        check_args(args)
         return COMMANDS[args.command].run(args, reporter or NullReporter())
 
     return _guarded(run, lambda: output, argv)
@@ -597,6 +718,7 @@ def perform(options: PhaseOptions, *, reporter: Reporter | None = None) -> Outco
 def parse_options(argv: Sequence[str]) -> PhaseOptions:
     """The options a command line asks for, without running anything (a phase, not `group`)."""
     args = parser().parse_args(list(argv))
+    check_args(args)
     build = COMMANDS[args.command].build
     if build is None:
         raise UsageError(f"{args.command} is not a phase of one app", remedy="Name a phase such as switch.")
@@ -750,7 +872,23 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"error: {outcome.error.message}", file=sys.stderr)
         if outcome.error.remedy:
             print(f"  what to do: {outcome.error.remedy}", file=sys.stderr)
-    sys.exit(outcome.exit_code)
+    _exit(outcome.exit_code)
+
+
+def _exit(code: int) -> None:
+    """Leave without the interpreter's teardown (freeing every module: tens of milliseconds after a
+    switch, and each Action step pays it; issue 14). The atexit handlers still run (temporary files
+    and directories are removed by them), output is flushed, and a non-daemon thread still running
+    gets the ordinary exit, which waits for it."""
+    import atexit
+    import threading
+
+    if any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
+        sys.exit(code)
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":

@@ -9,12 +9,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lightkube import Client
-from lightkube.resources.apps_v1 import Deployment
-from lightkube.resources.core_v1 import Namespace, Pod, Service
+from lightkube.resources.core_v1 import Namespace
 
 from bluegreen import cancel
 from bluegreen.errors import ForbiddenError, NotFoundError, RolloutError
-from bluegreen.kube import call, found, to_dict
+from bluegreen.kube import call, found, get_json, label_selector
 from bluegreen.lock import Lock
 from bluegreen.model import AppSpec, Color, NullReporter, Reporter, RunInfo
 from bluegreen.rollout import pod_problems, rollout_status
@@ -62,7 +61,7 @@ class Context:
         app = self.app
         svc = found(
             f"reading Service {app.namespace}/{app.service}",
-            lambda: self.kube.get(Service, app.service, namespace=app.namespace),
+            lambda: get_json(self.kube, f"/api/v1/namespaces/{app.namespace}/services/{app.service}"),
         )
         if svc is None:
             self.require_namespace()
@@ -70,18 +69,25 @@ class Context:
                 f"app {app.name}: Service {app.namespace}/{app.service} does not exist",
                 remedy="Check --app and --namespace (the namespace too); bluegreen needs the app's live Service.",
             )
-        return to_dict(svc)
+        return svc
 
     def deployment(self, color: Color) -> dict[str, Any] | None:
         name, ns = self.app.deployment(color), self.app.namespace
-        dep = found(f"reading Deployment {ns}/{name}", lambda: self.kube.get(Deployment, name, namespace=ns))
-        return to_dict(dep) if dep else None
+        # Plain dicts straight from the JSON (kube.get_json): no typed model built only to be undone.
+        return found(
+            f"reading Deployment {ns}/{name}",
+            lambda: get_json(self.kube, f"/apis/apps/v1/namespaces/{ns}/deployments/{name}"),
+        )
 
     def pods(self, color: Color, selector: dict[str, str]) -> list[dict[str, Any]]:
         labels: dict[str, Any] = {**selector, self.app.color_label: str(color)}
         return call(
             f"listing the {color} pods",
-            lambda: [to_dict(p) for p in self.kube.list(Pod, namespace=self.app.namespace, labels=labels)],
+            lambda: get_json(
+                self.kube,
+                f"/api/v1/namespaces/{self.app.namespace}/pods",
+                params={"labelSelector": label_selector(labels)},
+            )["items"],
         )
 
     def history_annotations(self) -> dict[str, str]:

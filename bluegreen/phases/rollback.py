@@ -13,19 +13,25 @@ from typing import Any
 from lightkube.resources.apps_v1 import Deployment
 from lightkube.types import PatchType
 
-from bluegreen import history, routers, telemetry
+from bluegreen import history, telemetry
 from bluegreen.errors import NotFoundError, RefusedError
 from bluegreen.kube import call
 from bluegreen.model import Color, Result
 from bluegreen.phases import switch
 from bluegreen.phases.context import Context
+from bluegreen.routers.service import ServiceRouter
 
 
 @telemetry.traced("rollback")
 def run(ctx: Context, *, reason: str = "", to: Color | None = None, force: bool = False) -> Result:
-    ctx.service()  # a missing namespace or app fails here, with its own message
-    state = routers.make(ctx.router, ctx.app, ctx.kube).read()
-    recorded = ctx.history_annotations().get(history.PREVIOUS)
+    router, state = switch.read_route(ctx)
+    # The Service router's read is the live Service, history included: not read a third time.
+    annotations = (
+        router.annotations
+        if isinstance(router, ServiceRouter) and router.records_history
+        else ctx.history_annotations()
+    )
+    recorded = annotations.get(history.PREVIOUS)
     # A recorded previous colour that is live now is a history that lags the router: not a target.
     stale = recorded == (str(state.active) if state.active else None)
     target = to or (Color.parse(recorded) if recorded in ("blue", "green") and not stale else None)
@@ -61,7 +67,14 @@ def run(ctx: Context, *, reason: str = "", to: Color | None = None, force: bool 
                 idempotent=False,
             )
             ctx.wait_rollout(target, timeout=ctx.timeout)
-        result = switch.run(ctx, to=target, reason=reason or "rollback", action="rollback", force=force)
+        result = switch.run(
+            ctx,
+            to=target,
+            reason=reason or "rollback",
+            action="rollback",
+            force=force,
+            read=(router, state),
+        )
     if result.result == "rolled-back":
         result.messages.append(
             f"{target.other} keeps running for the post-mortem; `bluegreen retire` scales it down"

@@ -33,7 +33,7 @@ from lightkube.types import PatchType
 
 from bluegreen import cancel, history, intent, routers, telemetry
 from bluegreen.errors import BlueGreenError, ConflictError, NotFoundError, NotReadyError, RefusedError
-from bluegreen.kube import call, found
+from bluegreen.kube import call
 from bluegreen.lock import current_holder
 from bluegreen.model import AppSpec, Color, Result
 from bluegreen.phases.context import Context
@@ -57,11 +57,12 @@ def run(
     verify_timeout: float = VERIFY_TIMEOUT,
     candidate: str = "",
     gate_required: bool = False,
+    read: tuple[Router, RouteState] | None = None,
     baseline: Callable[[Color], dict[str, Any]] | None = None,
+    allow_no_endpoints: bool = False,
 ) -> Result:
-    ctx.service()  # a missing namespace or app fails here, with its own message
-    router = routers.make(ctx.router, ctx.app, ctx.kube)
-    state = router.read()
+    """`read`: the router and its state as the caller (rollback) just read them, not read again."""
+    router, state = read or read_route(ctx)
     result = Result(
         phase=action, result="noop", app=ctx.app.name, namespace=ctx.app.namespace, dry_run=ctx.dry_run
     )
@@ -69,9 +70,13 @@ def run(
     result.mark(f"read {router.name}: {state.detail}")
 
     seen: dict[Color, intent.Release] = {}
+    # Each colour's Deployment as last read: read once before the lock (to decide, check readiness and
+    # name the images) and once more under it, each time by decide() (issue 14: fewer requests).
+    deployments: dict[Color, dict[str, Any] | None] = {}
 
     def decide(state: RouteState) -> intent.Decision:
         seen.clear()
+        deployments.clear()
         if state.active is None:
             if to is None:
                 raise RefusedError(
@@ -79,7 +84,8 @@ def run(
                     remedy="Settle it: `bluegreen switch --to blue` (or green) moves all traffic to one colour.",
                 )
             return intent.Decision(target=to, notes=[f"settling a split route ({state.detail}) on {to}"])
-        seen.update(_releases(ctx))
+        deployments.update({c: ctx.deployment(c) for c in Color})
+        seen.update(_releases(ctx, deployments))
         return intent.decide(
             state.active,
             seen,
@@ -92,11 +98,21 @@ def run(
 
     decision = decide(state)
     if decision.target is None:
-        return _noop(ctx, router, state, decision, result)
+        return _noop(ctx, router, state, decision, result, deployments)
     target = decision.target
 
-    _require_available(ctx, target, force=force, result=result)
-    images = {str(c): images_of((ctx.deployment(c) or {}).get("spec", {}).get("template", {})) for c in Color}
+    forced = _require_available(
+        ctx,
+        target,
+        force=force,
+        result=result,
+        allow_no_endpoints=allow_no_endpoints,
+        read=deployments.get(target),
+    )
+    if forced:
+        reason = f"{reason} [{forced}]" if reason else forced
+    read_now = {c: deployments[c] if c in deployments else ctx.deployment(c) for c in Color}
+    images = {str(c): images_of((read_now[c] or {}).get("spec", {}).get("template", {})) for c in Color}
     result.images = images
 
     if ctx.dry_run:
@@ -114,7 +130,14 @@ def run(
         def ready(target: Color) -> None:
             # Again under the lock: while this run waited for it, the target may have changed (a
             # failed deploy's restore still rolling out, another release's deploy).
-            _require_available(ctx, target, force=force, result=None)
+            _require_available(
+                ctx,
+                target,
+                force=force,
+                result=None,
+                allow_no_endpoints=allow_no_endpoints,
+                read=deployments.get(target),  # as decide() read it under the lock, just before
+            )
 
         with telemetry.span("switch write", **{"bluegreen.router": router.name}) as span:
             state, decision, write, entry = _write(
@@ -127,6 +150,7 @@ def run(
                 images=images,
                 seen=seen,
                 measured=measured,
+                state=state,
             )
             telemetry.note(
                 span,
@@ -138,7 +162,7 @@ def run(
             )
         _explain(decision, result)
         if decision.target is None or not write.changed:
-            return _noop(ctx, router, state, decision, result)
+            return _noop(ctx, router, state, decision, result, deployments)
         target = decision.target
         result.candidate = entry.get("release") or None
         result.mark(f"switched: {write.before} -> {write.after}")
@@ -165,11 +189,18 @@ def run(
         _after(ctx, router, state, target, entry, action=action, reason=reason, result=result)
         timings = {"api_ms": write.api_ms, "converged_ms": verification.converged_ms}
         try:
+            # From our own write's result, not read again (a 409 if anyone wrote the Service since).
+            known = (
+                (write.resource_version, router.annotations)
+                if isinstance(router, ServiceRouter) and router.records_history and write.resource_version
+                else None
+            )
             result.details["history"] = history.amend(
                 ctx.kube,
                 ctx.app,
                 entry["id"],
                 {"timings_ms": {k: round(v, 1) for k, v in timings.items()}, "verified": verification.ok},
+                known=known,
             )
         except (BlueGreenError, history.NotRecorded) as error:
             result.messages.append(f"the switch is recorded, its timings are not: {error}")
@@ -185,6 +216,27 @@ def run(
     return result
 
 
+def read_route(ctx: Context) -> tuple[Router, RouteState]:
+    """The app's router and what it reads, a missing app or namespace named as such."""
+    router = routers.make(ctx.router, ctx.app, ctx.kube)
+    if isinstance(router, ServiceRouter) and router.records_history:
+        # The router's read is the live Service's: one GET, whose 404 still gets ctx.service()'s message.
+        try:
+            return router, router.read()
+        except NotFoundError:
+            ctx.service()  # a missing namespace or app fails here, with its own message
+            raise
+    ctx.service()  # a missing namespace or app fails here, with its own message
+    return router, router.read()
+
+
+def _releases(
+    ctx: Context, deployments: dict[Color, dict[str, Any] | None] | None = None
+) -> dict[Color, intent.Release]:
+    read = deployments if deployments is not None else {c: ctx.deployment(c) for c in Color}
+    return {c: intent.Release.of(c, read.get(c), ctx.app.color_label) for c in Color}
+
+
 def _verify(router: Router, target: Color, timeout: float) -> Verification:
     """The router's verification, which a signal may cut short (it only reads); the switch is then
     recorded as not verified."""
@@ -197,10 +249,6 @@ def _verify(router: Router, target: Color, timeout: float) -> Verification:
         )
 
 
-def _releases(ctx: Context) -> dict[Color, intent.Release]:
-    return {c: intent.Release.of(c, ctx.deployment(c), ctx.app.color_label) for c in Color}
-
-
 def _explain(decision: intent.Decision, result: Result) -> None:
     result.messages.extend(decision.notes)
     result.messages.extend(f"--force: {item}" for item in decision.forced)
@@ -211,13 +259,24 @@ def _explain(decision: intent.Decision, result: Result) -> None:
 
 
 def _noop(
-    ctx: Context, router: Router, state: RouteState, decision: intent.Decision, result: Result
+    ctx: Context,
+    router: Router,
+    state: RouteState,
+    decision: intent.Decision,
+    result: Result,
+    deployments: dict[Color, dict[str, Any] | None] | None = None,
 ) -> Result:
-    """Nothing to move: say why, and bring a history that lags the router up to date."""
+    """Nothing to move: say why, and bring a history that lags the router up to date.
+    `deployments`: each colour's Deployment as decide() just read it (not read again)."""
     result.result = "noop"
     result.active_color = str(state.active) if state.active else None
+    known = deployments or {}
     live = (
-        intent.Release.of(state.active, ctx.deployment(state.active), ctx.app.color_label)
+        intent.Release.of(
+            state.active,
+            known[state.active] if state.active in known else ctx.deployment(state.active),
+            ctx.app.color_label,
+        )
         if state.active
         else None
     )
@@ -310,15 +369,20 @@ def _write(
     images: dict[str, list[str]],
     seen: dict[Color, intent.Release],
     measured: dict[str, Any] | None,
+    state: RouteState | None = None,
 ) -> tuple[RouteState, intent.Decision, SwitchWrite, dict[str, Any]]:
     """Read, decide, check the target is ready and write under the lock; a conflict means someone
     changed the object: decide again.
 
     The Service router writes the history (with the watch's baseline) in the same patch as the
-    selector; the others record the intent first."""
+    selector; the others record the intent first. `state`: the Service as read before the lock. Its
+    first write is guarded by that resourceVersion, so any change since is a 409 and read again:
+    reading it again first would only cost a request. The Deployments are read again under the lock
+    (decide), and the target's readiness judged on that read (ready)."""
     atomic = isinstance(router, ServiceRouter) and router.records_history
+    known = state if atomic else None
     for _ in range(CONFLICT_RETRIES):
-        state = router.read()
+        state, known = known or router.read(), None
         decision = decide(state)
         if decision.target is None:
             return state, decision, SwitchWrite(changed=False, api_ms=0.0, before="", after=""), {}
@@ -452,25 +516,63 @@ def wait_observed(
         cancel.sleep(0.1)
 
 
-def _require_available(ctx: Context, target: Color, *, force: bool, result: Result | None) -> None:
+def ready_pods(pods: list[dict[str, Any]]) -> int:
+    """Pods that are Ready and not terminating: what the Service's endpoints will hold (pure)."""
+    return sum(
+        1
+        for pod in pods
+        if not (pod.get("metadata") or {}).get("deletionTimestamp")
+        and any(
+            c.get("type") == "Ready" and c.get("status") == "True"
+            for c in (pod.get("status") or {}).get("conditions") or []
+        )
+    )
+
+
+def _require_available(
+    ctx: Context,
+    target: Color,
+    *,
+    force: bool,
+    result: Result | None,
+    allow_no_endpoints: bool = False,
+    read: dict[str, Any] | None = None,
+) -> str:
+    """Refuse a target that is not fully available, unless forced; returns what a forced switch
+    overrode, for the history ("" when nothing was). Force never picks zero ready pods by accident:
+    that also needs `allow_no_endpoints`. `read`: the target's Deployment as just read, judged before
+    reading it again (only while its controller has not yet observed its newest generation)."""
     name = ctx.app.deployment(target)
-    dep = wait_observed(lambda: ctx.deployment(target))
+    first = [read] if read is not None else []
+    dep = wait_observed(lambda: first.pop() if first else ctx.deployment(target))
     if dep is None:
         raise NotFoundError(
             f"Deployment {ctx.app.namespace}/{name} does not exist: only one colour is present",
             remedy=f"Run `bluegreen deploy --image IMAGE` to create {target} first.",
         )
     if fully_available(dep):
-        return
+        return ""
     selector = ((dep.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
-    why = "; ".join(pod_problems(ctx.pods(target, selector))) or rollout_status(dep).message
+    pods = ctx.pods(target, selector)
+    why = "; ".join(pod_problems(pods)) or rollout_status(dep).message
     if not force:
         raise NotReadyError(
             f"{target} is not ready to take all traffic: {why}",
             remedy="Wait for its rollout (`bluegreen deploy` waits for it), fix the pods, or pass --force.",
         )
+    ready = ready_pods(pods)
+    if ready == 0 and not allow_no_endpoints:
+        raise NotReadyError(
+            f"--force would move all traffic to {target}, which has no ready pod ({why}): an outage",
+            remedy=f"Scale or fix {name} first; to switch onto no endpoints anyway, add --allow-no-endpoints.",
+        )
     if result is not None:
         result.messages.append(f"--force: switching to {target} although it is not ready ({why})")
+    if ready == 0:
+        if result is not None:
+            result.messages.append(f"--allow-no-endpoints: {target} has no ready pod; traffic will fail")
+        return f"forced onto {target} with no ready pod (--allow-no-endpoints)"
+    return f"forced onto {target} with {ready} ready pod(s), not fully available"
 
 
 def _dry_run(ctx: Context, router: Router, target: Color, result: Result) -> Result:
@@ -497,17 +599,15 @@ def point_preview(ctx: Context, idle: Color, result: Result) -> None:
 def repoint_preview(kube: Client, app: AppSpec, idle: Color) -> str:
     """Point the app's preview Service (if it has one) at `idle`; what changed, or ''."""
     what = f"Service {app.namespace}/{app.preview_service}"
-    if (
-        found(f"reading {what}", lambda: kube.get(Service, app.preview_service, namespace=app.namespace))
-        is None
-    ):
-        return ""
     patch: dict[str, Any] = {"spec": {"selector": {app.color_label: str(idle)}}}
-    call(
-        f"pointing {what} at {idle}",
-        lambda: kube.patch(
-            Service, app.preview_service, patch, namespace=app.namespace, patch_type=PatchType.MERGE
-        ),
-        idempotent=False,
-    )
+    try:  # no read first: a merge patch of a Service that does not exist is a 404, and changes nothing
+        call(
+            f"pointing {what} at {idle}",
+            lambda: kube.patch(
+                Service, app.preview_service, patch, namespace=app.namespace, patch_type=PatchType.MERGE
+            ),
+            idempotent=False,
+        )
+    except NotFoundError:
+        return ""
     return f"{what}: selector {app.color_label}={idle}"
