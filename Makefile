@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha256sum requirements/dev.txt pyproject.toml 2>/dev/null | sha256sum | cut -c1-12)
 CLUSTER_DIR ?= .cluster
 
-.PHONY: help deps demo test unit fuzz integration lint lint-action typecheck check cluster cluster-down bench lock venv clean
+.PHONY: help jaeger deps demo test unit fuzz integration lint lint-action typecheck check cluster cluster-down bench lock venv clean
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -21,10 +21,12 @@ $(STAMP): requirements/dev.txt pyproject.toml
 
 deps: venv  ## everything the tests start: cluster binaries, Prometheus, Docker and the action tools
 	bash hack/build-k8s.sh >/dev/null
-	bash hack/build-jaeger.sh >/dev/null  # the OTLP receiver of the trace tests
 	bash hack/build-realnode.sh >/dev/null  # kubelet, containerd, the test app: tests/realnode (root)
 	@for script in hack/install-prometheus.sh hack/install-pushgateway.sh hack/install-docker.sh hack/docker-base-image.sh hack/install-action-tools.sh hack/install-prism.sh hack/install-netns-tools.sh; do \
 		if [ -f $$script ]; then bash $$script || exit 1; fi; done
+
+jaeger:  ## build the real Jaeger the trace test sends to (opt-in: ~30 min on 2 cores; the test is not run without it)
+	BLUEGREEN_BUILD_JAEGER=1 bash hack/build-jaeger.sh
 
 demo: venv  ## start the local cluster and run a full blue-green release on it
 	$(PYTHON) hack/localcluster.py up --dir $(CLUSTER_DIR) >/dev/null

@@ -7,6 +7,7 @@ Started with its in-memory storage, the OTLP/HTTP receiver and the query API on 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 from collections.abc import Iterator
@@ -25,9 +26,17 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def binary() -> str:
+    """The cached binary; its build is opt-in (`make jaeger`): it took 32 minutes on 2 shared cores,
+    more than CI's whole budget allows, so without it the Jaeger test reports itself not run."""
+    build = os.environ.get("BLUEGREEN_BUILD_JAEGER") == "1"
     done = subprocess.run(
-        ["bash", str(ROOT / "hack" / "build-jaeger.sh")], capture_output=True, text=True, check=False
+        ["bash", str(ROOT / "hack" / "build-jaeger.sh"), *([] if build else ["--cached-only"])],
+        capture_output=True,
+        text=True,
+        check=False,
     )
+    if done.returncode == 3:
+        pytest.skip("not run: Jaeger is not built here; `make jaeger` builds it (about 30 min on 2 cores)")
     if done.returncode != 0:
         pytest.fail(f"hack/build-jaeger.sh failed:\n{done.stderr[-3000:]}")
     return done.stdout.strip().splitlines()[-1]
