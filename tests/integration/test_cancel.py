@@ -237,7 +237,7 @@ def test_a_switch_cancelled_while_verifying_is_recorded_as_written(
 ) -> None:
     # Green's pods never become Ready, so a forced switch verifies until its timeout: time to cancel it.
     create_app(kube, namespace, "shop", replicas=1, idle_image=UNREADY_IMAGE, wait=False)
-    process = cli.start("switch", "--to", "green", "--force")
+    process = cli.start("switch", "--to", "green", "--force", "--allow-no-endpoints")
     wait_until("switched and verifying", lambda: selector(kube, namespace) == "green")
     time.sleep(0.5)
     code, report, took = stop(process)
