@@ -1,0 +1,173 @@
+"""The apiserver itself fails mid-phase: stopped (SIGSTOP, then SIGCONT) or killed and restarted.
+
+These run on a cluster of their own (the session cluster serves the other tests meanwhile). The
+FaultProxy in front of it fires the fault when the chosen request arrives, then forwards that request
+to the frozen or dead apiserver.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from lightkube import Client, KubeConfig
+
+from hack.localcluster import LocalCluster, _alive, _request, _spawn
+from tests.faults.harness import (
+    LEDGER,
+    Row,
+    kubeconfig_via,
+    next_run,
+    observe,
+    run_cli,
+    set_up,
+    verdict,
+)
+from tests.faults.httpfaults import FaultProxy, Request, Rule
+from tests.faults.test_requests import short
+
+pytestmark = pytest.mark.cluster
+
+LEASE = "PUT /apis/coordination.k8s.io/v1/namespaces/NS/leases/bluegreen-{app}"
+SERVICE = "PATCH /api/v1/namespaces/NS/services/{app}"
+WATCH = "WATCH /apis/discovery.k8s.io/v1/namespaces/NS/endpointslices"
+ROLLOUT = "GET /apis/apps/v1/namespaces/NS/deployments/shop-green"
+
+
+class Apiserver:
+    """The private cluster's kube-apiserver process: freeze, thaw, kill, start again."""
+
+    def __init__(self, cluster: LocalCluster) -> None:
+        self.cluster = cluster
+        self.lock = threading.Lock()
+
+    def _state(self) -> dict[str, object]:
+        state: dict[str, object] = json.loads(self.cluster.state_file.read_text())
+        return state
+
+    @property
+    def pid(self) -> int:
+        pids = self._state()["pids"]
+        assert isinstance(pids, dict)
+        return int(pids["kube-apiserver"])
+
+    def freeze(self, seconds: float) -> None:
+        """SIGSTOP now, SIGCONT after `seconds` (from a timer thread: the caller goes on at once)."""
+        pid = self.pid
+        os.kill(pid, signal.SIGSTOP)
+        threading.Timer(seconds, os.kill, (pid, signal.SIGCONT)).start()
+
+    def kill_and_restart(self, after: float) -> None:
+        """SIGKILL now; started again with the same command line `after` seconds later."""
+        pid = self.pid
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[:-1]
+        os.kill(pid, signal.SIGKILL)
+
+        def restart() -> None:
+            while _alive(pid):
+                time.sleep(0.05)
+            time.sleep(after)
+            with self.lock:
+                log = self.cluster.dir / "logs" / f"kube-apiserver-{int(time.time() * 1000)}.log"
+                new = _spawn(Path(argv[0].decode()), [a.decode() for a in argv[1:]], log, True)
+                state = self._state()
+                pids = state["pids"]
+                assert isinstance(pids, dict)
+                pids["kube-apiserver"] = new
+                self.cluster.state_file.write_text(json.dumps(state))
+
+        threading.Thread(target=restart, daemon=True).start()
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if _request("GET", f"{self.cluster.server}/readyz", self.cluster.dir / "pki")[0] == 200:
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"the apiserver is not ready {timeout:.0f}s after its restart")
+
+
+@dataclass
+class Private:
+    cluster: LocalCluster
+    apiserver: Apiserver
+    proxy: FaultProxy
+    proxied: Path
+
+    def kube(self) -> Client:
+        """A fresh admin client: the previous one's connections may have died with the apiserver."""
+        return Client(KubeConfig.from_file(self.cluster.kubeconfig), field_manager="bluegreen-tests")
+
+
+@pytest.fixture(scope="module")
+def private(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Private]:
+    cluster = LocalCluster(tmp_path_factory.mktemp("private-cluster")).up(die_with_parent=True, quiet=True)
+    try:
+        port = int(json.loads(cluster.state_file.read_text())["ports"]["apiserver"])
+        with FaultProxy(cluster.dir / "pki", port) as proxy:
+            proxied = kubeconfig_via(cluster.kubeconfig, proxy.port, cluster.dir / "kubeconfig-proxied")
+            yield Private(cluster, Apiserver(cluster), proxy, proxied)
+    finally:
+        cluster.down()
+
+
+CASES = [
+    # (command, fault, seconds, step, occurrence)
+    ("switch", "SIGSTOP", 3, LEASE.format(app="shop"), 1),
+    ("switch", "SIGSTOP", 3, SERVICE.format(app="shop"), 1),
+    ("switch", "SIGSTOP", 3, WATCH, 1),
+    ("switch", "SIGSTOP", 3, SERVICE.format(app="shop"), 2),
+    ("switch", "SIGSTOP", 12, SERVICE.format(app="shop"), 1),
+    ("deploy", "SIGSTOP", 3, ROLLOUT, 3),
+    ("group switch", "SIGSTOP", 3, SERVICE.format(app="web"), 1),
+    ("switch", "SIGKILL", 1, LEASE.format(app="shop"), 1),
+    ("switch", "SIGKILL", 1, SERVICE.format(app="shop"), 1),
+    ("switch", "SIGKILL", 1, WATCH, 1),
+    ("switch", "SIGKILL", 1, SERVICE.format(app="shop"), 2),
+    ("deploy", "SIGKILL", 1, ROLLOUT, 3),
+    ("rollback", "SIGKILL", 1, SERVICE.format(app="shop"), 1),
+]
+
+
+@pytest.mark.parametrize(
+    ("command", "fault", "seconds", "step", "occurrence"),
+    CASES,
+    ids=[f"{c[0]}-{c[1]}-{short(c[3]).split()[-1]}-{c[4]}".replace(" ", "-") for c in CASES],
+)
+def test_apiserver_fails_mid_phase(
+    command: str, fault: str, seconds: float, step: str, occurrence: int, private: Private, tmp_path: Path
+) -> None:
+    kube = private.kube()
+    scene = set_up(kube, command, private.cluster.kubeconfig, tmp_path, "apiserver")
+    nth = {1: "1st", 2: "2nd", 3: "3rd"}.get(occurrence, f"{occurrence}th")
+    name = (
+        f"apiserver {fault} for {seconds:.0f} s"
+        if fault == "SIGSTOP"
+        else "apiserver killed, restarted 1 s later"
+    )
+    row = Row(fault=name, phase=command, moment=f"at the {nth} {short(step)}")
+
+    def strike(_: Request) -> None:
+        if fault == "SIGSTOP":
+            private.apiserver.freeze(seconds)
+        else:
+            private.apiserver.kill_and_restart(seconds)
+
+    rule = private.proxy.add(Rule(scene.namespace, step, "hook", occurrence=occurrence, hook=strike))
+    run = run_cli(scene.args(), private.proxied)
+    private.apiserver.wait_ready()
+    time.sleep(max(0.0, seconds - run.elapsed))  # a frozen apiserver is thawed before anything is read
+    private.apiserver.wait_ready()
+    if not rule.fired.is_set():
+        row.problems.append("the fault never fired: the run did not send that request")
+    kube = private.kube()
+    verdict(row, run, observe(kube, scene), scene, expect={0, 1, 3})
+    next_run(kube, scene, LEDGER.add(row))
+    assert row.consistent, row.problems
