@@ -44,6 +44,7 @@ NEW_IMAGE = "registry.local/shop:2.0"
 GROUP = ("cart", "web")
 ACTIVE = "bluegreen.io/active-color"
 BOUND_S = 60.0  # the longest any faulted command may run
+WIDTH = 6  # rows run at once: most of a row is waiting (for rollouts, timeouts, an expiring Lease)
 TERM_BOUND_S = 5.0  # from SIGTERM to exit: the safe-point budget
 
 
@@ -57,6 +58,7 @@ class Run:
     elapsed: float
     stdout: str
     stderr: str
+    killed_by: int | None = None  # the signal that ended it unhandled (exit_code is then 128+N)
 
     def describe(self) -> str:
         tail = self.stderr.strip().splitlines()[-3:]
@@ -106,8 +108,9 @@ class Cli:
             out, err = self.process.communicate()
             code = None
         ended = time.monotonic()
-        code = 128 - code if code is not None and code < 0 else code  # killed by signal N: 128+N
-        return Run(self.argv, code, ended - self.started, out, err)
+        killed_by = -code if code is not None and code < 0 else None
+        code = 128 + killed_by if killed_by else code  # as a shell reports it
+        return Run(self.argv, code, ended - self.started, out, err, killed_by)
 
 
 def run_cli(command: Sequence[str], kubeconfig: Path, bound: float = BOUND_S) -> Run:
@@ -367,6 +370,8 @@ def verdict(row: Row, run: Run, observed: Observed, scene: Scene, *, expect: set
         row.problems.append(f"still running after {run.elapsed:.0f}s (killed)")
     elif run.exit_code not in expect:
         row.problems.append(f"exit {run.exit_code}, expected one of {sorted(expect)}: {run.describe()}")
+    if run.killed_by is not None and 143 in expect:
+        row.problems.append(f"died of signal {run.killed_by} unhandled: no safe point, nothing reported")
     if run.crashed:
         row.problems.append(f"crashed: {run.describe()}")
     if run.exit_code == 0 and observed.color != scene.goal:

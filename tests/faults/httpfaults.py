@@ -99,6 +99,17 @@ class FaultProxy:
             seen = [entry.request.step for entry in self.log if entry.request.namespace == namespace]
         return list(dict.fromkeys(seen))
 
+    def trace(self, namespace: str) -> list[tuple[str, int]]:
+        """Every request seen in `namespace` as (step, occurrence: 1 for the step's first), in order."""
+        with self._lock:
+            steps = [entry.request.step for entry in self.log if entry.request.namespace == namespace]
+        counts: dict[str, int] = {}
+        out: list[tuple[str, int]] = []
+        for step in steps:
+            counts[step] = counts.get(step, 0) + 1
+            out.append((step, counts[step]))
+        return out
+
     def count(self, namespace: str) -> int:
         with self._lock:
             return sum(1 for entry in self.log if entry.request.namespace == namespace)

@@ -23,9 +23,11 @@ from tests.faults.harness import (
     BOUND_S,
     COMMANDS,
     LEDGER,
+    WIDTH,
     Row,
     Scene,
     concurrently,
+    kubeconfig_via,
     next_run,
     observe,
     run_cli,
@@ -36,14 +38,13 @@ from tests.faults.httpfaults import FaultProxy, Kind, Rule
 
 pytestmark = pytest.mark.cluster
 
-READ_FAULTS: tuple[Kind, ...] = ("reset-before", "status-503")
-WRITE_FAULTS: tuple[Kind, ...] = ("reset-before", "reset-after", "status-503", "timeout-after")
 FAULT_NAMES = {
     "reset-before": "reset before the request reached the API",
     "reset-after": "reset after the API applied it",
     "status-503": "HTTP 503",
     "timeout-after": "no answer (client timeout) after the API applied it",
 }
+POLLS = 2  # a read repeated more often than this is a poll: its first ones stand for the rest
 
 
 def short(step: str) -> str:
@@ -51,41 +52,88 @@ def short(step: str) -> str:
     return re.sub(r"/(api|apis/[^/]+)/v1/(namespaces/NS/)?", " ", step, count=1).replace("  ", " ")
 
 
-def faults_for(step: str) -> tuple[Kind, ...]:
-    return READ_FAULTS if step.split()[0] in ("GET", "WATCH") else WRITE_FAULTS
+def ordinal(n: int) -> str:
+    return {1: "1st", 2: "2nd", 3: "3rd"}.get(n, f"{n}th")
 
 
-@pytest.mark.parametrize("command", COMMANDS)
-def test_every_request_failed_in_turn(
-    command: str,
+def is_read(step: str) -> bool:
+    return step.split()[0] in ("GET", "WATCH")
+
+
+def cases(trace: list[tuple[str, int]]) -> list[tuple[str, int, Kind]]:
+    """The faults for each request of a clean run's trace.
+
+    A read is retried by the engine whatever failed it, so one fault each, alternating a reset and
+    a 503. A write is failed twice: once so that it never applied (reset or 503, alternating) and
+    once so that it applied and the answer was lost (reset or timeout, alternating); the write that
+    moves traffic (the Service) gets all four."""
+    out: list[tuple[str, int, Kind]] = []
+    reads = writes = 0
+    for step, occurrence in trace:
+        if is_read(step):
+            if occurrence <= POLLS:
+                out.append((step, occurrence, ("reset-before", "status-503")[reads % 2]))
+                reads += 1
+            continue
+        if "/services/" in step and "-preview" not in step:
+            kinds: tuple[Kind, ...] = ("reset-before", "status-503", "reset-after", "timeout-after")
+        else:
+            kinds = (("reset-before", "status-503")[writes % 2], ("reset-after", "timeout-after")[writes % 2])
+            writes += 1
+        out += [(step, occurrence, kind) for kind in kinds]
+    return out
+
+
+@pytest.fixture(scope="module")
+def every_request(
     kube: Client,
     cluster_kubeconfig: Path,
-    proxied: Path,
     fault_proxy: FaultProxy,
-    tmp_path: Path,
-) -> None:
-    trace = set_up(kube, command, cluster_kubeconfig, tmp_path, "trace")
-    clean = run_cli(trace.args(), proxied)
-    assert clean.exit_code == 0, clean.describe()
-    steps = fault_proxy.steps(trace.namespace)
-    assert steps, "the clean run sent no request through the proxy"
+    tmp_path_factory: pytest.TempPathFactory,
+) -> dict[str, list[Row]]:
+    """Every command's requests failed in turn, all commands at once; the rows by command.
 
-    cases = [(step, kind) for step in steps for kind in faults_for(step)]
-    done: list[tuple[Scene, Row]] = []
+    One pool for all of them, and the re-runs after all faults: a Lease a fault left held (its
+    release failed) expires meanwhile, once for the whole matrix instead of once per command."""
+    tmp = tmp_path_factory.mktemp("every-request")
+    proxied = kubeconfig_via(cluster_kubeconfig, fault_proxy.port, tmp / "kubeconfig-proxied")
 
-    def inject(case: tuple[str, Kind]) -> None:
-        step, kind = case
-        scene = set_up(kube, command, cluster_kubeconfig, tmp_path, "req")
-        row = Row(fault=FAULT_NAMES[kind], phase=command, moment=f"1st {short(step)}")
-        rule = fault_proxy.add(Rule(scene.namespace, step, kind))
+    def traced(command: str) -> list[tuple[str, int]]:
+        scene = set_up(kube, command, cluster_kubeconfig, tmp, "trace")
+        clean = run_cli(scene.args(), proxied)
+        assert clean.exit_code == 0, clean.describe()
+        return fault_proxy.trace(scene.namespace)
+
+    planned = [(command, *case) for command in COMMANDS for case in cases(traced(command))]
+    rows = {
+        index: LEDGER.add(Row(fault=FAULT_NAMES[kind], phase=command, moment=f"{ordinal(n)} {short(step)}"))
+        for index, (command, step, n, kind) in enumerate(planned)
+    }
+    scenes: dict[int, Scene] = {}
+
+    def inject(index: int) -> None:
+        command, step, occurrence, kind = planned[index]
+        row = rows[index]
+        scene = scenes[index] = set_up(kube, command, cluster_kubeconfig, tmp, "req")
+        rule = fault_proxy.add(Rule(scene.namespace, step, kind, occurrence=occurrence))
         run = run_cli(scene.args(), proxied, bound=BOUND_S)
         if not rule.fired.is_set():
             row.problems.append("the fault never fired: this run did not send that request")
         verdict(row, run, observe(kube, scene), scene, expect={0, 1, 3})
-        done.append((scene, LEDGER.add(row)))
 
-    concurrently(cases, inject)
-    # The re-runs come last, all together: a Lease the fault left held expires meanwhile.
-    concurrently(done, lambda item: next_run(kube, item[0], item[1]))
-    bad = [row for _, row in done if not row.consistent]
-    assert not bad, "\n".join(" | ".join(row.cells()) for row in bad)
+    concurrently(list(rows), inject, width=WIDTH)
+    concurrently(list(scenes), lambda index: next_run(kube, scenes[index], rows[index]), width=WIDTH)
+    by_command: dict[str, list[Row]] = {command: [] for command in COMMANDS}
+    for index, (command, *_) in enumerate(planned):
+        by_command[command].append(rows[index])
+    return by_command
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_request_failed_in_turn(command: str, every_request: dict[str, list[Row]]) -> None:
+    rows = every_request[command]
+    assert rows, f"no request of {command} was failed"
+    bad = [row for row in rows if not row.consistent]
+    assert not bad, f"{len(bad)} of {len(rows)} faults left {command} inconsistent:\n" + "\n".join(
+        " | ".join(row.cells()) for row in bad
+    )

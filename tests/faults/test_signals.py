@@ -14,12 +14,15 @@ import pytest
 from lightkube import Client
 
 from tests.faults.harness import (
+    COMMANDS,
     LEDGER,
     TERM_BOUND_S,
+    WIDTH,
     Cli,
     Row,
     Scene,
     concurrently,
+    kubeconfig_via,
     next_run,
     observe,
     run_cli,
@@ -27,7 +30,7 @@ from tests.faults.harness import (
     verdict,
 )
 from tests.faults.httpfaults import FaultProxy, Request, Rule
-from tests.faults.test_requests import short
+from tests.faults.test_requests import is_read, ordinal, short
 
 pytestmark = pytest.mark.cluster
 
@@ -38,8 +41,11 @@ def cancel_at(
     kube: Client, scene: Scene, proxied: Path, fault_proxy: FaultProxy, step: str, occurrence: int = 1
 ) -> Row:
     """Run the scene's command and send it SIGTERM when `step`'s request arrives; one table row."""
-    nth = {1: "1st", 2: "2nd", 3: "3rd"}.get(occurrence, f"{occurrence}th")
-    row = Row(fault="SIGTERM to the CLI", phase=scene.command, moment=f"{nth} {short(step)} in flight")
+    row = Row(
+        fault="SIGTERM to the CLI",
+        phase=scene.command,
+        moment=f"{ordinal(occurrence)} {short(step)} in flight",
+    )
     holder: dict[str, Cli] = {}
 
     def term(_: Request) -> None:
@@ -59,25 +65,51 @@ def cancel_at(
     return LEDGER.add(row)
 
 
-@pytest.mark.parametrize("command", ["deploy", "switch", "rollback", "group switch"])
-def test_sigterm_at_every_step(
-    command: str,
+def moments(requests: list[tuple[str, int]]) -> list[tuple[str, int]]:
+    """The first request (before the lock), every write, and the rollout's wait (the deploy's third
+    read of its Deployment, when it polled that often): the moments a cancellation can find."""
+    chosen = [requests[0], *[r for r in requests if not is_read(r[0])]]
+    return chosen + [r for r in requests if r[0].endswith("/deployments/shop-green") and r[1] == 3]
+
+
+@pytest.fixture(scope="module")
+def cancelled(
     kube: Client,
     cluster_kubeconfig: Path,
-    proxied: Path,
     fault_proxy: FaultProxy,
-    tmp_path: Path,
-) -> None:
-    trace = set_up(kube, command, cluster_kubeconfig, tmp_path, "trace")
-    assert run_cli(trace.args(), proxied).exit_code == 0
-    steps = fault_proxy.steps(trace.namespace)
-    done: list[tuple[Scene, Row]] = []
+    tmp_path_factory: pytest.TempPathFactory,
+) -> dict[str, list[Row]]:
+    """Every command cancelled at each of its moments, all at once; the rows by command."""
+    tmp = tmp_path_factory.mktemp("sigterm")
+    proxied = kubeconfig_via(cluster_kubeconfig, fault_proxy.port, tmp / "kubeconfig-proxied")
 
-    def one(step: str) -> None:
-        scene = set_up(kube, command, cluster_kubeconfig, tmp_path, "term")
-        done.append((scene, cancel_at(kube, scene, proxied, fault_proxy, step)))
+    def traced(command: str) -> list[tuple[str, int]]:
+        scene = set_up(kube, command, cluster_kubeconfig, tmp, "trace")
+        clean = run_cli(scene.args(), proxied)
+        assert clean.exit_code == 0, clean.describe()
+        return fault_proxy.trace(scene.namespace)
 
-    concurrently(steps, one)
-    concurrently(done, lambda item: next_run(kube, item[0], item[1]))
-    bad = [row for _, row in done if not row.consistent]
-    assert not bad, "\n".join(" | ".join(row.cells()) for row in bad)
+    planned = [(command, *moment) for command in COMMANDS for moment in moments(traced(command))]
+    results: dict[int, tuple[Scene, Row]] = {}
+
+    def one(index: int) -> None:
+        command, step, occurrence = planned[index]
+        scene = set_up(kube, command, cluster_kubeconfig, tmp, "term")
+        results[index] = (scene, cancel_at(kube, scene, proxied, fault_proxy, step, occurrence))
+
+    concurrently(list(range(len(planned))), one, width=WIDTH)
+    concurrently(list(results.values()), lambda item: next_run(kube, item[0], item[1]), width=WIDTH)
+    by_command: dict[str, list[Row]] = {command: [] for command in COMMANDS}
+    for index in sorted(results):
+        by_command[planned[index][0]].append(results[index][1])
+    return by_command
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_sigterm_at_each_moment(command: str, cancelled: dict[str, list[Row]]) -> None:
+    rows = cancelled[command]
+    assert rows, f"{command} was never cancelled"
+    bad = [row for row in rows if not row.consistent]
+    assert not bad, f"{len(bad)} of {len(rows)} cancellations left {command} inconsistent:\n" + "\n".join(
+        " | ".join(row.cells()) for row in bad
+    )
