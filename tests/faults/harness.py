@@ -399,7 +399,30 @@ def next_run(kube: Client, scene: Scene, row: Row) -> None:
             row.problems.append(f"after the next deploy, green runs {images}, not {NEW_IMAGE}")
 
 
-def concurrently(items: Sequence[Any], fn: Callable[[Any], None], width: int = 4) -> None:
+def drop(kube: Client, scene: Scene) -> None:
+    """Delete the scene's namespace (not waited for): the session cluster's nodes hold 220 pods in all."""
+    kube.delete(Namespace, scene.namespace)
+
+
+def next_run_now_or_later(kube: Client, scene: Scene, row: Row, later: list[tuple[Scene, Row]]) -> None:
+    """The next run at once when every Lease is free; after all faults (in `later`) when the fault
+    left one held, so that its expiry is waited for once, not once per row."""
+    if any(lease_state(kube, scene.namespace, app)[0] == "expiring" for app in scene.apps):
+        later.append((scene, row))
+        return
+    next_run(kube, scene, row)
+    drop(kube, scene)
+
+
+def run_later(kube: Client, later: list[tuple[Scene, Row]]) -> None:
+    def one(item: tuple[Scene, Row]) -> None:
+        next_run(kube, *item)
+        drop(kube, item[0])
+
+    concurrently(later, one, width=WIDTH)
+
+
+def concurrently(items: Sequence[Any], fn: Callable[[Any], None], width: int = WIDTH) -> None:
     """fn over items, `width` at a time; the first exception is raised after all have run."""
     from concurrent.futures import ThreadPoolExecutor
 
@@ -407,6 +430,14 @@ def concurrently(items: Sequence[Any], fn: Callable[[Any], None], width: int = 4
         futures = [pool.submit(fn, item) for item in items]
     for future in futures:
         future.result()
+
+
+def guarded(row: Row, fn: Callable[[], None]) -> None:
+    """Run one row's work; a set-up or read that failed marks that row, not the whole matrix."""
+    try:
+        fn()
+    except Exception as error:
+        row.problems.append(f"the row could not run: {type(error).__name__}: {str(error)[:300]}")
 
 
 LEDGER = Ledger()  # the session's rows: the conftest prints them at the end

@@ -14,6 +14,7 @@ from lightkube import Client
 from tests.faults.harness import (
     LEDGER,
     Row,
+    drop,
     kubeconfig_via,
     next_run,
     observe,
@@ -120,4 +121,5 @@ def test_tcp_fault_during_switch(
     finally:
         proxy.delete()
     next_run(kube, scene, LEDGER.add(row))
+    drop(kube, scene)
     assert row.consistent, row.problems

@@ -11,7 +11,7 @@ from lightkube.resources.apps_v1 import Deployment
 from lightkube.resources.core_v1 import Service
 from lightkube.types import PatchType
 
-from tests.faults.harness import LEDGER, Cli, Row, Scene, next_run, observe, run_cli, set_up, verdict
+from tests.faults.harness import LEDGER, Cli, Row, Scene, drop, next_run, observe, run_cli, set_up, verdict
 from tests.faults.httpfaults import FaultProxy, Request, Rule
 
 pytestmark = pytest.mark.cluster
@@ -40,6 +40,7 @@ def test_ten_switch_runs_started_together(
     if observed.color != scene.goal:
         row.problems.append(f"traffic ended on {observed.color}, not the candidate {scene.goal}")
     next_run(kube, scene, LEDGER.add(row))
+    drop(kube, scene)
     assert row.consistent, row.problems
 
 
@@ -169,4 +170,5 @@ def test_another_writer_between_read_and_write(
         name=name,
     )
     next_run(kube, scene, row)
+    drop(kube, scene)
     assert row.consistent, row.problems

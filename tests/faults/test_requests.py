@@ -27,10 +27,12 @@ from tests.faults.harness import (
     Row,
     Scene,
     concurrently,
+    guarded,
     kubeconfig_via,
-    next_run,
+    next_run_now_or_later,
     observe,
     run_cli,
+    run_later,
     set_up,
     verdict,
 )
@@ -109,20 +111,24 @@ def every_request(
         index: LEDGER.add(Row(fault=FAULT_NAMES[kind], phase=command, moment=f"{ordinal(n)} {short(step)}"))
         for index, (command, step, n, kind) in enumerate(planned)
     }
-    scenes: dict[int, Scene] = {}
+    later: list[tuple[Scene, Row]] = []
 
     def inject(index: int) -> None:
+        guarded(rows[index], lambda: one(index))
+
+    def one(index: int) -> None:
         command, step, occurrence, kind = planned[index]
         row = rows[index]
-        scene = scenes[index] = set_up(kube, command, cluster_kubeconfig, tmp, "req")
+        scene = set_up(kube, command, cluster_kubeconfig, tmp, "req")
         rule = fault_proxy.add(Rule(scene.namespace, step, kind, occurrence=occurrence))
         run = run_cli(scene.args(), proxied, bound=BOUND_S)
         if not rule.fired.is_set():
             row.problems.append("the fault never fired: this run did not send that request")
         verdict(row, run, observe(kube, scene), scene, expect={0, 1, 3})
+        next_run_now_or_later(kube, scene, row, later)
 
     concurrently(list(rows), inject, width=WIDTH)
-    concurrently(list(scenes), lambda index: next_run(kube, scenes[index], rows[index]), width=WIDTH)
+    run_later(kube, later)
     by_command: dict[str, list[Row]] = {command: [] for command in COMMANDS}
     for index, (command, *_) in enumerate(planned):
         by_command[command].append(rows[index])

@@ -22,10 +22,12 @@ from tests.faults.harness import (
     Row,
     Scene,
     concurrently,
+    guarded,
     kubeconfig_via,
-    next_run,
+    next_run_now_or_later,
     observe,
     run_cli,
+    run_later,
     set_up,
     verdict,
 )
@@ -38,14 +40,9 @@ MISSING = "SIGTERM handling (issue 10 item 3): exit 143 at a safe point, Lease r
 
 
 def cancel_at(
-    kube: Client, scene: Scene, proxied: Path, fault_proxy: FaultProxy, step: str, occurrence: int = 1
-) -> Row:
-    """Run the scene's command and send it SIGTERM when `step`'s request arrives; one table row."""
-    row = Row(
-        fault="SIGTERM to the CLI",
-        phase=scene.command,
-        moment=f"{ordinal(occurrence)} {short(step)} in flight",
-    )
+    kube: Client, scene: Scene, proxied: Path, fault_proxy: FaultProxy, step: str, occurrence: int, row: Row
+) -> None:
+    """Run the scene's command and send it SIGTERM when `step`'s request arrives; fills `row`."""
     holder: dict[str, Cli] = {}
 
     def term(_: Request) -> None:
@@ -62,7 +59,6 @@ def cancel_at(
         row.moment += f" (exit {took:.1f}s after the signal)"
         if took > TERM_BOUND_S:
             row.problems.append(f"exited {took:.1f}s after SIGTERM: more than {TERM_BOUND_S:.0f}s")
-    return LEDGER.add(row)
 
 
 def moments(requests: list[tuple[str, int]]) -> list[tuple[str, int]]:
@@ -90,18 +86,28 @@ def cancelled(
         return fault_proxy.trace(scene.namespace)
 
     planned = [(command, *moment) for command in COMMANDS for moment in moments(traced(command))]
-    results: dict[int, tuple[Scene, Row]] = {}
+    results = {
+        index: LEDGER.add(
+            Row(fault="SIGTERM to the CLI", phase=command, moment=f"{ordinal(n)} {short(step)} in flight")
+        )
+        for index, (command, step, n) in enumerate(planned)
+    }
+    later: list[tuple[Scene, Row]] = []
 
     def one(index: int) -> None:
+        guarded(results[index], lambda: cancel(index))
+
+    def cancel(index: int) -> None:
         command, step, occurrence = planned[index]
         scene = set_up(kube, command, cluster_kubeconfig, tmp, "term")
-        results[index] = (scene, cancel_at(kube, scene, proxied, fault_proxy, step, occurrence))
+        cancel_at(kube, scene, proxied, fault_proxy, step, occurrence, results[index])
+        next_run_now_or_later(kube, scene, results[index], later)
 
     concurrently(list(range(len(planned))), one, width=WIDTH)
-    concurrently(list(results.values()), lambda item: next_run(kube, item[0], item[1]), width=WIDTH)
+    run_later(kube, later)
     by_command: dict[str, list[Row]] = {command: [] for command in COMMANDS}
     for index in sorted(results):
-        by_command[planned[index][0]].append(results[index][1])
+        by_command[planned[index][0]].append(results[index])
     return by_command
 
 
