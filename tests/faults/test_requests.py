@@ -46,7 +46,14 @@ FAULT_NAMES = {
     "status-503": "HTTP 503",
     "timeout-after": "no answer (client timeout) after the API applied it",
 }
-POLLS = 2  # a read repeated more often than this is a poll: its first ones stand for the rest
+POLLS = 2
+READ_FAULTS: tuple[Kind, ...] = ("reset-before", "status-503")
+WRITE_FAULTS: tuple[Kind, ...] = (
+    "reset-after",
+    "timeout-after",
+    "reset-before",
+    "status-503",
+)  # a read repeated more often than this is a poll: its first ones stand for the rest
 
 
 def short(step: str) -> str:
@@ -63,26 +70,23 @@ def is_read(step: str) -> bool:
 
 
 def cases(trace: list[tuple[str, int]]) -> list[tuple[str, int, Kind]]:
-    """The faults for each request of a clean run's trace.
+    """One fault for each request of a clean run's trace; four for the write that moves traffic.
 
-    A read is retried by the engine whatever failed it, so one fault each, alternating a reset and
-    a 503. A write is failed twice: once so that it never applied (reset or 503, alternating) and
-    once so that it applied and the answer was lost (reset or timeout, alternating); the write that
-    moves traffic (the Service) gets all four."""
+    The kinds take turns, reads between a reset and a 503 (the engine retries a read whatever failed
+    it), writes among all four: never applied (reset, 503) or applied with the answer lost (reset,
+    timeout). The first write to the live Service (the one that moves traffic) gets all four."""
     out: list[tuple[str, int, Kind]] = []
     reads = writes = 0
     for step, occurrence in trace:
         if is_read(step):
             if occurrence <= POLLS:
-                out.append((step, occurrence, ("reset-before", "status-503")[reads % 2]))
+                out.append((step, occurrence, READ_FAULTS[reads % len(READ_FAULTS)]))
                 reads += 1
-            continue
-        if "/services/" in step and "-preview" not in step:
-            kinds: tuple[Kind, ...] = ("reset-before", "status-503", "reset-after", "timeout-after")
+        elif occurrence == 1 and "/services/" in step and "-preview" not in step:
+            out += [(step, occurrence, kind) for kind in WRITE_FAULTS]
         else:
-            kinds = (("reset-before", "status-503")[writes % 2], ("reset-after", "timeout-after")[writes % 2])
+            out.append((step, occurrence, WRITE_FAULTS[writes % len(WRITE_FAULTS)]))
             writes += 1
-        out += [(step, occurrence, kind) for kind in kinds]
     return out
 
 
