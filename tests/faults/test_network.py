@@ -14,11 +14,14 @@ from lightkube import Client
 from tests.faults.harness import (
     LEDGER,
     Row,
-    drop,
+    Scene,
+    concurrently,
+    guarded,
     kubeconfig_via,
-    next_run,
+    next_run_now_or_later,
     observe,
     run_cli,
+    run_later,
     set_up,
     verdict,
 )
@@ -28,7 +31,7 @@ from tests.support.toxiproxy import Proxy, Toxiproxy
 pytestmark = pytest.mark.cluster
 
 SELECTOR = "PATCH /api/v1/namespaces/NS/services/shop"
-WATCH = "WATCH /apis/discovery.k8s.io/v1/namespaces/NS/endpointslices"
+VERIFY = "GET /apis/discovery.k8s.io/v1/namespaces/NS/endpointslices"
 LEASE_TAKE = "PUT /apis/coordination.k8s.io/v1/namespaces/NS/leases/bluegreen-shop"
 
 
@@ -68,7 +71,7 @@ CASES = [
     Case("reset_peer on every connection", "whole run", None, toxic("reset_peer", timeout=0)),
     Case("reset_peer", "from the lock write on", LEASE_TAKE, toxic("reset_peer", timeout=0)),
     Case("reset_peer", "from the selector write on", SELECTOR, toxic("reset_peer", timeout=0)),
-    Case("reset_peer", "while verifying (EndpointSlice watch)", WATCH, toxic("reset_peer", timeout=0)),
+    Case("reset_peer", "while verifying (EndpointSlice list)", VERIFY, toxic("reset_peer", timeout=0)),
     Case(
         "timeout (data stops, no close)", "from the selector write on", SELECTOR, toxic("timeout", timeout=0)
     ),
@@ -85,41 +88,60 @@ CASES = [
     Case("closed port", "whole run", None, disable),
     Case("closed port", "at the lock write", LEASE_TAKE, disable),
     Case("closed port", "at the selector write", SELECTOR, disable),
-    Case("closed port", "while verifying (EndpointSlice watch)", WATCH, disable),
+    Case("closed port", "while verifying (EndpointSlice list)", VERIFY, disable),
 ]
 
 
-@pytest.mark.parametrize("case", CASES, ids=[f"{c.fault}-{c.moment}".replace(" ", "-") for c in CASES])
-def test_tcp_fault_during_switch(
-    case: Case,
+IDS = [f"{c.fault}-{c.moment}".replace(" ", "-") for c in CASES]
+
+
+@pytest.fixture(scope="module")
+def tcp_faults(
     kube: Client,
     cluster_kubeconfig: Path,
     fault_proxy: FaultProxy,
     toxiproxy: Toxiproxy,
-    tmp_path: Path,
-) -> None:
-    scene = set_up(kube, "switch", cluster_kubeconfig, tmp_path, "tcp")
-    proxy = toxiproxy.proxy(fault_proxy.port)
-    try:
-        via = kubeconfig_via(cluster_kubeconfig, proxy.port, tmp_path / "kubeconfig-toxic")
-        row = Row(fault=f"Toxiproxy: {case.fault}", phase="switch", moment=case.moment)
-        rule = None
-        if case.at is None:
-            case.act(proxy)
-        else:
+    tmp_path_factory: pytest.TempPathFactory,
+) -> dict[str, Row]:
+    """Every case at once (each has its own Toxiproxy proxy and namespace); the rows by case id."""
+    tmp = tmp_path_factory.mktemp("tcp")
+    rows = {
+        key: LEDGER.add(Row(fault=f"Toxiproxy: {case.fault}", phase="switch", moment=case.moment))
+        for key, case in zip(IDS, CASES, strict=True)
+    }
+    later: list[tuple[Scene, Row]] = []
 
-            def trigger(_: Request) -> None:
+    def one(key: str, case: Case) -> None:
+        row = rows[key]
+        scene = set_up(kube, "switch", cluster_kubeconfig, tmp, "tcp")
+        proxy = toxiproxy.proxy(fault_proxy.port)
+        try:
+            via = kubeconfig_via(cluster_kubeconfig, proxy.port, tmp / f"kubeconfig-{proxy.name}")
+            rule = None
+            if case.at is None:
                 case.act(proxy)
+            else:
 
-            rule = fault_proxy.add(
-                Rule(scene.namespace, case.at, "hook", occurrence=case.occurrence, hook=trigger)
-            )
-        run = run_cli(scene.args(), via)
-        if rule is not None and not rule.fired.is_set():
-            row.problems.append("the fault never fired: the run did not send that request")
-        verdict(row, run, observe(kube, scene), scene, expect={0, 1, 3})
-    finally:
-        proxy.delete()
-    next_run(kube, scene, LEDGER.add(row))
-    drop(kube, scene)
-    assert row.consistent, row.problems
+                def trigger(_: Request) -> None:
+                    case.act(proxy)
+
+                rule = fault_proxy.add(
+                    Rule(scene.namespace, case.at, "hook", occurrence=case.occurrence, hook=trigger)
+                )
+            run = run_cli(scene.args(), via)
+            if rule is not None and not rule.fired.is_set():
+                row.problems.append("the fault never fired: the run did not send that request")
+            verdict(row, run, observe(kube, scene), scene, expect={0, 1, 3})
+        finally:
+            proxy.delete()
+        next_run_now_or_later(kube, scene, row, later)
+
+    concurrently(list(zip(IDS, CASES, strict=True)), lambda item: guarded(rows[item[0]], lambda: one(*item)))
+    run_later(kube, later)
+    return rows
+
+
+@pytest.mark.parametrize("key", IDS)
+def test_tcp_fault_during_switch(key: str, tcp_faults: dict[str, Row]) -> None:
+    row = tcp_faults[key]
+    assert row.consistent, " | ".join(row.cells())

@@ -11,24 +11,29 @@ from lightkube.resources.apps_v1 import Deployment
 from lightkube.resources.core_v1 import Service
 from lightkube.types import PatchType
 
-from tests.faults.harness import LEDGER, Cli, Row, Scene, drop, next_run, observe, run_cli, set_up, verdict
+from tests.faults.harness import (
+    LEDGER,
+    Cli,
+    Row,
+    Scene,
+    concurrently,
+    guarded,
+    next_run_now_or_later,
+    observe,
+    run_cli,
+    run_later,
+    set_up,
+    verdict,
+)
 from tests.faults.httpfaults import FaultProxy, Request, Rule
+from tests.faults.test_requests import ordinal
 
 pytestmark = pytest.mark.cluster
 
 
-@pytest.mark.parametrize("wait", ["0s", "60s"], ids=["no-wait", "wait-for-lock"])
-def test_ten_switch_runs_started_together(
-    wait: str, kube: Client, cluster_kubeconfig: Path, tmp_path: Path
-) -> None:
+def ten_at_once(kube: Client, scene: Scene, wait: str, row: Row) -> None:
     """Ten `switch` jobs (re-runs, double clicks, queued releases) at once: the candidate ends live."""
-    scene = set_up(kube, "switch", cluster_kubeconfig, tmp_path, "ten")
-    row = Row(
-        fault=f"10 `switch` runs started together (--wait-for-lock {wait})",
-        phase="switch",
-        moment="all at once",
-    )
-    clis = [Cli(scene.args("--wait-for-lock", wait), cluster_kubeconfig) for _ in range(10)]
+    clis = [Cli(scene.args("--wait-for-lock", wait), scene.kubeconfig) for _ in range(10)]
     runs = [cli.wait(bound=120) for cli in clis]
     observed = observe(kube, scene)
     codes = sorted(r.exit_code if r.exit_code is not None else -1 for r in runs)
@@ -39,9 +44,6 @@ def test_ten_switch_runs_started_together(
     row.problems += [f"a run: {r.describe()}" for r in runs if r.exit_code not in (0, 1) or r.crashed]
     if observed.color != scene.goal:
         row.problems.append(f"traffic ended on {observed.color}, not the candidate {scene.goal}")
-    next_run(kube, scene, LEDGER.add(row))
-    drop(kube, scene)
-    assert row.consistent, row.problems
 
 
 def writer_at(
@@ -56,14 +58,9 @@ def writer_at(
     write: dict[str, object],
     kind: type[Service] | type[Deployment] = Service,
     name: str = "shop",
-) -> Row:
+    row: Row,
+) -> None:
     """Run the command; when `step` arrives, another client merge-patches `name` first, then it goes on."""
-    nth = {1: "1st", 2: "2nd"}.get(occurrence, f"{occurrence}th")
-    row = Row(
-        fault=f"another writer: {what}",
-        phase=scene.command,
-        moment=f"before the {nth} {step.split('/NS/')[-1]} write",
-    )
 
     def other_writer(_: Request) -> None:
         kube.patch(kind, name, write, namespace=scene.namespace, patch_type=PatchType.MERGE)
@@ -74,11 +71,11 @@ def writer_at(
     if not rule.fired.is_set():
         row.problems.append("the other writer never ran: the run did not send that request")
     verdict(row, run, observe(kube, scene), scene, expect={0, 1, 3})
-    return LEDGER.add(row)
 
 
 SERVICE = "PATCH /api/v1/namespaces/NS/services/{app}"
-CASES = [
+Case = tuple[str, str, int, str, dict[str, object], type[Service] | type[Deployment], str]
+CASES: list[Case] = [
     # (command, step, occurrence, what, patch, kind, object)
     (
         "switch",
@@ -137,38 +134,72 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("command", "step", "occurrence", "what", "write", "kind", "name"),
-    CASES,
-    ids=[f"{c[0]}-{c[3]}".replace(" ", "-") for c in CASES],
-)
-def test_another_writer_between_read_and_write(
-    command: str,
-    step: str,
-    occurrence: int,
-    what: str,
-    write: dict[str, object],
-    kind: type[Service] | type[Deployment],
-    name: str,
+IDS = [f"{c[0]}-{c[3]}".replace(" ", "-") for c in CASES]
+TEN = {"ten-switch-runs-no-wait": "0s", "ten-switch-runs-wait-for-lock": "60s"}
+
+
+@pytest.fixture(scope="module")
+def races(
     kube: Client,
     cluster_kubeconfig: Path,
     proxied: Path,
     fault_proxy: FaultProxy,
-    tmp_path: Path,
-) -> None:
-    scene = set_up(kube, command, cluster_kubeconfig, tmp_path, "writer")
-    row = writer_at(
-        kube,
-        scene,
-        proxied,
-        fault_proxy,
-        step=step,
-        occurrence=occurrence,
-        what=what,
-        write=write,
-        kind=kind,
-        name=name,
-    )
-    next_run(kube, scene, row)
-    drop(kube, scene)
-    assert row.consistent, row.problems
+    tmp_path_factory: pytest.TempPathFactory,
+) -> dict[str, Row]:
+    """Every race at once, each in its own namespace; the rows by id."""
+    tmp = tmp_path_factory.mktemp("races")
+    rows = {
+        key: LEDGER.add(
+            Row(
+                fault=f"10 `switch` runs started together (--wait-for-lock {wait})",
+                phase="switch",
+                moment="all at once",
+            )
+        )
+        for key, wait in TEN.items()
+    }
+    for key, (command, step, n, what, *_) in zip(IDS, CASES, strict=True):
+        rows[key] = LEDGER.add(
+            Row(
+                fault=f"another writer: {what}",
+                phase=command,
+                moment=f"before the {ordinal(n)} {step.split('/NS/')[-1]} write",
+            )
+        )
+    later: list[tuple[Scene, Row]] = []
+
+    def one(key: str) -> None:
+        if key in TEN:
+            scene = set_up(kube, "switch", cluster_kubeconfig, tmp, "ten")
+            ten_at_once(kube, scene, TEN[key], rows[key])
+        else:
+            command, step, occurrence, what, write, kind, name = CASES[IDS.index(key)]
+            scene = set_up(kube, command, cluster_kubeconfig, tmp, "writer")
+            writer_at(
+                kube,
+                scene,
+                proxied,
+                fault_proxy,
+                step=step,
+                occurrence=occurrence,
+                what=what,
+                write=write,
+                kind=kind,
+                name=name,
+                row=rows[key],
+            )
+        next_run_now_or_later(kube, scene, rows[key], later)
+
+    concurrently(list(rows), lambda key: guarded(rows[key], lambda: one(key)))
+    run_later(kube, later)
+    return rows
+
+
+@pytest.mark.parametrize("key", list(TEN))
+def test_ten_switch_runs_started_together(key: str, races: dict[str, Row]) -> None:
+    assert races[key].consistent, " | ".join(races[key].cells())
+
+
+@pytest.mark.parametrize("key", IDS)
+def test_another_writer_between_read_and_write(key: str, races: dict[str, Row]) -> None:
+    assert races[key].consistent, " | ".join(races[key].cells())
