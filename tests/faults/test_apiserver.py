@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from lightkube import Client, KubeConfig
 
-from hack.localcluster import LocalCluster, _alive, _request, _spawn
+from hack.localcluster import ClusterError, LocalCluster, _alive, _request, _spawn
 from tests.faults.harness import (
     LEDGER,
     Row,
@@ -111,7 +111,14 @@ class Private:
 
 @pytest.fixture(scope="module")
 def private(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Private]:
-    cluster = LocalCluster(tmp_path_factory.mktemp("private-cluster")).up(die_with_parent=True, quiet=True)
+    cluster = LocalCluster(tmp_path_factory.mktemp("private-cluster"))
+    for attempt in (1, 2, 3):
+        try:
+            cluster.up(die_with_parent=True, quiet=True)
+            break
+        except ClusterError:  # a free port taken by another process between choosing and binding it
+            if attempt == 3:
+                raise
     try:
         port = int(json.loads(cluster.state_file.read_text())["ports"]["apiserver"])
         with FaultProxy(cluster.dir / "pki", port) as proxy:
@@ -135,7 +142,7 @@ CASES = [
     ("deploy", "SIGKILL", 1, ROLLOUT, 3),
     ("rollback", "SIGKILL", 1, SERVICE.format(app="shop"), 1),
 ]
-IDS = [f"{c[0]}-{c[1]}-{short(c[3]).split()[-1]}-{c[4]}".replace(" ", "-") for c in CASES]
+IDS = [f"{c[0]}-{c[1]}-{c[2]}s-{short(c[3]).split()[-1]}-{c[4]}".replace(" ", "-") for c in CASES]
 
 
 @pytest.fixture(scope="module")
