@@ -31,7 +31,7 @@ ENV PATH=/opt/bluegreen/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
 # Not root, and uid 1001 exactly: that is the GitHub-hosted runner's user, which creates the files it
 # mounts for the step ($GITHUB_OUTPUT, $GITHUB_STEP_SUMMARY) and owns the workspace; they are not
 # writable by other users, so this uid can write them and no other non-root uid could
-# (tests/action/test_container.py mounts them so, 0644 and owned by 1001). act is laxer: it creates
+# (tests/action/runner.py makes them so, 0644 and owned by 1001, as the runner's FileCommandManager does). act is laxer: it creates
 # those files root-owned but 0666 (seen under act 0.2.89), so any uid passes there. GitHub's docs ask
 # Docker actions to run as root for this reason: a self-hosted runner under another uid would fail.
 USER 1001

@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
 from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
-from bluegreen.cli import Outcome, execute
+from bluegreen.cli import Outcome, perform
 from bluegreen.errors import EXIT_USAGE, BlueGreenError, RefusedError, RolloutError, UsageError
 from bluegreen.github import summary
 from bluegreen.github.inputs import ActionInputs, decode_kubeconfig, env_name, kubeconfig_secrets, parse
@@ -62,25 +62,35 @@ class ActionReporter:
 
 
 def mask_secrets(runner: Runner, env: MutableMapping[str, str]) -> None:
-    """Mask, then take out of the environment, every secret input in any of its spellings."""
+    """Mask, then take out of the environment, every secret input in any of its spellings.
+
+    The runner passes each input twice (INPUT_KUBECONFIG and action.yml's BLUEGREEN_KUBECONFIG): each
+    distinct value is masked once."""
+    masked: set[str] = set()
+
+    def mask(value: str) -> None:
+        if value not in masked:
+            masked.add(value)
+            runner.mask(value)
+
     for name in SECRET_INPUTS:
         for key in (env_name(name), f"INPUT_{name.upper()}", f"INPUT_{name.upper().replace('-', '_')}"):
             value = env.get(key, "")
             if not value.strip():
                 continue
             if name != "kubeconfig":
-                runner.mask(value)
+                mask(value)
                 continue
             # Mask the secret values, not every line: "kind: Config" masked would garble the log.
             try:
                 decoded = decode_kubeconfig(value.strip())
             except ValueError:
-                runner.mask(value)  # unreadable, and maybe secret: all of it
+                mask(value)  # unreadable, and maybe secret: all of it
                 continue
             if decoded.strip() != value.strip():
-                runner.mask(value)  # the base64 form
+                mask(value)  # the base64 form
             for secret in kubeconfig_secrets(decoded):
-                runner.mask(secret)
+                mask(secret)
 
 
 def scrub(env: MutableMapping[str, str]) -> None:
@@ -89,19 +99,39 @@ def scrub(env: MutableMapping[str, str]) -> None:
             env.pop(key, None)
 
 
+# The container's own /tmp (1777 in the image): neither $RUNNER_TEMP, which a Docker action is given
+# with the host's path, unmounted before runner v2.331.0 (actions/runner#1984) and the host's shared
+# temp dir after; nor the workspace, the user's checkout, which later steps upload and cache; nor
+# $TMPDIR, which a step's `env:` may point at either of them.
+PRIVATE_ROOT = "/tmp"  # noqa: S108 - mkdtemp makes a 0700 directory of our own in it
+
+
 @contextmanager
 def kubeconfig_file(content: str) -> Iterator[str | None]:
-    """The kubeconfig in a 0600 file that is gone when the step ends; None: use $KUBECONFIG."""
+    """The kubeconfig in a file only this user can read, in a directory of the container's own,
+    removed when the step ends; None: use $KUBECONFIG. A failure is one BlueGreenError (exit 3)."""
     if not content:
         yield None
         return
-    fd, path = tempfile.mkstemp(prefix="kubeconfig-", dir=os.environ.get("RUNNER_TEMP") or None)
+    folder = ""
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as file:  # mkstemp creates it 0600
+        folder = tempfile.mkdtemp(prefix="bluegreen-", dir=PRIVATE_ROOT)  # 0700, this user's
+        path = os.path.join(folder, "kubeconfig")
+        with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w", encoding="utf-8") as file:
             file.write(content)
+    except OSError as error:
+        if folder:
+            shutil.rmtree(folder, ignore_errors=True)
+        raise BlueGreenError(
+            f"cannot write the kubeconfig input to a private file under {PRIVATE_ROOT}: "
+            f"{error.strerror or error}",
+            remedy=f"The action's container needs a writable {PRIVATE_ROOT}; check the runner's Docker "
+            "settings (a read-only or full /tmp), or leave `kubeconfig` empty and set $KUBECONFIG.",
+        ) from None
+    try:
         yield path
     finally:
-        Path(path).unlink(missing_ok=True)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def result_name(outcome: Outcome) -> str:
@@ -183,11 +213,14 @@ def main(env: MutableMapping[str, str] | None = None) -> int:
         return fail_early(runner, error, phase=phase or "?", app=app or "?")
     scrub(env)
     title = f"bluegreen {inputs.phase} ({inputs.app})"
-    with kubeconfig_file(inputs.kubeconfig) as path:
-        if path:
-            env["KUBECONFIG"] = path  # for kubectl in command checks; --kubeconfig names it for us
-        with ActionReporter(runner, title, f"{title}: {inputs.namespace}") as reporter:
-            outcome = execute(inputs.argv(path), reporter=reporter)
+    try:
+        with kubeconfig_file(inputs.kubeconfig) as path:
+            if path:
+                env["KUBECONFIG"] = path  # for kubectl in command checks; the options name it for us
+            with ActionReporter(runner, title, f"{title}: {inputs.namespace}") as reporter:
+                outcome = perform(inputs.options(path), reporter=reporter)
+    except BlueGreenError as error:  # only the kubeconfig file: perform() returns every failure
+        outcome = Outcome(error.exit_code, error=error, output="json")
     return finish(runner, inputs, outcome, started=started)
 
 

@@ -1,8 +1,9 @@
 """The Action's image: its size, and how soon a started container talks to the cluster.
 
 Builds the image on the local Docker engine (as tests/action do), then runs the `status` phase in it
-RUNS times against the local cluster through a loopback TCP forwarder that notes when the first
-connection arrives. Prints the image size and the medians of: `docker run` to the first API
+RUNS times against the local cluster, started as GitHub's runner starts it (tests/action/runner.py:
+every variable, the mounts, the kubeconfig input), through a loopback TCP forwarder that notes when the
+first connection arrives. Prints the image size and the medians of: `docker run` to the first API
 connection, and `docker run` to the container's exit. It prints; it never fails on a number.
 
     .venv/bin/python bench/action_start.py --kubeconfig .cluster/kubeconfig
@@ -13,7 +14,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import socket
 import statistics
 import subprocess
@@ -31,6 +31,7 @@ from lightkube.resources.core_v1 import Namespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.action.conftest import BASE_IMAGE, IMAGE, build_context, build_image, run
+from tests.action.runner import Runner
 from tests.support.apps import create_app
 
 RUNS = 7
@@ -92,34 +93,25 @@ def main() -> None:
         config = json.loads(Path(args.kubeconfig).read_text())
         server = urlparse(config["clusters"][0]["cluster"]["server"])
         first_request, whole = [], []
-        for _ in range(RUNS):
-            forwarder = Forwarder((server.hostname or "127.0.0.1", server.port or 443))
-            config["clusters"][0]["cluster"]["server"] = f"https://127.0.0.1:{forwarder.port}"
-            env = {**os.environ, "BLUEGREEN_KUBECONFIG": json.dumps(config)}
-            command = [
-                "docker",
-                "run",
-                "--rm",
-                "--network",
-                "host",
-                "-e",
-                "BLUEGREEN_KUBECONFIG",
-                "-e",
-                "BLUEGREEN_PHASE=status",
-                "-e",
-                "BLUEGREEN_APP=shop",
-                "-e",
-                f"BLUEGREEN_NAMESPACE={namespace}",
-                IMAGE,
-            ]
-            started = time.monotonic()
-            done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
-            ended = time.monotonic()
-            if done.returncode != 0 or forwarder.first is None:
-                sys.exit(f"status in the container failed:\n{done.stdout}{done.stderr}")
-            first_request.append((forwarder.first - started) * 1000)
-            whole.append((ended - started) * 1000)
-            forwarder.listener.close()
+        with tempfile.TemporaryDirectory() as home:
+            # Started exactly as GitHub's runner starts a Docker action (tests/action/runner.py).
+            runner = Runner(Path(home) / "runner", IMAGE)
+            for _ in range(RUNS):
+                forwarder = Forwarder((server.hostname or "127.0.0.1", server.port or 443))
+                config["clusters"][0]["cluster"]["server"] = f"https://127.0.0.1:{forwarder.port}"
+                done = runner.step(
+                    {
+                        "phase": "status",
+                        "app": "shop",
+                        "namespace": namespace,
+                        "kubeconfig": json.dumps(config),
+                    }
+                )
+                if done.exit_code != 0 or forwarder.first is None:
+                    sys.exit(f"status in the container failed:\n{done.log}")
+                first_request.append((forwarder.first - done.started) * 1000)
+                whole.append((done.ended - done.started) * 1000)
+                forwarder.listener.close()
     finally:
         kube.delete(Namespace, namespace)
     print(

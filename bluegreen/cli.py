@@ -2,9 +2,10 @@
 
 Exit codes:
   0  done (deployed, switched, nothing to do, rolled back on request)
-  1  refused, failed or rolled back by the watch (lock held, target not ready, gate failed)
+  1  refused, failed, inconclusive or rolled back by the watch (lock held, target not ready, gate failed)
   2  bad usage or configuration (unknown colour, malformed image, app or namespace missing)
-  3  cluster or API error (unreachable, forbidden by RBAC, conflict that did not settle)
+  3  cluster or API error (unreachable, forbidden by RBAC, conflict that did not settle), or a check
+     that could not measure (result `error`: never a pass)
 
 `execute(argv)` never prints: the GitHub Action calls it in-process and renders the outcome itself.
 """
@@ -21,9 +22,27 @@ from dataclasses import dataclass
 from typing import Any
 
 from bluegreen.errors import EXIT_CLUSTER, EXIT_OK, EXIT_REFUSED, EXIT_USAGE, BlueGreenError, UsageError
-from bluegreen.model import AppSpec, Color, NullReporter, Reporter, Result, RunInfo
+from bluegreen.model import Color, NullReporter, Reporter, Result, RunInfo
+from bluegreen.options import (
+    Checks,
+    DeployOptions,
+    GateOptions,
+    Images,
+    InitOptions,
+    PhaseOptions,
+    ReleaseOptions,
+    RetireOptions,
+    RollbackOptions,
+    StatusOptions,
+    SwitchOptions,
+    Target,
+    WatchOptions,
+    Writes,
+    github_run,
+)
 
 Runner = Callable[[argparse.Namespace, Reporter], Result]
+Build = Callable[[argparse.Namespace], PhaseOptions]
 
 
 @dataclass(frozen=True)
@@ -34,6 +53,7 @@ class Command:
     add_arguments: Callable[[argparse.ArgumentParser], None]
     mutating: bool
     per_app: bool = True  # takes --app and the app's flags (group commands name a group instead)
+    build: Build | None = None  # a phase: its flags -> its options
 
 
 COMMANDS: dict[str, Command] = {}
@@ -54,6 +74,30 @@ def command(
             return holder["run"](args, reporter)
 
         COMMANDS[name] = Command(name, help, run, add_arguments, mutating, per_app)
+
+    return register
+
+
+def phase(
+    name: str, help: str, *, mutating: bool
+) -> Callable[[Callable[[argparse.ArgumentParser], Build]], None]:
+    """Register a phase: the decorated function adds its flags and returns how to build its options."""
+
+    def register(define: Callable[[argparse.ArgumentParser], Build]) -> None:
+        holder: dict[str, Build] = {}
+
+        def add_arguments(parser: argparse.ArgumentParser) -> None:
+            holder["build"] = define(parser)
+
+        def build(args: argparse.Namespace) -> PhaseOptions:
+            return holder["build"](args)
+
+        def run(args: argparse.Namespace, reporter: Reporter) -> Result:
+            from bluegreen import options
+
+            return options.run(build(args), reporter)
+
+        COMMANDS[name] = Command(name, help, run, add_arguments, mutating, build=build)
 
     return register
 
@@ -130,78 +174,54 @@ def _common(parser: argparse.ArgumentParser, *, mutating: bool) -> None:
             help="wait this long for another run's lock (default: fail at once)",
         )
         run = parser.add_argument_group("audit trail (defaults from the GitHub Actions environment)")
-        run.add_argument("--run-id", default=os.environ.get("GITHUB_RUN_ID", ""))
-        run.add_argument("--run-url", default=_github_run_url())
-        run.add_argument("--actor", default=os.environ.get("GITHUB_ACTOR") or os.environ.get("USER", ""))
+        defaults = github_run(os.environ)
+        run.add_argument("--run-id", default=defaults.run_id)
+        run.add_argument("--run-url", default=defaults.run_url)
+        run.add_argument("--actor", default=defaults.actor)
 
 
-def _github_run_url() -> str:
-    server, repo, run = (
-        os.environ.get(k, "") for k in ("GITHUB_SERVER_URL", "GITHUB_REPOSITORY", "GITHUB_RUN_ID")
-    )
-    return f"{server}/{repo}/actions/runs/{run}" if server and repo and run else ""
-
-
-def context(args: argparse.Namespace, reporter: Reporter) -> Any:
-    """The engine's Context for these flags: connects to the cluster (imported here to keep --help fast)."""
-    from bluegreen.kube import connect
-    from bluegreen.phases.context import Context
-
-    app = AppSpec(
-        name=args.app,
+def target(args: argparse.Namespace) -> Target:
+    return Target(
+        app=args.app,
         namespace=args.namespace,
+        kubeconfig=args.kubeconfig,
+        context=args.context,
+        router=args.router,
         color_label=args.color_label,
         service=args.service,
         preview_service=args.preview_service,
-    )
-    run = RunInfo(
-        run_id=getattr(args, "run_id", ""),
-        run_url=getattr(args, "run_url", ""),
-        actor=getattr(args, "actor", ""),
-    )
-    return Context(
-        kube=connect(kubeconfig=args.kubeconfig, context=args.context),
-        app=app,
-        run=run,
-        reporter=reporter,
-        dry_run=getattr(args, "dry_run", False),
-        router=args.router,
-        lock_wait=getattr(args, "wait_for_lock", 0.0),
         timeout=args.timeout,
+    )
+
+
+def writes(args: argparse.Namespace) -> Writes:
+    return Writes(
+        dry_run=args.dry_run,
+        wait_for_lock=args.wait_for_lock,
+        run=RunInfo(run_id=args.run_id, run_url=args.run_url, actor=args.actor),
     )
 
 
 # -- commands -------------------------------------------------------------------------------------
 
 
-@command(
+@phase(
     "status",
     "show the active and previous colour, each colour's images and readiness, the lock",
     mutating=False,
 )
-def _status(parser: argparse.ArgumentParser) -> Runner:
-    def run(args: argparse.Namespace, reporter: Reporter) -> Result:
-        from bluegreen.phases import status
-
-        return status.run(context(args, reporter))
-
-    return run
+def _status(parser: argparse.ArgumentParser) -> Build:
+    return lambda args: StatusOptions(target=target(args))
 
 
-@command(
+@phase(
     "init",
     "adopt an existing Deployment and Service: create <app>-blue, point the Service at it",
     mutating=True,
 )
-def _init(parser: argparse.ArgumentParser) -> Runner:
+def _init(parser: argparse.ArgumentParser) -> Build:
     parser.add_argument("--from", dest="source", default=None, help="the Deployment to adopt (default <app>)")
-
-    def run(args: argparse.Namespace, reporter: Reporter) -> Result:
-        from bluegreen.phases import init
-
-        return init.run(context(args, reporter), source=args.source)
-
-    return run
+    return lambda args: InitOptions(target=target(args), writes=writes(args), source=args.source)
 
 
 def _image_flags(parser: argparse.ArgumentParser) -> None:
@@ -221,46 +241,34 @@ def _image_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
-@command(
+def images(args: argparse.Namespace) -> Images:
+    return Images(image=args.image, set_images=tuple(args.set_image), keep_failed=args.keep_failed)
+
+
+@phase(
     "deploy", "put new images on the idle colour, scaled like live, and wait for the rollout", mutating=True
 )
-def _deploy(parser: argparse.ArgumentParser) -> Runner:
+def _deploy(parser: argparse.ArgumentParser) -> Build:
     _image_flags(parser)
-
-    def run(args: argparse.Namespace, reporter: Reporter) -> Result:
-        from bluegreen.phases import deploy
-
-        deploy.check_images(args.image, dict(args.set_image))
-        return deploy.run(
-            context(args, reporter),
-            image=args.image,
-            set_images=dict(args.set_image),
-            keep_failed=args.keep_failed,
-        )
-
-    return run
+    return lambda args: DeployOptions(target=target(args), writes=writes(args), images=images(args))
 
 
-@command(
+@phase(
     "switch", "move all traffic to the other colour (or --to) in one write, verify and time it", mutating=True
 )
-def _switch(parser: argparse.ArgumentParser) -> Runner:
+def _switch(parser: argparse.ArgumentParser) -> Build:
     parser.add_argument("--to", type=colour, default=None, help="blue or green (default: the idle colour)")
     parser.add_argument(
         "--force", action="store_true", help="switch even if the target colour is not fully available"
     )
     parser.add_argument("--reason", default="", help="recorded in the history and the Event")
-
-    def run(args: argparse.Namespace, reporter: Reporter) -> Result:
-        from bluegreen.phases import switch
-
-        return switch.run(context(args, reporter), to=args.to, force=args.force, reason=args.reason)
-
-    return run
+    return lambda args: SwitchOptions(
+        target=target(args), writes=writes(args), to=args.to, force=args.force, reason=args.reason
+    )
 
 
-@command("rollback", "move traffic back to the previous colour; the other keeps running", mutating=True)
-def _rollback(parser: argparse.ArgumentParser) -> Runner:
+@phase("rollback", "move traffic back to the previous colour; the other keeps running", mutating=True)
+def _rollback(parser: argparse.ArgumentParser) -> Build:
     parser.add_argument("--reason", default="", help="why: recorded in the history and the Event")
     parser.add_argument(
         "--to",
@@ -268,19 +276,13 @@ def _rollback(parser: argparse.ArgumentParser) -> Runner:
         default=None,
         help="the colour to go back to (default: the recorded previous one)",
     )
-
-    def run(args: argparse.Namespace, reporter: Reporter) -> Result:
-        from bluegreen.phases import rollback
-
-        return rollback.run(context(args, reporter), reason=args.reason, to=args.to)
-
-    return run
+    return lambda args: RollbackOptions(
+        target=target(args), writes=writes(args), to=args.to, reason=args.reason
+    )
 
 
-@command(
-    "retire", "scale the idle colour to zero once --after has passed since the last switch", mutating=True
-)
-def _retire(parser: argparse.ArgumentParser) -> Runner:
+@phase("retire", "scale the idle colour to zero once --after has passed since the last switch", mutating=True)
+def _retire(parser: argparse.ArgumentParser) -> Build:
     parser.add_argument(
         "--after",
         type=duration,
@@ -288,13 +290,7 @@ def _retire(parser: argparse.ArgumentParser) -> Runner:
         metavar="DURATION",
         help="safety window after the last switch (default 0)",
     )
-
-    def run(args: argparse.Namespace, reporter: Reporter) -> Result:
-        from bluegreen.phases import retire
-
-        return retire.run(context(args, reporter), after=args.after)
-
-    return run
+    return lambda args: RetireOptions(target=target(args), writes=writes(args), after=args.after)
 
 
 def _config_flags(parser: argparse.ArgumentParser, *, gate: bool, watch: bool) -> None:
@@ -309,12 +305,11 @@ def _config_flags(parser: argparse.ArgumentParser, *, gate: bool, watch: bool) -
             metavar="DURATION",
             help="healthy this long before a switch (default 5m)",
         )
-        group.add_argument(
-            "--p95-tolerance", default=None, help="idle p95 within this of live's (default 20%%)"
-        )
-        group.add_argument(
-            "--max-error-rate", default=None, help="idle error rate under this (default 0.5%%)"
-        )
+    # The gate compares the idle colour with live; the watch compares live with its baseline.
+    group.add_argument(
+        "--p95-tolerance", default=None, help="p95 within this of the baseline's (default 20%%)"
+    )
+    group.add_argument("--max-error-rate", default=None, help="error rate under this (default 0.5%%)")
     if watch:
         group.add_argument(
             "--duration",
@@ -326,72 +321,42 @@ def _config_flags(parser: argparse.ArgumentParser, *, gate: bool, watch: bool) -
     group.add_argument("--interval", default=None, metavar="DURATION", help="time between check rounds")
 
 
-def load_config(args: argparse.Namespace) -> Any:
-    """bluegreen.yaml with the flags on top, validated fully before anything touches the cluster."""
+def checks(args: argparse.Namespace) -> Checks:
+    """bluegreen.yaml with the flags on top (validated when loaded, before anything touches the cluster)."""
     from pathlib import Path
 
-    from bluegreen.config import Overrides, load
-
-    return load(
-        Path(args.config) if args.config else None,
-        Overrides(
-            min_healthy=getattr(args, "min_healthy", None),
-            interval=args.interval,
-            p95_tolerance=getattr(args, "p95_tolerance", None),
-            max_error_rate=getattr(args, "max_error_rate", None),
-            duration=getattr(args, "duration", None),
-            auto_rollback=getattr(args, "auto_rollback", None),
-        ),
+    return Checks(
+        config=Path(args.config) if args.config else None,
+        min_healthy=getattr(args, "min_healthy", None),
+        interval=args.interval,
+        p95_tolerance=args.p95_tolerance,
+        max_error_rate=args.max_error_rate,
+        duration=getattr(args, "duration", None),
+        auto_rollback=getattr(args, "auto_rollback", None),
     )
 
 
-@command("gate", "run the checks and the switching gate against the idle colour", mutating=False)
-def _gate(parser: argparse.ArgumentParser) -> Runner:
+@phase("gate", "run the checks and the switching gate against the idle colour", mutating=False)
+def _gate(parser: argparse.ArgumentParser) -> Build:
     _config_flags(parser, gate=True, watch=False)
-
-    def run(args: argparse.Namespace, reporter: Reporter) -> Result:
-        from bluegreen.phases import checked
-
-        config = load_config(args)
-        return checked.gate(context(args, reporter), config)
-
-    return run
+    return lambda args: GateOptions(target=target(args), checks=checks(args))
 
 
-@command(
+@phase(
     "watch", "watch the live colour after a switch; roll back when the error budget is spent", mutating=True
 )
-def _watch(parser: argparse.ArgumentParser) -> Runner:
+def _watch(parser: argparse.ArgumentParser) -> Build:
     _config_flags(parser, gate=False, watch=True)
-
-    def run(args: argparse.Namespace, reporter: Reporter) -> Result:
-        from bluegreen.phases import checked
-
-        config = load_config(args)
-        return checked.watch(context(args, reporter), config)
-
-    return run
+    return lambda args: WatchOptions(target=target(args), writes=writes(args), checks=checks(args))
 
 
-@command("release", "deploy to the idle colour, gate it, switch to it, watch it", mutating=True)
-def _release(parser: argparse.ArgumentParser) -> Runner:
+@phase("release", "deploy to the idle colour, gate it, switch to it, watch it", mutating=True)
+def _release(parser: argparse.ArgumentParser) -> Build:
     _image_flags(parser)
     _config_flags(parser, gate=True, watch=True)
-
-    def run(args: argparse.Namespace, reporter: Reporter) -> Result:
-        from bluegreen.phases import deploy, release
-
-        deploy.check_images(args.image, dict(args.set_image))
-        config = load_config(args)
-        return release.run(
-            context(args, reporter),
-            config,
-            image=args.image,
-            set_images=dict(args.set_image),
-            keep_failed=args.keep_failed,
-        )
-
-    return run
+    return lambda args: ReleaseOptions(
+        target=target(args), writes=writes(args), images=images(args), checks=checks(args)
+    )
 
 
 @command(
@@ -489,14 +454,39 @@ def execute(argv: Sequence[str], *, reporter: Reporter | None = None) -> Outcome
     """Parse and run one command; every failure comes back as an Outcome, never as an exception."""
     pairs = set(itertools.pairwise(argv))
     output = "json" if {("-o", "json"), ("--output", "json")} & pairs or "--output=json" in argv else "text"
-    try:
+
+    def run() -> Result:
+        nonlocal output
         args = parser().parse_args(list(argv))
         output = args.output
-        result = COMMANDS[args.command].run(args, reporter or NullReporter())
+        return COMMANDS[args.command].run(args, reporter or NullReporter())
+
+    return _guarded(run, lambda: output)
+
+
+def perform(options: PhaseOptions, *, reporter: Reporter | None = None) -> Outcome:
+    """Run one phase from options already parsed (the Action's inputs), as `execute` runs a command line."""
+    from bluegreen.options import run
+
+    return _guarded(lambda: run(options, reporter or NullReporter()), lambda: "json")
+
+
+def parse_options(argv: Sequence[str]) -> PhaseOptions:
+    """The options a command line asks for, without running anything (a phase, not `group`)."""
+    args = parser().parse_args(list(argv))
+    build = COMMANDS[args.command].build
+    if build is None:
+        raise UsageError(f"{args.command} is not a phase of one app", remedy="Name a phase such as switch.")
+    return build(args)
+
+
+def _guarded(run: Callable[[], Result], output: Callable[[], str]) -> Outcome:
+    try:
+        result = run()
     except BlueGreenError as error:
-        return Outcome(error.exit_code, error=error, output=output)
+        return Outcome(error.exit_code, error=error, output=output())
     except SystemExit as done:  # --help and --version print and leave
-        return Outcome(int(done.code or 0), output=output)
+        return Outcome(int(done.code or 0), output=output())
     except Exception as error:  # a bug of ours: still one error with a way forward, never a bare traceback
         import traceback
 
@@ -507,15 +497,15 @@ def execute(argv: Sequence[str], *, reporter: Reporter | None = None) -> Outcome
                 f"unexpected {type(error).__name__}: {error}",
                 remedy=f"Please report it with this context: {where}",
             ),
-            output=output,
+            output=output(),
         )
     except KeyboardInterrupt:
         return Outcome(
             EXIT_CLUSTER,
             error=BlueGreenError("interrupted", remedy="Run `bluegreen status` to see where it stopped."),
-            output=output,
+            output=output(),
         )
-    return Outcome(exit_code_for(result), result=result, output=output)
+    return Outcome(exit_code_for(result), result=result, output=output())
 
 
 class _StderrReporter:
@@ -569,4 +559,6 @@ __all__ = [
     "command",
     "execute",
     "main",
+    "parse_options",
+    "perform",
 ]

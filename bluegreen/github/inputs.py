@@ -1,9 +1,11 @@
-"""The Action's inputs: read from the environment in one place, validated, turned into CLI arguments.
+"""The Action's inputs: read from the environment in one place, validated, turned into the phase's options.
 
 action.yml maps every input to a BLUEGREEN_* variable by hand (runners do not reliably pass hyphenated
 inputs); the runner's own INPUT_X-Y and INPUT_X_Y spellings are read too, so the action also works
 when used with `docker run -e INPUT_...` or an older action.yml. Everything is checked here, before
-anything touches the cluster, and all problems are reported together.
+anything touches the cluster, and all problems are reported together. The engine gets typed options
+(bluegreen/options.py), the same objects the CLI builds from its flags: no command line is rebuilt
+and parsed again, which is where inputs used to get lost.
 """
 
 from __future__ import annotations
@@ -12,16 +14,33 @@ import base64
 import binascii
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 from bluegreen.config import parse_duration, parse_ratio, parse_tolerance
 from bluegreen.errors import UsageError
-from bluegreen.model import Color
+from bluegreen.model import Color, RunInfo
+from bluegreen.options import (
+    Checks,
+    DeployOptions,
+    GateOptions,
+    Images,
+    InitOptions,
+    PhaseOptions,
+    ReleaseOptions,
+    RetireOptions,
+    RollbackOptions,
+    StatusOptions,
+    SwitchOptions,
+    Target,
+    WatchOptions,
+    Writes,
+    github_run,
+)
 from bluegreen.rollout import valid_image
 
 PHASES = ("init", "deploy", "gate", "switch", "watch", "rollback", "retire", "status", "release")
 ROUTERS = ("service", "ingress", "gateway", "istio", "smi", "dns")
-READ_ONLY = ("status", "gate")  # phases that write nothing: no lock, no dry run
 DNS_1123 = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 TRUE, FALSE = ("true", "yes", "1", "on"), ("false", "no", "0", "off", "")
 
@@ -82,62 +101,61 @@ class ActionInputs:
     to: Color | None
     reason: str
     dry_run: bool
-    timeout: str
-    wait_for_lock: str
-    min_healthy: str
+    timeout: float  # seconds
+    wait_for_lock: float
+    min_healthy: str  # the gate's and watch's thresholds as given: config.apply checks them with the file
     interval: str
     p95_tolerance: str
     max_error_rate: str
     duration: str
     auto_rollback: bool
-    retire_after: str
+    retire_after: float
     environment: str
     environment_url: str
     github_token: str
+    run: RunInfo  # who asked, from the GitHub variables: the audit trail
 
-    def argv(self, kubeconfig_path: str | None) -> list[str]:
-        """The `bluegreen` command line for this phase: a list, never a shell string."""
-        args = [self.phase, "--app", self.app, "--namespace", self.namespace, "--output", "json"]
-        if kubeconfig_path:
-            args += ["--kubeconfig", kubeconfig_path]
-        if self.context:
-            args += ["--context", self.context]
-        args += ["--router", self.router, "--timeout", self.timeout]
-        if self.phase not in READ_ONLY:
-            args += ["--wait-for-lock", self.wait_for_lock]
-            if self.dry_run:
-                args.append("--dry-run")
-        if self.phase in ("deploy", "release"):
-            if self.image:
-                args += ["--image", self.image]
-            for container, image in self.set_images:
-                args += ["--set-image", f"{container}={image}"]
-        if self.phase in ("switch", "rollback"):
-            if self.to:
-                args += ["--to", str(self.to)]
-            if self.reason:
-                args += ["--reason", self.reason]
-        if self.phase == "retire":
-            args += ["--after", self.retire_after]
-        if self.phase in ("gate", "watch", "release"):
-            if self.config:
-                args += ["--config", self.config]
-            if self.interval:
-                args += ["--interval", self.interval]
-        if self.phase in ("gate", "release"):
-            for flag, value in (
-                ("--min-healthy", self.min_healthy),
-                ("--p95-tolerance", self.p95_tolerance),
-                ("--max-error-rate", self.max_error_rate),
-            ):
-                if value:
-                    args += [flag, value]
-        if self.phase in ("watch", "release"):
-            if self.duration:
-                args += ["--duration", self.duration]
-            if not self.auto_rollback:
-                args.append("--no-auto-rollback")
-        return args
+    def options(self, kubeconfig_path: str | None) -> PhaseOptions:
+        """What the engine runs: every input that applies to this phase, typed, and nothing else."""
+        target = Target(
+            app=self.app,
+            namespace=self.namespace,
+            kubeconfig=kubeconfig_path,
+            context=self.context or None,
+            router=self.router,
+            timeout=self.timeout,
+        )
+        writes = Writes(dry_run=self.dry_run, wait_for_lock=self.wait_for_lock, run=self.run)
+        images = Images(image=self.image or None, set_images=self.set_images)
+        checks = Checks(
+            config=Path(self.config) if self.config else None,
+            min_healthy=self.min_healthy or None,
+            interval=self.interval or None,
+            p95_tolerance=self.p95_tolerance or None,
+            max_error_rate=self.max_error_rate or None,
+            duration=self.duration or None,
+            auto_rollback=None if self.auto_rollback else False,  # true is the default: the file decides
+        )
+        match self.phase:
+            case "status":
+                return StatusOptions(target=target)
+            case "init":
+                return InitOptions(target=target, writes=writes)
+            case "deploy":
+                return DeployOptions(target=target, writes=writes, images=images)
+            case "gate":
+                return GateOptions(target=target, checks=replace(checks, duration=None, auto_rollback=None))
+            case "switch":
+                return SwitchOptions(target=target, writes=writes, to=self.to, reason=self.reason)
+            case "watch":
+                return WatchOptions(target=target, writes=writes, checks=replace(checks, min_healthy=None))
+            case "rollback":
+                return RollbackOptions(target=target, writes=writes, to=self.to, reason=self.reason)
+            case "retire":
+                return RetireOptions(target=target, writes=writes, after=self.retire_after)
+            case "release":
+                return ReleaseOptions(target=target, writes=writes, images=images, checks=checks)
+        raise AssertionError(f"phase {self.phase!r} was validated by parse")  # pragma: no cover
 
 
 def parse(env: Mapping[str, str]) -> ActionInputs:
@@ -179,10 +197,11 @@ def parse(env: Mapping[str, str]) -> ActionInputs:
             to = Color.parse(raw["to"])
         except ValueError as error:
             problems.append(f"to: {error}")
+    seconds: dict[str, float] = {}
     for key in ("timeout", "wait-for-lock", "retire-after", "min-healthy", "interval", "duration"):
         if raw[key]:
             try:
-                parse_duration(raw[key])
+                seconds[key] = parse_duration(raw[key])
             except ValueError as error:
                 problems.append(f"{key}: {error}")
     for key, check in (("p95-tolerance", parse_tolerance), ("max-error-rate", parse_ratio)):
@@ -219,18 +238,19 @@ def parse(env: Mapping[str, str]) -> ActionInputs:
         to=to,
         reason=raw["reason"],
         dry_run=flags["dry-run"],
-        timeout=raw["timeout"],
-        wait_for_lock=raw["wait-for-lock"],
+        timeout=seconds.get("timeout", 0.0),
+        wait_for_lock=seconds.get("wait-for-lock", 0.0),
         min_healthy=raw["min-healthy"],
         interval=raw["interval"],
         p95_tolerance=raw["p95-tolerance"],
         max_error_rate=raw["max-error-rate"],
         duration=raw["duration"],
         auto_rollback=flags["auto-rollback"],
-        retire_after=raw["retire-after"],
+        retire_after=seconds.get("retire-after", 0.0),
         environment=raw["environment"],
         environment_url=raw["environment-url"],
         github_token=raw["github-token"],
+        run=github_run(env),
     )
 
 

@@ -1,15 +1,15 @@
-"""The Action's image run as the runner runs a Docker action: host network, the runner's files mounted.
+"""The Action's image, each step started exactly as GitHub's runner starts a Docker action.
 
-The runner mounts its file-command files and the event payload into the container, sets the
-workspace as the working directory, and reads $GITHUB_OUTPUT and $GITHUB_STEP_SUMMARY afterwards.
-Those files belong to the runner's user (uid 1001 on GitHub's runners), and so do they here.
+Every step below goes through tests/action/runner.py: the runner's `docker run` (its variables with
+host values, RUNNER_TEMP naming a host directory that is not mounted, the file-command files made by
+the runner's user, the four mounts and the Docker socket), given the `kubeconfig` input as users give
+it, from a secret. Before issue 15 the image crashed there on every step (a traceback, no outputs, no
+summary): it wrote the kubeconfig under $RUNNER_TEMP, which does not exist in the container.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -19,80 +19,36 @@ from lightkube.resources.core_v1 import Service
 
 from hack.localcluster import LocalCluster
 from tests.action.conftest import run
+from tests.action.runner import RUNNER_UID, Runner, StepResult
 from tests.support.apps import create_app
-from tests.support.github import commands, read_outputs
+from tests.support.github import commands
+from tests.support.prism import Recorder
 
-RUNNER_UID = 1001
 
+class Steps:
+    """The steps of one job on one runner, each given the cluster's kubeconfig as the secret input."""
 
-class Container:
-    """One step of the Action in its container; the runner's folders live under a temp dir."""
+    def __init__(self, runner: Runner, kubeconfig: str) -> None:
+        self.runner, self.kubeconfig = runner, kubeconfig
 
-    def __init__(self, image: str, home: Path, kubeconfig: str) -> None:
-        self.image, self.home, self.kubeconfig = image, home, kubeconfig
-        for folder in ("workspace", "file_commands", "workflow"):
-            (home / folder).mkdir()
-            os.chown(home / folder, RUNNER_UID, RUNNER_UID)
-        (home / "workflow" / "event.json").write_text(json.dumps({"ref": "refs/heads/main"}))
-        self.count = 0
-
-    def run(self, **inputs: str) -> tuple[int, dict[str, str], str, str]:
-        """(exit code, outputs, summary, stdout) of one step."""
-        self.count += 1
-        output, summary = f"output_{self.count}", f"summary_{self.count}"
-        for name in (output, summary):
-            path = self.home / "file_commands" / name
-            path.touch()
-            os.chown(path, RUNNER_UID, RUNNER_UID)
-            path.chmod(0o644)  # as the runner leaves them: its own, not writable by other users
-        env = {
-            "GITHUB_OUTPUT": f"/github/file_commands/{output}",
-            "GITHUB_STEP_SUMMARY": f"/github/file_commands/{summary}",
-            "GITHUB_EVENT_PATH": "/github/workflow/event.json",
-            "GITHUB_WORKSPACE": "/github/workspace",
-            "GITHUB_REPOSITORY": "acme/shop",
-            "GITHUB_RUN_ID": "42",
-            "BLUEGREEN_KUBECONFIG": self.kubeconfig,
-            **{"BLUEGREEN_" + key.upper(): value for key, value in inputs.items()},
-        }
-        # `-e NAME` without a value: the secret goes through the environment, never the command line.
-        names = [arg for name in env for arg in ("-e", name)]
-        mounts = [
-            arg
-            for folder in ("workspace", "file_commands", "workflow")
-            for arg in ("-v", f"{self.home / folder}:/github/{folder}")
-        ]
-        done = subprocess.run(
-            [
-                "docker",
-                "run",
-                "--rm",
-                "--network",
-                "host",
-                "--workdir",
-                "/github/workspace",
-                *names,
-                *mounts,
-                self.image,
-            ],
-            env={**os.environ, **env},
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=300,
+    def run(self, **with_: str) -> StepResult:
+        before = self.runner.files()
+        done = self.runner.step(
+            {"kubeconfig": self.kubeconfig, **{k.replace("_", "-"): v for k, v in with_.items()}}
         )
-        files = self.home / "file_commands"
-        return (
-            done.returncode,
-            read_outputs(files / output),
-            (files / summary).read_text(),
-            done.stdout + done.stderr,
-        )
+        # Nothing of the step stays on the host: no kubeconfig in the runner's temp dir or the checkout.
+        assert self.runner.files() - before == set(), done.log[-3000:]
+        return done
 
 
-@pytest.fixture
-def step(image: str, tmp_path: Path, cluster: LocalCluster) -> Container:
-    return Container(image, tmp_path, cluster.kubeconfig.read_text())
+@pytest.fixture(params=[False], ids=["runner-temp-unmounted"])
+def steps(request: pytest.FixtureRequest, image: str, tmp_path: Path, cluster: LocalCluster) -> Steps:
+    runner = Runner(tmp_path / "runner", image, mount_runner_temp=request.param)
+    return Steps(runner, cluster.kubeconfig.read_text())
+
+
+def key_of(kubeconfig: str) -> str:
+    return next(line.split('"')[3] for line in kubeconfig.splitlines() if "client-key-data" in line)
 
 
 def test_the_image_runs_as_the_runners_user_not_root(image: str) -> None:
@@ -100,36 +56,53 @@ def test_the_image_runs_as_the_runners_user_not_root(image: str) -> None:
     assert done.stdout.strip() == str(RUNNER_UID)
 
 
-def test_deploy_then_switch_from_the_container(step: Container, kube: Client, namespace: str) -> None:
-    create_app(kube, namespace, "shop", active="blue")
-    code, out, summary, log = step.run(
-        phase="deploy", app="shop", namespace=namespace, image="registry.local/shop:3.0"
-    )
-    assert code == 0, log
-    assert out["result"] == "deployed"
-    assert "shop deploy: deployed to the idle colour" in summary
+def test_a_step_is_started_as_the_runner_starts_it(steps: Steps, namespace: str) -> None:
+    """The fixture itself: what the container is given, so a change to it is a visible decision."""
+    done = steps.run(phase="status", app="shop", namespace=namespace)
+    runner, env = steps.runner, done.env
+    assert env["RUNNER_TEMP"] == str(runner.temp) and not runner.temp.is_relative_to("/github")
+    assert f"{runner.temp}:/github/runner_temp" not in done.argv
+    assert env["GITHUB_WORKSPACE"] == "/github/workspace" and env["HOME"] == "/github/home"
+    assert env["GITHUB_EVENT_PATH"] == "/github/workflow/event.json"
+    assert env["RUNNER_TOOL_CACHE"] == str(runner.tool_cache)
+    for name in ("GITHUB_OUTPUT", "GITHUB_STEP_SUMMARY", "GITHUB_ENV", "GITHUB_PATH", "GITHUB_STATE"):
+        assert env[name].startswith("/github/file_commands/"), name
+    assert env["INPUT_DRY-RUN"] == "false" and env["BLUEGREEN_DRY_RUN"] == "false"
+    assert env["INPUT_KUBECONFIG"] == steps.kubeconfig == env["BLUEGREEN_KUBECONFIG"]
+    assert not any(key_of(steps.kubeconfig) in arg for arg in done.argv), "secrets go by name only"
+    assert done.argv[done.argv.index("--workdir") + 1] == "/github/workspace" and "--rm" in done.argv
+    # The step ran: status of an app that does not exist is a clean usage error, with outputs.
+    assert done.exit_code == 2 and done.outputs["result"] == "error", done.log
 
-    code, out, summary, log = step.run(phase="switch", app="shop", namespace=namespace, reason="3.0")
-    assert code == 0, log
+
+def test_deploy_then_switch_from_the_container(steps: Steps, kube: Client, namespace: str) -> None:
+    create_app(kube, namespace, "shop", active="blue")
+    done = steps.run(phase="deploy", app="shop", namespace=namespace, image="registry.local/shop:3.0")
+    assert done.exit_code == 0, done.log
+    assert done.outputs["result"] == "deployed"
+    assert "shop deploy: deployed to the idle colour" in done.summary
+
+    done = steps.run(phase="switch", app="shop", namespace=namespace, reason="3.0")
+    assert done.exit_code == 0, done.log
+    out = done.outputs
     assert (out["result"], out["active-color"], out["previous-color"]) == ("switched", "green", "blue")
     assert float(out["api-ms"]) > 0 and float(out["converged-ms"]) > 0
-    assert "**shop switch: switched** to **green**" in summary
-    assert "### Switch timings" in summary and "```mermaid" in summary
+    assert "**shop switch: switched** to **green**" in done.summary
+    assert "### Switch timings" in done.summary and "```mermaid" in done.summary
     history = json.loads(out["report"])["phase"]["details"]["history"]
     assert history[0]["run_id"] == "42" and history[0]["reason"] == "3.0"
+    assert history[0]["run_url"] == "https://github.com/acme/shop/actions/runs/42"
     service = kube.get(Service, "shop", namespace=namespace)
     assert service.spec is not None and service.spec.selector is not None
     assert service.spec.selector["bluegreen.io/color"] == "green"
-    key = next(line.split('"')[3] for line in step.kubeconfig.splitlines() if "client-key-data" in line)
-    assert log.count(key) == 1 and f"::add-mask::{key}" in log
+    key = key_of(steps.kubeconfig)
+    assert done.log.count(key) == 1 and f"::add-mask::{key}" in done.log
 
 
-def test_a_gate_reads_bluegreen_yaml_from_the_workspace(
-    step: Container, kube: Client, namespace: str
-) -> None:
+def test_a_gate_reads_bluegreen_yaml_from_the_workspace(steps: Steps, kube: Client, namespace: str) -> None:
     create_app(kube, namespace, "shop", active="blue")
-    (step.home / "workspace" / "bluegreen.yaml").write_text("checks: [{name: pods, kind: kubernetes}]\n")
-    code, out, summary, log = step.run(
+    (steps.runner.workspace / "bluegreen.yaml").write_text("checks: [{name: pods, kind: kubernetes}]\n")
+    done = steps.run(
         phase="gate",
         app="shop",
         namespace=namespace,
@@ -137,20 +110,77 @@ def test_a_gate_reads_bluegreen_yaml_from_the_workspace(
         min_healthy="2s",
         interval="1s",
     )
-    assert code == 0, log
-    assert out["result"] == "passed"
-    assert "| pods | kubernetes | successful |" in summary
+    assert done.exit_code == 0, done.log
+    assert done.outputs["result"] == "passed"
+    assert "| pods | kubernetes | successful |" in done.summary
 
 
 def test_a_missing_app_fails_the_step_with_an_annotation_and_creates_nothing(
-    step: Container, kube: Client, namespace: str
+    steps: Steps, kube: Client, namespace: str
 ) -> None:
-    code, out, summary, log = step.run(
-        phase="deploy", app="shop", namespace=namespace, image="registry.local/shop:3.0"
-    )
-    assert code == 2, log
-    assert out["result"] == "error"
-    ((props, message),) = commands(log, "error")
+    done = steps.run(phase="deploy", app="shop", namespace=namespace, image="registry.local/shop:3.0")
+    assert done.exit_code == 2, done.log
+    assert done.outputs["result"] == "error"
+    ((props, message),) = commands(done.log, "error")
     assert props["title"].startswith("bluegreen deploy (shop)") and "What to do:" in message
-    assert "> [!CAUTION]" in summary
+    assert "> [!CAUTION]" in done.summary
     assert list(kube.list(Deployment, namespace=namespace)) == []
+
+
+def test_a_release_step_by_step_with_a_kubeconfig_input(steps: Steps, kube: Client, namespace: str) -> None:
+    """Issue 15's "done when": deploy, gate, switch, watch and rollback, each its own step."""
+    create_app(kube, namespace, "shop", active="blue")
+    (steps.runner.workspace / "bluegreen.yaml").write_text("checks: [{name: pods, kind: kubernetes}]\n")
+    app = {"app": "shop", "namespace": namespace}
+    checks = {"config": "bluegreen.yaml", "interval": "1s", "p95_tolerance": "25%", "max_error_rate": "1%"}
+
+    done = steps.run(phase="deploy", image="registry.local/shop:4.0", **app)
+    assert (done.exit_code, done.outputs["result"]) == (0, "deployed"), done.log
+    done = steps.run(phase="gate", min_healthy="1s", **checks, **app)
+    assert (done.exit_code, done.outputs["result"]) == (0, "passed"), done.log
+    done = steps.run(phase="switch", reason="release 4.0", **app)
+    assert (done.exit_code, done.outputs["result"], done.outputs["active-color"]) == (0, "switched", "green")
+    done = steps.run(phase="watch", duration="2s", **checks, **app)
+    assert (done.exit_code, done.outputs["result"], done.outputs["active-color"]) == (0, "passed", "green")
+    assert "### Watch: healthy" in done.summary, done.log
+    done = steps.run(phase="rollback", reason="customers say no", **app)
+    assert (done.exit_code, done.outputs["result"]) == (0, "rolled-back"), done.log
+    assert (done.outputs["active-color"], done.outputs["previous-color"]) == ("blue", "green")
+    service = kube.get(Service, "shop", namespace=namespace)
+    assert service.spec is not None and service.spec.selector is not None
+    assert service.spec.selector["bluegreen.io/color"] == "blue"
+    history = json.loads(done.outputs["report"])["phase"]["details"]["history"]
+    assert history[0]["reason"] == "customers say no"
+
+
+@pytest.mark.parametrize("steps", [True], ids=["runner-temp-mounted"], indirect=True)
+def test_a_newer_runner_mounting_runner_temp_gets_no_secret_there(
+    steps: Steps, kube: Client, namespace: str
+) -> None:
+    """Runners from v2.331.0 mount RUNNER_TEMP at /github/runner_temp: the kubeconfig still stays in the
+    container (Steps.run checks that nothing is left on the host)."""
+    create_app(kube, namespace, "shop", active="blue")
+    done = steps.run(phase="switch", app="shop", namespace=namespace)
+    assert done.env["RUNNER_TEMP"] == "/github/runner_temp"
+    assert (done.exit_code, done.outputs["result"]) == (0, "switched"), done.log
+
+
+def test_the_job_token_default_reaches_the_api_the_runner_names(
+    image: str, tmp_path: Path, cluster: LocalCluster, kube: Client, namespace: str, github_api: Recorder
+) -> None:
+    """`github-token` defaults to `${{ github.token }}`, evaluated by the runner; the API is the one in
+    GITHUB_API_URL (here GitHub's own description served by Prism, on loopback)."""
+    token = "ghs_job_token_for_this_run"
+    runner = Runner(tmp_path / "runner", image, github={"token": token, "api_url": github_api.url})
+    create_app(kube, namespace, "shop", active="blue")
+    done = Steps(runner, cluster.kubeconfig.read_text()).run(
+        phase="switch", app="shop", namespace=namespace, environment="production"
+    )
+    assert (done.exit_code, done.outputs["result"]) == (0, "switched"), done.log
+    assert done.env["INPUT_GITHUB-TOKEN"] == token and not any(token in arg for arg in done.argv)
+    assert done.log.count(token) == 1 and f"::add-mask::{token}" in done.log
+    assert all(e.status < 400 and not e.violations for e in github_api.exchanges), github_api.exchanges
+    (check,) = github_api.writes("POST", "/repos/acme/shop/check-runs")
+    assert (check.body["name"], check.body["conclusion"]) == ("bluegreen switch (shop)", "success")
+    (status,) = github_api.writes("POST", "/statuses")
+    assert status.body["state"] == "success"

@@ -28,6 +28,8 @@ class Step:
         self.kubeconfig = cluster.kubeconfig.read_text()
         self.capsys = capsys
         self.count = 0
+        self.env: dict[str, str] = {}  # the last step's environment, as the entrypoint left it
+        self.runner_env: dict[str, str] = {}  # variables the runner sets besides the inputs
 
     def run(self, **inputs: str) -> tuple[int, dict[str, str], str, str]:
         """(exit code, outputs, summary, stdout) of one step with these inputs."""
@@ -36,12 +38,14 @@ class Step:
         output.touch()
         summary.touch()
         env = {
+            **self.runner_env,
             "GITHUB_OUTPUT": str(output),
             "GITHUB_STEP_SUMMARY": str(summary),
             "BLUEGREEN_KUBECONFIG": self.kubeconfig,
             **{"BLUEGREEN_" + key.upper(): value for key, value in inputs.items()},
         }
         code = entrypoint.main(env)
+        self.env = env
         stdout = self.capsys.readouterr().out
         assert "BLUEGREEN_KUBECONFIG" not in env, "the secret stays out of what check commands inherit"
         return code, read_outputs(output), summary.read_text(), stdout
@@ -170,3 +174,73 @@ def test_a_release_step_logs_each_stage_in_its_own_group(
     assert groups[:4] == [f"{prefix}: {s}" for s in ("deploy", "gate", "switch", "watch")]
     assert stdout.count("::group::") == stdout.count("::endgroup::")  # groups never nest
     assert "### Gate: successful" in summary and "### Watch: healthy" in summary
+
+
+def test_the_kubeconfig_is_written_to_a_private_directory_never_under_runner_temp(
+    step: Step, kube: Client, namespace: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Docker action gets RUNNER_TEMP with the host's path, not mounted (actions/runner#1984); a
+    step's env may point TMPDIR there too. Before issue 15 this step ended in a FileNotFoundError."""
+    unmounted = str(tmp_path / "home" / "runner" / "work" / "_temp")
+    for name in ("RUNNER_TEMP", "TMPDIR"):  # the process's environment, as in the container
+        monkeypatch.setenv(name, unmounted)
+    step.runner_env = {"RUNNER_TEMP": unmounted, "TMPDIR": unmounted}
+    create_app(kube, namespace, "shop", active="blue")
+    code, out, _, stdout = step.run(phase="status", app="shop", namespace=namespace)
+    assert code == 0, stdout
+    assert out["active-color"] == "blue"
+    used = Path(step.env["KUBECONFIG"])
+    assert used.parent.parent == Path(entrypoint.PRIVATE_ROOT) and not used.is_relative_to(unmounted)
+    assert not used.parent.exists(), "the file and its directory are removed when the step ends"
+
+
+def test_a_kubeconfig_that_cannot_be_written_is_one_clean_error(
+    step: Step, namespace: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(entrypoint, "PRIVATE_ROOT", str(tmp_path / "no-such-dir"))
+    code, out, summary, stdout = step.run(phase="switch", app="shop", namespace=namespace)
+    assert code == 3 and out["result"] == "error"
+    ((props, message),) = commands(stdout, "error")
+    assert props["title"].startswith("bluegreen switch (shop)")
+    assert "cannot write the kubeconfig input to a private file" in message and "What to do:" in message
+    assert "> [!CAUTION]" in summary and "Traceback" not in stdout
+
+
+@pytest.mark.parametrize(
+    ("name", "loose", "live_state"),
+    [
+        # 1 request in 4 fails: each round of 4 probes sees exactly 25% errors (default limit 0.5%)
+        ("max-error-rate", "50%", {"error_rate": 0.25}),
+        ("p95-tolerance", "2000%", {"latency": 0.25}),  # default 20%: 5x the previous colour's p95
+    ],
+)
+def test_the_watch_judges_by_its_threshold_inputs(
+    step: Step,
+    kube: Client,
+    namespace: str,
+    tmp_path: Path,
+    name: str,
+    loose: str,
+    live_state: dict[str, float],
+) -> None:
+    """Issue 15: the watch's `p95-tolerance` and `max-error-rate` inputs were dropped. The same watch of
+    a degraded live colour passes with the input set loose and spends the budget without it."""
+    from tests.support import sampleapp
+
+    create_app(kube, namespace, "shop", active="green")  # just switched: green live, blue the baseline
+    with sampleapp.running("blue", "green") as apps:
+        apps["green"].set(**live_state)
+        config = tmp_path / "bluegreen.yaml"
+        config.write_text(
+            "checks:\n"
+            "  - {name: probe, kind: probe, requests: 4, urls: "
+            f'{{blue: "{apps["blue"].url}/api/orders", green: "{apps["green"].url}/api/orders"}}}}\n'
+            "watch: {interval: 1s, failures: 2}\n"
+        )
+        watch = {"phase": "watch", "app": "shop", "namespace": namespace, "config": str(config)}
+        watch |= {"duration": "4s", "auto_rollback": "false"}
+        code, out, summary, stdout = step.run(**watch, **{name.replace("-", "_"): loose})
+        assert (code, out["result"]) == (0, "passed"), stdout
+        code, out, summary, stdout = step.run(**watch)
+        assert (code, out["result"]) == (1, "failed"), stdout
+        assert "error budget spent" in summary

@@ -14,7 +14,8 @@ from bluegreen.errors import NotFoundError, UsageError
 from bluegreen.github import summary
 from bluegreen.github.inputs import DEFAULTS, decode_kubeconfig, kubeconfig_secrets, parse
 from bluegreen.github.runner import Annotation, Runner, command
-from bluegreen.model import Result
+from bluegreen.model import Color, Result
+from bluegreen.options import DeployOptions, GateOptions, RollbackOptions, WatchOptions
 from tests.support.github import commands, read_outputs
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -74,36 +75,42 @@ def test_deploy_needs_an_image_and_rejects_a_malformed_one() -> None:
         parse(env(BLUEGREEN_PHASE="deploy", BLUEGREEN_IMAGE="shop:1.0 ; rm -rf /"))
 
 
-def test_user_text_reaches_the_engine_as_one_argument_never_through_a_shell() -> None:
+def test_user_text_reaches_the_engine_as_given_never_through_a_shell() -> None:
     reason = 'bad release $(curl evil) "; rm -rf /'
-    argv = parse(env(BLUEGREEN_PHASE="rollback", BLUEGREEN_REASON=reason, BLUEGREEN_TO="Blue")).argv(
+    options = parse(env(BLUEGREEN_PHASE="rollback", BLUEGREEN_REASON=reason, BLUEGREEN_TO="Blue")).options(
         "/tmp/kc"
     )
-    assert argv[argv.index("--reason") + 1] == reason
-    assert argv[argv.index("--to") + 1] == "blue"
-    assert argv[argv.index("--kubeconfig") + 1] == "/tmp/kc"
+    assert isinstance(options, RollbackOptions)
+    assert (options.reason, options.to, options.target.kubeconfig) == (reason, Color.BLUE, "/tmp/kc")
 
 
-def test_argv_for_each_phase_takes_only_its_own_flags() -> None:
+def test_each_phase_gets_only_its_own_inputs() -> None:
     deploy = parse(
         env(
             BLUEGREEN_PHASE="deploy",
             BLUEGREEN_SET_IMAGES="web=registry.local/web:2\nsidecar=registry.local/proxy:1.1\n",
             BLUEGREEN_DRY_RUN="yes",
         )
-    ).argv(None)
-    assert deploy[deploy.index("--set-image") + 1] == "web=registry.local/web:2"
-    assert "sidecar=registry.local/proxy:1.1" in deploy and "--dry-run" in deploy
-    gate = parse(env(BLUEGREEN_PHASE="gate", BLUEGREEN_MIN_HEALTHY="30s", BLUEGREEN_DRY_RUN="true")).argv(
+    ).options(None)
+    assert isinstance(deploy, DeployOptions) and deploy.writes.dry_run
+    assert deploy.images.set_images == (
+        ("web", "registry.local/web:2"),
+        ("sidecar", "registry.local/proxy:1.1"),
+    )
+    gate = parse(env(BLUEGREEN_PHASE="gate", BLUEGREEN_MIN_HEALTHY="30s", BLUEGREEN_DRY_RUN="true")).options(
         None
     )
-    assert gate[gate.index("--min-healthy") + 1] == "30s"
-    assert "--dry-run" not in gate and "--wait-for-lock" not in gate  # the gate writes nothing
+    assert isinstance(gate, GateOptions) and gate.checks.min_healthy == "30s"
+    assert not hasattr(gate, "writes")  # the gate writes nothing: no lock, no dry run
     watch = parse(
         env(BLUEGREEN_PHASE="watch", BLUEGREEN_AUTO_ROLLBACK="false", BLUEGREEN_DURATION="2m")
-    ).argv(None)
-    assert "--no-auto-rollback" in watch and watch[watch.index("--duration") + 1] == "2m"
-    assert "--min-healthy" not in watch
+    ).options(None)
+    assert isinstance(watch, WatchOptions)
+    assert (watch.checks.auto_rollback, watch.checks.duration, watch.checks.min_healthy) == (
+        False,
+        "2m",
+        None,
+    )
 
 
 def test_a_base64_kubeconfig_is_decoded_and_garbage_is_refused() -> None:

@@ -1,0 +1,262 @@
+"""What one phase is asked to do, as typed values: built by the CLI from its flags and by the Action
+from its inputs, run by `run`.
+
+The Action used to rebuild a `bluegreen` command line from its inputs and parse it again; inputs the
+command line did not take for a phase (the watch's `p95-tolerance` and `max-error-rate`) were lost on
+the way without a word. Both front ends now build these objects, so an input is either a field here or
+visibly nowhere.
+
+Values are typed where their front end has already checked them (durations in seconds, colours); the
+gate and watch thresholds stay as the text given, because `config.apply` checks them against
+bluegreen.yaml and names the flag in its error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bluegreen.config import Overrides
+from bluegreen.model import AppSpec, Color, Reporter, Result, RunInfo
+
+
+@dataclass(frozen=True, kw_only=True)
+class Target:
+    """The app and the cluster: every phase has one."""
+
+    app: str
+    namespace: str = "default"
+    kubeconfig: str | None = None  # a file; None: $KUBECONFIG, then ~/.kube/config
+    context: str | None = None
+    router: str = "service"
+    color_label: str = "bluegreen.io/color"
+    service: str = ""
+    preview_service: str = ""
+    timeout: float = 600.0  # seconds: the longest wait for a rollout
+
+    def spec(self) -> AppSpec:
+        return AppSpec(
+            name=self.app,
+            namespace=self.namespace,
+            color_label=self.color_label,
+            service=self.service,
+            preview_service=self.preview_service,
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class Writes:
+    """How a phase that writes behaves: dry run, the lock, who asked (the audit trail)."""
+
+    dry_run: bool = False
+    wait_for_lock: float = 0.0  # seconds
+    run: RunInfo = field(default_factory=RunInfo)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Checks:
+    """bluegreen.yaml and the thresholds given on top of it (text, checked when the file is loaded)."""
+
+    config: Path | None = None  # None: ./bluegreen.yaml if present, else the defaults
+    min_healthy: str | None = None  # gate
+    interval: str | None = None  # gate and watch
+    p95_tolerance: str | None = None  # gate and watch
+    max_error_rate: str | None = None  # gate and watch
+    duration: str | None = None  # watch
+    auto_rollback: bool | None = None  # watch
+
+    def load(self) -> Any:
+        """The validated Config, before anything touches the cluster."""
+        from bluegreen.config import load
+
+        return load(
+            self.config,
+            Overrides(
+                min_healthy=self.min_healthy,
+                interval=self.interval,
+                p95_tolerance=self.p95_tolerance,
+                max_error_rate=self.max_error_rate,
+                duration=self.duration,
+                auto_rollback=self.auto_rollback,
+            ),
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class Images:
+    """The new images of a deploy: one for a single-container pod, or per container."""
+
+    image: str | None = None
+    set_images: tuple[tuple[str, str], ...] = ()
+    keep_failed: bool = False
+
+    def check(self) -> None:
+        from bluegreen.phases import deploy
+
+        deploy.check_images(self.image, dict(self.set_images))
+
+
+@dataclass(frozen=True, kw_only=True)
+class StatusOptions:
+    target: Target
+    phase: str = "status"
+
+
+@dataclass(frozen=True, kw_only=True)
+class InitOptions:
+    target: Target
+    writes: Writes = field(default_factory=Writes)
+    source: str | None = None  # the Deployment to adopt; None: <app>
+    phase: str = "init"
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeployOptions:
+    target: Target
+    writes: Writes = field(default_factory=Writes)
+    images: Images
+    phase: str = "deploy"
+
+
+@dataclass(frozen=True, kw_only=True)
+class GateOptions:
+    target: Target
+    checks: Checks = field(default_factory=Checks)
+    phase: str = "gate"
+
+
+@dataclass(frozen=True, kw_only=True)
+class SwitchOptions:
+    target: Target
+    writes: Writes = field(default_factory=Writes)
+    to: Color | None = None  # None: the idle colour
+    force: bool = False
+    reason: str = ""
+    phase: str = "switch"
+
+
+@dataclass(frozen=True, kw_only=True)
+class WatchOptions:
+    target: Target
+    writes: Writes = field(default_factory=Writes)
+    checks: Checks = field(default_factory=Checks)
+    phase: str = "watch"
+
+
+@dataclass(frozen=True, kw_only=True)
+class RollbackOptions:
+    target: Target
+    writes: Writes = field(default_factory=Writes)
+    to: Color | None = None  # None: the recorded previous colour
+    reason: str = ""
+    phase: str = "rollback"
+
+
+@dataclass(frozen=True, kw_only=True)
+class RetireOptions:
+    target: Target
+    writes: Writes = field(default_factory=Writes)
+    after: float = 0.0  # seconds since the last switch
+    phase: str = "retire"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReleaseOptions:
+    target: Target
+    writes: Writes = field(default_factory=Writes)
+    images: Images
+    checks: Checks = field(default_factory=Checks)
+    phase: str = "release"
+
+
+PhaseOptions = (
+    StatusOptions
+    | InitOptions
+    | DeployOptions
+    | GateOptions
+    | SwitchOptions
+    | WatchOptions
+    | RollbackOptions
+    | RetireOptions
+    | ReleaseOptions
+)
+
+
+def github_run(env: Mapping[str, str]) -> RunInfo:
+    """Who asked, from the GitHub Actions variables (or the local user): the audit trail's defaults."""
+    server, repo, run_id = (
+        env.get(k, "") for k in ("GITHUB_SERVER_URL", "GITHUB_REPOSITORY", "GITHUB_RUN_ID")
+    )
+    return RunInfo(
+        run_id=run_id,
+        run_url=f"{server}/{repo}/actions/runs/{run_id}" if server and repo and run_id else "",
+        actor=env.get("GITHUB_ACTOR") or env.get("USER", ""),
+    )
+
+
+def context(target: Target, writes: Writes | None, reporter: Reporter) -> Any:
+    """The engine's Context: connects to the cluster (imported here to keep --help fast)."""
+    from bluegreen.kube import connect
+    from bluegreen.phases.context import Context
+
+    writes = writes or Writes()
+    return Context(
+        kube=connect(kubeconfig=target.kubeconfig, context=target.context),
+        app=target.spec(),
+        run=writes.run,
+        reporter=reporter,
+        dry_run=writes.dry_run,
+        router=target.router,
+        lock_wait=writes.wait_for_lock,
+        timeout=target.timeout,
+    )
+
+
+def run(options: PhaseOptions, reporter: Reporter) -> Result:
+    """Run one phase. Inputs are checked (images, bluegreen.yaml) before the cluster is contacted."""
+    from bluegreen.phases import checked, deploy, init, release, retire, rollback, status, switch
+
+    match options:
+        case StatusOptions():
+            return status.run(context(options.target, None, reporter))
+        case InitOptions():
+            return init.run(context(options.target, options.writes, reporter), source=options.source)
+        case DeployOptions():
+            options.images.check()
+            return deploy.run(
+                context(options.target, options.writes, reporter),
+                image=options.images.image,
+                set_images=dict(options.images.set_images),
+                keep_failed=options.images.keep_failed,
+            )
+        case GateOptions():
+            config = options.checks.load()
+            return checked.gate(context(options.target, None, reporter), config)
+        case SwitchOptions():
+            return switch.run(
+                context(options.target, options.writes, reporter),
+                to=options.to,
+                force=options.force,
+                reason=options.reason,
+            )
+        case WatchOptions():
+            config = options.checks.load()
+            return checked.watch(context(options.target, options.writes, reporter), config)
+        case RollbackOptions():
+            return rollback.run(
+                context(options.target, options.writes, reporter), reason=options.reason, to=options.to
+            )
+        case RetireOptions():
+            return retire.run(context(options.target, options.writes, reporter), after=options.after)
+        case ReleaseOptions():
+            options.images.check()
+            config = options.checks.load()
+            return release.run(
+                context(options.target, options.writes, reporter),
+                config,
+                image=options.images.image,
+                set_images=dict(options.images.set_images),
+                keep_failed=options.images.keep_failed,
+            )

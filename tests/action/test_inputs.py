@@ -1,0 +1,213 @@
+"""Every documented input reaches the engine, for every phase its description names.
+
+The table is generated from action.yml: a description that starts with phase names ("gate, watch and
+release: ...") names the phases the input is for; one that names none is for every phase. For each
+input and each of its phases, the step is parsed twice, with the input at its default and at another
+value, as the entrypoint parses it (a kubeconfig input becomes a private file the options name), and
+the options handed to the engine must differ, and so must the call options.run makes into the phase
+(its Context, its arguments, and for the gate and watch the settings after bluegreen.yaml is
+loaded: where the watch used to lose `p95-tolerance` and `max-error-rate`). The phases themselves
+are recorders here; tests/integration/test_entrypoint.py shows the thresholds' effect in a real watch.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from bluegreen.cli import parse_options
+from bluegreen.github.inputs import PHASES, ActionInputs, env_name, parse
+from bluegreen.model import NullReporter
+from bluegreen.options import PhaseOptions
+from bluegreen.options import run as options_run
+
+ROOT = Path(__file__).resolve().parents[2]
+SPEC: dict[str, dict[str, Any]] = yaml.safe_load((ROOT / "action.yml").read_text())["inputs"]
+LEADING_PHASES = re.compile(r"(?P<names>[a-z]+(?:, [a-z]+)*(?: and [a-z]+)?): ")
+# Inputs for the GitHub API calls around the phase, not for the engine.
+GITHUB_SIDE = {"environment", "environment-url", "github-token"}
+KUBECONFIG = """apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "https://127.0.0.1:6443"}}]
+users: [{name: u, user: {token: t0ken}}]
+contexts: [{name: c, context: {cluster: c, user: u}}]
+current-context: c
+"""
+# A valid value different from the default, for every input but `phase` (a test keeps this complete).
+OTHER = {
+    "app": "cart",
+    "namespace": "shop-prod",
+    "image": "registry.local/shop:9.9",
+    "set-images": "web=registry.local/web:9.9",
+    "kubeconfig": KUBECONFIG,
+    "context": "staging",
+    "router": "gateway",
+    "config": "other.yaml",
+    "to": "green",
+    "reason": "hotfix 9.9",
+    "dry-run": "true",
+    "timeout": "3m",
+    "wait-for-lock": "45s",
+    "min-healthy": "42s",
+    "interval": "7s",
+    "p95-tolerance": "33%",
+    "max-error-rate": "2%",
+    "duration": "11m",
+    "auto-rollback": "false",
+    "retire-after": "1h",
+    "environment": "production",
+    "environment-url": "https://shop.example",
+    "github-token": "ghs_not_a_real_token",
+}
+
+
+def phases_of(name: str) -> tuple[str, ...]:
+    """The phases an input's description names at its start; all of them when it names none."""
+    found = LEADING_PHASES.match(SPEC[name]["description"])
+    if found is None:
+        return PHASES
+    names = tuple(re.split(r", | and ", found.group("names")))
+    assert set(names) <= set(PHASES), f"{name}: {names} are not all phases"
+    return names
+
+
+TABLE = [(name, phase) for name in SPEC if name != "phase" for phase in phases_of(name)]
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The step's working directory, with a bluegreen.yaml at the default path and another one."""
+    (tmp_path / "bluegreen.yaml").write_text("checks: [{name: pods, kind: kubernetes}]\n")
+    (tmp_path / "other.yaml").write_text(
+        "checks: [{name: pods, kind: kubernetes}]\n"
+        "gate: {min-healthy: 1m, interval: 2s}\nwatch: {duration: 1m, interval: 3s}\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def step(phase: str, **inputs: str) -> ActionInputs:
+    env = {env_name("phase"): phase, env_name("app"): "shop"}
+    if phase in ("deploy", "release"):
+        env[env_name("image")] = "registry.local/shop:1.0"
+    env.update({env_name(name): value for name, value in inputs.items()})
+    return parse(env)
+
+
+def handed_to_engine(inputs: ActionInputs) -> PhaseOptions:
+    """The options as the entrypoint hands them over: a kubeconfig input is a file by then."""
+    return inputs.options("/private/kubeconfig" if inputs.kubeconfig else None)
+
+
+Call = tuple[str, tuple[Any, ...], dict[str, Any]]
+
+
+@pytest.fixture
+def engine(monkeypatch: pytest.MonkeyPatch) -> Callable[[PhaseOptions], list[Call]]:
+    """options.run with the phases replaced by recorders, and the cluster by the arguments it was
+    reached with: what each phase is called with (the Context, bluegreen.yaml loaded, its arguments)."""
+    from bluegreen import kube
+    from bluegreen.phases import checked, deploy, init, release, retire, rollback, status, switch
+
+    calls: list[Call] = []
+    monkeypatch.setattr(kube, "connect", lambda **where: ("cluster", sorted(where.items())))
+    for module, function in (
+        (status, "run"),
+        (init, "run"),
+        (deploy, "run"),
+        (checked, "gate"),
+        (checked, "watch"),
+        (switch, "run"),
+        (rollback, "run"),
+        (retire, "run"),
+        (release, "run"),
+    ):
+        called = f"{module.__name__}.{function}"
+        monkeypatch.setattr(module, function, lambda *a, _c=called, **kw: calls.append((_c, a, kw)))
+    reporter = NullReporter()
+
+    def run(options: PhaseOptions) -> list[Call]:
+        calls.clear()
+        options_run(options, reporter)
+        return list(calls)
+
+    return run
+
+
+def test_the_table_covers_every_input_and_every_phase() -> None:
+    assert set(OTHER) == set(SPEC) - {"phase"}
+    for name, value in OTHER.items():
+        assert value != str(SPEC[name].get("default", "")), name
+    assert {phase for _, phase in TABLE} == set(PHASES)
+    # The inputs documented for the watch include its thresholds (issue 15: they were dropped).
+    assert {name for name, phase in TABLE if phase == "watch"} >= {"p95-tolerance", "max-error-rate"}
+
+
+@pytest.mark.parametrize(("name", "phase"), TABLE, ids=[f"{n}-{p}" for n, p in TABLE])
+def test_an_input_changes_what_its_phase_does(
+    name: str, phase: str, workspace: Path, engine: Callable[[PhaseOptions], list[Call]]
+) -> None:
+    default, other = step(phase), step(phase, **{name: OTHER[name]})
+    if name in GITHUB_SIDE:  # no engine input: it changes the GitHub API calls, and only them
+        assert handed_to_engine(default) == handed_to_engine(other)
+        field = name.replace("-", "_")
+        assert getattr(other, field) == OTHER[name] != getattr(default, field)
+        return
+    before, after = handed_to_engine(default), handed_to_engine(other)
+    assert type(before) is type(after) and before.phase == after.phase == phase
+    assert before != after, f"input {name} does not reach the {phase} phase's options"
+    called, changed = engine(before), engine(after)
+    assert len(called) == len(changed) == 1
+    assert called != changed, f"input {name} is lost between the options and the {phase} phase"
+
+
+@pytest.mark.parametrize("phase", PHASES)
+def test_the_phase_input_picks_the_phase(phase: str, workspace: Path) -> None:
+    assert handed_to_engine(step(phase)).phase == phase
+
+
+@pytest.mark.parametrize(
+    ("phase", "inputs", "argv"),
+    [
+        (
+            "watch",
+            {"p95-tolerance": "10%", "max-error-rate": "1%", "interval": "2s", "duration": "1m"},
+            ["--p95-tolerance", "10%", "--max-error-rate", "1%", "--interval", "2s", "--duration", "1m"],
+        ),
+        (
+            "gate",
+            {"min-healthy": "30s", "p95-tolerance": "10%", "max-error-rate": "1%", "config": "other.yaml"},
+            [
+                "--min-healthy",
+                "30s",
+                "--p95-tolerance",
+                "10%",
+                "--max-error-rate",
+                "1%",
+                "--config",
+                "other.yaml",
+            ],
+        ),
+        (
+            "switch",
+            {"to": "blue", "reason": "r", "dry-run": "true", "wait-for-lock": "1m", "router": "ingress"},
+            ["--to", "blue", "--reason", "r", "--dry-run", "--wait-for-lock", "1m", "--router", "ingress"],
+        ),
+        (
+            "release",
+            {"auto-rollback": "false", "timeout": "5m", "namespace": "prod"},
+            ["--image", "registry.local/shop:1.0", "--no-auto-rollback", "--timeout", "5m", "-n", "prod"],
+        ),
+    ],
+)
+def test_the_cli_and_the_action_build_the_same_options(
+    phase: str, inputs: dict[str, str], argv: list[str], workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for variable in ("GITHUB_RUN_ID", "GITHUB_SERVER_URL", "GITHUB_REPOSITORY", "GITHUB_ACTOR", "USER"):
+        monkeypatch.delenv(variable, raising=False)
+    assert step(phase, **inputs).options(None) == parse_options([phase, "--app", "shop", *argv])
