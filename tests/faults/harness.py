@@ -422,6 +422,7 @@ def next_run(kube: Client, scene: Scene, row: Row) -> None:
             lease_state(kube, scene.namespace, app)[0] == "expiring" for app in scene.apps
         ):
             time.sleep(1)
+    before = observe(kube, scene).color
     run = run_cli(
         scene.args("--wait-for-lock", "90s") if scene.command != "group switch" else scene.args(),
         scene.kubeconfig,
@@ -429,7 +430,9 @@ def next_run(kube: Client, scene: Scene, row: Row) -> None:
     )
     observed = observe(kube, scene)
     row.next_run = f"exit {run.exit_code}, {observed.color}"
-    if run.exit_code != 0:
+    # A rollback already done may be refused on re-run (exit 1, "nothing to roll back to"): still right.
+    already = scene.command == "rollback" and before == scene.goal and run.exit_code == 1
+    if run.exit_code != 0 and not already:
         row.problems.append(f"next run: {run.describe()}")
     row.problems += [f"after the next run: {p}" for p in observed.problems]
     if observed.color != scene.goal:

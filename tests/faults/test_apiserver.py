@@ -22,13 +22,13 @@ from lightkube import Client, KubeConfig
 from hack.localcluster import ClusterError, LocalCluster, _alive, _request, _spawn
 from tests.faults.harness import (
     LEDGER,
+    Cli,
     Row,
     Scene,
     guarded,
     kubeconfig_via,
     next_run_now_or_later,
     observe,
-    run_cli,
     run_later,
     set_up,
     verdict,
@@ -49,7 +49,8 @@ class Apiserver:
 
     def __init__(self, cluster: LocalCluster) -> None:
         self.cluster = cluster
-        self.lock = threading.Lock()
+        self.killed = threading.Event()
+        self.argv: list[bytes] = []
 
     def _state(self) -> dict[str, object]:
         state: dict[str, object] = json.loads(self.cluster.state_file.read_text())
@@ -67,26 +68,25 @@ class Apiserver:
         os.kill(pid, signal.SIGSTOP)
         threading.Timer(seconds, os.kill, (pid, signal.SIGCONT)).start()
 
-    def kill_and_restart(self, after: float) -> None:
-        """SIGKILL now; started again with the same command line `after` seconds later."""
+    def kill(self) -> None:
+        """SIGKILL now; `restart()` starts it again with the same command line."""
         pid = self.pid
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[:-1]
+        self.argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[:-1]
         os.kill(pid, signal.SIGKILL)
+        self.killed.set()
 
-        def restart() -> None:
-            while _alive(pid):
-                time.sleep(0.05)
-            time.sleep(after)
-            with self.lock:
-                log = self.cluster.dir / "logs" / f"kube-apiserver-{int(time.time() * 1000)}.log"
-                new = _spawn(Path(argv[0].decode()), [a.decode() for a in argv[1:]], log, True)
-                state = self._state()
-                pids = state["pids"]
-                assert isinstance(pids, dict)
-                pids["kube-apiserver"] = new
-                self.cluster.state_file.write_text(json.dumps(state))
-
-        threading.Thread(target=restart, daemon=True).start()
+    def restart(self) -> None:
+        # From the test's main thread: the process dies with the thread that started it (PDEATHSIG).
+        while _alive(self.pid):
+            time.sleep(0.05)
+        log = self.cluster.dir / "logs" / f"kube-apiserver-{int(time.time() * 1000)}.log"
+        new = _spawn(Path(self.argv[0].decode()), [a.decode() for a in self.argv[1:]], log, True)
+        state = self._state()
+        pids = state["pids"]
+        assert isinstance(pids, dict)
+        pids["kube-apiserver"] = new
+        self.cluster.state_file.write_text(json.dumps(state))
+        self.killed.clear()
 
     def wait_ready(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
@@ -165,14 +165,20 @@ def apiserver_faults(private: Private, tmp_path_factory: pytest.TempPathFactory)
             if fault == "SIGSTOP":
                 private.apiserver.freeze(seconds)
             else:
-                private.apiserver.kill_and_restart(seconds)
+                private.apiserver.kill()
 
         def one(
             command: str = command, step: str = step, occurrence: int = occurrence, row: Row = row
         ) -> None:
             scene = set_up(private.kube(), command, private.cluster.kubeconfig, tmp, "apiserver")
             rule = private.proxy.add(Rule(scene.namespace, step, "hook", occurrence=occurrence, hook=strike))
-            run = run_cli(scene.args(), private.proxied)
+            cli = Cli(scene.args(), private.proxied)
+            while not private.apiserver.killed.wait(0.1) and cli.process.poll() is None:
+                pass
+            if private.apiserver.killed.is_set():
+                time.sleep(1)
+                private.apiserver.restart()
+            run = cli.wait()
             private.apiserver.wait_ready()
             time.sleep(3)  # past any freeze: nothing is read from a frozen apiserver
             private.apiserver.wait_ready()
