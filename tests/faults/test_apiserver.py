@@ -27,6 +27,7 @@ from tests.faults.harness import (
     Scene,
     guarded,
     kubeconfig_via,
+    needs,
     next_run_now_or_later,
     observe,
     run_later,
@@ -193,6 +194,20 @@ def apiserver_faults(private: Private, tmp_path_factory: pytest.TempPathFactory)
     return rows
 
 
-@pytest.mark.parametrize("key", IDS)
+# Faults that stop the command before its write applied leave nothing for a re-run to flip back.
+UNMOVED = {
+    "switch-SIGKILL-1s-leases/bluegreen-shop-1",
+    "switch-SIGKILL-1s-services/shop-1",
+    "rollback-SIGKILL-1s-services/shop-1",
+}
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        pytest.param(k, marks=needs("intent") if not k.startswith("deploy") and k not in UNMOVED else ())
+        for k in IDS
+    ],
+)
 def test_apiserver_fails_mid_phase(key: str, apiserver_faults: dict[str, Row]) -> None:
     assert apiserver_faults[key].consistent, " | ".join(apiserver_faults[key].cells())

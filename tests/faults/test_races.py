@@ -18,6 +18,7 @@ from tests.faults.harness import (
     Scene,
     concurrently,
     guarded,
+    needs,
     next_run_now_or_later,
     observe,
     run_cli,
@@ -195,11 +196,17 @@ def races(
     return rows
 
 
-@pytest.mark.parametrize("key", list(TEN))
+@pytest.mark.parametrize("key", [pytest.param(k, marks=needs("intent")) for k in TEN])
 def test_ten_switch_runs_started_together(key: str, races: dict[str, Row]) -> None:
     assert races[key].consistent, " | ".join(races[key].cells())
 
 
-@pytest.mark.parametrize("key", IDS)
+@pytest.mark.parametrize(
+    "key",
+    [
+        pytest.param(k, marks=needs("intent") if c[0] != "deploy" else ())
+        for k, c in zip(IDS, CASES, strict=True)
+    ],
+)
 def test_another_writer_between_read_and_write(key: str, races: dict[str, Row]) -> None:
     assert races[key].consistent, " | ".join(races[key].cells())

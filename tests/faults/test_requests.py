@@ -29,6 +29,7 @@ from tests.faults.harness import (
     concurrently,
     guarded,
     kubeconfig_via,
+    needs,
     next_run_now_or_later,
     observe,
     run_cli,
@@ -139,7 +140,9 @@ def every_request(
     return by_command
 
 
-@pytest.mark.parametrize("command", COMMANDS)
+@pytest.mark.parametrize(
+    "command", [pytest.param(c, marks=needs("intent") if c != "deploy" else ()) for c in COMMANDS]
+)
 def test_every_request_failed_in_turn(command: str, every_request: dict[str, list[Row]]) -> None:
     rows = every_request[command]
     assert rows, f"no request of {command} was failed"

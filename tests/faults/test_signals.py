@@ -24,6 +24,7 @@ from tests.faults.harness import (
     concurrently,
     guarded,
     kubeconfig_via,
+    needs,
     next_run_now_or_later,
     observe,
     run_cli,
@@ -111,7 +112,13 @@ def cancelled(
     return by_command
 
 
-@pytest.mark.parametrize("command", COMMANDS)
+@pytest.mark.parametrize(
+    "command",
+    [
+        pytest.param(c, marks=needs("cancel") if c == "deploy" else needs("cancel", "intent"))
+        for c in COMMANDS
+    ],
+)
 def test_sigterm_at_each_moment(command: str, cancelled: dict[str, list[Row]]) -> None:
     rows = cancelled[command]
     assert rows, f"{command} was never cancelled"
