@@ -18,6 +18,7 @@ from tests.faults.harness import (
     Scene,
     concurrently,
     guarded,
+    kubeconfig_via,
     needs,
     next_run_now_or_later,
     observe,
@@ -143,12 +144,12 @@ TEN = {"ten-switch-runs-no-wait": "0s", "ten-switch-runs-wait-for-lock": "60s"}
 def races(
     kube: Client,
     cluster_kubeconfig: Path,
-    proxied: Path,
     fault_proxy: FaultProxy,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> dict[str, Row]:
     """Every race at once, each in its own namespace; the rows by id."""
     tmp = tmp_path_factory.mktemp("races")
+    proxied = kubeconfig_via(cluster_kubeconfig, fault_proxy.port, tmp / "kubeconfig-proxied")
     rows = {
         key: LEDGER.add(
             Row(
