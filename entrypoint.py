@@ -163,8 +163,11 @@ def outputs(outcome: Outcome) -> dict[str, str]:
         "result": result_name(outcome),
         "active-color": (result.active_color or "") if result else "",
         "previous-color": (result.previous_color or "") if result else "",
+        "candidate": (result.candidate or "") if result else "",
         "api-ms": ms(result.api_ms) if result else "",
         "converged-ms": ms(result.converged_ms) if result else "",
+        "probe-failed": str(result.probe_failed) if result and result.probe_failed is not None else "",
+        "probe-cutover-ms": ms(result.probe_cutover_ms) if result else "",
         "report": json.dumps(report, separators=(",", ":"), default=str),
     }
 

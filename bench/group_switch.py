@@ -23,6 +23,7 @@ from lightkube.resources.core_v1 import Namespace
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bluegreen.group import Group, Member
+from bluegreen.model import Color
 from bluegreen.phases import group as phase
 from tests.integration.routers.conftest import install_crds
 from tests.integration.routers.test_group import route
@@ -57,13 +58,13 @@ def main() -> int:
         )
 
         # The first run also creates the colour Services: report it apart from the steady state.
-        first = phase.run(kube, group, timeout=60)
+        first = phase.run(kube, group, to=Color.GREEN, timeout=60)
         assert first.ok, first.text()
         print(f"first switch (creates 100 colour Services): {first.total_ms:.0f} ms to all verified")
         totals, skews, wall = [], [], []
-        for _ in range(args.runs):
+        for i in range(args.runs):
             begun = time.monotonic()
-            result = phase.run(kube, group, timeout=60)
+            result = phase.run(kube, group, to=(Color.BLUE, Color.GREEN)[i % 2], timeout=60)
             wall.append((time.monotonic() - begun) * 1000)
             assert result.ok, result.text()
             totals.append(result.total_ms)

@@ -71,7 +71,10 @@ def main() -> int:
         for _ in range(args.flips):
             started = time.perf_counter()
             out = subprocess.run(
-                [bluegreen, "switch", *common, "-o", "json"], capture_output=True, text=True, check=False
+                [bluegreen, "switch", "--to", color, *common, "-o", "json"],
+                capture_output=True,
+                text=True,
+                check=False,
             )
             ours.append(time.perf_counter() - started)
             payload = json.loads(out.stdout)

@@ -19,6 +19,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from bluegreen.errors import EXIT_CLUSTER, EXIT_OK, EXIT_REFUSED, EXIT_USAGE, BlueGreenError, UsageError
@@ -40,6 +41,7 @@ from bluegreen.options import (
     Writes,
     github_run,
 )
+from bluegreen.traffic_probe import ProbeOptions
 
 Runner = Callable[[argparse.Namespace, Reporter], Result]
 Build = Callable[[argparse.Namespace], PhaseOptions]
@@ -253,17 +255,88 @@ def _deploy(parser: argparse.ArgumentParser) -> Build:
     return lambda args: DeployOptions(target=target(args), writes=writes(args), images=images(args))
 
 
+def _probe_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("traffic probe: your own URL, before, during and after the switch")
+    group.add_argument(
+        "--probe",
+        default=None,
+        metavar="URL",
+        help="send new connections to URL across the switch; report failed requests and the cutover",
+    )
+    group.add_argument(
+        "--probe-header", default=None, metavar="NAME", help="the header naming the colour (default X-Color)"
+    )
+    group.add_argument(
+        "--probe-pattern",
+        default=None,
+        metavar="REGEX",
+        help="read the colour from the body: the first group",
+    )
+    group.add_argument(
+        "--probe-rate", type=float, default=20.0, metavar="N", help="requests per second (default 20)"
+    )
+    group.add_argument(
+        "--probe-after",
+        type=duration,
+        default=3.0,
+        metavar="DURATION",
+        help="keep probing this long after the write (default 3s)",
+    )
+    group.add_argument("--probe-fail-on-error", action="store_true", help="fail if any probe request failed")
+
+
+def probe(args: argparse.Namespace) -> ProbeOptions | None:
+    """The --probe flags as the engine's ProbeOptions; None without --probe."""
+    if not args.probe:
+        return None
+    return ProbeOptions(
+        url=args.probe,
+        header=args.probe_header,
+        pattern=args.probe_pattern,
+        rate=args.probe_rate,
+        after=args.probe_after,
+        fail_on_error=args.probe_fail_on_error,
+    )
+
+
 @phase(
     "switch", "move all traffic to the other colour (or --to) in one write, verify and time it", mutating=True
 )
 def _switch(parser: argparse.ArgumentParser) -> Build:
-    parser.add_argument("--to", type=colour, default=None, help="blue or green (default: the idle colour)")
     parser.add_argument(
-        "--force", action="store_true", help="switch even if the target colour is not fully available"
+        "--to",
+        type=colour,
+        default=None,
+        help="blue or green (default: the candidate `deploy` recorded; nothing to do when it is live)",
+    )
+    parser.add_argument(
+        "--candidate",
+        default="",
+        metavar="HASH",
+        help="promote this release (deploy's `candidate` output); refused if a later deploy replaced it",
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="switch even to a colour not fully available, a rejected release or an ungated template "
+        "(recorded in the history)",
     )
     parser.add_argument("--reason", default="", help="recorded in the history and the Event")
+    parser.add_argument(
+        "--config",
+        default=None,
+        help="bluegreen.yaml (default ./bluegreen.yaml if present): when it exists, a gate is required",
+    )
+    _probe_flags(parser)
     return lambda args: SwitchOptions(
-        target=target(args), writes=writes(args), to=args.to, force=args.force, reason=args.reason
+        target=target(args),
+        writes=writes(args),
+        to=args.to,
+        force=args.force,
+        reason=args.reason,
+        candidate=args.candidate,
+        config=Path(args.config) if args.config else None,
+        probe=probe(args),
     )
 
 
@@ -276,8 +349,17 @@ def _rollback(parser: argparse.ArgumentParser) -> Build:
         default=None,
         help="the colour to go back to (default: the recorded previous one)",
     )
+    parser.add_argument(
+        "--force", action="store_true", help="roll back even to a release that was rejected before"
+    )
+    _probe_flags(parser)
     return lambda args: RollbackOptions(
-        target=target(args), writes=writes(args), to=args.to, reason=args.reason
+        target=target(args),
+        writes=writes(args),
+        to=args.to,
+        reason=args.reason,
+        force=args.force,
+        probe=probe(args),
     )
 
 
@@ -398,14 +480,27 @@ def _group(parser: argparse.ArgumentParser) -> Runner:
                 active = state if isinstance(state, str) else f"{state.active or '-'} ({state.detail})"
                 out.messages.append(f"{member.key} [{member.router}]: {active}")
             return out
+        run_info = github_run(os.environ)
         done = group.run(
-            kube, chosen, action=args.action, to=args.to, timeout=args.timeout, dry_run=args.dry_run
+            kube,
+            chosen,
+            action=args.action,
+            to=args.to,
+            timeout=args.timeout,
+            dry_run=args.dry_run,
+            run_info=run_info,
         )
         out.details = done.as_dict()
         out.messages = done.text().splitlines()
         out.active_color = str(done.target) if done.target else None
         if args.dry_run:
             out.result = "planned" if done.ok else "failed"
+        elif done.not_moved_back:
+            # Members left on different colours: an error that needs a person, named one by one.
+            out.result = "error"
+            out.messages.append(f"error: could not move back {', '.join(done.not_moved_back)}: fix by hand")
+        elif done.ok and not any(m.changed for m in done.members):
+            out.result = "noop"  # every member already where it should be: a re-run moves nothing
         else:
             out.result = ("rolled-back" if args.action == "rollback" else "switched") if done.ok else "failed"
         return out

@@ -12,7 +12,8 @@ A `groups` list in bluegreen.yaml names them:
             object: web-route      # the router's object; default: the app's name
             namespace: edge
 
-A group switch reads every member, decides one target colour for all, checks every member ready and
+A group switch reads every member, decides one target colour for all (without --to: the colour
+every member's newest recorded candidate runs on, as for one app), checks every member ready and
 takes every lock before the first write, writes all switches concurrently, verifies all, and moves
 back the ones already moved if any write or verification fails. This module holds the decisions and
 the report; phases/group.py does the I/O.
@@ -25,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from bluegreen.errors import ConfigError, RefusedError
+from bluegreen.intent import Release, decide
 from bluegreen.model import Color
 
 ROUTERS = ("service", "ingress", "gateway", "istio", "smi", "dns")
@@ -190,8 +192,8 @@ def decide_target(
 ) -> Color:
     """The one colour every member moves to.
 
-    With `requested`, that colour. Otherwise every member must be on the same colour now: a switch
-    or a rollback moves them all to the other one. Members split across colours (or routing to no
+    With `requested`, that colour. Otherwise every member must be on the same colour now: a rollback
+    moves them all to the other one (a switch without --to uses decide_intended instead). Members split across colours (or routing to no
     single colour) are refused, naming each, because guessing would move some the wrong way.
     """
     if requested is not None:
@@ -204,6 +206,40 @@ def decide_target(
     listing = ", ".join(f"{key} on {color or 'no single colour'}" for key, color in sorted(active.items()))
     raise RefusedError(
         f"cannot {action} the group: its members are not all on one colour ({listing})",
+        remedy="Name the colour they should all move to with --to blue or --to green.",
+    )
+
+
+def decide_intended(members: Mapping[str, tuple[Color | None, Mapping[Color, Release]]]) -> Color:
+    """A group switch without --to: the colour every member's newest candidate runs on (intent, not
+    toggles, as for one app: a re-run after the switch finds them all there and moves nothing).
+
+    `members` maps each member to (the colour it routes to, what each colour runs). A member with no
+    candidate, a rejected or ungated one, or candidates on different colours are refused, by name.
+    """
+    wanted: dict[str, Color] = {}
+    problems: list[str] = []
+    for key, (live, releases) in sorted(members.items()):
+        if live is None:
+            problems.append(f"{key}: traffic is not on one colour")
+            continue
+        try:
+            decision = decide(live, releases)
+        except RefusedError as error:
+            problems.append(f"{key}: {error.message}")
+            continue
+        wanted[key] = decision.target or live
+    if problems:
+        raise RefusedError(
+            "cannot tell which release every member should run:\n  " + "\n  ".join(problems),
+            remedy="Deploy each member with `bluegreen deploy`, or name the colour with --to blue|green.",
+        )
+    colors = set(wanted.values())
+    if len(colors) == 1:
+        return colors.pop()
+    listing = ", ".join(f"{key} on {color}" for key, color in sorted(wanted.items()))
+    raise RefusedError(
+        f"the members' newest candidates are not on one colour ({listing})",
         remedy="Name the colour they should all move to with --to blue or --to green.",
     )
 

@@ -123,9 +123,14 @@ class Result:
     namespace: str
     active_color: str | None = None
     previous_color: str | None = None
+    # The release deploy recorded (its pod-template hash): what `switch --candidate` promotes.
+    candidate: str | None = None
     images: dict[str, list[str]] = field(default_factory=dict)
     api_ms: float | None = None
     converged_ms: float | None = None
+    # --probe: failed requests to the user's URL, and ms from the write until the new colour answered alone
+    probe_failed: int | None = None
+    probe_cutover_ms: float | None = None
     dry_run: bool = False
     timeline: list[tuple[str, str]] = field(default_factory=list)
     messages: list[str] = field(default_factory=list)

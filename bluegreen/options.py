@@ -20,6 +20,7 @@ from typing import Any
 
 from bluegreen.config import Overrides
 from bluegreen.model import AppSpec, Color, Reporter, Result, RunInfo
+from bluegreen.traffic_probe import ProbeOptions, probed
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -131,9 +132,12 @@ class GateOptions:
 class SwitchOptions:
     target: Target
     writes: Writes = field(default_factory=Writes)
-    to: Color | None = None  # None: the idle colour
+    to: Color | None = None  # None: the candidate deploy recorded (nothing to do when it is live)
     force: bool = False
     reason: str = ""
+    candidate: str = ""  # deploy's `candidate` output: promote exactly that release
+    config: Path | None = None  # bluegreen.yaml; None: ./bluegreen.yaml if present (a gate in it is required)
+    probe: ProbeOptions | None = None  # --probe URL: requests to the user's URL across the switch
     phase: str = "switch"
 
 
@@ -151,6 +155,8 @@ class RollbackOptions:
     writes: Writes = field(default_factory=Writes)
     to: Color | None = None  # None: the recorded previous colour
     reason: str = ""
+    force: bool = False  # even to a release rolled back before (rejected)
+    probe: ProbeOptions | None = None
     phase: str = "rollback"
 
 
@@ -214,6 +220,21 @@ def context(target: Target, writes: Writes | None, reporter: Reporter) -> Any:
     )
 
 
+def gate_required(path: Path | None) -> bool:
+    """Whether the app's bluegreen.yaml (given, or ./bluegreen.yaml) exists and gates: then `switch`
+    promotes only a template a gate passed (checked before the cluster is contacted)."""
+    from bluegreen.config import DEFAULT_PATH, load
+
+    if path is None:
+        try:
+            if not DEFAULT_PATH.is_file():
+                return False
+        except OSError:  # a working directory we may not read (the Action's uid in some runners)
+            return False
+    config = load(path)
+    return config.path is not None and bool(config.gate_checks())
+
+
 def run(options: PhaseOptions, reporter: Reporter) -> Result:
     """Run one phase. Inputs are checked (images, bluegreen.yaml) before the cluster is contacted."""
     from bluegreen.phases import checked, deploy, init, release, retire, rollback, status, switch
@@ -235,18 +256,39 @@ def run(options: PhaseOptions, reporter: Reporter) -> Result:
             config = options.checks.load()
             return checked.gate(context(options.target, None, reporter), config)
         case SwitchOptions():
-            return switch.run(
-                context(options.target, options.writes, reporter),
-                to=options.to,
-                force=options.force,
-                reason=options.reason,
+            switching = options
+            gated = gate_required(switching.config)  # bluegreen.yaml read before the cluster is asked
+            return probed(
+                switching.probe,
+                lambda: switch.run(
+                    context(switching.target, switching.writes, reporter),
+                    to=switching.to,
+                    force=switching.force,
+                    reason=switching.reason,
+                    candidate=switching.candidate,
+                    gate_required=gated,
+                ),
+                longest=switching.target.timeout,
+                # a probe URL that never answers is a typo: refused before the switch changes anything
+                refuse_unanswered=not switching.writes.dry_run,
+                reporter=reporter,
             )
         case WatchOptions():
             config = options.checks.load()
             return checked.watch(context(options.target, options.writes, reporter), config)
         case RollbackOptions():
-            return rollback.run(
-                context(options.target, options.writes, reporter), reason=options.reason, to=options.to
+            rolling = options
+            return probed(
+                rolling.probe,
+                lambda: rollback.run(
+                    context(rolling.target, rolling.writes, reporter),
+                    reason=rolling.reason,
+                    to=rolling.to,
+                    force=rolling.force,
+                ),
+                longest=rolling.target.timeout,
+                refuse_unanswered=False,  # a rollback often runs while the app is failing: warn, go on
+                reporter=reporter,
             )
         case RetireOptions():
             return retire.run(context(options.target, options.writes, reporter), after=options.after)

@@ -30,6 +30,8 @@ def text(result: Result) -> str:
             else ""
         )
         lines.append(f"  live colour: {result.active_color}{previous}")
+    if result.candidate:
+        lines.append(f"  candidate: {result.candidate}")
     if result.api_ms is not None:
         lines.append(f"  switch write: {result.api_ms:.0f} ms")
     if result.converged_ms is not None:
@@ -55,8 +57,14 @@ def _status(result: Result) -> str:
             lines.append(f"  {color:6}    no Deployment")
             continue
         state = "rolled out" if info.get("rolled_out") else "rolling out"
+        marks = "".join(
+            f", {word}"
+            for word, on in (("gated", info.get("gated")), ("REJECTED", info.get("rejected")))
+            if on
+        )
         lines.append(
             f"  {color:6}    {info['ready']}/{info['replicas']} ready, {state}: {', '.join(info['images'])}"
+            f" (release {info.get('release') or '-'}{marks})"
         )
     last = details.get("last_switch")
     if last:
@@ -66,4 +74,5 @@ def _status(result: Result) -> str:
             f"  last switch: {last.get('from')} -> {last.get('to')} at {last.get('time')}{took} ({last.get('reason') or last.get('action')})"
         )
     lines.append(f"  lock: {details.get('lock_holder') or 'free'}")
+    lines += [f"  {message}" for message in result.messages]
     return "\n".join(lines)

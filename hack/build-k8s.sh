@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the local cluster's binaries once per machine and version, into a cache outside the repo:
-# kube-apiserver, kube-controller-manager, kube-scheduler and kubectl from k8s.io/kubernetes, etcd at
-# the version Kubernetes pins, and kwok. Prints the cache's bin directory. Only missing ones are built.
+# kube-apiserver, kube-controller-manager, kube-scheduler, kubectl and kube-proxy (the traffic rig's data
+# plane, hack/traffic_rig.py) from k8s.io/kubernetes, etcd at the version Kubernetes pins, and kwok.
+# Prints the cache's bin directory. Only missing ones are built.
 set -euo pipefail
 
 K8S_VERSION=v1.36.3
@@ -9,7 +10,7 @@ KWOK_VERSION=v0.8.0
 here=$(cd "$(dirname "$0")" && pwd)
 cache=${BLUEGREEN_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/bluegreen}
 bin=$cache/k8s-$K8S_VERSION-kwok-$KWOK_VERSION/bin
-wanted=(kube-apiserver kube-controller-manager kube-scheduler kubectl etcd kwok)
+wanted=(kube-apiserver kube-controller-manager kube-scheduler kubectl kube-proxy etcd kwok)
 
 have_all() { for b in "${wanted[@]}"; do [ -x "$bin/$b" ] || return 1; done; }
 if have_all; then echo "$bin"; exit 0; fi
@@ -25,9 +26,10 @@ ldflags="-s -w -X $vpkg.gitVersion=$K8S_VERSION -X $vpkg.gitMajor=1 -X $vpkg.git
 ldflags+=" -X $vpkg.gitTreeState=clean -X k8s.io/client-go/pkg/version.gitVersion=$K8S_VERSION"
 
 start=$(date +%s)
-echo "build-k8s: building Kubernetes $K8S_VERSION, etcd and kwok $KWOK_VERSION into $bin (first run only)" >&2
+missing=(); for b in "${wanted[@]}"; do [ -x "$bin/$b" ] || missing+=("$b"); done
+echo "build-k8s: building ${missing[*]} (Kubernetes $K8S_VERSION, kwok $KWOK_VERSION) into $bin (once per machine)" >&2
 packages=()
-for b in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
+for b in kube-apiserver kube-controller-manager kube-scheduler kubectl kube-proxy; do
   [ -x "$bin/$b" ] || packages+=("k8s.io/kubernetes/cmd/$b")
 done
 [ -x "$bin/etcd" ] || packages+=(./cmd/etcd)

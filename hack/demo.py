@@ -4,16 +4,23 @@ It sets up the app a team has before bluegreen (Deployment `shop` and its Servic
 `demo`), adopts it, releases 2.0 through deploy -> gate -> switch -> watch, shows that a crashing
 release never reaches traffic, rolls back, then runs a switch as a GitHub Action step (the image's
 entrypoint, with its outputs and job summary), and prints each command with what it answered.
+
+Where the machine allows (root and network namespaces) it all runs in the traffic rig
+(hack/traffic_rig.py: kube-proxy and a server per pod), with a live load of new connections at the
+Service's ClusterIP from before the adoption to the end; each switch reports when traffic moved, and
+the demo ends with the total of requests and failures. Elsewhere it says why and runs without traffic.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shlex
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import cast
 
@@ -22,7 +29,12 @@ from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.apps_v1 import Deployment
 from lightkube.resources.core_v1 import Namespace
 
+from bluegreen.model import Result
+from bluegreen.report import text
+from bluegreen.traffic_probe import Sample, TrafficProbe, summarize, write_time_of
+from hack.traffic_rig import Rig, RigError, RigUnavailable, unavailable
 from tests.support.apps import CRASHLOOP_IMAGE, deployment, service, wait_available
+from tests.support.traffic import cluster_url, wait_answering
 
 ROOT = Path(__file__).resolve().parents[1]
 NAMESPACE = "demo"
@@ -62,9 +74,51 @@ def plain_app(kube: Client) -> None:
     wait_available(kube, NAMESPACE, APP)
 
 
-def bluegreen(kubeconfig: Path, *args: str, expect: int = 0) -> None:
+class Traffic:
+    """The live load of the traffic rig: new connections at the Service's ClusterIP all along."""
+
+    RATE = 50.0
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.probe = TrafficProbe(url, rate=self.RATE, max_requests=5000, max_seconds=5000 / self.RATE)
+        self.moves: list[tuple[str, float | None]] = []
+
+    def moved(self, label: str, result: Result) -> None:
+        """After a write: wait past kube-proxy's sync, then say when traffic moved, as a client saw it."""
+        # init has no switch; its write is the Service's selector taking the colour label
+        adopted = [
+            datetime.fromisoformat(t).timestamp()
+            for t, e in result.timeline
+            if e.startswith("Service selects")
+        ]
+        write = write_time_of(result) or (adopted[0] if adopted else None)
+        if write is None or not result.active_color:
+            return
+        time.sleep(2.5)
+        window = [s for s in list(self.probe.samples) if s.sent > write - 2]
+        cut = summarize(window, write_time=write, old=result.previous_color, new=result.active_color)
+        self.moves.append((label, cut.cutover_ms))
+        print(
+            f"(live traffic: {cut.requests} requests around the write, {cut.failed} failed; "
+            f"{result.active_color} answered alone from {cut.cutover_ms} ms after the write)",
+            flush=True,
+        )
+
+    def end(self) -> None:
+        samples: list[Sample] = self.probe.stop()
+        failed = sum(1 for s in samples if s.failed)
+        moves = ", ".join(f"{ms:.0f} ms ({label})" for label, ms in self.moves if ms is not None)
+        print(
+            f"\n== live traffic: {len(samples)} requests, {failed} failed, traffic moved {moves} after the write"
+        )
+
+
+def bluegreen(kubeconfig: Path, *args: str, expect: int = 0, traffic: Traffic | None = None) -> None:
     command = ["bluegreen", *args, "--app", APP, "-n", NAMESPACE]
     print(f"\n$ {shlex.join(command)}", flush=True)
+    # JSON on stdout (progress still streams on stderr), shown as the CLI's own text: the demo also
+    # needs the write's timestamp from the timeline.
     done = subprocess.run(
         [
             str(Path(sys.executable).parent / "bluegreen"),
@@ -75,15 +129,30 @@ def bluegreen(kubeconfig: Path, *args: str, expect: int = 0) -> None:
             NAMESPACE,
             "--kubeconfig",
             str(kubeconfig),
+            "--output",
+            "json",
         ],
         check=False,
+        stdout=subprocess.PIPE,
+        text=True,
     )
+    payload = json.loads(done.stdout) if done.stdout.strip() else {}
+    result = None
+    if "result" in payload:
+        data = payload["result"]
+        result = Result(**{**data, "timeline": [(e["time"], e["event"]) for e in data["timeline"]]})
+        print(text(result))
+        sys.stdout.flush()
+    if "error" in payload:
+        print(f"error: {payload['error']['message']}\n  what to do: {payload['error']['remedy']}")
     if done.returncode != expect:
         sys.exit(f"demo: expected exit code {expect}, got {done.returncode}")
     print(f"(exit code {done.returncode})", flush=True)
+    if traffic and result:
+        traffic.moved(args[0], result)
 
 
-def action_step(kubeconfig: Path, folder: Path, **inputs: str) -> None:
+def action_step(kubeconfig: Path, folder: Path, **inputs: str) -> Result | None:
     """One step of the GitHub Action, run as the runner runs it: inputs in the environment,
     outputs and the job summary in files (the Docker image runs this same entrypoint)."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -111,38 +180,89 @@ def action_step(kubeconfig: Path, folder: Path, **inputs: str) -> None:
     if done.returncode != 0:
         sys.exit(f"demo: the action step failed with exit code {done.returncode}")
     print(f"\n-- the job summary ({summary}):\n{summary.read_text()}", flush=True)
+    return phase_result(output.read_text())
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--kubeconfig", type=Path, required=True)
-    args = parser.parse_args()
-    kube = Client(KubeConfig.from_file(args.kubeconfig), field_manager="bluegreen-demo")
+def phase_result(outputs: str) -> Result | None:
+    """The Result inside the step's `report` output (written as `report<<DELIMITER`)."""
+    lines = outputs.splitlines()
+    for index, line in enumerate(lines):
+        if line.startswith("report<<"):
+            data = json.loads(lines[index + 1]).get("phase")
+            if data:
+                return Result(**{**data, "timeline": [(e["time"], e["event"]) for e in data["timeline"]]})
+    return None
+
+
+def demo(kubeconfig: Path, *, live: bool) -> int:
+    kube = Client(KubeConfig.from_file(kubeconfig), field_manager="bluegreen-demo")
 
     print(
         f"== the app before bluegreen: Deployment {APP} (registry.local/shop:1.0) and Service {APP} in {NAMESPACE}"
     )
     reset_namespace(kube)
     plain_app(kube)
+    traffic = None
+    if live:
+        url = cluster_url(kube, NAMESPACE, APP)
+        wait_answering(url, "")
+        traffic = Traffic(url)
+        traffic.probe.start()
+        print(f"== live traffic: {Traffic.RATE:.0f} new connections a second at {url} from now to the end")
 
     print("\n== adopt it: shop-blue from the same template, the Service on blue, never without endpoints")
-    bluegreen(args.kubeconfig, "init")
+    bluegreen(kubeconfig, "init", traffic=traffic)
     print("\n== release 2.0: deploy to green, gate it, switch in one verified write, watch it")
-    bluegreen(args.kubeconfig, "release", "--image", "registry.local/shop:2.0", *QUICK)
+    bluegreen(kubeconfig, "release", "--image", "registry.local/shop:2.0", *QUICK, traffic=traffic)
     print(
         "\n== a release whose pods crash: the deploy fails, traffic never moves, blue is put back as it was"
     )
-    bluegreen(args.kubeconfig, "release", "--image", CRASHLOOP_IMAGE, "--timeout", "10s", *QUICK, expect=1)
+    bluegreen(kubeconfig, "release", "--image", CRASHLOOP_IMAGE, "--timeout", "10s", *QUICK, expect=1)
     print("\n== one-click rollback: back to 1.0 on blue; green keeps running for the post-mortem")
-    bluegreen(args.kubeconfig, "rollback", "--reason", "demo: rollback drill")
-    bluegreen(args.kubeconfig, "status")
+    probe = ["--probe", traffic.url] if traffic else []
+    bluegreen(kubeconfig, "rollback", "--reason", "demo: rollback drill", *probe, traffic=traffic)
+    bluegreen(kubeconfig, "status")
+    print("\n== a re-run of the switch: 2.0 was rolled back (rejected), so it is refused, never switched to")
+    bluegreen(kubeconfig, "switch", expect=1)
+    print("\n== release 3.0 goes to green: deploy records it as the candidate")
+    bluegreen(kubeconfig, "deploy", "--image", "registry.local/shop:3.0", traffic=traffic)
     print(
-        "\n== the same engine as a GitHub Action step: switch to green again, with outputs and a job summary"
+        "\n== the same engine as a GitHub Action step: switch promotes the candidate, with outputs and a job summary"
     )
-    action_step(
-        args.kubeconfig, args.kubeconfig.parent / "demo-action", phase="switch", reason="demo: action step"
+    stepped = action_step(
+        kubeconfig, kubeconfig.parent / "demo-action", phase="switch", reason="demo: action step"
     )
+    if traffic:
+        if stepped:
+            traffic.moved("action step", stepped)
+        traffic.end()
     return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--kubeconfig", type=Path, required=True)
+    args = parser.parse_args()
+    reason = unavailable()
+    if reason:
+        print(
+            f"(no live traffic in this demo: {reason}; it runs on the local cluster, without a data plane)\n"
+        )
+        return demo(args.kubeconfig, live=False)
+    rig = Rig(args.kubeconfig.parent / "traffic-rig")
+    print(
+        f"== starting the traffic rig: network namespace {rig.name}, its own cluster, kube-proxy, a server per pod"
+    )
+    try:
+        rig.up()
+    except (RigUnavailable, RigError) as error:
+        print(f"(no live traffic in this demo: the rig did not start: {error})\n")
+        return demo(args.kubeconfig, live=False)
+    try:
+        with rig.inside():
+            return demo(rig.kubeconfig, live=True)
+    finally:
+        rig.down()
 
 
 if __name__ == "__main__":

@@ -38,6 +38,7 @@ from bluegreen.options import (
     github_run,
 )
 from bluegreen.rollout import valid_image
+from bluegreen.traffic_probe import ColorReader, ProbeOptions, parse_url
 
 PHASES = ("init", "deploy", "gate", "switch", "watch", "rollback", "retire", "status", "release")
 ROUTERS = ("service", "ingress", "gateway", "istio", "smi", "dns")
@@ -56,6 +57,7 @@ DEFAULTS: dict[str, str] = {
     "router": "service",
     "config": "",
     "to": "",
+    "candidate": "",
     "reason": "",
     "dry-run": "false",
     "timeout": "10m",
@@ -69,6 +71,10 @@ DEFAULTS: dict[str, str] = {
     "retire-after": "0s",
     "environment": "",
     "environment-url": "",
+    "probe-url": "",
+    "probe-header": "",
+    "probe-pattern": "",
+    "probe-fail-on-error": "false",
     "github-token": "",
 }
 
@@ -99,6 +105,7 @@ class ActionInputs:
     router: str
     config: str
     to: Color | None
+    candidate: str
     reason: str
     dry_run: bool
     timeout: float  # seconds
@@ -114,6 +121,7 @@ class ActionInputs:
     environment_url: str
     github_token: str
     run: RunInfo  # who asked, from the GitHub variables: the audit trail
+    probe: ProbeOptions | None = None  # probe-url and its companions (switch and rollback)
 
     def options(self, kubeconfig_path: str | None) -> PhaseOptions:
         """What the engine runs: every input that applies to this phase, typed, and nothing else."""
@@ -146,11 +154,21 @@ class ActionInputs:
             case "gate":
                 return GateOptions(target=target, checks=replace(checks, duration=None, auto_rollback=None))
             case "switch":
-                return SwitchOptions(target=target, writes=writes, to=self.to, reason=self.reason)
+                return SwitchOptions(
+                    target=target,
+                    writes=writes,
+                    to=self.to,
+                    reason=self.reason,
+                    candidate=self.candidate,
+                    config=checks.config,  # with a gate in it, only a gated template is promoted
+                    probe=self.probe,
+                )
             case "watch":
                 return WatchOptions(target=target, writes=writes, checks=replace(checks, min_healthy=None))
             case "rollback":
-                return RollbackOptions(target=target, writes=writes, to=self.to, reason=self.reason)
+                return RollbackOptions(
+                    target=target, writes=writes, to=self.to, reason=self.reason, probe=self.probe
+                )
             case "retire":
                 return RetireOptions(target=target, writes=writes, after=self.retire_after)
             case "release":
@@ -211,10 +229,24 @@ def parse(env: Mapping[str, str]) -> ActionInputs:
             except (ValueError, UsageError) as error:
                 problems.append(f"{key}: {error}")
     flags = {}
-    for key in ("dry-run", "auto-rollback"):
+    if raw["probe-url"]:
+        try:
+            ColorReader.parse(header=raw["probe-header"] or None, pattern=raw["probe-pattern"] or None)
+            parse_url(raw["probe-url"])
+        except ValueError as error:
+            problems.append(f"probe-url: {error}")
+    for key in ("dry-run", "auto-rollback", "probe-fail-on-error"):
         value = raw[key].lower()
         need(value in TRUE + FALSE, f"{key}: {raw[key]!r} is not true or false")
         flags[key] = value in TRUE
+    probe = None
+    if raw["probe-url"]:
+        probe = ProbeOptions(
+            url=raw["probe-url"],
+            header=raw["probe-header"] or None,
+            pattern=raw["probe-pattern"] or None,
+            fail_on_error=flags["probe-fail-on-error"],
+        )
     kubeconfig = ""
     try:
         kubeconfig = decode_kubeconfig(raw["kubeconfig"])
@@ -236,6 +268,7 @@ def parse(env: Mapping[str, str]) -> ActionInputs:
         router=router,
         config=raw["config"],
         to=to,
+        candidate=raw["candidate"],
         reason=raw["reason"],
         dry_run=flags["dry-run"],
         timeout=seconds.get("timeout", 0.0),
@@ -251,6 +284,7 @@ def parse(env: Mapping[str, str]) -> ActionInputs:
         environment_url=raw["environment-url"],
         github_token=raw["github-token"],
         run=github_run(env),
+        probe=probe,
     )
 
 

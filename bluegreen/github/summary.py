@@ -75,6 +75,17 @@ def timings(result: Result) -> list[str]:
         lines.append(
             f"| write to verified on the new colour | {result.converged_ms:.0f} | < {SWITCH_TARGET_MS:.0f}: {met} |"
         )
+    if result.probe_failed is not None:
+        # The probe sees packets through the user's load balancer; converged_ms sees EndpointSlices.
+        cutover = f"{result.probe_cutover_ms:.0f}" if result.probe_cutover_ms is not None else "not seen"
+        lines.append(f"| probe: write to the new colour answering alone | {cutover} | |")
+        lines.append(f"| probe: failed requests | {result.probe_failed} | 0 |")
+    if result.converged_ms is not None and result.probe_failed is None:
+        lines += [
+            "",
+            "Verified is the control plane (the EndpointSlices), not packets: kube-proxy applies it at its"
+            " next sync, up to a second later on a busy cluster. `probe-url` measures what clients see.",
+        ]
     return lines
 
 

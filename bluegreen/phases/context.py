@@ -10,7 +10,6 @@ from lightkube import Client
 from lightkube.resources.apps_v1 import Deployment
 from lightkube.resources.core_v1 import Namespace, Pod, Service
 
-from bluegreen import history
 from bluegreen.errors import ForbiddenError, NotFoundError, RolloutError
 from bluegreen.kube import call, found, to_dict
 from bluegreen.lock import Lock
@@ -109,41 +108,3 @@ class Context:
                     "the live colour was not touched.",
                 )
             time.sleep(0.2)
-
-
-def record_switch(
-    ctx: Context,
-    *,
-    action: str,
-    from_color: Color | None,
-    to_color: Color,
-    images: dict[str, list[str]],
-    reason: str,
-    timings: dict[str, float | None],
-) -> list[dict[str, Any]]:
-    """The audit trail of a switch: annotations with the new state and history, and an Event.
-
-    Returns the history as recorded, newest first."""
-    entry = history.entry(
-        from_color=str(from_color) if from_color else None,
-        to_color=str(to_color),
-        images=images,
-        run=ctx.run,
-        reason=reason,
-        action=action,
-        timings=timings,
-    )
-    recorded = history.record(
-        ctx.kube, ctx.app, entry, active=str(to_color), previous=str(from_color) if from_color else None
-    )
-    by = f" ({ctx.run.holder})" if ctx.run.run_id or ctx.run.actor else ""
-    why = f": {reason}" if reason else ""
-    history.event(
-        ctx.kube,
-        ctx.app,
-        reason="RolledBack" if action == "rollback" else "Switched",
-        note=f"{'Rolled back' if action == 'rollback' else 'Switched'} Service {ctx.app.service} from "
-        f"{from_color or 'none'} to {to_color}{by}{why}",
-        warning=action == "rollback",
-    )
-    return recorded

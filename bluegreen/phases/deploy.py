@@ -2,21 +2,30 @@
 
 The idle colour's pod template is the live one's with only the images (and the colour label)
 changed, so the two environments stay identical but for the release.
+
+The release is recorded on the idle Deployment, in the same write as its template: the candidate
+annotation (bluegreen/intent.py) that `switch` promotes. Re-running deploy is safe: when live already
+runs the release it changes nothing (the rollback target is never overwritten by the live release),
+and when the idle colour already runs it the write is skipped and its gate stamp stays valid.
 """
 
 from __future__ import annotations
 
 import copy
+from datetime import UTC, datetime
 from typing import Any, cast
 
 from lightkube.resources.apps_v1 import Deployment
+from lightkube.types import PatchType
 
-from bluegreen import routers
-from bluegreen.errors import NotFoundError, RolloutError, UsageError
-from bluegreen.kube import call
+from bluegreen import intent, routers
+from bluegreen.errors import ConflictError, NotFoundError, RefusedError, RolloutError, UsageError
+from bluegreen.kube import call, to_dict
 from bluegreen.model import Color, Result
 from bluegreen.phases.context import Context
 from bluegreen.rollout import images_of, recolored, valid_image, with_images
+
+CONFLICT_RETRIES = 3
 
 
 def check_images(image: str | None, set_images: dict[str, str]) -> None:
@@ -45,7 +54,9 @@ def run(
     check_images(image, set_images)
     ctx.service()  # a missing namespace or app fails here, with its own message
     state = routers.make(ctx.router, ctx.app, ctx.kube).read()
-    live_color = state.active or Color.BLUE
+    if state.active is None:
+        raise split_route(state.detail, "deploy would write onto a colour that serves traffic")
+    live_color = state.active
     idle_color = live_color.other
     live = ctx.deployment(live_color)
     if live is None:
@@ -61,16 +72,73 @@ def run(
     except ValueError as error:
         raise UsageError(str(error), remedy="Name the containers as the live pod template does.") from None
     replicas = live["spec"].get("replicas", 1)
-    desired = _desired(ctx, live, idle, idle_color, template, replicas)
+    label = ctx.app.color_label
+    releases = {
+        live_color: intent.Release.of(live_color, live, label),
+        idle_color: intent.Release.of(idle_color, idle, label),
+    }
+    release = intent.template_hash(template, label)
 
     result = Result(
         phase="deploy", result="deployed", app=ctx.app.name, namespace=ctx.app.namespace, dry_run=ctx.dry_run
     )
     result.active_color, result.previous_color = str(live_color), None
+    result.candidate = release
     result.images = {
         str(live_color): images_of(live["spec"]["template"]),
         str(idle_color): images_of(template),
     }
+    if releases[live_color].hash == release:
+        # A re-run after the switch: the idle colour is the rollback target, never overwrite it.
+        result.result = "noop"
+        result.messages.append(
+            f"live ({live_color}) already runs this release (template {release}): nothing to deploy"
+        )
+        result.details["candidate"] = {"color": str(live_color), "hash": release}
+        return result
+    sent = (releases[idle_color].candidate or {}).get("sent")
+    # The same release on idle: its stored template hashes the same, or it is the one we last sent
+    # (in case the apiserver's defaulting changed what we sent) and nobody changed it since.
+    unchanged = idle is not None and (
+        releases[idle_color].hash == release
+        or (
+            sent == release
+            and (releases[idle_color].candidate or {}).get("hash") == releases[idle_color].hash
+        )
+    )
+    # Recorded: its candidate describes this very template. A re-deploy of it keeps that record (its
+    # deploy number too), so re-running an old deploy never makes an old release the newest one.
+    recorded = (releases[idle_color].candidate or {}).get("hash") == releases[idle_color].hash
+    scaled = (idle or {}).get("spec", {}).get("replicas", 1) == replicas  # e.g. not retired since
+    skip = unchanged and recorded and scaled
+    candidate: dict[str, Any] = (
+        dict(releases[idle_color].candidate or {})
+        if unchanged and recorded
+        else {
+            "hash": release,
+            "sent": release,
+            "images": images_of(template),
+            "seq": intent.next_seq(releases),
+            "run_id": ctx.run.run_id,
+            "run_url": ctx.run.run_url,
+            "actor": ctx.run.actor,
+            "time": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+    )
+    desired = _desired(ctx, live, idle, idle_color, template, replicas, candidate)
+    result.candidate = candidate["hash"]
+    result.details["candidate"] = {"color": str(idle_color), **candidate}
+    if unchanged and recorded and releases[idle_color].seq < releases[live_color].seq:
+        result.messages.append(
+            f"{idle_color} already runs this release as deploy #{releases[idle_color].seq}, older than live's "
+            f"#{releases[live_color].seq}: `switch` alone leaves live as it is; to go back to it, "
+            f"`bluegreen rollback` or `bluegreen switch --to {idle_color}`"
+        )
+    if releases[idle_color].is_rejected and unchanged:
+        result.messages.append(
+            f"this release was rolled back before ({(releases[idle_color].rejected or {}).get('time', '?')}): "
+            "switch refuses it unless --force; deploy a new release instead"
+        )
     verb = "create" if idle is None else "update"
     result.changes.append(
         f"{verb} Deployment {ctx.app.deployment(idle_color)}: images {', '.join(images_of(template))}, replicas {replicas}"
@@ -85,8 +153,16 @@ def run(
 
     with ctx.lock():
         result.mark("lock taken")
-        _write(ctx, desired, create=idle is None, dry_run=False)
-        result.mark(f"{verb}d {ctx.app.deployment(idle_color)}")
+        if skip:
+            result.changes[-1] = (
+                f"Deployment {ctx.app.deployment(idle_color)} already runs this release: not written"
+            )
+        else:
+            stored = _write_settled(ctx, desired, idle, idle_color)
+            _fix_recorded_hash(ctx, stored, candidate)
+            result.candidate = candidate["hash"]
+            result.details["candidate"] = {"color": str(idle_color), **candidate}
+            result.mark(f"{verb}d {ctx.app.deployment(idle_color)}")
         try:
             ctx.wait_rollout(idle_color, timeout=timeout or ctx.timeout)
         except RolloutError as failed:
@@ -101,6 +177,62 @@ def run(
     return result
 
 
+def _write_settled(
+    ctx: Context, desired: dict[str, Any], idle: dict[str, Any] | None, color: Color
+) -> dict[str, Any]:
+    """The write, retried when only the Deployment's status moved on since it was read (its controller
+    writes status often, e.g. right after a scale); a change to its spec or annotations by anyone else
+    stays a conflict."""
+    for _ in range(CONFLICT_RETRIES):
+        try:
+            return _write(ctx, desired, create=idle is None, dry_run=False)
+        except ConflictError:
+            current = ctx.deployment(color)
+            if idle is None or current is None or not _same_but_status(idle, current):
+                raise
+            desired["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+    return _write(ctx, desired, create=idle is None, dry_run=False)
+
+
+def _same_but_status(before: dict[str, Any], now: dict[str, Any]) -> bool:
+    def essence(dep: dict[str, Any]) -> tuple[Any, ...]:
+        meta = dep.get("metadata") or {}
+        return dep.get("spec"), meta.get("annotations"), meta.get("labels")
+
+    return essence(before) == essence(now)
+
+
+def split_route(detail: str, why: str) -> RefusedError:
+    """The refusal for a route that sends traffic to both colours (or to none): never guess which is live."""
+    return RefusedError(
+        f"traffic is not on one colour ({detail}): {why}",
+        remedy="Settle it first: `bluegreen switch --to blue` (or green) moves all traffic to one colour.",
+    )
+
+
+def _fix_recorded_hash(ctx: Context, stored: dict[str, Any], candidate: dict[str, Any]) -> None:
+    """The candidate names the template as the apiserver stored it; if defaulting changed the
+    template we sent, correct the recorded hash (guarded: a later write wins)."""
+    stored_hash = intent.template_hash(stored["spec"]["template"], ctx.app.color_label)
+    if stored_hash == candidate["hash"]:
+        return
+    candidate["hash"] = stored_hash
+    name = stored["metadata"]["name"]
+    patch: dict[str, Any] = {
+        "metadata": {
+            "resourceVersion": stored["metadata"]["resourceVersion"],
+            "annotations": {intent.CANDIDATE: intent.encode(candidate)},
+        }
+    }
+    call(
+        f"recording the candidate on Deployment {ctx.app.namespace}/{name}",
+        lambda: ctx.kube.patch(
+            Deployment, name, patch, namespace=ctx.app.namespace, patch_type=PatchType.MERGE
+        ),
+        idempotent=False,
+    )
+
+
 def _restore(ctx: Context, color: Color, previous: dict[str, Any], failed: RolloutError) -> None:
     """Put the idle colour back as it was: it is the rollback target, and a failed release must not
     take that away. The failure's pod reasons are already in the error."""
@@ -109,6 +241,8 @@ def _restore(ctx: Context, color: Color, previous: dict[str, Any], failed: Rollo
         return
     current["spec"]["template"] = previous["spec"]["template"]
     current["spec"]["replicas"] = previous["spec"].get("replicas", 1)
+    # Its recorded candidate, gate stamp and rejection go back too: they describe that template.
+    current["metadata"]["annotations"] = (previous.get("metadata") or {}).get("annotations") or {}
     current.pop("status", None)
     _write(ctx, current, create=False, dry_run=False)
     failed.remedy = (
@@ -124,8 +258,10 @@ def _desired(
     color: Color,
     template: dict[str, Any],
     replicas: int,
+    candidate: dict[str, Any],
 ) -> dict[str, Any]:
-    """The idle Deployment as it should be: the existing one updated, or a copy of live recoloured."""
+    """The idle Deployment as it should be: the existing one updated, or a copy of live recoloured;
+    carrying the candidate, and no gate stamp of an earlier template."""
     if idle is not None:
         desired = copy.deepcopy(idle)
     else:
@@ -146,22 +282,26 @@ def _desired(
     desired["spec"]["template"] = template
     desired["spec"]["replicas"] = replicas
     desired.pop("status", None)
+    annotations = desired["metadata"].setdefault("annotations", {}) or {}
+    if (intent.stamp(annotations, intent.GATE) or {}).get("hash") != candidate["hash"]:
+        annotations.pop(intent.GATE, None)
+    annotations[intent.CANDIDATE] = intent.encode(candidate)
+    desired["metadata"]["annotations"] = annotations
     return desired
 
 
-def _write(ctx: Context, desired: dict[str, Any], *, create: bool, dry_run: bool) -> None:
+def _write(ctx: Context, desired: dict[str, Any], *, create: bool, dry_run: bool) -> dict[str, Any]:
     name = desired["metadata"]["name"]
     obj = cast(Deployment, Deployment.from_dict(desired))
     if create:
-        call(
+        return call(
             f"creating Deployment {ctx.app.namespace}/{name}",
-            lambda: ctx.kube.create(obj, namespace=ctx.app.namespace, dry_run=dry_run),
+            lambda: to_dict(ctx.kube.create(obj, namespace=ctx.app.namespace, dry_run=dry_run)),
             idempotent=False,
         )
-    else:
-        # replace() carries the resourceVersion read: a concurrent edit is a 409, not a lost update.
-        call(
-            f"updating Deployment {ctx.app.namespace}/{name}",
-            lambda: ctx.kube.replace(obj, dry_run=dry_run),
-            idempotent=False,
-        )
+    # replace() carries the resourceVersion read: a concurrent edit is a 409, not a lost update.
+    return call(
+        f"updating Deployment {ctx.app.namespace}/{name}",
+        lambda: to_dict(ctx.kube.replace(obj, dry_run=dry_run)),
+        idempotent=False,
+    )

@@ -3,10 +3,13 @@
 Order: read every member; decide one target colour (bluegreen/group.py); check every member's target
 Deployment is available and take every member's lock, all before the first write; then write every
 switch concurrently (one thread per member), then verify all concurrently. If any write or any
-verification fails, the members already moved are switched back the same way, and the result says
-which moved back and which could not. Locks are released at the end whatever happened.
+verification fails, every member is read again (a write that timed out may have landed) and each one
+not on its colour of before is switched back the same way; the result names any that could not be.
+Locks are released at the end whatever happened.
 
-Members use the same router factory, Lease lock and readiness rule as a single-app switch.
+Members use the same router factory, Lease lock, readiness rule and audit trail as a single-app
+switch: each member's history (in the selector's own write for the Service router, after an intent
+for the others), an Event, and its preview Service pointed at its idle colour; the same for a move back.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from lightkube import Client
 from lightkube.resources.apps_v1 import Deployment
@@ -23,14 +26,27 @@ from lightkube.resources.core_v1 import Pod, Service
 from lightkube.resources.discovery_v1 import EndpointSlice
 from lightkube.resources.networking_v1 import Ingress
 
+from bluegreen import history
 from bluegreen import routers as routers_factory
 from bluegreen.errors import BlueGreenError, LockHeldError, NotReadyError, UsageError
-from bluegreen.group import Action, Group, GroupResult, Member, MemberOutcome, decide_target, skew_ms
-from bluegreen.kube import call, prime_decoders, to_dict
+from bluegreen.group import (
+    Action,
+    Group,
+    GroupResult,
+    Member,
+    MemberOutcome,
+    decide_intended,
+    decide_target,
+    skew_ms,
+)
+from bluegreen.intent import Release
+from bluegreen.kube import call, found, prime_decoders, to_dict
 from bluegreen.lock import Lock
 from bluegreen.model import AppSpec, Color, RunInfo
+from bluegreen.phases.switch import repoint_preview, wait_observed
 from bluegreen.rollout import fully_available, rollout_status
-from bluegreen.routers.base import Router, RouteState
+from bluegreen.routers.base import Router, RouteState, SwitchWrite
+from bluegreen.routers.service import ServiceRouter
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -54,14 +70,20 @@ def make_router(member: Member, kube: Client) -> Router:
 def target_ready(kube: Client, app: AppSpec, color: Color) -> str | None:
     """Why `color`'s Deployment cannot take all traffic, or None: the rule `bluegreen switch` applies."""
     name = app.deployment(color)
-    try:
-        found = call(
-            f"reading Deployment {app.namespace}/{name}",
-            lambda: kube.get(Deployment, name, namespace=app.namespace),
+
+    def read() -> dict[str, Any]:
+        return to_dict(
+            call(
+                f"reading Deployment {app.namespace}/{name}",
+                lambda: kube.get(Deployment, name, namespace=app.namespace),
+            )
         )
+
+    try:
+        deployment = wait_observed(read)
     except BlueGreenError as error:
         return str(error)
-    deployment = to_dict(found)
+    assert deployment is not None
     if fully_available(deployment):
         return None
     return (
@@ -69,6 +91,19 @@ def target_ready(kube: Client, app: AppSpec, color: Color) -> str | None:
         if deployment["spec"].get("replicas", 1)
         else f"Deployment {name} is scaled to 0"
     )
+
+
+def _releases(kube: Client, app: AppSpec) -> dict[Color, Release]:
+    """What each colour of a member runs and what deploy, the gate and rollbacks recorded on it."""
+    out: dict[Color, Release] = {}
+    for color in Color:
+        name = app.deployment(color)
+        dep = found(
+            f"reading Deployment {app.namespace}/{name}",
+            lambda name=name: kube.get(Deployment, name, namespace=app.namespace),  # type: ignore[misc]
+        )
+        out[color] = Release.of(color, to_dict(dep) if dep else None, app.color_label)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -103,6 +138,7 @@ def run(
     timeout: float = 60.0,
     dry_run: bool = False,
     make: Callable[[Member, Client], Router] = make_router,
+    run_info: RunInfo | None = None,
 ) -> GroupResult:
     """Switch (or roll back) every member of `group` to one colour, all or none.
 
@@ -127,13 +163,28 @@ def run(
         kind = type(first) if first else UsageError
         raise kind(f"cannot read every member of group {group.name}:\n  " + "\n  ".join(problems))
     read: list[RouteState] = [s for s in states if isinstance(s, RouteState)]
-    target = decide_target(action, {o.member.key: s.active for o, s in zip(outcomes, read, strict=True)}, to)
+    apps = [AppSpec(name=m.app, namespace=m.namespace) for m in group.members]
+    if action == "switch" and to is None:
+        recorded = _all(apps, lambda app: _releases(kube, app))
+        failed = next((r for r in recorded if isinstance(r, BaseException)), None)
+        if failed is not None:
+            raise failed
+        target = decide_intended(
+            {
+                o.member.key: (s.active, r)
+                for o, s, r in zip(outcomes, read, recorded, strict=True)
+                if not isinstance(r, BaseException)
+            }
+        )
+    else:
+        target = decide_target(
+            action, {o.member.key: s.active for o, s in zip(outcomes, read, strict=True)}, to
+        )
     result.target = target
     for outcome, state in zip(outcomes, read, strict=True):
         outcome.before, outcome.target = state.active, target
 
     moving = [i for i, s in enumerate(read) if s.active != target]
-    apps = [AppSpec(name=m.app, namespace=m.namespace) for m in group.members]
     not_ready = _all(moving, lambda i: target_ready(kube, apps[i], target))
     unready = [f"{outcomes[i].member.key}: {why}" for i, why in zip(moving, not_ready, strict=True) if why]
     if unready:
@@ -155,8 +206,10 @@ def run(
         result.ok = not result.failed
         return result
 
-    run_info = RunInfo(run_id=f"group {group.name}")
-    leases = [Lock(kube, apps[i], run_info) for i in range(len(apps))]
+    who = run_info or RunInfo()
+    holder = RunInfo(run_id=who.run_id or f"group {group.name}", run_url=who.run_url, actor=who.actor)
+    leases = [Lock(kube, apps[i], holder) for i in range(len(apps))]
+    audit = _Audit(kube=kube, apps=apps, run=who, action=f"group {action}", reason=f"group {group.name}")
     taken = _all(leases, lambda lease: lease.acquire())
     held = [lease for lease, t in zip(leases, taken, strict=True) if not isinstance(t, BaseException)]
     try:
@@ -169,12 +222,67 @@ def run(
                 + "\n  ".join(f"{lease.app.namespace}/{lease.app.name}: {_text(e)}" for lease, e in refused),
                 remedy="Wait for the other runs to finish, then run again.",
             )
-        _move(result, routers, read, moving, target, timeout)
+        _move(result, routers, read, moving, target, timeout, audit)
         if not result.ok:
-            _move_back(result, routers, moving, timeout)
+            _move_back(result, routers, moving, timeout, audit)
     finally:
         _all(held, lambda lease: lease.release())
     return result
+
+
+class _Audit:
+    """Each member's audit trail, as a single-app switch leaves it."""
+
+    def __init__(self, *, kube: Client, apps: list[AppSpec], run: RunInfo, action: str, reason: str) -> None:
+        self.kube, self.apps, self.run, self.action, self.reason = kube, apps, run, action, reason
+
+    def write(
+        self, i: int, router: Router, state: RouteState, target: Color, *, action: str = ""
+    ) -> SwitchWrite:
+        """The member's switch with its history: in the same write for a Service router on the live
+        Service; otherwise the intent first and the record after."""
+        app = self.apps[i]
+        entry = history.entry(
+            from_color=str(state.active) if state.active else None,
+            to_color=str(target),
+            images={},
+            run=self.run,
+            reason=self.reason,
+            action=action or self.action,
+            timings={},
+        )
+        previous = str(state.active) if state.active else None
+        if isinstance(router, ServiceRouter) and router.records_history:
+            annotations = history.switched_annotations(
+                router.annotations, entry, active=str(target), previous=previous
+            )
+            return router.switch_to(target, state=state, annotations=annotations)
+        history.record_intent(self.kube, app, str(target))
+        written = router.switch_to(target, state=state)
+        history.record(self.kube, app, entry, active=str(target), previous=previous)
+        return written
+
+    def after(self, i: int, before: Color | None, target: Color, *, action: str = "") -> str:
+        """The Event and the preview Service after a member moved; '' or what could not be done."""
+        app = self.apps[i]
+        problems = []
+        try:
+            history.switch_event(
+                self.kube,
+                app,
+                self.run,
+                action=action or self.action,
+                from_color=str(before) if before else None,
+                to_color=str(target),
+                reason=self.reason,
+            )
+        except BlueGreenError as error:
+            problems.append(f"Event: {error}")
+        try:
+            repoint_preview(self.kube, app, target.other)
+        except BlueGreenError as error:
+            problems.append(f"preview Service: {error}")
+        return "; ".join(problems)
 
 
 def _move(
@@ -184,12 +292,13 @@ def _move(
     moving: list[int],
     target: Color,
     timeout: float,
+    audit: _Audit,
 ) -> None:
     outcomes = result.members
     done: dict[int, float] = {}
 
     def write(i: int) -> None:
-        written = routers[i].switch_to(target, state=read[i])
+        written = audit.write(i, routers[i], read[i], target)
         done[i] = time.monotonic()
         outcomes[i].changed, outcomes[i].write_ms = written.changed, written.api_ms
 
@@ -211,21 +320,45 @@ def _move(
     result.total_ms = (time.monotonic() - first) * 1000
     result.failed = [outcomes[i].member.key for i in moving if not outcomes[i].verified]
     result.ok = not result.failed
+    if result.ok:
+        for i, problem in zip(
+            moving, _all(moving, lambda i: audit.after(i, outcomes[i].before, target)), strict=True
+        ):
+            if problem:
+                outcomes[
+                    i
+                ].message = f"{outcomes[i].message}; not recorded: {_text(problem) if isinstance(problem, BaseException) else problem}"
 
 
-def _move_back(result: GroupResult, routers: list[Router], moving: list[int], timeout: float) -> None:
-    """Switch every member this run moved back to the colour it was on, concurrently, and verify."""
+def _move_back(
+    result: GroupResult, routers: list[Router], moving: list[int], timeout: float, audit: _Audit
+) -> None:
+    """Read every member this run tried to move again, and switch each one that is not on its colour
+    of before back to it (a write that timed out may have landed: its outcome is not trusted),
+    concurrently, and verify; each is recorded like any switch."""
     outcomes = result.members
-    moved = [i for i in moving if outcomes[i].changed]
+    now = _all(moving, lambda i: routers[i].read())
+    moved: list[int] = []
+    states: dict[int, RouteState] = {}
+    for i, state in zip(moving, now, strict=True):
+        if isinstance(state, BaseException):
+            moved.append(i)  # unknown: try, and report it by name if it cannot be done
+            continue
+        states[i] = state
+        if state.active != outcomes[i].before:
+            moved.append(i)
+            outcomes[i].changed = True
 
     def back(i: int) -> str:
         """'' when moved back and verified; else what is not verified (the write back was made)."""
         before = outcomes[i].before
         if before is None:
             raise UsageError("it routed to no single colour before: nothing safe to go back to")
-        routers[i].switch_to(before, state=routers[i].read())
+        state = states.get(i) or routers[i].read()
+        audit.write(i, routers[i], state, before, action="group move back")
         checked = routers[i].verify(before, timeout=timeout)
-        return "" if checked.ok else checked.message
+        problem = audit.after(i, state.active, before, action="group move back")
+        return "; ".join(p for p in ("" if checked.ok else checked.message, problem) if p)
 
     for i, outcome in zip(moved, _all(moved, back), strict=True):
         key = outcomes[i].member.key

@@ -23,7 +23,7 @@ def run(
     ctx.reporter.stage("deploy")
     deployed = deploy.run(ctx, image=image, set_images=set_images, keep_failed=keep_failed)
     steps = [deployed]
-    if ctx.dry_run:
+    if ctx.dry_run or deployed.result == "noop":  # noop: live already runs this release
         return _combined(steps)
     ctx.reporter.stage("gate")
     gated = checked.gate(ctx, config)
@@ -32,7 +32,9 @@ def run(
         return _combined(steps)
     new_images = deployed.images.get(deployed.details.get("idle_color", ""), [])
     ctx.reporter.stage("switch")
-    switched = switch.run(ctx, reason=f"release of {', '.join(new_images)}")
+    switched = switch.run(
+        ctx, reason=f"release of {', '.join(new_images)}", candidate=deployed.candidate or ""
+    )
     steps.append(switched)
     if switched.result != "switched":
         return _combined(steps)

@@ -19,11 +19,13 @@ from bluegreen.phases import switch
 from bluegreen.phases.context import Context
 
 
-def run(ctx: Context, *, reason: str = "", to: Color | None = None) -> Result:
+def run(ctx: Context, *, reason: str = "", to: Color | None = None, force: bool = False) -> Result:
     ctx.service()  # a missing namespace or app fails here, with its own message
     state = routers.make(ctx.router, ctx.app, ctx.kube).read()
     recorded = ctx.history_annotations().get(history.PREVIOUS)
-    target = to or (Color.parse(recorded) if recorded in ("blue", "green") else None)
+    # A recorded previous colour that is live now is a history that lags the router: not a target.
+    stale = recorded == (str(state.active) if state.active else None)
+    target = to or (Color.parse(recorded) if recorded in ("blue", "green") and not stale else None)
     if target is None:
         target = state.active.other if state.active else None
     if target is None:
@@ -53,7 +55,7 @@ def run(ctx: Context, *, reason: str = "", to: Color | None = None) -> Result:
                 idempotent=False,
             )
             ctx.wait_rollout(target, timeout=ctx.timeout)
-        result = switch.run(ctx, to=target, reason=reason or "rollback", action="rollback")
+        result = switch.run(ctx, to=target, reason=reason or "rollback", action="rollback", force=force)
     if result.result == "rolled-back":
         result.messages.append(
             f"{target.other} keeps running for the post-mortem; `bluegreen retire` scales it down"

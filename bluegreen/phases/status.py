@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bluegreen import history, routers
+from bluegreen import history, intent, routers
 from bluegreen.lock import current_holder
 from bluegreen.model import Color, Result
 from bluegreen.phases.context import Context
@@ -26,6 +26,7 @@ def run(ctx: Context) -> Result:
             continue
         rollout = rollout_status(dep)
         images = images_of(dep["spec"]["template"])
+        release = intent.Release.of(color, dep, ctx.app.color_label)
         result.images[str(color)] = images
         colors[str(color)] = {
             "deployment": ctx.app.deployment(color),
@@ -33,9 +34,25 @@ def run(ctx: Context) -> Result:
             "replicas": rollout.desired,
             "ready": rollout.ready,
             "rolled_out": rollout.done,
+            "release": release.hash,
+            "deploy_seq": release.seq,
+            "gated": (release.gate or {}).get("hash") == release.hash,
+            "rejected": release.is_rejected,
         }
     entries = history.parse(annotations)
+    # The router is the truth; the history is what bluegreen recorded, and may lag it.
+    lag = history.lags(annotations, result.active_color)
+    if lag:
+        result.messages.append(f"the history lags the router: {lag}; the next switch or rollback records it")
+    if state.active is None:
+        result.messages.append(
+            f"traffic is split or on no single colour ({state.detail}): `bluegreen switch --to COLOUR` settles it"
+        )
+    newest = max(colors.items(), key=lambda item: item[1].get("deploy_seq") or 0)
+    if newest[1].get("deploy_seq"):
+        result.candidate = newest[1]["release"]
     result.details = {
+        "history_lags": lag,
         "router": state.detail,
         "colors": colors,
         "last_switch": entries[0] if entries else None,

@@ -1,27 +1,43 @@
 """switch: move all traffic to one colour in one guarded write, verify it took effect, measure it.
 
+Intent, not toggles (bluegreen/intent.py): without --to, switch promotes the candidate deploy
+recorded, and when it is already live does nothing, so a re-run never flips traffic back. A release
+that was rolled back is refused, and so is a template other than the one its gate judged, unless
+--force (which the history records).
+
 Flat, each step returning early: read the router -> decide the target -> check the target is fully
-available -> take the lock -> read again and write (a 409 is re-read and re-decided, never retried
-blindly) -> verify -> point the preview Service at the other colour -> record the audit trail.
+available -> take the lock -> read again, decide again and write (a 409 is re-read and re-decided,
+never retried blindly) -> verify -> point the preview Service at the other colour -> record.
+
+The Service router moves traffic and records it in one write (selector, active and previous colour,
+the new history entry). Other routers record the intent on the live Service first, then write their
+object, then record the switch; `status`, `switch` and `rollback` reconcile a history that lags.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
+from lightkube import Client
+from lightkube.resources.apps_v1 import Deployment
 from lightkube.resources.core_v1 import Service
 from lightkube.types import PatchType
 
-from bluegreen import routers
-from bluegreen.errors import ConflictError, NotFoundError, NotReadyError
+from bluegreen import history, intent, routers
+from bluegreen.errors import BlueGreenError, ConflictError, NotFoundError, NotReadyError, RefusedError
 from bluegreen.kube import call, found
 from bluegreen.lock import current_holder
-from bluegreen.model import Color, Result
-from bluegreen.phases.context import Context, record_switch
+from bluegreen.model import AppSpec, Color, Result
+from bluegreen.phases.context import Context
 from bluegreen.rollout import fully_available, images_of, pod_problems, rollout_status
 from bluegreen.routers.base import Router, RouteState, SwitchWrite
+from bluegreen.routers.service import ServiceRouter
 
 CONFLICT_RETRIES = 3
+OBSERVE_WAIT = 10.0  # seconds a Deployment's controller gets to observe an annotation write
 VERIFY_TIMEOUT = 60.0
 
 
@@ -33,35 +49,63 @@ def run(
     reason: str = "",
     action: str = "switch",
     verify_timeout: float = VERIFY_TIMEOUT,
+    candidate: str = "",
+    gate_required: bool = False,
 ) -> Result:
     ctx.service()  # a missing namespace or app fails here, with its own message
     router = routers.make(ctx.router, ctx.app, ctx.kube)
     state = router.read()
-    target = to or (state.active.other if state.active else Color.BLUE)
     result = Result(
         phase=action, result="noop", app=ctx.app.name, namespace=ctx.app.namespace, dry_run=ctx.dry_run
     )
     result.previous_color = str(state.active) if state.active else None
     result.mark(f"read {router.name}: {state.detail}")
-    if state.active is target:
-        result.active_color = str(target)
-        result.messages.append(f"traffic already goes to {target} ({state.detail}): nothing to do")
-        return result
+
+    seen: dict[Color, intent.Release] = {}
+
+    def decide(state: RouteState) -> intent.Decision:
+        seen.clear()
+        if state.active is None:
+            if to is None:
+                raise RefusedError(
+                    f"traffic is not on one colour ({state.detail}): switch without --to cannot tell which is live",
+                    remedy="Settle it: `bluegreen switch --to blue` (or green) moves all traffic to one colour.",
+                )
+            return intent.Decision(target=to, notes=[f"settling a split route ({state.detail}) on {to}"])
+        seen.update(_releases(ctx))
+        return intent.decide(
+            state.active,
+            seen,
+            to=to,
+            candidate=candidate,
+            force=force,
+            gate_required=gate_required,
+            rollback=action == "rollback",
+        )
+
+    decision = decide(state)
+    if decision.target is None:
+        return _noop(ctx, router, state, decision, result)
+    target = decision.target
 
     _require_available(ctx, target, force=force, result=result)
     images = {str(c): images_of((ctx.deployment(c) or {}).get("spec", {}).get("template", {})) for c in Color}
     result.images = images
 
     if ctx.dry_run:
+        _explain(decision, result)
         return _dry_run(ctx, router, target, result)
 
     with ctx.lock():
         result.mark("lock taken")
-        state, write = _write(router, target)
-        if not write.changed:
-            result.active_color = str(target)
-            result.messages.append(f"another run already moved traffic to {target}: nothing to do")
-            return result
+        state, decision, write, entry = _write(
+            ctx, router, decide, action=action, reason=reason, images=images, seen=seen
+        )
+        _explain(decision, result)
+        if decision.target is None or not write.changed:
+            return _noop(ctx, router, state, decision, result)
+        target = decision.target
+        result.candidate = entry.get("release") or None
         result.mark(f"switched: {write.before} -> {write.after}")
         result.api_ms = write.api_ms
         result.changes.append(f"{router.name}: {write.before} -> {write.after}")
@@ -74,16 +118,19 @@ def run(
         )
         result.messages.append(verification.message)
         result.messages.extend(f"not verified: {item}" for item in verification.unverified)
-        _point_preview(ctx, state.active or target.other, result)
-        result.details["history"] = record_switch(
-            ctx,
-            action=action,
-            from_color=state.active,
-            to_color=target,
-            images=images,
-            reason=reason,
-            timings={"api_ms": write.api_ms, "converged_ms": verification.converged_ms},
-        )
+        point_preview(ctx, state.active or target.other, result)
+        _after(ctx, router, state, target, entry, action=action, reason=reason, result=result)
+        timings = {"api_ms": write.api_ms, "converged_ms": verification.converged_ms}
+        try:
+            result.details["history"] = history.amend(
+                ctx.kube,
+                ctx.app,
+                entry["id"],
+                {"timings_ms": {k: round(v, 1) for k, v in timings.items()}, "verified": verification.ok},
+            )
+        except (BlueGreenError, history.NotRecorded) as error:
+            result.messages.append(f"the switch is recorded, its timings are not: {error}")
+            result.details["history"] = history.parse(ctx.history_annotations())
     result.active_color = str(target)
     result.previous_color = str(state.active) if state.active else None
     result.result = ("rolled-back" if action == "rollback" else "switched") if verification.ok else "failed"
@@ -95,9 +142,246 @@ def run(
     return result
 
 
+def _releases(ctx: Context) -> dict[Color, intent.Release]:
+    return {c: intent.Release.of(c, ctx.deployment(c), ctx.app.color_label) for c in Color}
+
+
+def _explain(decision: intent.Decision, result: Result) -> None:
+    result.messages.extend(decision.notes)
+    result.messages.extend(f"--force: {item}" for item in decision.forced)
+    if decision.forced:
+        result.details["forced"] = list(decision.forced)
+    if decision.ungated:
+        result.details["ungated"] = True
+
+
+def _noop(
+    ctx: Context, router: Router, state: RouteState, decision: intent.Decision, result: Result
+) -> Result:
+    """Nothing to move: say why, and bring a history that lags the router up to date."""
+    result.result = "noop"
+    result.active_color = str(state.active) if state.active else None
+    live = (
+        intent.Release.of(state.active, ctx.deployment(state.active), ctx.app.color_label)
+        if state.active
+        else None
+    )
+    result.candidate = live.hash if live and live.hash else None
+    result.messages.append(
+        f"{decision.why or f'traffic already goes to {state.active}'} ({state.detail}): nothing to do"
+    )
+    if state.active is not None:
+        reconcile(ctx, state.active, result)
+    return result
+
+
+def reconcile(ctx: Context, live: Color, result: Result) -> None:
+    """When the history disagrees with what the router reads (a switch interrupted between its
+    writes), record what the router reads: the router is the truth."""
+    annotations = ctx.history_annotations()
+    lag = history.lags(annotations, str(live))
+    if not lag:
+        return
+    recorded = annotations.get(history.ACTIVE)
+    if recorded == str(live):  # an intent whose write never landed: nothing moved, forget the intent
+        try:
+            history.clear_intent(ctx.kube, ctx.app)
+            result.messages.append(f"cleared an unfinished switch's intent ({lag})")
+        except (BlueGreenError, history.NotRecorded) as error:
+            result.messages.append(f"the history lags ({lag}) and could not be brought up to date: {error}")
+        return
+    before = recorded if recorded in ("blue", "green") else str(live.other)
+    entry = history.entry(
+        from_color=before,
+        to_color=str(live),
+        images={},
+        run=ctx.run,
+        reason=lag,
+        action="reconcile",
+        timings={},
+    )
+    try:
+        history.record(ctx.kube, ctx.app, entry, active=str(live), previous=before)
+        result.messages.append(f"the history lagged ({lag}): recorded that {live} is live")
+    except (BlueGreenError, history.NotRecorded) as error:
+        result.messages.append(f"the history lags ({lag}) and could not be brought up to date: {error}")
+
+
+def _entry(
+    ctx: Context,
+    state: RouteState,
+    decision: intent.Decision,
+    *,
+    action: str,
+    reason: str,
+    images: dict[str, list[str]],
+    releases: dict[Color, intent.Release],
+) -> dict[str, Any]:
+    assert decision.target is not None
+    releases = releases or _releases(ctx)  # a split route settled by --to read none
+    extra: dict[str, Any] = {"release": releases[decision.target].hash}
+    if state.active is not None:
+        extra["from_release"] = releases[state.active].hash
+    if decision.forced:
+        extra["forced"] = list(decision.forced)
+    if decision.ungated:
+        extra["ungated"] = True
+    if action == "rollback" and state.active is not None:
+        extra["rejected"] = {"color": str(state.active), "hash": releases[state.active].hash}
+    return history.entry(
+        from_color=str(state.active) if state.active else None,
+        to_color=str(decision.target),
+        images=images,
+        run=ctx.run,
+        reason=reason,
+        action=action,
+        timings={},
+        extra=extra,
+    )
+
+
+def _write(
+    ctx: Context,
+    router: Router,
+    decide: Callable[[RouteState], intent.Decision],
+    *,
+    action: str,
+    reason: str,
+    images: dict[str, list[str]],
+    seen: dict[Color, intent.Release],
+) -> tuple[RouteState, intent.Decision, SwitchWrite, dict[str, Any]]:
+    """Read, decide and write under the lock; a conflict means someone changed the object: decide again.
+
+    The Service router writes the history in the same patch; the others record the intent first."""
+    atomic = isinstance(router, ServiceRouter) and router.records_history
+    for _ in range(CONFLICT_RETRIES):
+        state = router.read()
+        decision = decide(state)
+        if decision.target is None:
+            return state, decision, SwitchWrite(changed=False, api_ms=0.0, before="", after=""), {}
+        entry = _entry(ctx, state, decision, action=action, reason=reason, images=images, releases=seen)
+        previous = str(state.active) if state.active else None
+        try:
+            if isinstance(router, ServiceRouter) and atomic:
+                annotations = history.switched_annotations(
+                    router.annotations, entry, active=str(decision.target), previous=previous
+                )
+                write = router.switch_to(decision.target, state=state, annotations=annotations)
+            else:
+                history.record_intent(ctx.kube, ctx.app, str(decision.target))
+                write = router.switch_to(decision.target, state=state)
+        except ConflictError:
+            continue
+        except history.NotRecorded as error:
+            raise ConflictError(
+                str(error), remedy="Find what else writes the live Service and run again."
+            ) from None
+        if write.changed and not atomic:
+            _record(ctx, entry, active=str(decision.target), previous=previous)
+        return state, decision, write, entry
+    raise ConflictError(
+        f"the {router.name} router's object kept changing during {CONFLICT_RETRIES} attempts to switch",
+        remedy="Find what else writes it (a GitOps controller reverting the selector?) and run again.",
+    )
+
+
+def _record(ctx: Context, entry: dict[str, Any], *, active: str, previous: str | None) -> None:
+    """The history of a router that could not write it with the switch; reported when it fails."""
+    try:
+        history.record(ctx.kube, ctx.app, entry, active=active, previous=previous)
+    except (BlueGreenError, history.NotRecorded) as error:
+        message = (
+            f"traffic moved to {active} but the history could not be recorded ({error}); "
+            "`bluegreen status` reads the router and says the history lags"
+        )
+        ctx.reporter.warning(message)
+        entry["not_recorded"] = message
+
+
+def _after(
+    ctx: Context,
+    router: Router,
+    state: RouteState,
+    target: Color,
+    entry: dict[str, Any],
+    *,
+    action: str,
+    reason: str,
+    result: Result,
+) -> None:
+    """What follows a switch: the Event, a rejected mark on the release a rollback left, and no
+    rejected mark on a release forced back in. Failures are reported, never raised: traffic moved."""
+    if entry.get("not_recorded"):
+        result.messages.append(str(entry["not_recorded"]))
+    else:
+        result.changes.append(f"Service {ctx.app.service}: history, active {target}")
+    try:
+        history.switch_event(
+            ctx.kube,
+            ctx.app,
+            ctx.run,
+            action=action,
+            from_color=str(state.active) if state.active else None,
+            to_color=str(target),
+            reason=reason,
+        )
+    except BlueGreenError as error:
+        result.messages.append(f"the Event could not be posted: {error}")
+    mark: tuple[Color, str | None] | None = None
+    if action == "rollback" and state.active is not None:
+        rejected = entry.get("rejected") or {}
+        value = {
+            "hash": rejected.get("hash", ""),
+            "time": datetime.now(UTC).isoformat(timespec="seconds"),
+            "reason": history.bounded_reason(reason),
+            "run_id": ctx.run.run_id,
+        }
+        mark = (state.active, intent.encode(value))
+    elif entry.get("forced"):
+        mark = (target, None)
+    if mark is None:
+        return
+    color, value_text = mark
+    name = ctx.app.deployment(color)
+    patch: dict[str, Any] = {"metadata": {"annotations": {intent.REJECTED: value_text}}}
+    try:
+        call(
+            f"marking Deployment {ctx.app.namespace}/{name}",
+            lambda: ctx.kube.patch(
+                Deployment, name, patch, namespace=ctx.app.namespace, patch_type=PatchType.MERGE
+            ),
+            idempotent=False,
+        )
+        what = "rejected" if value_text else "no longer rejected"
+        result.changes.append(f"Deployment {name}: release {what}")
+    except BlueGreenError as error:
+        result.messages.append(f"could not mark {name} (the history records it): {error}")
+        ctx.reporter.warning(f"could not mark {name}: {error}")
+
+
+def wait_observed(
+    read: Callable[[], dict[str, Any] | None], *, timeout: float = OBSERVE_WAIT
+) -> dict[str, Any] | None:
+    """The Deployment once its controller has observed its newest generation, or as last read.
+
+    A Deployment's generation grows with its annotations too, so our own stamps (candidate, gate,
+    rejected) make it "not observed" for a moment: a readiness check right after must not mistake
+    that for a rollout in progress."""
+    deadline = time.monotonic() + timeout
+    while True:
+        dep = read()
+        if dep is None:
+            return None
+        generation = (dep.get("metadata") or {}).get("generation", 0)
+        observed = (dep.get("status") or {}).get("observedGeneration", 0)
+        if observed >= generation or time.monotonic() >= deadline:
+            return dep
+        time.sleep(0.1)
+
+
 def _require_available(ctx: Context, target: Color, *, force: bool, result: Result) -> None:
     name = ctx.app.deployment(target)
-    dep = ctx.deployment(target)
+    dep = wait_observed(lambda: ctx.deployment(target))
     if dep is None:
         raise NotFoundError(
             f"Deployment {ctx.app.namespace}/{name} does not exist: only one colour is present",
@@ -115,20 +399,6 @@ def _require_available(ctx: Context, target: Color, *, force: bool, result: Resu
     result.messages.append(f"--force: switching to {target} although it is not ready ({why})")
 
 
-def _write(router: Router, target: Color) -> tuple[RouteState, SwitchWrite]:
-    """Read and write under the lock; a conflict means someone changed the object: decide again."""
-    for _ in range(CONFLICT_RETRIES):
-        state = router.read()
-        try:
-            return state, router.switch_to(target, state=state)
-        except ConflictError:
-            continue
-    raise ConflictError(
-        f"the {router.name} router's object kept changing during {CONFLICT_RETRIES} attempts to switch",
-        remedy="Find what else writes it (a GitOps controller reverting the selector?) and run again.",
-    )
-
-
 def _dry_run(ctx: Context, router: Router, target: Color, result: Result) -> Result:
     holder = current_holder(ctx.kube, ctx.app)
     if holder:
@@ -143,21 +413,27 @@ def _dry_run(ctx: Context, router: Router, target: Color, result: Result) -> Res
     return result
 
 
-def _point_preview(ctx: Context, idle: Color, result: Result) -> None:
+def point_preview(ctx: Context, idle: Color, result: Result) -> None:
     """The preview Service follows the idle colour, so the next candidate is tested where it runs."""
-    app = ctx.app
+    change = repoint_preview(ctx.kube, ctx.app, idle)
+    if change:
+        result.changes.append(change)
+
+
+def repoint_preview(kube: Client, app: AppSpec, idle: Color) -> str:
+    """Point the app's preview Service (if it has one) at `idle`; what changed, or ''."""
     what = f"Service {app.namespace}/{app.preview_service}"
     if (
-        found(f"reading {what}", lambda: ctx.kube.get(Service, app.preview_service, namespace=app.namespace))
+        found(f"reading {what}", lambda: kube.get(Service, app.preview_service, namespace=app.namespace))
         is None
     ):
-        return
+        return ""
     patch: dict[str, Any] = {"spec": {"selector": {app.color_label: str(idle)}}}
     call(
         f"pointing {what} at {idle}",
-        lambda: ctx.kube.patch(
+        lambda: kube.patch(
             Service, app.preview_service, patch, namespace=app.namespace, patch_type=PatchType.MERGE
         ),
         idempotent=False,
     )
-    result.changes.append(f"{what}: selector {app.color_label}={idle}")
+    return f"{what}: selector {app.color_label}={idle}"

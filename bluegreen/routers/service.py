@@ -1,5 +1,9 @@
 """`service`: the live Service's selector names the colour; one merge patch moves it.
 
+When the Service it writes is the app's live Service (where the history lives), the switch's audit
+annotations (active and previous colour, the history with the new entry) go in the same patch as the
+selector, guarded by the same resourceVersion: no reader ever sees traffic and record disagree.
+
 Verification watches the Service's EndpointSlices until their ready addresses are exactly the target
 colour's ready pods: the moment kube-proxy and every load balancer built on EndpointSlices send new
 connections only to the new colour.
@@ -8,6 +12,7 @@ connections only to the new colour.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from lightkube import Client
@@ -61,7 +66,18 @@ class ServiceRouter:
         self.app, self.kube = app, kube
         self.service_name = object_name or app.service
         self._selector: dict[str, str] = {}
+        self._annotations: dict[str, str] = {}
         self._write_started: float | None = None
+
+    @property
+    def records_history(self) -> bool:
+        """Whether its object is the live Service, so a switch can record itself in the same write."""
+        return self.service_name == self.app.service
+
+    @property
+    def annotations(self) -> dict[str, str]:
+        """The Service's annotations as of the last read (the history a switch appends to)."""
+        return dict(self._annotations)
 
     def _where(self) -> str:
         return f"Service {self.app.namespace}/{self.service_name}"
@@ -82,19 +98,32 @@ class ServiceRouter:
                 "it creates the blue colour and points the Service at it with no gap in endpoints.",
             )
         self._selector = selector
+        self._annotations = dict((service.get("metadata") or {}).get("annotations") or {})
         return RouteState(
             active=Color(value),
             resource_version=service["metadata"]["resourceVersion"],
             detail=f"selector {self.app.color_label}={value}",
         )
 
-    def switch_to(self, color: Color, *, state: RouteState, dry_run: bool = False) -> SwitchWrite:
+    def switch_to(
+        self,
+        color: Color,
+        *,
+        state: RouteState,
+        dry_run: bool = False,
+        annotations: Mapping[str, str | None] | None = None,
+    ) -> SwitchWrite:
+        """The selector write; with `annotations` (computed from the annotations this state was read
+        with), those too, in the same patch under the same resourceVersion."""
         before = state.detail
         after = f"selector {self.app.color_label}={color}"
         if state.active is color:
             return SwitchWrite(changed=False, api_ms=0.0, before=before, after=after)
+        metadata: dict[str, object] = {"resourceVersion": state.resource_version}
+        if annotations:
+            metadata["annotations"] = dict(annotations)
         patch: dict[str, object] = {
-            "metadata": {"resourceVersion": state.resource_version},
+            "metadata": metadata,
             "spec": {"selector": {self.app.color_label: str(color)}},
         }
         started = time.perf_counter()

@@ -160,7 +160,7 @@ def test_a_newer_runner_mounting_runner_temp_gets_no_secret_there(
     """Runners from v2.331.0 mount RUNNER_TEMP at /github/runner_temp: the kubeconfig still stays in the
     container (Steps.run checks that nothing is left on the host)."""
     create_app(kube, namespace, "shop", active="blue")
-    done = steps.run(phase="switch", app="shop", namespace=namespace)
+    done = steps.run(phase="switch", app="shop", namespace=namespace, to="green")  # no deploy: explicit
     assert done.env["RUNNER_TEMP"] == "/github/runner_temp"
     assert (done.exit_code, done.outputs["result"]) == (0, "switched"), done.log
 
@@ -174,7 +174,7 @@ def test_the_job_token_default_reaches_the_api_the_runner_names(
     runner = Runner(tmp_path / "runner", image, github={"token": token, "api_url": github_api.url})
     create_app(kube, namespace, "shop", active="blue")
     done = Steps(runner, cluster.kubeconfig.read_text()).run(
-        phase="switch", app="shop", namespace=namespace, environment="production"
+        phase="switch", app="shop", namespace=namespace, environment="production", to="green"
     )
     assert (done.exit_code, done.outputs["result"]) == (0, "switched"), done.log
     assert done.env["INPUT_GITHUB-TOKEN"] == token and not any(token in arg for arg in done.argv)

@@ -31,6 +31,9 @@ SPEC: dict[str, dict[str, Any]] = yaml.safe_load((ROOT / "action.yml").read_text
 LEADING_PHASES = re.compile(r"(?P<names>[a-z]+(?:, [a-z]+)*(?: and [a-z]+)?): ")
 # Inputs for the GitHub API calls around the phase, not for the engine.
 GITHUB_SIDE = {"environment", "environment-url", "github-token"}
+# Inputs of the traffic probe, which runs around the phase (bluegreen/traffic_probe.py), not inside it:
+# they change the options' probe; tests/integration/test_probe.py shows their effect in real runs.
+PROBE_SIDE = {"probe-url", "probe-header", "probe-pattern", "probe-fail-on-error"}
 KUBECONFIG = """apiVersion: v1
 kind: Config
 clusters: [{name: c, cluster: {server: "https://127.0.0.1:6443"}}]
@@ -49,6 +52,7 @@ OTHER = {
     "router": "gateway",
     "config": "other.yaml",
     "to": "green",
+    "candidate": "68dea25e477fa98b",
     "reason": "hotfix 9.9",
     "dry-run": "true",
     "timeout": "3m",
@@ -63,6 +67,10 @@ OTHER = {
     "environment": "production",
     "environment-url": "https://shop.example",
     "github-token": "ghs_not_a_real_token",
+    "probe-url": "https://shop.example/healthz",
+    "probe-header": "X-Slot",
+    "probe-pattern": r"colour=(\w+)",
+    "probe-fail-on-error": "true",
 }
 
 
@@ -157,6 +165,15 @@ def test_an_input_changes_what_its_phase_does(
         assert handed_to_engine(default) == handed_to_engine(other)
         field = name.replace("-", "_")
         assert getattr(other, field) == OTHER[name] != getattr(default, field)
+        return
+    if name in PROBE_SIDE:  # the probe's companions need its URL: compare with the URL alone
+        url = {"probe-url": OTHER["probe-url"]}
+        default = step(phase, **(url if name != "probe-url" else {}))
+        other = step(phase, **{**url, name: OTHER[name]})
+        before, after = handed_to_engine(default), handed_to_engine(other)
+        assert getattr(before, "probe", None) != getattr(after, "probe", None), (
+            f"{name} does not reach the probe"
+        )
         return
     before, after = handed_to_engine(default), handed_to_engine(other)
     assert type(before) is type(after) and before.phase == after.phase == phase

@@ -179,6 +179,7 @@ def test_a_switch_step_reports_its_summary_on_the_commit_and_the_environment(
             "BLUEGREEN_KUBECONFIG": cluster.kubeconfig.read_text(),
             "BLUEGREEN_GITHUB_TOKEN": "ghs_test_token",
             "BLUEGREEN_PHASE": "switch",
+            "BLUEGREEN_TO": "green",  # no deploy recorded a candidate: an explicit move
             "BLUEGREEN_APP": "shop",
             "BLUEGREEN_NAMESPACE": namespace,
             "BLUEGREEN_ENVIRONMENT": "production",

@@ -118,7 +118,7 @@ def test_release_deploys_to_idle_then_switches_and_endpoints_list_exactly_the_ne
 
 def test_switch_records_history_annotations_and_an_event(bg: Bg, kube: Client, namespace: str) -> None:
     create_app(kube, namespace, "shop")
-    assert bg("switch", "--reason", "release 2.0").exit_code == 0
+    assert bg("switch", "--to", "green", "--reason", "release 2.0").exit_code == 0
 
     found = service_annotations(kube, namespace)
     assert found["bluegreen.io/active-color"] == "green"
@@ -133,11 +133,11 @@ def test_switch_records_history_annotations_and_an_event(bg: Bg, kube: Client, n
 
 def test_history_keeps_the_newest_twenty(bg: Bg, kube: Client, namespace: str) -> None:
     create_app(kube, namespace, "shop", replicas=1)
-    for _ in range(21):
-        assert bg("switch").exit_code == 0
+    for i in range(21):
+        assert bg("switch", "--to", ("green", "blue")[i % 2]).exit_code == 0
     history = json.loads(service_annotations(kube, namespace)["bluegreen.io/history"])
     assert len(history) == 20
-    assert history[0]["to"] == "green"  # 21 flips from blue end on green
+    assert history[0]["to"] == "green"  # 21 moves from blue end on green
 
 
 def test_switch_when_already_there_changes_nothing(bg: Bg, kube: Client, namespace: str) -> None:
@@ -154,7 +154,10 @@ def test_dry_run_is_validated_by_the_apiserver_and_changes_nothing(
 ) -> None:
     create_app(kube, namespace, "shop")
     before = versions(kube, namespace)
-    for args in (("switch", "--dry-run"), ("deploy", "--image", "registry.local/shop:3.0", "--dry-run")):
+    for args in (
+        ("switch", "--to", "green", "--dry-run"),
+        ("deploy", "--image", "registry.local/shop:3.0", "--dry-run"),
+    ):
         outcome = bg(*args)
         assert outcome.exit_code == 0, outcome.error
         assert outcome.result is not None and outcome.result.result == "planned"
@@ -182,7 +185,7 @@ def test_retire_scales_the_idle_colour_down_and_rollback_brings_it_back(
     bg: Bg, kube: Client, namespace: str
 ) -> None:
     create_app(kube, namespace, "shop", replicas=2)
-    assert bg("switch").exit_code == 0
+    assert bg("switch", "--to", "green").exit_code == 0
     assert bg("retire", "--after", "0s").exit_code == 0
     assert deployment_dict(kube, namespace, "shop-blue")["spec"]["replicas"] == 0
 
@@ -271,7 +274,7 @@ def test_switch_refuses_a_colour_that_is_not_ready(bg: Bg, kube: Client, namespa
     time.sleep(1)
     before = versions(kube, namespace)
 
-    outcome = bg("switch")
+    outcome = bg("switch", "--to", "green")
 
     assert outcome.exit_code == 1
     assert outcome.error is not None and "green is not ready" in outcome.error.message
@@ -320,7 +323,7 @@ def test_missing_app_namespace_and_colour_each_say_what_to_do(
     kube.create(service("shop", "shop", "blue"), namespace=namespace)
     wait_available(kube, namespace, "shop-blue")
     before = versions(kube, namespace)
-    only_blue = bg("switch")
+    only_blue = bg("switch", "--to", "green")
     assert only_blue.exit_code == 2
     assert only_blue.error is not None and "only one colour" in only_blue.error.message
     assert "bluegreen deploy" in only_blue.error.remedy
@@ -357,7 +360,7 @@ def test_a_held_lock_names_its_holder_and_blocks_the_switch(bg: Bg, kube: Client
     )
     before = versions(kube, namespace)
 
-    outcome = bg("switch")
+    outcome = bg("switch", "--to", "green")
 
     assert outcome.exit_code == 1
     assert (
@@ -392,7 +395,7 @@ def test_wait_for_lock_proceeds_once_the_holder_releases(bg: Bg, kube: Client, n
 
     releaser = threading.Thread(target=release)
     releaser.start()
-    outcome = bg("switch", "--wait-for-lock", "30s")
+    outcome = bg("switch", "--to", "green", "--wait-for-lock", "30s")
     releaser.join()
     assert outcome.exit_code == 0, outcome.error
     assert selector_color(kube, namespace) == "green"
@@ -408,7 +411,7 @@ def test_an_expired_lock_is_taken_over(bg: Bg, kube: Client, namespace: str) -> 
         ),
         namespace=namespace,
     )
-    outcome = bg("switch")
+    outcome = bg("switch", "--to", "green")
     assert outcome.exit_code == 0, outcome.error
     lease = kube.get(Lease, "bluegreen-shop", namespace=namespace)
     assert lease.spec is not None and not lease.spec.holderIdentity  # released after the run

@@ -41,7 +41,9 @@ def test_group_switch_and_rollback_through_the_cli(
         assert outcome.error is None, outcome.error
         return outcome.exit_code
 
-    assert group("switch") == 0
+    assert group("switch", "--to", "green") == 0
+    assert [selector_color(kube, namespace, app) for app in ("cart", "web")] == ["green", "green"]
+    assert group("switch", "--to", "green") == 0  # already there: nothing moves
     assert [selector_color(kube, namespace, app) for app in ("cart", "web")] == ["green", "green"]
     assert group("rollback") == 0
     assert [selector_color(kube, namespace, app) for app in ("cart", "web")] == ["blue", "blue"]

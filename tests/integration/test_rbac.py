@@ -63,7 +63,9 @@ def test_a_role_without_patch_on_services_is_refused_with_the_missing_verb_and_n
         kube, cluster.kubeconfig, namespace, "bluegreen", tmp_path / "sa.kubeconfig"
     )
     state = versions(kube, namespace)
-    outcome = execute(["switch", "--app", "shop", "-n", namespace, "--kubeconfig", str(config)])
+    outcome = execute(
+        ["switch", "--to", "green", "--app", "shop", "-n", namespace, "--kubeconfig", str(config)]
+    )
 
     assert outcome.exit_code == 3
     assert outcome.error is not None

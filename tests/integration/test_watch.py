@@ -7,11 +7,13 @@ so "within two intervals" is a count of rounds, whatever the machine's speed.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from lightkube import Client
+from lightkube.resources.apps_v1 import Deployment
 from lightkube.resources.core_v1 import Service
 
 from bluegreen.config import Config, parse
@@ -103,6 +105,10 @@ def test_watch_rolls_back_within_two_intervals_when_errors_start(
     assert "error_rate=0.1 (broken: error_rate < 0.005)" in report.reason
     assert rollback.reasons == [report.reason]  # type: ignore[attr-defined]
     assert live_color(kube, app) == "blue"
+    # The release the watch rolled back from is rejected: a re-run of switch will not promote it again.
+    green = kube.get(Deployment, "shop-green", namespace=namespace)
+    assert green.metadata is not None and green.metadata.annotations is not None
+    assert "error budget spent" in json.loads(green.metadata.annotations["bluegreen.io/rejected"])["reason"]
 
 
 def test_no_rollback_on_a_healthy_run(

@@ -113,6 +113,24 @@ def test_each_phase_gets_only_its_own_inputs() -> None:
     )
 
 
+def test_switch_gets_the_candidate_and_the_config_that_decides_whether_a_gate_is_required() -> None:
+    from pathlib import Path
+
+    from bluegreen.options import RollbackOptions, SwitchOptions
+
+    switch = parse(
+        env(
+            BLUEGREEN_PHASE="switch",
+            BLUEGREEN_CANDIDATE="68dea25e477fa98b",
+            BLUEGREEN_CONFIG="bluegreen.yaml",
+        )
+    ).options(None)
+    assert isinstance(switch, SwitchOptions)
+    assert (switch.candidate, switch.config) == ("68dea25e477fa98b", Path("bluegreen.yaml"))
+    rollback = parse(env(BLUEGREEN_PHASE="rollback", BLUEGREEN_CANDIDATE="68dea25e477fa98b")).options(None)
+    assert isinstance(rollback, RollbackOptions) and not hasattr(rollback, "candidate")
+
+
 def test_a_base64_kubeconfig_is_decoded_and_garbage_is_refused() -> None:
     encoded = base64.b64encode(KUBECONFIG.encode()).decode()
     assert decode_kubeconfig(encoded) == KUBECONFIG

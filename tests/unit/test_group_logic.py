@@ -124,3 +124,32 @@ def test_bluegreen_yaml_groups_section_with_lines() -> None:
         config.parse(
             "namespace: shop\ngroups:\n  - name: g\n    members:\n      - {app: cart, router: nginx}\n"
         )
+
+
+def test_a_group_switch_without_to_follows_every_members_newest_candidate() -> None:
+    from bluegreen.group import decide_intended
+    from bluegreen.intent import Release
+
+    def member(live: Color, candidate_on: Color | None) -> tuple[Color | None, dict[Color, Release]]:
+        releases = {
+            c: Release(
+                color=c, hash=f"{c}-h", candidate={"hash": f"{c}-h", "seq": 2} if c is candidate_on else None
+            )
+            for c in Color
+        }
+        return live, releases
+
+    # Both deployed to green: green; one already promoted (live on its candidate) still agrees.
+    assert (
+        decide_intended({"a": member(Color.BLUE, Color.GREEN), "b": member(Color.GREEN, Color.GREEN)})
+        is Color.GREEN
+    )
+    # A re-run: every candidate live: the same colour, so nothing moves.
+    assert (
+        decide_intended({"a": member(Color.GREEN, Color.GREEN), "b": member(Color.GREEN, Color.GREEN)})
+        is Color.GREEN
+    )
+    with pytest.raises(RefusedError, match="not on one colour"):
+        decide_intended({"a": member(Color.BLUE, Color.GREEN), "b": member(Color.GREEN, Color.BLUE)})
+    with pytest.raises(RefusedError, match="b: no candidate is recorded"):
+        decide_intended({"a": member(Color.BLUE, Color.GREEN), "b": member(Color.BLUE, None)})

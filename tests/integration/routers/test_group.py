@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -9,8 +10,10 @@ from lightkube import Client
 from lightkube.models.coordination_v1 import LeaseSpec
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.coordination_v1 import Lease
+from lightkube.resources.core_v1 import Event, Service
 from lightkube.types import PatchType
 
+from bluegreen.cli import execute
 from bluegreen.errors import ClusterError, LockHeldError, NotReadyError, RefusedError
 from bluegreen.group import Group, Member
 from bluegreen.model import Color
@@ -18,6 +21,7 @@ from bluegreen.phases import group as phase
 from bluegreen.routers.base import Router
 from bluegreen.routers.gateway import HTTPRoute
 from bluegreen.routers.smi import traffic_split
+from hack.localcluster import LocalCluster
 from tests.integration.routers.test_routers_ingress import ingress
 from tests.support.apps import create_app, deployment, wait_available
 
@@ -93,7 +97,7 @@ def leases(kube: Client, namespace: str) -> list[str]:
 def test_group_switch_then_rollback_moves_every_member(
     kube: Client, namespace: str, storefront: Group
 ) -> None:
-    result = phase.run(kube, storefront, timeout=30)
+    result = phase.run(kube, storefront, to=Color.GREEN, timeout=30)
     assert result.ok, result.text()
     assert result.target is Color.GREEN
     assert colors(kube, storefront) == {"shop": Color.GREEN, "cart": Color.GREEN, "pay": Color.GREEN}
@@ -127,7 +131,7 @@ def test_a_failed_verification_moves_the_others_back(kube: Client, namespace: st
         ]
     }
     kube.patch(HTTPRoute.Status, "cart", {"status": status}, namespace=namespace, patch_type=PatchType.MERGE)
-    result = phase.run(kube, storefront, timeout=1)
+    result = phase.run(kube, storefront, to=Color.GREEN, timeout=1)
     assert not result.ok
     assert result.failed == [f"{namespace}/cart"]
     assert sorted(result.moved_back) == sorted(f"{namespace}/{a}" for a in ("shop", "cart", "pay"))
@@ -154,17 +158,94 @@ def test_a_failed_write_moves_the_others_back(kube: Client, namespace: str, stor
         real = phase.make_router(member, client)
         return Refuses(real) if member.app == "pay" else real  # type: ignore[return-value]
 
-    result = phase.run(kube, storefront, timeout=30, make=make)
+    result = phase.run(kube, storefront, to=Color.GREEN, timeout=30, make=make)
     assert not result.ok and result.failed == [f"{namespace}/pay"]
     assert sorted(result.moved_back) == [f"{namespace}/cart", f"{namespace}/shop"]
     assert colors(kube, storefront) == {"shop": Color.BLUE, "cart": Color.BLUE, "pay": Color.BLUE}
+
+
+def test_a_write_that_landed_but_timed_out_is_moved_back_too(
+    kube: Client, namespace: str, storefront: Group
+) -> None:
+    class LandsThenTimesOut:
+        """cart's write reaches the apiserver, but the answer never comes back (a read timeout)."""
+
+        def __init__(self, inner: Router) -> None:
+            self.inner, self.name, self.app = inner, inner.name, inner.app
+
+        def __getattr__(self, item: str) -> Any:
+            return getattr(self.inner, item)
+
+        def switch_to(self, color: Color, **kwargs: Any) -> Any:
+            written = self.inner.switch_to(color, **kwargs)
+            if color is Color.GREEN:
+                raise ClusterError("patching HTTPRoute: the apiserver did not answer in 10s")
+            return written
+
+    def make(member: Member, client: Client) -> Router:
+        real = phase.make_router(member, client)
+        return LandsThenTimesOut(real) if member.app == "cart" else real  # type: ignore[return-value]
+
+    result = phase.run(kube, storefront, to=Color.GREEN, timeout=30, make=make)
+    assert not result.ok and result.failed == [f"{namespace}/cart"]
+    # Re-read before reverting: cart was on green although its write "failed", so it moved back too.
+    assert sorted(result.moved_back) == sorted(f"{namespace}/{a}" for a in ("shop", "cart", "pay"))
+    assert result.not_moved_back == []
+    assert colors(kube, storefront) == {"shop": Color.BLUE, "cart": Color.BLUE, "pay": Color.BLUE}
+
+
+def test_a_member_that_cannot_be_moved_back_is_named(kube: Client, namespace: str, storefront: Group) -> None:
+    class NeverBack:
+        """pay moves to green, then every write back is refused; cart's write fails."""
+
+        def __init__(self, inner: Router, app: str) -> None:
+            self.inner, self.name, self.app, self.member = inner, inner.name, inner.app, app
+
+        def __getattr__(self, item: str) -> Any:
+            return getattr(self.inner, item)
+
+        def switch_to(self, color: Color, **kwargs: Any) -> Any:
+            if self.member == "cart" and color is Color.GREEN:
+                raise ClusterError("patching HTTPRoute: HTTP 500")
+            if self.member == "pay" and color is Color.BLUE:
+                raise ClusterError("patching TrafficSplit: HTTP 500: admission webhook denied the request")
+            return self.inner.switch_to(color, **kwargs)
+
+    def make(member: Member, client: Client) -> Router:
+        return NeverBack(phase.make_router(member, client), member.app)  # type: ignore[return-value]
+
+    result = phase.run(kube, storefront, to=Color.GREEN, timeout=30, make=make)
+    assert not result.ok
+    assert result.not_moved_back == [f"{namespace}/pay"]
+    assert f"could NOT move back (fix by hand): {namespace}/pay" in result.text()
+
+
+def test_a_group_switch_leaves_each_members_audit_trail(
+    kube: Client, namespace: str, storefront: Group
+) -> None:
+    result = phase.run(kube, storefront, to=Color.GREEN, timeout=30)
+    assert result.ok, result.text()
+    notes = [e.message or "" for e in kube.list(Event, namespace=namespace)]
+    for app in ("shop", "cart", "pay"):
+        live = kube.get(Service, app, namespace=namespace)
+        assert live.metadata is not None
+        annotations = live.metadata.annotations or {}
+        assert annotations["bluegreen.io/active-color"] == "green"
+        assert annotations["bluegreen.io/previous-color"] == "blue"
+        assert "bluegreen.io/switching-to" not in annotations
+        (entry,) = json.loads(annotations["bluegreen.io/history"])
+        assert (entry["action"], entry["from"], entry["to"]) == ("group switch", "blue", "green")
+        preview = kube.get(Service, f"{app}-preview", namespace=namespace)
+        assert preview.spec is not None and preview.spec.selector is not None
+        assert preview.spec.selector["bluegreen.io/color"] == "blue"
+        assert any(f"Service {app} from blue to green" in n for n in notes), notes
 
 
 def test_unready_member_refuses_before_any_write(kube: Client, namespace: str, storefront: Group) -> None:
     kube.delete(type(deployment("pay", "green")), "pay-green", namespace=namespace)
     kube.create(deployment("pay", "green", replicas=1, fault="unready"), namespace=namespace)
     with pytest.raises(NotReadyError, match="pay-green"):
-        phase.run(kube, storefront, timeout=5)
+        phase.run(kube, storefront, to=Color.GREEN, timeout=5)
     assert colors(kube, storefront) == {"shop": Color.BLUE, "cart": Color.BLUE, "pay": Color.BLUE}
     assert leases(kube, namespace) == []
 
@@ -178,16 +259,46 @@ def test_held_lock_refuses_before_any_write(kube: Client, namespace: str, storef
         namespace=namespace,
     )
     with pytest.raises(LockHeldError, match="someone-else"):
-        phase.run(kube, storefront, timeout=5)
+        phase.run(kube, storefront, to=Color.GREEN, timeout=5)
     assert colors(kube, storefront) == {"shop": Color.BLUE, "cart": Color.BLUE, "pay": Color.BLUE}
     assert leases(kube, namespace) == ["bluegreen-cart"]  # ours released, theirs untouched
+
+
+def test_a_group_switch_without_to_promotes_each_members_candidate_and_a_re_run_moves_nothing(
+    kube: Client, cluster: LocalCluster, namespace: str, storefront: Group
+) -> None:
+    with pytest.raises(RefusedError, match="no candidate is recorded"):
+        phase.run(kube, storefront, timeout=30)  # nothing deployed: which release, nobody said
+    for member in storefront.members:
+        deployed = execute(
+            [
+                "deploy",
+                "--app",
+                member.app,
+                "-n",
+                namespace,
+                "--router",
+                member.router,
+                "--image",
+                "registry.local/shop:2.0",
+                "--kubeconfig",
+                str(cluster.kubeconfig),
+            ]
+        )
+        assert deployed.exit_code == 0, deployed.error
+    first = phase.run(kube, storefront, timeout=30)
+    assert first.ok and first.target is Color.GREEN, first.text()
+    again = phase.run(kube, storefront, timeout=30)
+    assert again.ok and again.target is Color.GREEN
+    assert not any(m.changed for m in again.members)  # a re-run is a no-op, never a flip back
+    assert colors(kube, storefront) == {"shop": Color.GREEN, "cart": Color.GREEN, "pay": Color.GREEN}
 
 
 def test_members_on_different_colours_need_an_explicit_target(
     kube: Client, namespace: str, storefront: Group
 ) -> None:
     one = Group(name="one", members=storefront.members[:1])
-    assert phase.run(kube, one, timeout=30).ok  # shop alone to green
+    assert phase.run(kube, one, to=Color.GREEN, timeout=30).ok  # shop alone to green
     with pytest.raises(RefusedError, match="--to"):
         phase.run(kube, storefront, timeout=30)
     result = phase.run(kube, storefront, to=Color.GREEN, timeout=30)

@@ -6,10 +6,13 @@ import threading
 from typing import Any
 
 from lightkube import Client
+from lightkube.resources.apps_v1 import Deployment
 from lightkube.resources.core_v1 import Service
 
+from bluegreen.cli import execute
 from bluegreen.model import AppSpec, Color
 from bluegreen.routers.dns import HOSTNAME, TTL, DnsRouter
+from hack.localcluster import LocalCluster
 from tests.support.apps import service
 
 
@@ -58,3 +61,20 @@ def test_dns_moves_hostname_add_then_remove(kube: Client, namespace: str, app: A
     watcher.join(timeout=5)
     assert holders_seen and all(holders_seen), holders_seen
     assert not router.switch_to(Color.GREEN, state=router.read()).changed
+
+
+def test_both_colour_services_carrying_the_hostname_is_a_split_deploy_refuses(
+    kube: Client, cluster: LocalCluster, namespace: str, app: AppSpec
+) -> None:
+    for color in ("blue", "green"):
+        svc = service(f"shop-{color}", "shop", color)
+        assert svc.metadata is not None
+        svc.metadata.annotations = {HOSTNAME: "shop.example.test"}
+        kube.create(svc, namespace=namespace)
+    common = ["--router", "dns", "--app", "shop", "-n", namespace, "--kubeconfig", str(cluster.kubeconfig)]
+    deployed = execute(["deploy", "--image", "registry.local/shop:2.0", *common])
+    assert deployed.exit_code == 1 and deployed.error is not None
+    assert "shop-blue, shop-green" in deployed.error.message and "switch --to" in deployed.error.remedy
+    green = kube.get(Deployment, "shop-green", namespace=namespace)
+    assert green.spec is not None and green.spec.template.spec is not None
+    assert [c.image for c in green.spec.template.spec.containers] == ["registry.local/shop:1.0"]

@@ -6,13 +6,16 @@ from typing import Any
 
 import pytest
 from lightkube import Client
+from lightkube.resources.core_v1 import Service
 from lightkube.types import PatchType
 
+from bluegreen.cli import Outcome, execute
 from bluegreen.errors import ConflictError
 from bluegreen.model import AppSpec, Color
 from bluegreen.routers.gateway import GatewayRouter, HTTPRoute
 from bluegreen.routers.istio import DestinationRule, IstioRouter, VirtualService
 from bluegreen.routers.smi import SmiRouter, traffic_split
+from hack.localcluster import LocalCluster
 
 
 def http_route(namespace: str, blue: int, green: int) -> Any:
@@ -180,3 +183,98 @@ def test_smi_switch_moves_weights(kube: Client, namespace: str, app: AppSpec) ->
     result = router.verify(Color.GREEN, timeout=20)
     assert result.ok, result.message
     assert result.unverified == ("that the mesh applied the split: a TrafficSplit has no status",)
+
+
+def test_a_split_route_is_refused_by_deploy_and_by_switch_without_to(
+    kube: Client, cluster: LocalCluster, namespace: str, app: AppSpec
+) -> None:
+    kube.create(http_route(namespace, 50, 50), namespace=namespace)
+
+    def bg(*args: str) -> Outcome:
+        return execute(
+            [
+                *args,
+                "--router",
+                "gateway",
+                "--app",
+                "shop",
+                "-n",
+                namespace,
+                "--kubeconfig",
+                str(cluster.kubeconfig),
+            ]
+        )
+
+    deployed = bg("deploy", "--image", "registry.local/shop:2.0")
+    assert deployed.exit_code == 1 and deployed.error is not None
+    assert "blue=50 green=50" in deployed.error.message and "switch --to" in deployed.error.remedy
+    switched = bg("switch")
+    assert switched.exit_code == 1 and switched.error is not None
+    assert "blue=50 green=50" in switched.error.message and "switch --to" in switched.error.remedy
+    assert weights(kube, namespace) == [50, 50]
+    # Naming the colour settles it.
+    settled = bg("switch", "--to", "blue")
+    assert settled.exit_code == 0, settled.error
+    assert weights(kube, namespace) == [100, 0]
+
+
+def test_a_history_that_cannot_be_recorded_after_the_switch_is_reported_not_dropped(
+    kube: Client, namespace: str, app: AppSpec
+) -> None:
+    from bluegreen.model import Reporter
+    from bluegreen.phases import switch
+    from bluegreen.phases.context import Context
+
+    kube.create(http_route(namespace, 100, 0), namespace=namespace)
+
+    class Contended:
+        """The real client; once the HTTPRoute was written, another writer changes the live Service
+        between every read and write of it (a real 409 from the apiserver each time)."""
+
+        def __init__(self, inner: Client) -> None:
+            self.inner, self.moved, self.bumps = inner, False, 0
+
+        def __getattr__(self, item: str) -> Any:
+            return getattr(self.inner, item)
+
+        def patch(self, resource: Any, name: str, *args: Any, **kwargs: Any) -> Any:
+            if resource is HTTPRoute:
+                self.moved = True
+            return self.inner.patch(resource, name, *args, **kwargs)
+
+        def get(self, resource: Any, name: str, **kwargs: Any) -> Any:
+            found = self.inner.get(resource, name, **kwargs)
+            if self.moved and resource is Service and name == "shop":
+                self.bumps += 1
+                self.inner.patch(
+                    Service,
+                    "shop",
+                    {"metadata": {"annotations": {"someone-else": str(self.bumps)}}},
+                    namespace=namespace,
+                    patch_type=PatchType.MERGE,
+                )
+            return found
+
+    warnings: list[str] = []
+
+    class Collect:
+        def progress(self, message: str) -> None:
+            pass
+
+        def warning(self, message: str) -> None:
+            warnings.append(message)
+
+        def stage(self, name: str) -> None:
+            pass
+
+    reporter: Reporter = Collect()
+    ctx = Context(kube=Contended(kube), app=app, router="gateway", reporter=reporter)  # type: ignore[arg-type]
+    result = switch.run(ctx, to=Color.GREEN, verify_timeout=20)
+
+    assert weights(kube, namespace) == [0, 100]  # traffic moved
+    assert any("history could not be recorded" in w for w in warnings)
+    assert any("history could not be recorded" in m for m in result.messages)
+    live = kube.get(Service, "shop", namespace=namespace)
+    assert live.metadata is not None and live.metadata.annotations is not None
+    # The intent is still there, so status says the history lags.
+    assert live.metadata.annotations["bluegreen.io/switching-to"] == "green"

@@ -1,0 +1,264 @@
+"""Real requests through a switch: a steady load of new connections at the Service's ClusterIP.
+
+Each test keeps a bounded load (rate, count and time) running while the `bluegreen` command changes
+the Service, then asserts what a user of the app would see: not one failed request, and after the
+switch only the target colour answering. Timings are printed by bench/traffic.py, never asserted.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import cast
+
+import pytest
+from lightkube import Client
+from lightkube.resources.apps_v1 import Deployment
+
+from bluegreen.traffic_probe import Sample, TrafficProbe, summarize
+from hack.traffic_rig import Rig
+from tests.support.apps import create_app, deployment, service, wait_available
+from tests.support.traffic import (
+    Churn,
+    KeepAliveClient,
+    between,
+    bluegreen,
+    cluster_url,
+    drain,
+    wait_answering,
+    write_time,
+)
+
+pytestmark = pytest.mark.traffic
+
+RATE = 100.0  # new connections per second: steady, and light on a 2-core machine
+SETTLE = 2.5  # seconds after a write: beyond kube-proxy's 1 s minimum sync period, with room
+
+
+def load(url: str, seconds: float) -> TrafficProbe:
+    return TrafficProbe(url, rate=RATE, max_requests=int(RATE * seconds), max_seconds=seconds)
+
+
+def assert_moved(samples: list[Sample], *, write: float, old: str | None, new: str) -> None:
+    cut = summarize(samples, write_time=write, old=old, new=new)
+    assert cut.failed == 0, f"{cut.failed} failed requests across the switch to {new}: {cut.errors}"
+    assert cut.moved, f"traffic did not end on {new} alone: {cut.to_dict()}"
+    assert cut.old_after_new == 0, (
+        f"{old} answered {cut.old_after_new} times after {new} had: {cut.to_dict()}"
+    )
+
+
+def test_switch_and_rollback_back_and_forth_fail_no_request(
+    inside: Rig, kube: Client, namespace: str
+) -> None:
+    create_app(kube, namespace, replicas=2)
+    url = cluster_url(kube, namespace, "shop")
+    wait_answering(url, "blue")
+    # No deploy recorded a candidate: the switches name their colour. A rollback rejects the release
+    # it leaves, so switching back to it again takes --force (intent, not toggles).
+    steps = [
+        ("green", ("switch", "--to", "green")),
+        ("blue", ("rollback",)),
+        ("green", ("switch", "--to", "green", "--force")),
+        ("blue", ("rollback",)),
+    ]
+    writes: list[float] = []
+    with load(url, seconds=SETTLE * (len(steps) + 1) + 10) as probe:
+        time.sleep(1)
+        for _, command in steps:
+            writes.append(write_time(bluegreen(inside, *command, "--app", "shop", "-n", namespace)))
+            time.sleep(SETTLE)
+    samples = probe.samples
+    assert len(samples) > RATE * SETTLE * len(steps) * 0.8, "the load fell far behind its rate"
+    bounds = [0.0, *writes[1:], float("inf")]
+    for index, (color, _) in enumerate(steps):
+        old = "blue" if color == "green" else "green"
+        assert_moved(
+            between(samples, bounds[index], bounds[index + 1]), write=writes[index], old=old, new=color
+        )
+
+
+def test_init_adopts_a_plain_deployment_while_requests_flow(
+    inside: Rig, kube: Client, namespace: str
+) -> None:
+    plain = deployment("shop", "blue", replicas=2).to_dict()
+    plain["metadata"]["name"] = "shop"
+    for labels in (
+        plain["metadata"]["labels"],
+        plain["spec"]["selector"]["matchLabels"],
+        plain["spec"]["template"]["metadata"]["labels"],
+    ):
+        labels.pop("bluegreen.io/color")
+    kube.create(cast(Deployment, Deployment.from_dict(plain)), namespace=namespace)
+    kube.create(service("shop", "shop", None), namespace=namespace)
+    wait_available(kube, namespace, "shop")
+    url = cluster_url(kube, namespace, "shop")
+    wait_answering(url, "")  # the plain pods answer without a colour
+    with load(url, seconds=40) as probe:
+        time.sleep(1)
+        result = bluegreen(inside, "init", "--app", "shop", "-n", namespace)
+        time.sleep(SETTLE)
+    assert result["result"] == "adopted"
+    samples = probe.samples
+    failed = [s for s in samples if s.failed]
+    assert not failed, f"{len(failed)} of {len(samples)} requests failed while init adopted the app"
+    tail = [s.color for s in samples[-int(RATE) :]]
+    assert set(tail) == {"blue"}, f"after init, answers came from {set(tail)}"
+
+
+def test_retire_under_load_and_a_rollback_from_the_retired_colour(
+    inside: Rig, kube: Client, namespace: str
+) -> None:
+    create_app(kube, namespace, replicas=2)
+    url = cluster_url(kube, namespace, "shop")
+    bluegreen(inside, "switch", "--to", "green", "--app", "shop", "-n", namespace)
+    wait_answering(url, "green")
+    with load(url, seconds=20) as probe:
+        time.sleep(1)
+        retired = bluegreen(inside, "retire", "--app", "shop", "-n", namespace)
+        time.sleep(SETTLE)
+    assert retired["result"] == "retired"
+    colors = {s.color for s in probe.samples}
+    failed = [s for s in probe.samples if s.failed]
+    assert not failed and colors == {"green"}, (
+        f"while blue was retired: {len(failed)} failed, colours {colors}"
+    )
+
+    with load(url, seconds=90) as probe:
+        time.sleep(1)
+        back = bluegreen(inside, "rollback", "--app", "shop", "-n", namespace)
+        time.sleep(SETTLE)
+    assert back["result"] == "rolled-back"
+    assert_moved(probe.samples, write=write_time(back), old="green", new="blue")
+
+
+def test_a_group_switch_moves_every_members_traffic(
+    inside: Rig, kube: Client, namespace: str, tmp_path: Path
+) -> None:
+    members = ("cart", "web")
+    for app in members:
+        create_app(kube, namespace, app, replicas=1)
+    urls = {app: cluster_url(kube, namespace, app) for app in members}
+    for url in urls.values():
+        wait_answering(url, "blue")
+    config = tmp_path / "bluegreen.yaml"
+    config.write_text(
+        f"groups:\n  - name: storefront\n    namespace: {namespace}\n    members: [cart, web]\n"
+    )
+    probes = {app: load(url, seconds=20).start() for app, url in urls.items()}
+    try:
+        time.sleep(1)
+        bluegreen(
+            inside, "group", "switch", "--to", "green", "--group", "storefront", "--config", str(config)
+        )
+        moved_at = time.time()
+        time.sleep(SETTLE)
+    finally:
+        samples = {app: probe.stop() for app, probe in probes.items()}
+    for app in members:
+        failed = [s for s in samples[app] if s.failed]
+        after = {s.color for s in samples[app] if s.sent > moved_at + 1.5}
+        assert not failed, f"{app}: {len(failed)} requests failed during the group switch"
+        assert after == {"green"}, f"{app} was left behind: answers from {after} after the group switch"
+
+
+def test_keep_alive_connections_stay_on_the_old_colour_after_a_switch(
+    inside: Rig, kube: Client, namespace: str
+) -> None:
+    """What a user sees without a drain: a selector switch moves new connections only.
+
+    HTTP/1.1 keep-alive (and gRPC) clients keep the connection they opened, so they go on reaching
+    the old colour, which keeps running, until they reconnect.
+    """
+    create_app(kube, namespace, replicas=2)
+    url = cluster_url(kube, namespace, "shop")
+    wait_answering(url, "blue")
+    clients = [KeepAliveClient(url) for _ in range(4)]
+    try:
+        assert {c.get().color for c in clients} == {"blue"}
+        bluegreen(inside, "switch", "--to", "green", "--app", "shop", "-n", namespace)
+        wait_answering(url, "green")  # new connections have moved
+        pinned = [c.get() for _ in range(20) for c in clients]
+    finally:
+        for c in clients:
+            c.close()
+    assert not [s for s in pinned if s.failed]
+    assert {s.color for s in pinned} == {"blue"}, "keep-alive connections moved without reconnecting"
+
+
+def test_the_switch_probe_sees_the_cutover_through_the_clusterip(
+    inside: Rig, kube: Client, namespace: str
+) -> None:
+    create_app(kube, namespace, replicas=2)
+    url = cluster_url(kube, namespace, "shop")
+    wait_answering(url, "blue")
+    result = bluegreen(
+        inside,
+        "switch",
+        "--to",
+        "green",
+        "--app",
+        "shop",
+        "-n",
+        namespace,
+        "--probe",
+        url,
+        "--probe-rate",
+        "50",
+        "--probe-after",
+        "2s",
+    )
+    assert result["result"] == "switched"
+    probe = result["details"]["probe"]
+    assert result["probe_failed"] == 0, probe
+    assert result["probe_cutover_ms"] is not None, probe
+    assert probe["old_after_new"] == 0 and set(probe["answers"]) == {"blue", "green"}, probe
+
+
+def test_on_a_busy_cluster_traffic_still_moves_with_no_failed_request(
+    inside: Rig, kube: Client, namespace: str
+) -> None:
+    """Another Service's endpoints change every 0.3 s: kube-proxy applies ours at its next sync
+    (up to its 1 s min sync period after the write, long after converged_ms), and no request fails."""
+    create_app(kube, namespace, replicas=2)
+    create_app(kube, namespace, "noise", replicas=1)
+    kube.create(service("noise-churn", "noise", "blue"), namespace=namespace)
+    url = cluster_url(kube, namespace, "shop")
+    wait_answering(url, "blue")
+    churn = Churn(kube, namespace, "noise-churn", max_seconds=60).start()
+    try:
+        with load(url, seconds=30) as probe:
+            time.sleep(1)
+            result = bluegreen(inside, "switch", "--to", "green", "--app", "shop", "-n", namespace)
+            time.sleep(SETTLE)
+    finally:
+        flips = churn.stop()
+    assert flips > 5, "the cluster was not busy"
+    assert_moved(probe.samples, write=write_time(result), old="blue", new="green")
+
+
+def test_keep_alive_connections_move_once_the_old_colour_drains(
+    inside: Rig, kube: Client, namespace: str
+) -> None:
+    """The documented remedy: after the switch the old colour answers `Connection: close` (its drain
+    hook), so each keep-alive client reconnects after one more answer, and reaches the new colour."""
+    create_app(kube, namespace, replicas=2)
+    url = cluster_url(kube, namespace, "shop")
+    wait_answering(url, "blue")
+    clients = [KeepAliveClient(url) for _ in range(4)]
+    try:
+        assert {c.get().color for c in clients} == {"blue"}
+        bluegreen(inside, "switch", "--to", "green", "--app", "shop", "-n", namespace)
+        wait_answering(url, "green")
+        assert {c.get().color for c in clients} == {"blue"}, "pinned before the drain"
+        assert drain(kube, namespace, "shop", "blue") == 2
+        last_blue = [c.get() for c in clients]  # each ends its connection with this answer
+        after = [c.get() for _ in range(5) for c in clients]
+    finally:
+        for c in clients:
+            c.close()
+    assert not [s for s in last_blue + after if s.failed]
+    assert {s.color for s in last_blue} == {"blue"}
+    assert {s.color for s in after} == {"green"}, (
+        "keep-alive clients still reach the old colour after the drain"
+    )

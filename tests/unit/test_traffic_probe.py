@@ -1,0 +1,234 @@
+"""The traffic probe's pure parts: reading the colour, and the cutover it reports."""
+
+from __future__ import annotations
+
+import socket
+import time
+from datetime import UTC, datetime
+
+import pytest
+
+from bluegreen.cli import COMMANDS, parser
+from bluegreen.errors import UsageError
+from bluegreen.github.inputs import parse as parse_inputs
+from bluegreen.model import Result
+from bluegreen.options import RollbackOptions, SwitchOptions
+from bluegreen.traffic_probe import (
+    ColorReader,
+    ProbeOptions,
+    Sample,
+    TrafficProbe,
+    attach,
+    percentile,
+    summarize,
+)
+from hack.traffic_rig import serving
+
+WRITE = 1000.0
+
+
+def answers(*pairs: tuple[float, str | None]) -> list[Sample]:
+    """Samples sent `ms` after the write, answered by a colour (None: a failed request)."""
+    return [
+        Sample(WRITE + ms / 1000, color, "" if color else "ConnectionRefusedError") for ms, color in pairs
+    ]
+
+
+def test_a_clean_cut_reports_the_last_old_answer_and_the_first_new_one() -> None:
+    cut = summarize(
+        answers((-20, "blue"), (10, "blue"), (30, "blue"), (40, "green"), (50, "green"), (60, "green")),
+        write_time=WRITE,
+        old="blue",
+        new="green",
+    )
+    assert (cut.requests, cut.failed) == (6, 0)
+    assert cut.last_old_ms == 30.0
+    assert cut.cutover_ms == 40.0
+    assert cut.old_after_new == 0
+    assert cut.moved
+
+
+def test_an_old_answer_after_a_new_one_moves_the_cutover_past_it() -> None:
+    cut = summarize(
+        answers((10, "green"), (20, "blue"), (30, "green"), (40, "green")),
+        write_time=WRITE,
+        old="blue",
+        new="green",
+    )
+    assert cut.cutover_ms == 30.0
+    assert cut.old_after_new == 1
+    assert cut.last_old_ms == 20.0
+
+
+def test_failures_are_counted_by_cause_and_never_move_the_cutover() -> None:
+    cut = summarize(
+        answers((10, "blue"), (20, None), (30, "green")), write_time=WRITE, old="blue", new="green"
+    )
+    assert cut.failed == 1
+    assert cut.errors == {"ConnectionRefusedError": 1}
+    assert cut.cutover_ms == 30.0
+
+
+def test_traffic_that_never_reached_the_new_colour_has_no_cutover() -> None:
+    cut = summarize(answers((10, "blue"), (20, "blue")), write_time=WRITE, old="blue", new="green")
+    assert cut.cutover_ms is None
+    assert not cut.moved
+
+
+def test_an_answer_naming_no_colour_after_the_new_one_is_not_a_clean_move() -> None:
+    cut = summarize(answers((10, "green"), (20, "green")), write_time=WRITE, old="blue", new="green")
+    assert cut.moved
+    unknown = [*answers((10, "green")), Sample(WRITE + 0.02, None), *answers((30, "green"))]
+    assert summarize(unknown, write_time=WRITE, old="blue", new="green").cutover_ms == 30.0
+
+
+@pytest.mark.parametrize(
+    ("reader", "headers", "body", "expected"),
+    [
+        (ColorReader(), {"x-color": " Green "}, "", "green"),
+        (ColorReader.parse(header="X-Slot"), {"X-Slot": "blue"}, "", "blue"),
+        (ColorReader(), {"Server": "x"}, "", None),
+        (ColorReader.parse(pattern=r'"color": "(\w+)"'), {}, '{"color": "blue", "pod": "a"}', "blue"),
+        (ColorReader.parse(pattern=r"colour=(\w+)"), {"X-Color": "green"}, "nothing", None),
+    ],
+)
+def test_the_colour_is_read_from_the_header_or_the_pattern_the_user_names(
+    reader: ColorReader, headers: dict[str, str], body: str, expected: str | None
+) -> None:
+    assert reader.read(headers, body) == expected
+
+
+@pytest.mark.parametrize(
+    ("pattern", "message"), [("color=(", "not a valid regular expression"), (r"color=\w+", "needs a group")]
+)
+def test_a_bad_pattern_is_refused_with_the_fix(pattern: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        ColorReader.parse(pattern=pattern)
+
+
+@pytest.mark.parametrize("url", ["shop.example.com", "ftp://shop/", "http:///path"])
+def test_a_probe_url_must_be_http_with_a_host(url: str) -> None:
+    with pytest.raises(ValueError, match="not an http"):
+        TrafficProbe(url)
+
+
+def test_percentile_by_nearest_rank() -> None:
+    assert percentile([], 50) is None
+    assert percentile([3.0, 1.0, 2.0], 50) == 2.0
+    assert percentile([float(v) for v in range(1, 101)], 95) == 95.0
+
+
+def test_a_pod_is_served_at_its_ip_and_container_ports_once_it_has_an_ip() -> None:
+    pod = {
+        "metadata": {"name": "shop-blue-1", "namespace": "ns", "labels": {"bluegreen.io/color": "blue"}},
+        "spec": {
+            "containers": [{"image": "shop:1", "ports": [{"containerPort": 8080}, {"containerPort": 9090}]}]
+        },
+        "status": {"phase": "Running", "podIP": "10.244.0.7"},
+    }
+    found = serving(pod)
+    assert found is not None
+    ip, ports, who = found
+    assert (ip, ports, who.color, who.release) == ("10.244.0.7", [8080, 9090], "blue", "shop:1")
+    assert serving({**pod, "status": {"phase": "Pending"}}) is None
+    assert serving({**pod, "status": {"phase": "Succeeded", "podIP": "10.244.0.7"}}) is None
+
+
+def switched(previous: str, active: str) -> Result:
+    result = Result(phase="switch", result="switched", app="shop", namespace="ns")
+    result.previous_color, result.active_color = previous, active
+    result.timeline.append(
+        (datetime.fromtimestamp(WRITE, UTC).isoformat(timespec="milliseconds"), "switched: x")
+    )
+    return result
+
+
+def test_the_probe_reports_its_figures_in_the_result() -> None:
+    result = attach(
+        switched("blue", "green"),
+        answers((-50, "blue"), (12, "blue"), (31, "green"), (60, "green")),
+        url="http://shop/",
+        fail_on_error=True,
+    )
+    assert (result.probe_failed, result.probe_cutover_ms, result.result) == (0, 31.0, "switched")
+    assert result.details["probe"]["last_old_ms"] == 12.0
+    assert "traffic moved to green 31 ms after the write (last blue answer at 12 ms)" in result.messages[-1]
+
+
+def test_a_failed_probe_request_fails_the_step_only_when_asked() -> None:
+    samples = answers((10, "blue"), (20, None), (30, "green"))
+    kept = attach(switched("blue", "green"), samples, url="http://shop/", fail_on_error=False)
+    assert (kept.result, kept.probe_failed) == ("switched", 1)
+    failed = attach(switched("blue", "green"), samples, url="http://shop/", fail_on_error=True)
+    assert failed.result == "failed"
+    assert "--probe-fail-on-error" in failed.messages[-1]
+
+
+def test_answers_without_a_colour_tell_the_user_how_to_name_it() -> None:
+    nameless = [Sample(WRITE + 0.01, None), Sample(WRITE + 0.02, None)]
+    result = attach(switched("blue", "green"), nameless, url="http://shop/", fail_on_error=False)
+    assert result.probe_failed == 0
+    assert result.probe_cutover_ms is None
+    assert "--probe-header" in result.messages[-1]
+
+
+def action_env(**values: str) -> dict[str, str]:
+    return {"BLUEGREEN_PHASE": "switch", "BLUEGREEN_APP": "shop", **values}
+
+
+@pytest.mark.parametrize("phase", ["switch", "rollback"])
+def test_the_action_passes_the_probe_inputs_to_switch_and_rollback(phase: str) -> None:
+    inputs = parse_inputs(
+        action_env(
+            BLUEGREEN_PHASE=phase,
+            BLUEGREEN_PROBE_URL="https://shop.example.com/",
+            BLUEGREEN_PROBE_PATTERN=r"colour=(\w+)",
+            BLUEGREEN_PROBE_FAIL_ON_ERROR="true",
+        )
+    )
+    options = inputs.options(None)
+    assert isinstance(options, SwitchOptions | RollbackOptions)
+    assert options.probe == ProbeOptions(
+        url="https://shop.example.com/", pattern=r"colour=(\w+)", fail_on_error=True
+    )
+
+
+def test_the_cli_flags_make_the_same_probe_options() -> None:
+    args = parser().parse_args(
+        [
+            "rollback",
+            "--app",
+            "shop",
+            "--probe",
+            "http://shop/",
+            "--probe-header",
+            "X-Slot",
+            "--probe-after",
+            "5s",
+        ]
+    )
+    build = COMMANDS["rollback"].build
+    assert build is not None
+    built = build(args)
+    assert isinstance(built, RollbackOptions)
+    assert built.probe == ProbeOptions(url="http://shop/", header="X-Slot", after=5.0)
+
+
+def test_a_bad_probe_url_is_an_input_problem_before_anything_runs() -> None:
+    with pytest.raises(UsageError, match="probe-url: --probe 'shop' is not an http"):
+        parse_inputs(action_env(BLUEGREEN_PROBE_URL="shop"))
+
+
+def test_a_url_that_never_answers_is_not_queued_behind_busy_workers() -> None:
+    """Slots with every worker waiting are skipped, so stop() returns within one request timeout."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(64)  # connections complete in the kernel; nothing ever answers
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/"
+        probe = TrafficProbe(url, rate=200, max_requests=100, max_seconds=0.3, timeout=0.5, workers=2).start()
+        probe.pause(0.3)
+        began = time.monotonic()
+        samples = probe.stop()
+        assert time.monotonic() - began < 1.5
+    assert len(samples) == 2 and all(s.error == "TimeoutError" for s in samples)
+    assert probe.skipped > 20
