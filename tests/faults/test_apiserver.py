@@ -139,7 +139,7 @@ CASES = [
     ("group switch", "SIGSTOP", 3, SERVICE.format(app="web"), 1),
     ("switch", "SIGKILL", 1, LEASE.format(app="shop"), 1),
     ("switch", "SIGKILL", 1, SERVICE.format(app="shop"), 1),
-    ("switch", "SIGKILL", 1, SERVICE.format(app="shop"), 2),
+    ("switch", "SIGKILL", 1, SERVICE.format(app="shop-preview"), 1),
     ("deploy", "SIGKILL", 1, ROLLOUT, 3),
     ("rollback", "SIGKILL", 1, SERVICE.format(app="shop"), 1),
 ]

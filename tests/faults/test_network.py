@@ -32,6 +32,7 @@ from tests.support.toxiproxy import Proxy, Toxiproxy
 pytestmark = pytest.mark.cluster
 
 SELECTOR = "PATCH /api/v1/namespaces/NS/services/shop"
+PREVIEW = "PATCH /api/v1/namespaces/NS/services/shop-preview"
 VERIFY = "GET /apis/discovery.k8s.io/v1/namespaces/NS/endpointslices"
 LEASE_TAKE = "PUT /apis/coordination.k8s.io/v1/namespaces/NS/leases/bluegreen-shop"
 
@@ -79,10 +80,9 @@ CASES = [
     ),
     Case(
         "timeout 2 s then close",
-        "from the 2nd Service write on",
-        SELECTOR,
+        "from the preview Service write on (after the move)",
+        PREVIEW,
         toxic("timeout", timeout=2000),
-        occurrence=2,
     ),
     Case("limit_data 4 kB downstream", "whole run", None, toxic("limit_data", bytes=4000), moved=False),
     Case("limit_data 20 kB downstream", "whole run", None, toxic("limit_data", bytes=20000)),

@@ -99,12 +99,12 @@ CASES: list[Case] = [
     ),
     (
         "switch",
-        SERVICE.format(app="shop"),
-        2,
-        "annotates the Service",
-        {"metadata": {"annotations": {"note": "x"}}},
+        SERVICE.format(app="shop-preview"),
+        1,
+        "moves the preview Service's selector",
+        {"spec": {"selector": {"bluegreen.io/color": "green"}}},
         Service,
-        "shop",
+        "shop-preview",
     ),
     (
         "rollback",
