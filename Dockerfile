@@ -13,14 +13,17 @@ RUN set -eu; \
     python3 -m venv /opt/bluegreen; \
     /opt/bluegreen/bin/pip install --require-hashes --no-deps -r /src/requirements/github.txt; \
     /opt/bluegreen/bin/pip uninstall --yes --quiet pip setuptools; \
-    /opt/bluegreen/bin/python -m compileall -q /opt/bluegreen
+    /opt/bluegreen/bin/python -m compileall -q -f --invalidation-mode unchecked-hash /opt/bluegreen
 # The package sits beside the entrypoint (Python puts the script's folder on sys.path) instead of being
 # pip-installed: installing it needs a build backend (setuptools, and wheel for the venv's bundled
 # setuptools) that the hash-pinned lock does not hold, and pip's isolated build would fetch an unpinned
 # setuptools from PyPI into the image's build.
 COPY bluegreen /action/bluegreen
 COPY entrypoint.py /action/entrypoint.py
-RUN /opt/bluegreen/bin/python -m compileall -q /action
+# Bytecode made here, checked against nothing at start: a timestamp pyc whose source's mtime a copy
+# changed would be recompiled on every start (PYTHONDONTWRITEBYTECODE below: never saved), and each
+# step of the Action is a fresh container (issue 14).
+RUN /opt/bluegreen/bin/python -m compileall -q -f --invalidation-mode unchecked-hash /action
 
 FROM ${BASE_IMAGE}
 LABEL org.opencontainers.image.title="bluegreen" \
@@ -35,4 +38,7 @@ ENV PATH=/opt/bluegreen/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
 # those files root-owned but 0666 (seen under act 0.2.89), so any uid passes there. GitHub's docs ask
 # Docker actions to run as root for this reason: a self-hosted runner under another uid would fail.
 USER 1001
+# Exec form, no shell in between: the runner's `docker run` has no --init, so the engine is PID 1 and
+# gets the SIGTERM of a cancelled job itself; it installs its own handlers (bluegreen/cancel.py), which
+# PID 1 needs: the kernel drops a signal that PID 1 has no handler for.
 ENTRYPOINT ["/opt/bluegreen/bin/python", "/action/entrypoint.py"]

@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha256sum requirements/dev.txt pyproject.toml 2>/dev/null | sha256sum | cut -c1-12)
 CLUSTER_DIR ?= .cluster
 
-.PHONY: help deps demo test unit integration lint lint-action typecheck check cluster cluster-down bench lock venv clean
+.PHONY: help deps demo test unit fuzz integration lint lint-action typecheck check cluster cluster-down bench lock venv clean
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -22,6 +22,7 @@ $(STAMP): requirements/dev.txt pyproject.toml
 deps: venv  ## everything the tests start: cluster binaries, Prometheus, Docker and the action tools
 	bash hack/build-k8s.sh >/dev/null
 	bash hack/build-toxiproxy.sh >/dev/null
+	bash hack/build-realnode.sh >/dev/null  # kubelet, containerd, the test app: tests/realnode (root)
 	@for script in hack/install-prometheus.sh hack/install-docker.sh hack/docker-base-image.sh hack/install-action-tools.sh hack/install-prism.sh hack/install-netns-tools.sh; do \
 		if [ -f $$script ]; then bash $$script || exit 1; fi; done
 
@@ -34,6 +35,9 @@ test: deps  ## unit and integration tests (integration on a real local cluster s
 
 unit: venv  ## the fast tests of pure logic only
 	$(BIN)/pytest tests/unit
+
+fuzz: deps  ## the input fuzz suite (Hypothesis, derandomized): the validation layer, then the local cluster
+	$(BIN)/pytest tests/fuzz
 
 lint: venv  ## ruff and mypy (strict)
 	$(BIN)/ruff check .

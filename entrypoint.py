@@ -19,7 +19,14 @@ from contextlib import contextmanager
 from typing import Any
 
 from bluegreen.cli import Outcome, perform
-from bluegreen.errors import EXIT_USAGE, BlueGreenError, RefusedError, RolloutError, UsageError
+from bluegreen.errors import (
+    EXIT_USAGE,
+    BlueGreenError,
+    CancelledError,
+    RefusedError,
+    RolloutError,
+    UsageError,
+)
 from bluegreen.github import summary
 from bluegreen.github.inputs import ActionInputs, decode_kubeconfig, env_name, kubeconfig_secrets, parse
 from bluegreen.github.runner import Annotation, Runner, command
@@ -137,6 +144,8 @@ def kubeconfig_file(content: str) -> Iterator[str | None]:
 def result_name(outcome: Outcome) -> str:
     if outcome.result is not None:
         return outcome.result.result
+    if isinstance(outcome.error, CancelledError):
+        return "cancelled"
     if isinstance(outcome.error, RolloutError):
         return "failed"
     if isinstance(outcome.error, RefusedError):
@@ -204,7 +213,11 @@ def publish(
 
 
 def main(env: MutableMapping[str, str] | None = None) -> int:
+    from bluegreen import cancel
+
     env = os.environ if env is None else env
+    if env is os.environ:
+        cancel.install()  # as PID 1 in the container, SIGTERM is ignored unless handled
     runner = Runner(env)
     started = time.monotonic()
     mask_secrets(runner, env)
@@ -222,6 +235,7 @@ def main(env: MutableMapping[str, str] | None = None) -> int:
                 env["KUBECONFIG"] = path  # for kubectl in command checks; the options name it for us
             with ActionReporter(runner, title, f"{title}: {inputs.namespace}") as reporter:
                 outcome = perform(inputs.options(path), reporter=reporter)
+                cancel.settle()  # from here the outcome is reported, whatever signal comes
     except BlueGreenError as error:  # only the kubeconfig file: perform() returns every failure
         outcome = Outcome(error.exit_code, error=error, output="json")
     return finish(runner, inputs, outcome, started=started)

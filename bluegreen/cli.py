@@ -6,6 +6,7 @@ Exit codes:
   2  bad usage or configuration (unknown colour, malformed image, app or namespace missing)
   3  cluster or API error (unreachable, forbidden by RBAC, conflict that did not settle), or a check
      that could not measure (result `error`: never a pass)
+  130, 143  cancelled by SIGINT, SIGTERM: stopped at a safe point, lock released, state reported
 
 `execute(argv)` never prints: the GitHub Action calls it in-process and renders the outcome itself.
 """
@@ -20,8 +21,9 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from bluegreen import validate
 from bluegreen.errors import EXIT_CLUSTER, EXIT_OK, EXIT_REFUSED, EXIT_USAGE, BlueGreenError, UsageError
 from bluegreen.model import Color, NullReporter, Reporter, Result, RunInfo
 from bluegreen.options import (
@@ -41,7 +43,9 @@ from bluegreen.options import (
     Writes,
     github_run,
 )
-from bluegreen.traffic_probe import ProbeOptions
+
+if TYPE_CHECKING:
+    from bluegreen.traffic_probe import ProbeOptions
 
 Runner = Callable[[argparse.Namespace, Reporter], Result]
 Build = Callable[[argparse.Namespace], PhaseOptions]
@@ -115,13 +119,27 @@ class Outcome:
 # -- shared flags ---------------------------------------------------------------------------------
 
 
-def duration(text: str) -> float:
-    from bluegreen.config import parse_duration
+def typed(check: Callable[[str], Any], *, optional: bool = False) -> Callable[[str], Any]:
+    """An argparse `type=` from a validate.py parser: its ValueError becomes argparse's message, which
+    names the flag (`argument --app: 'a/b' is not an app name: ...`). `optional`: "" stays ""."""
 
+    def convert(text: str) -> Any:
+        if optional and text == "":
+            return text
+        try:
+            return check(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    convert.__name__ = getattr(check, "__name__", "value")
+    return convert
+
+
+def duration(text: str) -> float:
     try:
-        return parse_duration(text)
-    except (ValueError, BlueGreenError) as error:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a duration like 30s, 5m or 1h ({error})") from None
+        return validate.duration(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def colour(text: str) -> Color:
@@ -132,32 +150,105 @@ def colour(text: str) -> Color:
 
 
 def set_image(text: str) -> tuple[str, str]:
+    from bluegreen.rollout import valid_image
+
     name, sep, image = text.partition("=")
     if not sep or not name or not image:
-        raise argparse.ArgumentTypeError(f"{text!r}: use CONTAINER=IMAGE")
+        raise argparse.ArgumentTypeError(f"{validate._shown(text)}: use CONTAINER=IMAGE")
+    try:
+        validate.container_name(name)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"{validate._shown(text)}: {error}") from None
+    if not valid_image(image):
+        raise argparse.ArgumentTypeError(
+            f"{validate._shown(text)}: {validate._shown(image)} is not an image reference "
+            "like [REGISTRY/]NAME[:TAG][@sha256:DIGEST]"
+        )
     return name, image
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """What no single flag's `type=` can see: flags that exclude each other, names derived together."""
+    for dest, value in vars(args).items():
+        # argparse drops a value of "--" (`--app=--`) and stores [] without calling `type=` (Python 3.11).
+        bad = value == [] if dest != "set_image" else any(not isinstance(v, tuple) for v in value)
+        if isinstance(value, list) and bad:
+            flag = "--from" if dest == "source" else "--" + dest.replace("_", "-")
+            raise UsageError(
+                f"argument {flag}: '--' is not a value for it",
+                remedy=f"Give {flag} a value, as `{flag} VALUE`.",
+            )
+    image, set_images = getattr(args, "image", None), getattr(args, "set_image", None) or []
+    if image and set_images:
+        given = " ".join(f"--set-image {c}={i}" for c, i in set_images)
+        raise UsageError(
+            f"--image {validate._shown(image)} and {validate._shown(given)} both given: one would silently win",
+            remedy="Give --image for a pod with one container, or --set-image CONTAINER=IMAGE per container.",
+        )
+    containers = [c for c, _ in set_images]
+    repeated = sorted({c for c in containers if containers.count(c) > 1})
+    if repeated:
+        raise UsageError(
+            f"--set-image names container {', '.join(map(repr, repeated))} more than once",
+            remedy="Give each container one --set-image CONTAINER=IMAGE.",
+        )
+    if getattr(args, "allow_no_endpoints", False) and not getattr(args, "force", False):
+        raise UsageError(
+            "--allow-no-endpoints is given without --force",
+            remedy="It only widens --force; without --force a colour with no ready pods is refused anyway.",
+        )
 
 
 def _common(parser: argparse.ArgumentParser, *, mutating: bool) -> None:
     group = parser.add_argument_group("app and cluster")
     group.add_argument(
-        "--app", required=True, help="the app's name: Deployments <app>-blue/<app>-green, Service <app>"
+        "--app",
+        required=True,
+        type=typed(validate.app_name),
+        help="the app's name: Deployments <app>-blue/<app>-green, Service <app>",
     )
-    group.add_argument("-n", "--namespace", default=os.environ.get("BLUEGREEN_NAMESPACE", "default"))
     group.add_argument(
-        "--kubeconfig", default=None, help="kubeconfig file (default $KUBECONFIG, ~/.kube/config)"
+        "-n",
+        "--namespace",
+        type=typed(validate.namespace),
+        default=os.environ.get("BLUEGREEN_NAMESPACE", "default"),
     )
-    group.add_argument("--context", default=None, help="kubeconfig context (default its current one)")
+    group.add_argument(
+        "--kubeconfig",
+        default=None,
+        type=typed(validate.path),
+        help="kubeconfig file (default $KUBECONFIG, ~/.kube/config)",
+    )
+    group.add_argument(
+        "--context",
+        default=None,
+        type=typed(validate.text),
+        help="kubeconfig context (default its current one)",
+    )
     group.add_argument(
         "--router",
         default="service",
+        type=typed(validate.router),
         help="how traffic is steered: service (default), ingress, gateway, istio, smi, dns",
     )
     group.add_argument(
-        "--color-label", default="bluegreen.io/color", help="the pod label that carries the colour"
+        "--color-label",
+        default="bluegreen.io/color",
+        type=typed(validate.label_key),
+        help="the pod label that carries the colour",
     )
-    group.add_argument("--service", default="", help="the live Service (default <app>)")
-    group.add_argument("--preview-service", default="", help="the preview Service (default <app>-preview)")
+    group.add_argument(
+        "--service",
+        default="",
+        type=typed(validate.service_name, optional=True),
+        help="the live Service (default <app>)",
+    )
+    group.add_argument(
+        "--preview-service",
+        default="",
+        type=typed(validate.service_name, optional=True),
+        help="the preview Service (default <app>-preview)",
+    )
     group.add_argument("-o", "--output", choices=("text", "json"), default="text")
     group.add_argument(
         "--timeout", type=duration, default=600.0, help="longest wait for a rollout (default 10m)"
@@ -177,9 +268,9 @@ def _common(parser: argparse.ArgumentParser, *, mutating: bool) -> None:
         )
         run = parser.add_argument_group("audit trail (defaults from the GitHub Actions environment)")
         defaults = github_run(os.environ)
-        run.add_argument("--run-id", default=defaults.run_id)
-        run.add_argument("--run-url", default=defaults.run_url)
-        run.add_argument("--actor", default=defaults.actor)
+        run.add_argument("--run-id", default=defaults.run_id, type=typed(validate.text))
+        run.add_argument("--run-url", default=defaults.run_url, type=typed(validate.url))
+        run.add_argument("--actor", default=defaults.actor, type=typed(validate.text))
 
 
 def target(args: argparse.Namespace) -> Target:
@@ -222,12 +313,20 @@ def _status(parser: argparse.ArgumentParser) -> Build:
     mutating=True,
 )
 def _init(parser: argparse.ArgumentParser) -> Build:
-    parser.add_argument("--from", dest="source", default=None, help="the Deployment to adopt (default <app>)")
+    parser.add_argument(
+        "--from",
+        dest="source",
+        default=None,
+        type=typed(validate.deployment_name),
+        help="the Deployment to adopt (default <app>)",
+    )
     return lambda args: InitOptions(target=target(args), writes=writes(args), source=args.source)
 
 
 def _image_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--image", default=None, help="the new image, for a pod with one container")
+    parser.add_argument(
+        "--image", default=None, type=typed(validate.text), help="the new image, for a pod with one container"
+    )
     parser.add_argument(
         "--set-image",
         type=set_image,
@@ -289,6 +388,8 @@ def probe(args: argparse.Namespace) -> ProbeOptions | None:
     """The --probe flags as the engine's ProbeOptions; None without --probe."""
     if not args.probe:
         return None
+    from bluegreen.traffic_probe import ProbeOptions
+
     return ProbeOptions(
         url=args.probe,
         header=args.probe_header,
@@ -321,11 +422,21 @@ def _switch(parser: argparse.ArgumentParser) -> Build:
         help="switch even to a colour not fully available, a rejected release or an ungated template "
         "(recorded in the history)",
     )
-    parser.add_argument("--reason", default="", help="recorded in the history and the Event")
+    parser.add_argument(
+        "--allow-no-endpoints",
+        action="store_true",
+        help="with --force: switch even onto a colour with no ready pod at all (an outage; recorded)",
+    )
+    parser.add_argument(
+        "--reason", default="", type=typed(validate.reason), help="recorded in the history and the Event"
+    )
     parser.add_argument(
         "--config",
         default=None,
-        help="bluegreen.yaml (default ./bluegreen.yaml if present): when it exists, a gate is required",
+        type=typed(validate.path),
+        help="bluegreen.yaml (default ./bluegreen.yaml if present): when it exists, a gate is required; "
+        "its watch's Prometheus checks measure the live colour just before the switch, the baseline a "
+        "later watch judges against",
     )
     _probe_flags(parser)
     return lambda args: SwitchOptions(
@@ -333,16 +444,19 @@ def _switch(parser: argparse.ArgumentParser) -> Build:
         writes=writes(args),
         to=args.to,
         force=args.force,
+        allow_no_endpoints=args.allow_no_endpoints,
         reason=args.reason,
         candidate=args.candidate,
-        config=Path(args.config) if args.config else None,
+        checks=Checks(config=Path(args.config) if args.config else None),
         probe=probe(args),
     )
 
 
 @phase("rollback", "move traffic back to the previous colour; the other keeps running", mutating=True)
 def _rollback(parser: argparse.ArgumentParser) -> Build:
-    parser.add_argument("--reason", default="", help="why: recorded in the history and the Event")
+    parser.add_argument(
+        "--reason", default="", type=typed(validate.reason), help="why: recorded in the history and the Event"
+    )
     parser.add_argument(
         "--to",
         type=colour,
@@ -378,7 +492,10 @@ def _retire(parser: argparse.ArgumentParser) -> Build:
 def _config_flags(parser: argparse.ArgumentParser, *, gate: bool, watch: bool) -> None:
     group = parser.add_argument_group("checks (bluegreen.yaml, flags on top)")
     group.add_argument(
-        "--config", default=None, help="path of bluegreen.yaml (default ./bluegreen.yaml if present)"
+        "--config",
+        default=None,
+        type=typed(validate.path),
+        help="path of bluegreen.yaml (default ./bluegreen.yaml if present)",
     )
     if gate:
         group.add_argument(
@@ -449,11 +566,18 @@ def _release(parser: argparse.ArgumentParser) -> Build:
 )
 def _group(parser: argparse.ArgumentParser) -> Runner:
     parser.add_argument("action", choices=("switch", "rollback", "status"))
-    parser.add_argument("--group", required=True, help="the group's name in bluegreen.yaml")
-    parser.add_argument("--config", default=None, help="path of bluegreen.yaml (default ./bluegreen.yaml)")
+    parser.add_argument(
+        "--group", required=True, type=typed(validate.text), help="the group's name in bluegreen.yaml"
+    )
+    parser.add_argument(
+        "--config",
+        default=None,
+        type=typed(validate.path),
+        help="path of bluegreen.yaml (default ./bluegreen.yaml)",
+    )
     parser.add_argument("--to", type=colour, default=None, help="the colour every member moves to")
-    parser.add_argument("--kubeconfig", default=None)
-    parser.add_argument("--context", default=None)
+    parser.add_argument("--kubeconfig", default=None, type=typed(validate.path))
+    parser.add_argument("--context", default=None, type=typed(validate.text))
     parser.add_argument("-o", "--output", choices=("text", "json"), default="text")
     parser.add_argument(
         "--timeout", type=duration, default=60.0, help="longest wait to verify every member (default 60s)"
@@ -547,38 +671,53 @@ def exit_code_for(result: Result) -> int:
 
 def execute(argv: Sequence[str], *, reporter: Reporter | None = None) -> Outcome:
     """Parse and run one command; every failure comes back as an Outcome, never as an exception."""
+    from bluegreen import cancel
+
     pairs = set(itertools.pairwise(argv))
     output = "json" if {("-o", "json"), ("--output", "json")} & pairs or "--output=json" in argv else "text"
+    cancel.begin()
 
     def run() -> Result:
         nonlocal output
         args = parser().parse_args(list(argv))
         output = args.output
+        check_args(args)
         return COMMANDS[args.command].run(args, reporter or NullReporter())
 
-    return _guarded(run, lambda: output)
+    return _guarded(run, lambda: output, argv)
 
 
 def perform(options: PhaseOptions, *, reporter: Reporter | None = None) -> Outcome:
     """Run one phase from options already parsed (the Action's inputs), as `execute` runs a command line."""
+    from bluegreen import cancel
     from bluegreen.options import run
 
-    return _guarded(lambda: run(options, reporter or NullReporter()), lambda: "json")
+    cancel.begin()
+    return _guarded(lambda: run(options, reporter or NullReporter()), lambda: "json", [options.phase])
 
 
 def parse_options(argv: Sequence[str]) -> PhaseOptions:
     """The options a command line asks for, without running anything (a phase, not `group`)."""
     args = parser().parse_args(list(argv))
+    check_args(args)
     build = COMMANDS[args.command].build
     if build is None:
         raise UsageError(f"{args.command} is not a phase of one app", remedy="Name a phase such as switch.")
     return build(args)
 
 
-def _guarded(run: Callable[[], Result], output: Callable[[], str]) -> Outcome:
+def _guarded(run: Callable[[], Result], output: Callable[[], str], argv: Sequence[str]) -> Outcome:
+    from bluegreen import cancel
+
     try:
         result = run()
+    except cancel.Cancelled as stop:
+        stopped = stop_error(stop.signum, argv)
+        return Outcome(stopped.exit_code, error=stopped, output=output())
     except BlueGreenError as error:
+        if cancel.requested():  # a signal arrived while this error was on its way: both matter
+            stopped = stop_error(cancel.requested(), argv, cause=error)
+            return Outcome(stopped.exit_code, error=stopped, output=output())
         return Outcome(error.exit_code, error=error, output=output())
     except SystemExit as done:  # --help and --version print and leave
         return Outcome(int(done.code or 0), output=output())
@@ -594,13 +733,37 @@ def _guarded(run: Callable[[], Result], output: Callable[[], str]) -> Outcome:
             ),
             output=output(),
         )
-    except KeyboardInterrupt:
-        return Outcome(
-            EXIT_CLUSTER,
-            error=BlueGreenError("interrupted", remedy="Run `bluegreen status` to see where it stopped."),
-            output=output(),
-        )
+    except KeyboardInterrupt:  # no handler installed (in-process use): the same report as SIGINT
+        import signal
+
+        stopped = stop_error(signal.SIGINT, argv)
+        return Outcome(stopped.exit_code, error=stopped, output=output())
     return Outcome(exit_code_for(result), result=result, output=output())
+
+
+def stop_error(signum: int, argv: Sequence[str], *, cause: BlueGreenError | None = None) -> BlueGreenError:
+    """What a run stopped by a signal reports: where it stopped and what it had written (the state left).
+
+    The lock was released on the way out (Lock.release), so the next run can start at once."""
+    import signal
+
+    from bluegreen import cancel
+    from bluegreen.errors import CancelledError, InterruptedByUserError
+
+    phase = next((a for a in argv if a in COMMANDS), "the command")
+    done = cancel.writes()
+    state = (
+        "Written before stopping: " + "; ".join(done) + "."
+        if done
+        else "Nothing had been written: the cluster is as it was."
+    )
+    also = f" It was also failing: {cause.message}" if cause else ""
+    kind = InterruptedByUserError if signum == signal.SIGINT else CancelledError
+    return kind(
+        f"{phase} cancelled by {cancel.signal_name(signum)}, stopped at a safe point (no write cut "
+        f"short, the lock released). {state}{also}",
+        remedy="Run `bluegreen status` to see the state; running the same command again is safe.",
+    )
 
 
 class _StderrReporter:
@@ -620,7 +783,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help") or "--help" in argv or "-h" in argv or "--version" in argv:
         parser().parse_args(argv or ["--help"])  # prints and exits 0
+    from bluegreen import cancel
+
+    cancel.install()  # SIGTERM/SIGINT stop at a safe point; needed as PID 1 too, where SIGTERM is ignored
     outcome = execute(argv, reporter=_StderrReporter())
+    cancel.settle()
     if outcome.output == "json":
         payload: dict[str, Any] = {"exit_code": outcome.exit_code}
         if outcome.result is not None:
@@ -638,7 +805,23 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"error: {outcome.error.message}", file=sys.stderr)
         if outcome.error.remedy:
             print(f"  what to do: {outcome.error.remedy}", file=sys.stderr)
-    sys.exit(outcome.exit_code)
+    _exit(outcome.exit_code)
+
+
+def _exit(code: int) -> None:
+    """Leave without the interpreter's teardown (freeing every module: tens of milliseconds after a
+    switch, and each Action step pays it; issue 14). The atexit handlers still run (temporary files
+    and directories are removed by them), output is flushed, and a non-daemon thread still running
+    gets the ordinary exit, which waits for it."""
+    import atexit
+    import threading
+
+    if any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
+        sys.exit(code)
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":

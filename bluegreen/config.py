@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 import yaml
 
+from bluegreen import validate
 from bluegreen.errors import ConfigError
 from bluegreen.group import Group, parse_groups
 from bluegreen.verdict import Limits, Threshold, parse_condition
@@ -26,8 +27,8 @@ KINDS = ("kubernetes", "http", "command", "job", "prometheus", "probe")
 WATCH_DEFAULT_KINDS = ("kubernetes", "http", "prometheus", "probe")
 TEMPLATE_VARIABLES = ("color", "window", "namespace", "app")
 MEASURES = ("error-rate", "p95", "value")
+DRAIN_CHECKS = ("warn", "refuse", "off")
 
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
 _TEMPLATE = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 
 
@@ -36,28 +37,10 @@ _TEMPLATE = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 
 
 def parse_duration(text: str | float | int) -> float:
-    """Seconds in `text`: `30s`, `5m`, `1h30m`, `500ms`, or a bare number of seconds. ValueError else."""
-    if isinstance(text, bool):
-        raise ValueError(f"{text!r} is not a duration: write e.g. 30s, 5m or 1h")
-    if isinstance(text, (int, float)):
-        seconds = float(text)
-    else:
-        raw = text.strip()
-        try:
-            seconds = float(raw)
-        except ValueError:
-            pos, seconds = 0, 0.0
-            scale = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-            for match in _DURATION.finditer(raw):
-                if match.start() != pos:
-                    break
-                seconds += float(match.group(1)) * scale[match.group(2)]
-                pos = match.end()
-            if pos != len(raw) or not raw:
-                raise ValueError(f"{text!r} is not a duration: write e.g. 30s, 5m, 1h30m or 500ms") from None
-    if seconds < 0:
-        raise ValueError(f"{text!r}: a duration cannot be negative")
-    return seconds
+    """Seconds in `text`: `30s`, `5m`, `1h30m`, `500ms`, or a bare number of seconds; 0..24h, finite.
+
+    ValueError otherwise (bluegreen/validate.py holds the rules and bounds)."""
+    return validate.duration(text)
 
 
 def format_duration(seconds: float) -> str:
@@ -74,39 +57,13 @@ def format_duration(seconds: float) -> str:
 
 
 def parse_ratio(text: str | float | int) -> float:
-    """`0.5%` -> 0.005; a bare number is already a fraction (0.005). ValueError outside 0..1."""
-    if isinstance(text, bool):
-        raise ValueError(f"{text!r} is not a ratio: write e.g. 0.5% or 0.005")
-    if isinstance(text, str):
-        raw = text.strip()
-        try:
-            value = float(raw[:-1]) / 100 if raw.endswith("%") else float(raw)
-        except ValueError:
-            raise ValueError(f"{text!r} is not a ratio: write e.g. 0.5% or 0.005") from None
-    else:
-        value = float(text)
-    if not 0 <= value <= 1:
-        raise ValueError(f"{text!r} is outside 0..100%")
-    return value
+    """`0.5%` -> 0.005; a bare number is already a fraction (0.005). ValueError outside 0..1 or non-finite."""
+    return validate.ratio(text)
 
 
 def parse_tolerance(text: str | float | int) -> float:
-    """`20%` or `+20%` or 0.2 -> 0.2: how far above the baseline a value may go (no upper bound)."""
-    if isinstance(text, str) and text.strip().startswith("+"):
-        text = text.strip()[1:]
-    if isinstance(text, bool):
-        raise ValueError(f"{text!r} is not a tolerance: write e.g. 20%")
-    if isinstance(text, str):
-        raw = text.strip()
-        try:
-            value = float(raw[:-1]) / 100 if raw.endswith("%") else float(raw)
-        except ValueError:
-            raise ValueError(f"{text!r} is not a tolerance: write e.g. 20% or 0.2") from None
-    else:
-        value = float(text)
-    if value < 0:
-        raise ValueError(f"{text!r}: a tolerance cannot be negative")
-    return value
+    """`20%` or `+20%` or 0.2 -> 0.2: how far above the baseline a value may go (0..10,000%, finite)."""
+    return validate.tolerance(text)
 
 
 def template_names(text: str) -> list[str]:
@@ -195,6 +152,8 @@ class GateConfig:
     p95_tolerance: float = 0.2
     limits: Limits = field(default_factory=Limits)
     checks: tuple[str, ...] = ()  # names; empty: every check
+    drain_check: str = "warn"  # warn | refuse | off: an app that will drop requests (bluegreen.drain)
+    max_request: float = 0.0  # seconds: the longest request, for the grace period check
 
     @property
     def deadline(self) -> float:
@@ -267,8 +226,9 @@ class LocatedList(list[Any], _Located):
     pass
 
 
-class _LineLoader(yaml.SafeLoader):
-    """A SafeLoader whose mappings and sequences remember the line of each key and item."""
+class _LineLoader(validate.BoundedLoader):
+    """A SafeLoader whose mappings and sequences remember the line of each key and item; no aliases,
+    bounded depth (validate.BoundedLoader)."""
 
 
 def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> LocatedDict:
@@ -361,12 +321,12 @@ class _Section:
             return default
         return value
 
-    def integer(self, key: str, default: int, *, minimum: int = 0) -> int:
+    def integer(self, key: str, default: int, *, minimum: int = 0, maximum: int = 1000) -> int:
         if key not in self.data:
             return default
         value = self.data[key]
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            self.fail(key, f"expected a whole number >= {minimum}, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
+            self.fail(key, f"expected a whole number in {minimum}..{maximum}, got {validate._shown(value)}")
             return default
         return value
 
@@ -374,10 +334,11 @@ class _Section:
         if key not in self.data:
             return default
         value = self.data[key]
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            self.fail(key, f"expected a number, got {value!r}")
+        try:
+            return validate.finite(value)
+        except ValueError as error:
+            self.fail(key, str(error))
             return default
-        return float(value)
 
     def boolean(self, key: str, default: bool) -> bool:
         if key not in self.data:
@@ -438,8 +399,7 @@ def _check(item: Any, where: str, line: int, problems: _Problems, base: Path) ->
     if kind == "http":
         url = s.string("url")
         s.template("url", url)
-        if url and not url.startswith(("http://", "https://")):
-            s.fail("url", f"{url!r} is not an http(s) URL")
+        _check_url(s, "url", url)
         path = s.string("path", "/health/ready")
         if not path.startswith("/"):
             s.fail("path", f"{path!r} must start with /")
@@ -447,7 +407,7 @@ def _check(item: Any, where: str, line: int, problems: _Problems, base: Path) ->
         if isinstance(port, bool) or not isinstance(port, (str, int)):
             s.fail("port", "expected a port name or number")
             port = ""
-        status = s.integer("status", 200, minimum=100)
+        status = s.integer("status", 200, minimum=100, maximum=599)
         conditions: list[Threshold] = []
         raw = s.data.get("conditions", [])
         if not isinstance(raw, list):
@@ -490,7 +450,7 @@ def _check(item: Any, where: str, line: int, problems: _Problems, base: Path) ->
             line=line,
             command=argv,
             timeout=s.parsed("timeout", parse_duration, 300.0),
-            tail_lines=s.integer("tail-lines", 20, minimum=1),
+            tail_lines=s.integer("tail-lines", 20, minimum=1, maximum=10000),
         )
     if kind == "job":
         template: Any = s.data.get("template")
@@ -499,8 +459,9 @@ def _check(item: Any, where: str, line: int, problems: _Problems, base: Path) ->
                 s.fail("template-file", "give either `template` or `template-file`, not both")
             file = s.string("template-file", required=True)
             try:
-                template = yaml.safe_load((base / file).read_text())
-            except (OSError, yaml.YAMLError) as error:
+                where = str(base / file)
+                template = validate.load_yaml(validate.yaml_text((base / file).read_bytes(), source=where))
+            except (OSError, ValueError, yaml.YAMLError) as error:
                 s.fail("template-file", f"cannot read a Job manifest from {file}: {error}")
                 template = {}
         if not isinstance(template, dict) or not isinstance(template.get("spec"), dict):
@@ -514,12 +475,11 @@ def _check(item: Any, where: str, line: int, problems: _Problems, base: Path) ->
             line=line,
             template=_plain(template),
             timeout=s.parsed("timeout", parse_duration, 600.0),
-            tail_lines=s.integer("tail-lines", 20, minimum=1),
+            tail_lines=s.integer("tail-lines", 20, minimum=1, maximum=10000),
         )
     if kind == "prometheus":
         url = s.string("url", required=True)
-        if url and not url.startswith(("http://", "https://")):
-            s.fail("url", f"{url!r} is not an http(s) URL")
+        _check_url(s, "url", url)
         query = s.string("query", required=True)
         s.template("query", query)
         measure = s.string("measure", "value")
@@ -556,6 +516,9 @@ def _check(item: Any, where: str, line: int, problems: _Problems, base: Path) ->
     s.template("url", url)
     if url and "{{" not in url:
         s.fail("url", "the URL must contain {{color}} to reach each colour apart, or use `urls`")
+    _check_url(s, "url", url)
+    for one in urls.values():
+        _check_url(s, "urls", one)
     return ProbeCheckConfig(
         name=name,
         line=line,
@@ -564,6 +527,23 @@ def _check(item: Any, where: str, line: int, problems: _Problems, base: Path) ->
         requests=s.integer("requests", 20, minimum=1),
         timeout=s.parsed("timeout", parse_duration, 5.0),
     )
+
+
+def _check_url(s: _Section, key: str, url: str) -> None:
+    """An http(s) URL with a host, as it will be once templated (so a space is found now, not as an
+    InvalidURL in the middle of a gate)."""
+    if not url:
+        return
+    import httpx2  # here, not at the top: `bluegreen --help` stays fast
+
+    sample = _TEMPLATE.sub(lambda m: "x", url)
+    try:
+        validate.url(sample)
+        httpx2.URL(sample)
+    except ValueError as error:
+        s.fail(key, str(error).replace(validate._shown(sample), validate._shown(url)))
+    except httpx2.InvalidURL as error:
+        s.fail(key, f"{validate._shown(url)} is not a URL: {error}")
 
 
 def _plain(value: Any) -> Any:
@@ -604,10 +584,15 @@ def _gate(data: Any, problems: _Problems, line: int) -> GateConfig:
             "max-error-rate",
             "p95-tolerance",
             "checks",
+            "drain-check",
+            "max-request",
             *_LIMIT_KEYS,
         ),
     )
     d = GateConfig()
+    drain_check = s.string("drain-check", d.drain_check)
+    if drain_check not in DRAIN_CHECKS:
+        s.fail("drain-check", f"expected one of {', '.join(DRAIN_CHECKS)}, got {drain_check!r}")
     return GateConfig(
         min_healthy=s.parsed("min-healthy", parse_duration, d.min_healthy),
         interval=s.parsed("interval", _positive_duration, d.interval),
@@ -617,6 +602,8 @@ def _gate(data: Any, problems: _Problems, line: int) -> GateConfig:
         p95_tolerance=s.parsed("p95-tolerance", parse_tolerance, d.p95_tolerance),
         limits=_limits(s, d.limits),
         checks=s.names("checks"),
+        drain_check=drain_check,
+        max_request=s.parsed("max-request", parse_duration, d.max_request),
     )
 
 
@@ -659,17 +646,14 @@ def _watch(data: Any, problems: _Problems, line: int) -> WatchConfig:
 
 
 def _positive_duration(text: str | float | int) -> float:
-    seconds = parse_duration(text)
-    if seconds <= 0:
-        raise ValueError(f"{text!r}: must be more than zero")
-    return seconds
+    return validate.positive_duration(text)
 
 
 def parse(text: str, *, source: str = "bluegreen.yaml", base: Path = Path()) -> Config:
     """A Config from YAML text; ConfigError listing every problem with its line."""
     problems = _Problems(source)
     try:
-        data = yaml.load(text, Loader=_LineLoader)  # noqa: S506  # a SafeLoader subclass
+        data = validate.load_yaml(text, _LineLoader)
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark
         problems.add("(yaml)", mark.line + 1 if mark else 0, str(error.problem or error))
@@ -724,15 +708,16 @@ def parse(text: str, *, source: str = "bluegreen.yaml", base: Path = Path()) -> 
             _line(data.get("gate"), "timeout"),
             "shorter than gate.min-healthy: the gate could never pass",
         )
-    namespace = data.get("namespace") if isinstance(data.get("namespace"), str) else ""
+    app = top.parsed("app", validate.app_name, "")
+    namespace = top.parsed("namespace", validate.namespace, "")
     groups, group_problems = parse_groups(data.get("groups"), default_namespace=namespace)
     for line, where, problem in group_problems:
         problems.add(where, line, problem)
     problems.raise_if_any()
     return Config(
         path=None,
-        app=top.string("app"),
-        namespace=top.string("namespace"),
+        app=app,
+        namespace=namespace,
         checks=tuple(checks) if raw_checks is not None else Config().checks,
         gate=gate,
         watch=watch,
@@ -749,19 +734,29 @@ def load(path: Path | None = None, overrides: Overrides | None = None) -> Config
     overrides = overrides or Overrides()
     if path is None:
         chosen = DEFAULT_PATH
-        config = parse(chosen.read_text(), source=str(chosen), base=Path()) if chosen.is_file() else Config()
+        config = Config()
         if chosen.is_file():
-            config = replace(config, path=chosen)
+            config = replace(parse(read(chosen), source=str(chosen), base=Path()), path=chosen)
     else:
-        try:
-            text = path.read_text()
-        except OSError as error:
-            raise ConfigError(
-                f"cannot read the configuration {path}: {error.strerror or error}",
-                remedy="Pass --config with the path of an existing bluegreen.yaml, or leave it out for defaults.",
-            ) from None
-        config = replace(parse(text, source=str(path), base=path.parent), path=path)
+        config = replace(parse(read(path), source=str(path), base=path.parent), path=path)
     return apply(config, overrides)
+
+
+def read(path: Path) -> str:
+    """The text of a configuration file: bounded in size, UTF-8; ConfigError naming the file otherwise."""
+    try:
+        with path.open("rb") as file:
+            data = file.read(validate.MAX_YAML_BYTES + 1)  # enough to refuse a huge file, no more
+        return validate.yaml_text(data, source=str(path))
+    except OSError as error:
+        raise ConfigError(
+            f"cannot read the configuration {path}: {error.strerror or error}",
+            remedy="Pass --config with the path of an existing bluegreen.yaml, or leave it out for defaults.",
+        ) from None
+    except ValueError as error:
+        raise ConfigError(
+            f"{error}", remedy="Point --config at a bluegreen.yaml (UTF-8 YAML text, at most 1 MiB)."
+        ) from None
 
 
 def apply(config: Config, overrides: Overrides) -> Config:
@@ -782,6 +777,15 @@ def apply(config: Config, overrides: Overrides) -> Config:
     tolerance = flag("p95-tolerance", overrides.p95_tolerance, parse_tolerance)
     error_rate = flag("max-error-rate", overrides.max_error_rate, parse_ratio)
     duration = flag("duration", overrides.duration, parse_duration)
+    # A file that names its app is that app's: its checks and thresholds judged against another app
+    # would pass or fail a release on someone else's numbers.
+    source = str(config.path) if config.path else "bluegreen.yaml"
+    for key, named, given in (
+        ("app", config.app, overrides.app),
+        ("namespace", config.namespace, overrides.namespace),
+    ):
+        if named and given and named != given:
+            problems.add(f"--{key}", 0, f"{given!r}, but {source} is for {key} {named!r}")
     problems.raise_if_any()
     gate, watch = config.gate, config.watch
     gate = replace(

@@ -1,7 +1,8 @@
 """The errors bluegreen raises: each says what went wrong and what to do, and maps to an exit code.
 
 Exit codes (documented in `bluegreen --help`):
-  0 done, 1 refused or rolled back, 2 bad usage or configuration, 3 cluster or API error.
+  0 done, 1 refused or rolled back, 2 bad usage or configuration, 3 cluster or API error,
+  130 cancelled by SIGINT, 143 cancelled by SIGTERM (128 + the signal, as a shell reports them).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ EXIT_OK = 0
 EXIT_REFUSED = 1
 EXIT_USAGE = 2
 EXIT_CLUSTER = 3
+EXIT_INTERRUPTED = 130  # SIGINT
+EXIT_TERMINATED = 143  # SIGTERM
 
 
 class BlueGreenError(Exception):
@@ -85,3 +88,18 @@ class ConflictError(ClusterError):
 
 class WaitTimeoutError(ClusterError):
     title = "Timed out"
+
+
+class LockLostError(ClusterError):
+    title = "Lost the lock"
+
+
+# Exit 143 or 130: stopped by a signal at a safe point; the message says what state was left.
+class CancelledError(BlueGreenError):
+    exit_code = EXIT_TERMINATED
+    title = "Cancelled"
+
+
+class InterruptedByUserError(CancelledError):
+    exit_code = EXIT_INTERRUPTED
+    title = "Interrupted"

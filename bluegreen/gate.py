@@ -136,6 +136,7 @@ class WatchResult(enum.StrEnum):
     BUDGET_SPENT = "budget-spent"  # the budget was spent but auto-rollback is off
     INCONCLUSIVE = "inconclusive"
     ERROR = "error"
+    PREEMPTED = "preempted"  # a rollback took the watch's Lease over: it ends, no rollback of its own
 
 
 @dataclass(frozen=True, kw_only=True)

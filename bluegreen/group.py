@@ -25,11 +25,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from bluegreen import validate
 from bluegreen.errors import ConfigError, RefusedError
 from bluegreen.intent import Release, decide
 from bluegreen.model import Color
 
-ROUTERS = ("service", "ingress", "gateway", "istio", "smi", "dns")
+ROUTERS = validate.ROUTERS
 Action = Literal["switch", "rollback"]
 
 
@@ -93,6 +94,15 @@ def parse_groups(raw: Any, *, default_namespace: str = "") -> tuple[tuple[Group,
         if not isinstance(name, str) or not name.strip():
             problems.append((_line(item, "name"), f"{where}.name", "required: a non-empty group name"))
             name = ""
+        elif len(name) > 253 or any(ord(c) < 32 for c in name):
+            problems.append(
+                (
+                    _line(item, "name"),
+                    f"{where}.name",
+                    f"{validate._shown(name)}: at most 253 printable characters",
+                )
+            )
+            name = ""
         elif name in names:
             problems.append(
                 (
@@ -103,9 +113,12 @@ def parse_groups(raw: Any, *, default_namespace: str = "") -> tuple[tuple[Group,
             )
         names.setdefault(name, _line(item, "name"))
         namespace = item.get("namespace", default_namespace)
-        if not isinstance(namespace, str):
-            problems.append((_line(item, "namespace"), f"{where}.namespace", "expected a namespace name"))
-            namespace = default_namespace
+        if namespace != default_namespace or "namespace" in item:
+            try:
+                validate.namespace(namespace)
+            except ValueError as error:
+                problems.append((_line(item, "namespace"), f"{where}.namespace", str(error)))
+                namespace = default_namespace
         members = _members(
             item.get("members"), f"{where}.members", _line(item, "members"), namespace, problems
         )
@@ -144,6 +157,24 @@ def _members(raw: Any, where: str, line: int, namespace: str, problems: list[Pro
         app = values["app"] if isinstance(values["app"], str) else ""
         if not app:
             problems.append((_line(item, "app") or _line(raw, j), f"{here}.app", "required: the app's name"))
+            continue
+        named = [
+            ("app", validate.app_name),
+            ("namespace", validate.namespace),
+            (
+                "object",
+                validate.service_name if values["router"] in (None, "service") else validate.dns_subdomain,
+            ),
+        ]
+        for key, check in named:
+            if key in bad or values[key] is None:
+                continue
+            try:
+                check(values[key])
+            except ValueError as error:
+                problems.append((_line(item, key), f"{here}.{key}", str(error)))
+                bad.append(key)
+        if "app" in bad:
             continue
         router = values["router"] if "router" not in bad and values["router"] else "service"
         if router not in ROUTERS:

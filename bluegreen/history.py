@@ -136,21 +136,29 @@ def lags(annotations: dict[str, str] | None, live: str | None) -> str:
     return ""
 
 
-def _patch_service(kube: Client, app: AppSpec, what: str, build: Any) -> list[dict[str, Any]]:
+def _patch_service(
+    kube: Client, app: AppSpec, what: str, build: Any, known: tuple[str, dict[str, str]] | None = None
+) -> list[dict[str, Any]]:
     """Read the live Service, build annotations from its annotations, write them guarded by the
-    resourceVersion read; re-read on a conflict. NotRecorded after RECORD_ATTEMPTS conflicts."""
+    resourceVersion read; re-read on a conflict. NotRecorded after RECORD_ATTEMPTS conflicts.
+
+    `known`: (resourceVersion, annotations) of the Service as our own last write left it, used for the
+    first attempt instead of a read: if anyone wrote it since, that attempt is a 409 and read again."""
     for _ in range(RECORD_ATTEMPTS):
-        service = call(
-            f"reading Service {app.namespace}/{app.service}",
-            lambda: kube.get(Service, app.service, namespace=app.namespace),
-        )
-        assert service.metadata is not None
-        annotations = build(dict(service.metadata.annotations or {}))
+        if known is not None:
+            version, found = known
+            known = None
+        else:
+            service = call(
+                f"reading Service {app.namespace}/{app.service}",
+                lambda: kube.get(Service, app.service, namespace=app.namespace),
+            )
+            assert service.metadata is not None
+            version, found = service.metadata.resourceVersion or "", dict(service.metadata.annotations or {})
+        annotations = build(dict(found))
         if annotations is None:
-            return parse(service.metadata.annotations)
-        patch = {
-            "metadata": {"resourceVersion": service.metadata.resourceVersion, "annotations": annotations}
-        }
+            return parse(found)
+        patch = {"metadata": {"resourceVersion": version, "annotations": annotations}}
         try:
             call(
                 f"{what} on Service {app.namespace}/{app.service}",
@@ -193,7 +201,14 @@ def clear_intent(kube: Client, app: AppSpec) -> None:
     _patch_service(kube, app, "clearing an unfinished switch's intent", lambda _: {SWITCHING_TO: None})
 
 
-def amend(kube: Client, app: AppSpec, entry_id: str, extra: dict[str, Any]) -> list[dict[str, Any]]:
+def amend(
+    kube: Client,
+    app: AppSpec,
+    entry_id: str,
+    extra: dict[str, Any],
+    *,
+    known: tuple[str, dict[str, str]] | None = None,
+) -> list[dict[str, Any]]:
     """Add what was learnt after the switch (timings, verification) to its history entry; returns
     the history as written (or as read, when the entry is gone), newest first."""
 
@@ -201,7 +216,7 @@ def amend(kube: Client, app: AppSpec, entry_id: str, extra: dict[str, Any]) -> l
         text = amended(found, entry_id, extra)
         return None if text is None else {HISTORY: text}
 
-    return _patch_service(kube, app, "adding the switch's timings to the history", build)
+    return _patch_service(kube, app, "adding the switch's timings to the history", build, known)
 
 
 def event(kube: Client, app: AppSpec, *, reason: str, note: str, warning: bool = False) -> None:

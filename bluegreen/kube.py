@@ -7,18 +7,25 @@ concurrent change; a refused connection is retried a few times with backoff, the
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
 import json
 import os
+import ssl
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import httpx2
+import msgspec
 import yaml
 from lightkube import ApiError, Client, ConfigError, KubeConfig
+from lightkube.config import models as kubeconfig_models
 
+from bluegreen import cancel, validate
 from bluegreen.errors import (
     BlueGreenError,
     ClusterError,
@@ -34,28 +41,203 @@ FIELD_MANAGER = "bluegreen"
 RETRIES = 4  # attempts for a call whose request never reached the apiserver
 BACKOFF = 0.25  # seconds, doubled after each failed attempt: 0.25 + 0.5 + 1 = under 2 s in all
 RBAC_REMEDY = "Grant it to this identity: deploy/rbac.yaml lists every verb bluegreen uses."
+# Opt-in: a file to which every request sent is appended as "<unix time> <METHOD> <path?query>", so the
+# bench and the tests can count what a phase sends. Read once, at connect; unset costs nothing more.
+REQUEST_LOG = "BLUEGREEN_REQUEST_LOG"
+INITIAL_EVENTS_END = "k8s.io/initial-events-end"
 
 
 def connect(*, kubeconfig: str | None = None, context: str | None = None, timeout: float = 10.0) -> Client:
-    """A client for the cluster named by `kubeconfig` (else $KUBECONFIG, ~/.kube/config, in-cluster)."""
+    """A client for the cluster named by `kubeconfig` (else $KUBECONFIG, ~/.kube/config, in-cluster).
+
+    The kubeconfig is read through the same safe YAML as bluegreen.yaml and its shape checked field by
+    field (kubeconfig_data), so a hand-edited file gets a message naming the bad field, exit 2."""
+    where = kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config or the in-cluster account"
+    remedy = "Pass --kubeconfig (and --context) naming a cluster you can reach."
     try:
         if kubeconfig:
-            path = Path(kubeconfig).expanduser()
-            if not path.is_file():
-                raise UsageError(
-                    f"kubeconfig {path} does not exist", remedy="Pass the path of a kubeconfig file."
-                )
-            config = KubeConfig.from_file(path)
+            config = _from_file(Path(kubeconfig).expanduser(), explicit=True)
         else:
-            config = KubeConfig.from_env()
+            try:
+                config = KubeConfig.from_service_account()
+            except ConfigError:
+                config = _from_file(
+                    Path(os.environ.get("KUBECONFIG") or "~/.kube/config").expanduser(), explicit=False
+                )
         single = config.get(context_name=context) if context else config.get()
+    except UsageError:
+        raise
     except (ConfigError, OSError, ValueError, KeyError, TypeError, yaml.YAMLError) as error:
-        where = kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config or the in-cluster account"
+        raise UsageError(f"cannot use the kubeconfig ({where}): {error}", remedy=remedy) from None
+    try:
+        client = Client(
+            single, timeout=httpx2.Timeout(timeout), field_manager=FIELD_MANAGER, transport=_transport(single)
+        )
+    except (ssl.SSLError, OSError, ValueError, TypeError, ConfigError, httpx2.InvalidURL) as error:
+        # What the shape check cannot see: PEM that parses as base64 but not as a certificate or key,
+        # a certificate file that cannot be read, a key that does not match its certificate.
         raise UsageError(
-            f"cannot use the kubeconfig ({where}): {error}",
-            remedy="Pass --kubeconfig (and --context) naming a cluster you can reach.",
+            f"cannot use the kubeconfig ({where}), context {getattr(single, 'context_name', context)!r}: "
+            f"its TLS settings (certificate-authority*, client-certificate*, client-key*) are unusable: "
+            f"{type(error).__name__}: {error}",
+            remedy="Fix or re-export the certificate and key data, e.g. with `kubectl config view --raw`.",
         ) from None
-    return Client(single, timeout=httpx2.Timeout(timeout), field_manager=FIELD_MANAGER)
+    log = os.environ.get(REQUEST_LOG)
+    if log:
+        _log_requests(client, Path(log))
+    return client
+
+
+def _transport(single: Any) -> httpx2.BaseTransport | None:
+    """The standard library's HTTP/1.1 (bluegreen/transport.py) instead of httpcore2, which costs a
+    fifth of a switch's CPU in imports alone. Proxied URLs keep httpx2's own transport, as before."""
+    from lightkube.config.client_adapter import verify_cluster
+
+    from bluegreen.transport import StdlibTransport
+
+    return StdlibTransport(verify_cluster(single.cluster, single.user, single.abs_file))
+
+
+def _log_requests(client: Client, path: Path) -> None:
+    http: httpx2.Client = client._client._client  # the HTTP client lightkube built (as watch_until uses)
+
+    def note(request: httpx2.Request) -> None:
+        with path.open("a", encoding="utf-8") as out:
+            out.write(f"{time.time():.6f} {request.method} {request.url.raw_path.decode()}\n")
+
+    http.event_hooks = {**http.event_hooks, "request": [*http.event_hooks["request"], note]}
+
+
+def _from_file(path: Path, *, explicit: bool) -> KubeConfig:
+    if not path.is_file():
+        raise UsageError(
+            f"kubeconfig {path} does not exist",
+            remedy="Pass the path of a kubeconfig file."
+            if explicit
+            else "Pass --kubeconfig, set $KUBECONFIG, or run inside the cluster.",
+        )
+    with path.open("rb") as file:
+        raw = file.read(validate.MAX_YAML_BYTES + 1)
+    data = kubeconfig_data(validate.yaml_text(raw, source=str(path)), source=str(path))
+    return KubeConfig.from_dict(data, fname=path)
+
+
+class _NamedCluster(msgspec.Struct):
+    name: str
+    cluster: kubeconfig_models.Cluster
+
+
+class _NamedContext(msgspec.Struct):
+    name: str
+    context: kubeconfig_models.Context
+
+
+class _NamedUser(msgspec.Struct):
+    name: str
+    user: kubeconfig_models.User
+
+
+class _Kubeconfig(msgspec.Struct):
+    """The shape lightkube reads, field by field; msgspec names the path of whatever does not fit."""
+
+    clusters: list[_NamedCluster]
+    contexts: list[_NamedContext]
+    users: list[_NamedUser] = []
+    current_context: str | None = msgspec.field(name="current-context", default=None)
+
+
+_PEM_FIELDS = ("certificate-authority-data", "client-certificate-data", "client-key-data")
+
+
+def kubeconfig_data(text: str, *, source: str = "kubeconfig") -> dict[str, Any]:
+    """The kubeconfig in `text` as the plain dict lightkube takes, checked: ValueError naming the field.
+
+    Refused: an empty document, anything but a mapping, a wrong type anywhere lightkube reads, a
+    server that is not an http(s) URL with a host, certificate data that is not base64 PEM, a context
+    naming a cluster or user that is not there. Aliases, depth and size are refused by the safe YAML.
+    """
+    try:
+        data = validate.load_yaml(text)
+    except yaml.MarkedYAMLError as error:
+        # The problem and its place only: PyYAML's own message quotes the line, which may hold a token.
+        mark = error.problem_mark
+        where = f"{source}:{mark.line + 1}" if mark else source
+        raise ValueError(f"{where}: not valid YAML: {error.problem or error.context}") from None
+    except yaml.YAMLError as error:
+        raise ValueError(f"{source}: not valid YAML ({type(error).__name__})") from None
+    if data is None:
+        raise ValueError(f"{source}: the kubeconfig is empty")
+    if not isinstance(data, dict):
+        raise ValueError(
+            f"{source}: expected a mapping with clusters, contexts and users, got a {type(data).__name__}"
+        )
+    try:
+        shape = msgspec.convert(data, _Kubeconfig, strict=True)
+    except msgspec.ValidationError as error:
+        raise ValueError(f"{source}: {error}".replace("`$.", "`").replace(" - at `$`", "")) from None
+    clusters = {c.name for c in shape.clusters}
+    users = {u.name for u in shape.users}
+    contexts = {c.name for c in shape.contexts}
+    for i, named in enumerate(shape.clusters):
+        where = f"{source}: clusters[{i}] ({named.name!r}).cluster"
+        server = named.cluster.server
+        try:
+            parts = urlsplit(server)
+            parts.port  # noqa: B018  # raises ValueError for a port that is not a number in range
+            httpx2.URL(server)
+        except (ValueError, httpx2.InvalidURL) as error:
+            raise ValueError(f"{where}.server: {validate._shown(server)} is not a URL ({error})") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"{where}.server: {validate._shown(server)} is not a URL like https://HOST:6443")
+        raw_cluster = data["clusters"][i]["cluster"]
+        _pem(raw_cluster, "certificate-authority-data", where)
+    for i, named_user in enumerate(shape.users):
+        raw_user = data["users"][i]["user"]
+        where = f"{source}: users[{i}] ({named_user.name!r}).user"
+        for key in ("client-certificate-data", "client-key-data"):
+            _pem(raw_user, key, where)
+        has_cert = bool(named_user.user.client_cert or named_user.user.client_cert_data)
+        has_key = bool(named_user.user.client_key or named_user.user.client_key_data)
+        if has_cert != has_key:
+            given, missing = (
+                ("client-certificate", "client-key") if has_cert else ("client-key", "client-certificate")
+            )
+            raise ValueError(f"{where}: {given}(-data) without {missing}(-data): give both or neither")
+    for i, named_context in enumerate(shape.contexts):
+        where = f"{source}: contexts[{i}] ({named_context.name!r}).context"
+        if named_context.context.cluster not in clusters:
+            raise ValueError(
+                f"{where}.cluster: no cluster named {named_context.context.cluster!r} "
+                f"(clusters: {', '.join(sorted(clusters)) or 'none'})"
+            )
+        if named_context.context.user and named_context.context.user not in users:
+            raise ValueError(
+                f"{where}.user: no user named {named_context.context.user!r} "
+                f"(users: {', '.join(sorted(users)) or 'none'})"
+            )
+    if shape.current_context is not None and shape.current_context not in contexts:
+        raise ValueError(
+            f"{source}: current-context: no context named {shape.current_context!r} "
+            f"(contexts: {', '.join(sorted(contexts)) or 'none'})"
+        )
+    return data
+
+
+def _pem(section: dict[str, Any], key: str, where: str) -> None:
+    value = section.get(key)
+    if value is None:
+        return
+    try:
+        decoded = base64.b64decode("".join(str(value).split()), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError(f"{where}.{key}: not base64 (it holds base64 of PEM data)") from None
+    if b"-----BEGIN " not in decoded:
+        raise ValueError(f"{where}.{key}: the base64 does not hold PEM data (-----BEGIN ...)")
+    if key == "certificate-authority-data":
+        try:
+            ssl.create_default_context(cadata=decoded.decode("ascii", "replace"))
+        except (ssl.SSLError, ValueError) as error:
+            raise ValueError(f"{where}.{key}: not a usable CA certificate ({error})") from None
 
 
 def mapped(what: str, error: Exception) -> BlueGreenError:
@@ -101,11 +283,28 @@ def _retryable(error: Exception, *, idempotent: bool) -> bool:
     return idempotent and code in (429, 500, 502, 503, 504)
 
 
-def call(what: str, fn: Callable[[], T], *, idempotent: bool = True) -> T:
+def call(what: str, fn: Callable[[], T], *, idempotent: bool = True, guard: bool = True) -> T:
     """Run one API call; retry what is safe to retry, with backoff; map every failure to ours.
 
     `idempotent=False` for writes: a write that timed out may have landed, so it is not sent again.
+    Once the run is cancelled no call is started (cancel.before_read), nor a write once it has lost
+    its Lease (cancel.before_write); `guard=False` for the Lease's own calls, which releasing needs.
+    A write once sent is awaited: a signal cannot cut it.
     """
+    if idempotent:
+        if guard:
+            cancel.before_read()
+        return _call(what, fn, idempotent=True)
+    if guard:
+        cancel.before_write(what)
+    with cancel.shield():
+        done = _call(what, fn, idempotent=False)
+        if guard:
+            cancel.wrote(what)
+        return done
+
+
+def _call(what: str, fn: Callable[[], T], *, idempotent: bool) -> T:
     delay = BACKOFF
     for attempt in range(1, RETRIES + 1):
         try:
@@ -118,12 +317,30 @@ def call(what: str, fn: Callable[[], T], *, idempotent: bool = True) -> T:
     raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
 
-def found(what: str, fn: Callable[[], T]) -> T | None:
+def found(what: str, fn: Callable[[], T], *, guard: bool = True) -> T | None:
     """`call`, but None where the object does not exist."""
     try:
-        return call(what, fn)
+        return call(what, fn, guard=guard)
     except NotFoundError:
         return None
+
+
+def get_json(kube: Client, path: str, *, params: dict[str, str] | None = None) -> dict[str, Any]:
+    """GET an API path as the plain dict the apiserver sent (an object, or a list with its items).
+
+    For reads that pure decision code takes as dicts anyway: decoding into lightkube's typed model
+    first builds msgspec decoders for the model's whole type tree on first use (a Deployment: ~25 ms
+    of CPU, a Pod list ~8 ms, in every process), only for to_dict() to undo it. Failures are the same
+    ApiError and httpx2 errors as from `kube.get`, so `call` maps and retries them alike."""
+    response = kube._client._client.get(path, params=params)
+    kube._client.raise_for_status(response)  # type: ignore[no-untyped-call]
+    out: dict[str, Any] = json.loads(response.content)
+    return out
+
+
+def label_selector(labels: dict[str, Any]) -> str:
+    """A labelSelector of equalities, as lightkube writes one."""
+    return ",".join(f"{key}={value}" for key, value in labels.items())
 
 
 def to_dict(obj: Any) -> dict[str, Any]:
@@ -140,12 +357,18 @@ def watch_until(
     resource_version: str,
     deadline: float,
     on_event: Callable[[str, dict[str, Any]], bool],
+    initial_events: bool = False,
 ) -> str:
     """One watch request on `path` from `resource_version`, until `on_event` returns True or `deadline`.
 
     lightkube's own watch reconnects forever, so a caller cannot stop it at a deadline; this is a single
     bounded stream (the server ends it at timeoutSeconds, we stop reading at the deadline). Returns the
     last resourceVersion seen, for the caller to list or watch again from.
+
+    `initial_events` (with resource_version ""): the stream starts with every current object as ADDED
+    and then a BOOKMARK annotated k8s.io/initial-events-end (a list and a watch in one request, the
+    apiserver's WatchList); bookmarks are then passed to `on_event` too, so the caller knows when it
+    has seen everything. An apiserver that ignores the parameters sends the objects without the mark.
     """
     remaining = deadline - time.monotonic()
     if remaining <= 0:
@@ -158,6 +381,8 @@ def watch_until(
         "allowWatchBookmarks": "true",
         "timeoutSeconds": str(max(1, int(remaining + 0.999))),
     }
+    if initial_events:
+        query.update(sendInitialEvents="true", resourceVersionMatch="NotOlderThan")
     try:
         with http.stream(
             "GET", path, params=query, timeout=httpx2.Timeout(10.0, read=remaining + 5)
@@ -173,13 +398,19 @@ def watch_until(
                 resource_version = (obj.get("metadata") or {}).get("resourceVersion") or resource_version
                 if event.get("type") == "ERROR":
                     break  # e.g. 410 Gone: the caller lists again
-                if event.get("type") != "BOOKMARK" and on_event(event["type"], obj):
+                if (initial_events or event.get("type") != "BOOKMARK") and on_event(event["type"], obj):
                     break
                 if time.monotonic() >= deadline:
                     break
     except (httpx2.HTTPError, json.JSONDecodeError) as error:
         raise mapped(f"watching {path}", error) from None
     return resource_version
+
+
+def initial_events_end(event_type: str, obj: dict[str, Any]) -> bool:
+    """The bookmark that ends a watch's initial events (see watch_until)."""
+    annotations = (obj.get("metadata") or {}).get("annotations") or {}
+    return event_type == "BOOKMARK" and annotations.get(INITIAL_EVENTS_END) == "true"
 
 
 def prime_decoders(*resources: type) -> None:

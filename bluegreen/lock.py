@@ -1,8 +1,23 @@
 """The lock: a coordination.k8s.io/v1 Lease `bluegreen-<app>` that every mutating command holds.
 
 Taking it is a write guarded by the resourceVersion read, so of two runs only one can win. The holder
-renews it while it works; a run that dies leaves a Lease that expires after `duration` seconds and is
-then taken over. Releasing clears the holder but keeps the object, so `leaseTransitions` counts runs.
+renews it while it works; releasing clears the holder but keeps the object, so `leaseTransitions`
+counts runs.
+
+Expiry is judged as client-go's leaderelection judges it: by the clock of the run that reads, never
+by the holder's. A waiting run remembers when, by its own monotonic clock, it last saw the Lease's
+record change; a holder whose record has not changed for `leaseDurationSeconds` of that clock is
+gone, and its Lease is taken over. So a run that died frees the lock `duration` seconds after another
+run starts watching it, whatever the two machines' clocks say.
+
+The holder stops writing once the Lease may no longer be its own: when a renewal finds another
+holder, or when no renewal has succeeded for RENEW_DEADLINE of the duration (others may be about to
+take over). Every write of the run passes `check_held` first (cancel.guarded), and fails with
+LockLostError instead of being sent.
+
+A watch holds the Lease "preemptible": a rollback takes it over at once instead of waiting (an
+emergency rollback never waits for a release), and the watch sees that within one interval and
+ends `preempted`. Deploy, switch and retire never hold it preemptible and are never taken over.
 """
 
 from __future__ import annotations
@@ -12,9 +27,10 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from functools import partial
+from datetime import UTC, datetime
 from types import TracebackType
 
 from lightkube import Client
@@ -22,44 +38,76 @@ from lightkube.models.coordination_v1 import LeaseSpec
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.coordination_v1 import Lease
 
-from bluegreen.errors import ConflictError, LockHeldError
+from bluegreen import cancel
+from bluegreen.errors import ConflictError, LockHeldError, LockLostError
 from bluegreen.kube import call, found
 from bluegreen.model import AppSpec, NullReporter, Reporter, RunInfo
 
 DURATION_S = 60
+RENEW_DEADLINE = 2 / 3  # of the duration: past it without a renewal, the holder stops writing
+RETRY_S = 2.0  # seconds between renewal attempts after one failed
+POLL_S = 1.0  # seconds between reads while waiting for the lock
+MODE = "bluegreen.io/lock-mode"  # "preemptible" while a watch holds it
+PREEMPTIBLE = "preemptible"
+PREEMPTED_BY = "bluegreen.io/preempted-by"  # set by the rollback that took it over
+
+
+@dataclass(frozen=True)
+class Seen:
+    """A Lease record as a waiting run saw it, and when (its own monotonic clock) it first saw it."""
+
+    record: tuple[str, str, str]  # holder, renewTime, resourceVersion: any change is a sign of life
+    at: float
 
 
 @dataclass(frozen=True)
 class Holder:
     identity: str
     since: datetime | None
-    expires: datetime | None
+    left: float  # seconds of our clock before it counts as gone, unless its record changes
+    preemptible: bool = False
 
 
-def holder_of(spec: LeaseSpec | None, now: datetime) -> Holder | None:
-    """Who holds the lease now, or None when it is free or has expired (pure)."""
-    if spec is None or not spec.holderIdentity:
-        return None
-    renewed = spec.renewTime or spec.acquireTime
+def judge(lease: Lease | None, seen: Seen | None, now: float) -> tuple[Holder | None, Seen | None]:
+    """Who holds the Lease now, or None when it is free or its holder is gone (pure).
+
+    `seen` is what the caller saw before (or None); `now` the caller's monotonic clock. Returns the
+    holder and what to remember for the next read."""
+    spec = lease.spec if lease is not None else None
+    if lease is None or spec is None or not spec.holderIdentity:
+        return None, None
+    renewed = str(spec.renewTime or spec.acquireTime or "")
+    version = (lease.metadata.resourceVersion if lease.metadata else None) or ""
+    record = (spec.holderIdentity, renewed, version)
+    if seen is None or seen.record != record:
+        seen = Seen(record=record, at=now)
     duration = spec.leaseDurationSeconds or DURATION_S
-    expires = renewed + timedelta(seconds=duration) if renewed else None
-    if expires is not None and expires <= now:
-        return None
-    return Holder(identity=spec.holderIdentity, since=spec.acquireTime, expires=expires)
-
-
-def describe(holder: Holder, now: datetime) -> str:
-    since = f" since {holder.since.isoformat(timespec='seconds')}" if holder.since else ""
-    left = (
-        f", expires in {int((holder.expires - now).total_seconds())}s unless renewed"
-        if holder.expires
-        else ""
+    left = duration - (now - seen.at)
+    if left <= 0:
+        return None, seen
+    annotations = (lease.metadata.annotations if lease.metadata else None) or {}
+    return (
+        Holder(
+            identity=spec.holderIdentity,
+            since=spec.acquireTime,
+            left=left,
+            preemptible=annotations.get(MODE) == PREEMPTIBLE,
+        ),
+        seen,
     )
-    return f"{holder.identity}{since}{left}"
+
+
+def describe(holder: Holder) -> str:
+    since = f" since {holder.since.isoformat(timespec='seconds')}" if holder.since else ""
+    mode = " (a watch: a rollback takes it over)" if holder.preemptible else ""
+    return f"{holder.identity}{since}{mode}; free after {holder.left:.0f}s without renewal"
 
 
 class Lock:
-    """`with Lock(kube, app, run): ...` holds the app's Lease for the block, renewing it meanwhile."""
+    """`with Lock(kube, app, run): ...` holds the app's Lease for the block, renewing it meanwhile.
+
+    Re-entrant: a nested use (release's phases, the watch's own rollback) keeps the Lease, and only the
+    outermost exit releases it."""
 
     def __init__(
         self,
@@ -76,17 +124,89 @@ class Lock:
         # Unique per process: two runs by the same actor still exclude each other.
         self.identity = f"{run.holder} on {socket.gethostname()} pid {os.getpid()} [{uuid.uuid4().hex[:8]}]"
         self._lease: Lease | None = None
+        self._depth = 0
+        self._lost = ""  # why the Lease is no longer ours ('' while it is)
+        self.preempted_by = ""  # the rollback that took it over, if one did
+        self._renewed = 0.0  # our monotonic clock at the last successful write of the Lease
+        self._mutex = threading.Lock()  # the renewer and the run both write the Lease
         self._stop = threading.Event()
         self._renewer: threading.Thread | None = None
 
+    # -- holding ----------------------------------------------------------------------------------
+
     def __enter__(self) -> Lock:
-        self.acquire()
+        self._enter(preemptible=False, preempt=False)
         return self
 
     def __exit__(
         self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self.release()
+        self._exit()
+
+    @contextmanager
+    def hold(self, *, preemptible: bool = False, preempt: bool = False) -> Iterator[Lock]:
+        """Hold the Lease for the block. `preemptible`: a rollback may take it over (the watch);
+        `preempt`: take it over from a preemptible holder instead of waiting (rollback)."""
+        self._enter(preemptible=preemptible, preempt=preempt)
+        try:
+            with cancel.guarded(self.check_held):
+                yield self
+        finally:
+            self._exit()
+
+    def _enter(self, *, preemptible: bool, preempt: bool) -> None:
+        if self._depth == 0:
+            try:
+                self.acquire(preemptible=preemptible, preempt=preempt)
+            except BaseException:
+                # A signal that came while the Lease was being taken stops the run right after:
+                # give back what was taken (release reads whose it is).
+                self.release()
+                raise
+        elif not preemptible:
+            self._promote()
+        self._depth += 1
+
+    def _exit(self) -> None:
+        self._depth -= 1
+        if self._depth == 0:
+            self.release()
+
+    def held(self) -> bool:
+        """Still ours, as far as this run knows (no other holder seen, renewed recently enough)."""
+        return (
+            self._lease is not None
+            and not self._lost
+            and time.monotonic() - self._renewed < self.duration * RENEW_DEADLINE
+        )
+
+    def lost(self) -> str:
+        """Why the Lease is no longer ours, '' while it is."""
+        if self._lost or self._lease is None:
+            return self._lost or "the lock is not held"
+        if time.monotonic() - self._renewed >= self.duration * RENEW_DEADLINE:
+            return f"it could not be renewed for {self.duration * RENEW_DEADLINE:.0f}s"
+        return ""
+
+    def check_held(self, what: str) -> None:
+        """The write guard: LockLostError instead of sending `what` without the Lease."""
+        why = self.lost()
+        if why:
+            raise LockLostError(
+                f"{what}: not sent, because this run no longer holds {self._what()}: {why}",
+                remedy="Another run may be changing the app: see `bluegreen status`, then run again.",
+            )
+
+    def refresh(self) -> str:
+        """Read the Lease now; returns why it is no longer ours ('' while it is). The watch calls this
+        every interval, so a rollback that took it over is seen within one interval."""
+        lease = self._read()
+        spec = lease.spec if lease else None
+        if spec is None or spec.holderIdentity != self.identity:
+            self._mark_lost(lease)
+        return self.lost()
+
+    # -- the Lease --------------------------------------------------------------------------------
 
     def _what(self) -> str:
         return f"lock Lease {self.app.namespace}/{self.app.lease}"
@@ -95,104 +215,222 @@ class Lock:
         return found(
             f"reading {self._what()}",
             lambda: self.kube.get(Lease, self.app.lease, namespace=self.app.namespace),
+            guard=False,  # releasing reads it too, after a signal
         )
 
-    def acquire(self) -> None:
+    def acquire(self, *, preemptible: bool = False, preempt: bool = False) -> None:
+        # Shielded: a signal never leaves a Lease taken and not known to be ours; the wait between
+        # reads is where a cancelled run stops (cancel.sleep).
+        with cancel.shield():
+            self._acquire(preemptible=preemptible, preempt=preempt)
+
+    def _acquire(self, *, preemptible: bool, preempt: bool) -> None:
         deadline = time.monotonic() + self.wait
         last_note = 0.0
+        seen: Seen | None = None
         while True:
-            now = datetime.now(UTC)
+            cancel.check()
             lease = self._read()
-            holder = holder_of(lease.spec, now) if lease else None
-            if holder is None or holder.identity == self.identity:
+            holder, seen = judge(lease, seen, time.monotonic())
+            taking_over = holder is not None and holder.preemptible and preempt
+            if holder is None or holder.identity == self.identity or taking_over:
                 try:
-                    self._create(now) if lease is None else self._take(lease, now)
+                    if lease is None:
+                        self._create(preemptible=preemptible)
+                    else:
+                        self._take(lease, preemptible=preemptible, preempting=taking_over)
                 except ConflictError:
                     continue  # another run wrote first: read again and decide again
+                if taking_over and holder is not None:
+                    self.reporter.progress(
+                        f"took the lock over from {holder.identity} (a rollback preempts a watch)"
+                    )
                 break
             if time.monotonic() >= deadline:
                 raise LockHeldError(
-                    f"{self._what()} is held by {describe(holder, now)}",
-                    remedy="Wait for that run to finish, or pass --wait-for-lock DURATION. "
-                    "A run that died frees the lock when it expires.",
+                    f"{self._what()} is held by {describe(holder)}",
+                    remedy="Wait for that run to finish, or pass --wait-for-lock DURATION (longer than "
+                    f"{self.duration}s to outlast a run that died without releasing it).",
                 )
             if time.monotonic() - last_note > 5:
-                self.reporter.progress(f"waiting for the lock held by {describe(holder, now)}")
+                self.reporter.progress(f"waiting for the lock held by {describe(holder)}")
                 last_note = time.monotonic()
-            time.sleep(1.0)
+            cancel.sleep(POLL_S)
+        self._lost, self.preempted_by = "", ""
         self._stop = threading.Event()
         self._renewer = threading.Thread(
             target=self._renew, args=(self._stop,), name="bluegreen-lock-renewer", daemon=True
         )
         self._renewer.start()
 
-    def _spec(self, now: datetime, previous: LeaseSpec | None) -> LeaseSpec:
+    def _spec(self, previous: LeaseSpec | None) -> LeaseSpec:
+        now = datetime.now(UTC)  # written for people to read; no decision uses it
+        ours = previous is not None and previous.holderIdentity == self.identity
         transitions = (previous.leaseTransitions or 0) if previous else 0
-        if previous is None or previous.holderIdentity != self.identity:
-            transitions += 1 if previous else 0
         return LeaseSpec(
             holderIdentity=self.identity,
             leaseDurationSeconds=self.duration,
-            acquireTime=now
-            if previous is None or previous.holderIdentity != self.identity
-            else previous.acquireTime,
+            acquireTime=previous.acquireTime if ours and previous else now,
             renewTime=now,
-            leaseTransitions=transitions,
+            leaseTransitions=transitions if ours or previous is None else transitions + 1,
         )
 
-    def _create(self, now: datetime) -> None:
+    def _stamped(self, now: float, lease: Lease) -> None:
+        self._lease, self._renewed = lease, now
+
+    def _create(self, *, preemptible: bool) -> None:
+        annotations = {MODE: PREEMPTIBLE} if preemptible else None
         lease = Lease(
-            metadata=ObjectMeta(name=self.app.lease, labels={"app.kubernetes.io/managed-by": "bluegreen"}),
-            spec=self._spec(now, None),
+            metadata=ObjectMeta(
+                name=self.app.lease,
+                labels={"app.kubernetes.io/managed-by": "bluegreen"},
+                annotations=annotations,
+            ),
+            spec=self._spec(None),
         )
-        self._lease = call(
+        sent = time.monotonic()
+        created = call(
             f"creating {self._what()}",
             lambda: self.kube.create(lease, namespace=self.app.namespace),
             idempotent=False,
+            guard=False,
         )
+        self._stamped(sent, created)
 
-    def _take(self, lease: Lease, now: datetime) -> None:
+    def _take(self, lease: Lease, *, preemptible: bool, preempting: bool) -> None:
         # replace() sends the resourceVersion we read: a concurrent taker makes this a 409.
-        lease.spec = self._spec(now, lease.spec)
-        self._lease = call(f"taking {self._what()}", lambda: self.kube.replace(lease), idempotent=False)
+        metadata = lease.metadata or ObjectMeta()
+        annotations = {k: v for k, v in (metadata.annotations or {}).items() if k not in (MODE, PREEMPTED_BY)}
+        if preemptible:
+            annotations[MODE] = PREEMPTIBLE
+        if preempting:
+            annotations[PREEMPTED_BY] = self.identity
+        metadata.annotations = annotations
+        lease.metadata = metadata
+        lease.spec = self._spec(lease.spec)
+        sent = time.monotonic()
+        taken = call(
+            f"taking {self._what()}", lambda: self.kube.replace(lease), idempotent=False, guard=False
+        )
+        self._stamped(sent, taken)
+
+    def _write(self, *, mode: str | None) -> None:
+        """Renew the Lease (and set its mode when `mode` is not None), guarded by its resourceVersion.
+
+        A conflict is read again: still ours, written again; someone else's, lost."""
+        with self._mutex:
+            for _ in range(3):
+                lease = self._lease
+                if lease is None or lease.spec is None or self._lost:
+                    return
+                if mode is not None and lease.metadata is not None:
+                    annotations = dict(lease.metadata.annotations or {})
+                    annotations.pop(MODE, None)
+                    if mode:
+                        annotations[MODE] = mode
+                    lease.metadata.annotations = annotations
+                lease.spec.renewTime = datetime.now(UTC)
+                sent = time.monotonic()
+                try:
+                    written = call(
+                        f"renewing {self._what()}",
+                        lambda: self.kube.replace(lease),
+                        idempotent=False,
+                        guard=False,
+                    )
+                except ConflictError:
+                    current = self._read()
+                    if (
+                        current is None
+                        or current.spec is None
+                        or current.spec.holderIdentity != self.identity
+                    ):
+                        self._mark_lost(current)
+                        return
+                    self._lease = current
+                    continue
+                self._stamped(sent, written)
+                return
+
+    def _mark_lost(self, lease: Lease | None) -> None:
+        spec = lease.spec if lease else None
+        annotations = (lease.metadata.annotations if lease and lease.metadata else None) or {}
+        other = spec.holderIdentity if spec else None
+        preempter = annotations.get(PREEMPTED_BY, "")
+        if preempter and preempter != self.identity:
+            # Our own take cleared the mark: it was written since, by a rollback that may be done
+            # and gone already (it leaves the mark when it releases).
+            self.preempted_by = preempter
+            self._lost = f"a rollback took it over ({preempter})"
+        elif other:
+            self._lost = f"{other} holds it now"
+        else:
+            self._lost = "someone released it"
+
+    def _promote(self) -> None:
+        """A nested exclusive use of a preemptible hold (the watch rolling back by itself): from now on
+        a rollback must wait, or, if one took it over already, this run stops before writing."""
+        lease = self._lease
+        annotations = (lease.metadata.annotations if lease and lease.metadata else None) or {}
+        if annotations.get(MODE) == PREEMPTIBLE:
+            self._write(mode="")
+        self.check_held("holding the lock for a rollback")
 
     def _renew(self, stop: threading.Event) -> None:
-        while not stop.wait(self.duration / 3):
-            lease = self._lease
-            if lease is None or lease.spec is None:
-                return
-            lease.spec.renewTime = datetime.now(UTC)
+        interval = self.duration / 3
+        while not stop.wait(interval) and not self._lost:
             try:
-                self._lease = call(
-                    f"renewing {self._what()}", partial(self.kube.replace, lease), idempotent=False
-                )
-            except Exception as error:  # a failed renewal must not kill the run: say it
+                self._write(mode=None)
+                interval = self.duration / 3
+            except Exception as error:  # said, retried soon; past RENEW_DEADLINE the run stops writing
                 self.reporter.warning(f"could not renew {self._what()}: {error}")
+                interval = RETRY_S
 
     def release(self) -> None:
+        """Give the Lease back. Never raises: the run's own outcome (or error) is what to report, and a
+        Lease not released frees itself after `duration` seconds."""
         self._stop.set()
         if self._renewer is not None:
-            self._renewer.join(timeout=5)
+            self._renewer.join(timeout=2)
+            self._renewer = None
+        try:
+            with cancel.shield(stop_after=False):
+                self._release()
+        except Exception as error:
+            self.reporter.warning(
+                f"could not release {self._what()} ({error}); it frees itself in {self.duration}s"
+            )
+        finally:
+            self._lease = None
+            self._depth = 0
+
+    def _release(self) -> None:
+        if self._lost:
+            return  # someone else's now
         lease = self._read()
         if lease is None or lease.spec is None or lease.spec.holderIdentity != self.identity:
             return
         lease.spec.holderIdentity = None
         lease.spec.renewTime = None
-        try:
-            call(f"releasing {self._what()}", lambda: self.kube.replace(lease), idempotent=False)
-        except Exception as error:  # the work is done; the lock expires anyway
-            self.reporter.warning(
-                f"could not release {self._what()} ({error}); it expires in {self.duration}s"
-            )
-        self._lease = None
+        if lease.metadata is not None and lease.metadata.annotations:
+            # preempted-by stays: the watch it preempted may read the Lease only after this release.
+            lease.metadata.annotations = {k: v for k, v in lease.metadata.annotations.items() if k != MODE}
+        call(f"releasing {self._what()}", lambda: self.kube.replace(lease), idempotent=False, guard=False)
 
 
 def current_holder(kube: Client, app: AppSpec) -> str | None:
-    """Who holds the app's lock now, described for `status`; None when free."""
+    """Who holds the app's lock now, described for `status`; None when free.
+
+    One read cannot tell a live holder from one that died: that takes watching it (judge)."""
     lease = found(
         f"reading lock Lease {app.namespace}/{app.lease}",
         lambda: kube.get(Lease, app.lease, namespace=app.namespace),
     )
-    now = datetime.now(UTC)
-    holder = holder_of(lease.spec if lease else None, now)
-    return describe(holder, now) if holder else None
+    holder, _ = judge(lease, None, time.monotonic())
+    if holder is None or lease is None or lease.spec is None:
+        return None
+    renewed = lease.spec.renewTime
+    when = f", last renewed {renewed.isoformat(timespec='seconds')} by its clock" if renewed else ""
+    mode = " (a watch: a rollback takes it over)" if holder.preemptible else ""
+    since = f" since {holder.since.isoformat(timespec='seconds')}" if holder.since else ""
+    return f"{holder.identity}{since}{when}{mode}"

@@ -109,6 +109,8 @@ RESULTS = (
     "adopted",
     "status",
     "planned",
+    "preempted",
+    "cancelled",
     "error",
 )
 

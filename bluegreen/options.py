@@ -16,11 +16,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from bluegreen.config import Overrides
 from bluegreen.model import AppSpec, Color, Reporter, Result, RunInfo
-from bluegreen.traffic_probe import ProbeOptions, probed
+
+if TYPE_CHECKING:  # imported where a probe runs: --version and most phases never need it
+    from bluegreen.traffic_probe import ProbeOptions
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -68,13 +69,16 @@ class Checks:
     duration: str | None = None  # watch
     auto_rollback: bool | None = None  # watch
 
-    def load(self) -> Any:
-        """The validated Config, before anything touches the cluster."""
-        from bluegreen.config import load
+    def load(self, target: Target | None = None) -> Any:
+        """The validated Config, before anything touches the cluster; a file naming another app or
+        namespace than `target` is refused."""
+        from bluegreen.config import Overrides, load
 
         return load(
             self.config,
             Overrides(
+                app=target.app if target else None,
+                namespace=target.namespace if target else None,
                 min_healthy=self.min_healthy,
                 interval=self.interval,
                 p95_tolerance=self.p95_tolerance,
@@ -134,9 +138,12 @@ class SwitchOptions:
     writes: Writes = field(default_factory=Writes)
     to: Color | None = None  # None: the candidate deploy recorded (nothing to do when it is live)
     force: bool = False
+    allow_no_endpoints: bool = False  # with force: even onto a colour with no ready pod (recorded)
     reason: str = ""
     candidate: str = ""  # deploy's `candidate` output: promote exactly that release
-    config: Path | None = None  # bluegreen.yaml; None: ./bluegreen.yaml if present (a gate in it is required)
+    # bluegreen.yaml (None: ./bluegreen.yaml if present): a gate in it is required; its watch's
+    # Prometheus checks measure the live colour's baseline
+    checks: Checks = field(default_factory=Checks)
     probe: ProbeOptions | None = None  # --probe URL: requests to the user's URL across the switch
     phase: str = "switch"
 
@@ -220,31 +227,38 @@ def context(target: Target, writes: Writes | None, reporter: Reporter) -> Any:
     )
 
 
-def gate_required(path: Path | None) -> bool:
-    """Whether the app's bluegreen.yaml (given, or ./bluegreen.yaml) exists and gates: then `switch`
-    promotes only a template a gate passed (checked before the cluster is contacted)."""
-    from bluegreen.config import DEFAULT_PATH, load
+def switch_config(path: Path | None) -> Any:
+    """The app's bluegreen.yaml for `switch` (given, or ./bluegreen.yaml if present): when it gates,
+    `switch` promotes only a template a gate passed; its watch's Prometheus checks measure the live
+    colour's baseline. Read before the cluster is contacted."""
+    from bluegreen.config import DEFAULT_PATH, Config, load
 
     if path is None:
         try:
             if not DEFAULT_PATH.is_file():
-                return False
+                return Config()
         except OSError:  # a working directory we may not read (the Action's uid in some runners)
-            return False
-    config = load(path)
-    return config.path is not None and bool(config.gate_checks())
+            return Config()
+    return load(path)
 
 
 def run(options: PhaseOptions, reporter: Reporter) -> Result:
-    """Run one phase. Inputs are checked (images, bluegreen.yaml) before the cluster is contacted."""
-    from bluegreen.phases import checked, deploy, init, release, retire, rollback, status, switch
+    """Run one phase. Inputs are checked (images, bluegreen.yaml) before the cluster is contacted.
 
+    Each case imports its own phase: a process runs one, and a switch needs none of the gate's checks,
+    bluegreen.yaml's parser or the deploy's rollout code (issue 14: start-up is paid by every step)."""
     match options:
         case StatusOptions():
+            from bluegreen.phases import status
+
             return status.run(context(options.target, None, reporter))
         case InitOptions():
+            from bluegreen.phases import init
+
             return init.run(context(options.target, options.writes, reporter), source=options.source)
         case DeployOptions():
+            from bluegreen.phases import deploy
+
             options.images.check()
             return deploy.run(
                 context(options.target, options.writes, reporter),
@@ -253,20 +267,35 @@ def run(options: PhaseOptions, reporter: Reporter) -> Result:
                 keep_failed=options.images.keep_failed,
             )
         case GateOptions():
-            config = options.checks.load()
+            from bluegreen.phases import checked
+
+            config = options.checks.load(options.target)
             return checked.gate(context(options.target, None, reporter), config)
         case SwitchOptions():
+            from bluegreen.phases import switch
+            from bluegreen.traffic_probe import probed
+
             switching = options
-            gated = gate_required(switching.config)  # bluegreen.yaml read before the cluster is asked
+            config = switch_config(switching.checks.config)  # read before the cluster is asked
+            gated = config.path is not None and bool(config.gate_checks())
+            ctx = context(switching.target, switching.writes, reporter)
+
+            def baseline(live: Color) -> dict[str, Any]:
+                from bluegreen.phases import watch
+
+                return watch.measure_baseline(config, ctx.app, live=live, kube=ctx.kube)
+
             return probed(
                 switching.probe,
                 lambda: switch.run(
-                    context(switching.target, switching.writes, reporter),
+                    ctx,
                     to=switching.to,
                     force=switching.force,
                     reason=switching.reason,
                     candidate=switching.candidate,
                     gate_required=gated,
+                    baseline=baseline,
+                    allow_no_endpoints=switching.allow_no_endpoints,
                 ),
                 longest=switching.target.timeout,
                 # a probe URL that never answers is a typo: refused before the switch changes anything
@@ -274,9 +303,14 @@ def run(options: PhaseOptions, reporter: Reporter) -> Result:
                 reporter=reporter,
             )
         case WatchOptions():
-            config = options.checks.load()
+            from bluegreen.phases import checked
+
+            config = options.checks.load(options.target)
             return checked.watch(context(options.target, options.writes, reporter), config)
         case RollbackOptions():
+            from bluegreen.phases import rollback
+            from bluegreen.traffic_probe import probed
+
             rolling = options
             return probed(
                 rolling.probe,
@@ -291,10 +325,14 @@ def run(options: PhaseOptions, reporter: Reporter) -> Result:
                 reporter=reporter,
             )
         case RetireOptions():
+            from bluegreen.phases import retire
+
             return retire.run(context(options.target, options.writes, reporter), after=options.after)
         case ReleaseOptions():
+            from bluegreen.phases import release
+
             options.images.check()
-            config = options.checks.load()
+            config = options.checks.load(options.target)
             return release.run(
                 context(options.target, options.writes, reporter),
                 config,

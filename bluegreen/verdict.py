@@ -98,6 +98,14 @@ def judge(measurement: Measurement) -> Judged:
         return Judged(measurement=measurement, phase=Phase.ERROR, reasons=(measurement.error,))
     if measurement.inconclusive:
         return Judged(measurement=measurement, phase=Phase.INCONCLUSIVE, reasons=(measurement.inconclusive,))
+    impossible = impossible_values(measurement.values)
+    if impossible:
+        where = f" from {measurement.target}" if measurement.target else ""
+        return Judged(
+            measurement=measurement,
+            phase=Phase.INCONCLUSIVE,
+            reasons=tuple(f"impossible measurement{where}: {why}" for why in impossible),
+        )
     failed: list[str] = []
     missing: list[str] = []
     passed: list[str] = []
@@ -118,6 +126,23 @@ def judge(measurement: Measurement) -> Judged:
     return Judged(measurement=measurement, phase=Phase.SUCCESSFUL, reasons=tuple(passed))
 
 
+def impossible_values(values: Mapping[str, Value]) -> list[str]:
+    """What no real measurement can be: a NaN or infinite number, a rate outside 0..1, a negative
+    latency. Such a value means a broken query or probe, so it is INCONCLUSIVE, never judged (pure)."""
+    found: list[str] = []
+    for key, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        number = float(value)
+        if not math.isfinite(number):
+            found.append(f"{key}={number} is not a finite number")
+        elif key.endswith("error_rate") and not 0 <= number <= 1:
+            found.append(f"{key}={number:g} is not a rate (0..1)")
+        elif key.endswith("p95") and number < 0:
+            found.append(f"{key}={number:g} is a negative latency")
+    return found
+
+
 def _number(value: Value) -> float | None:
     if isinstance(value, bool) or value is None or isinstance(value, str):
         return None
@@ -129,7 +154,10 @@ def _limit(threshold: Threshold, values: Mapping[str, Value]) -> Value:
     if not threshold.relative_to:
         return threshold.limit
     base = _number(values.get(threshold.relative_to))
-    return None if base is None else base * threshold.factor
+    if base is None:
+        return None
+    limit = base * threshold.factor
+    return limit if math.isfinite(limit) else None  # a NaN or infinite factor judges nothing
 
 
 def _holds(threshold: Threshold, values: Mapping[str, Value]) -> bool | None:
@@ -138,6 +166,8 @@ def _holds(threshold: Threshold, values: Mapping[str, Value]) -> bool | None:
     limit = _limit(threshold, values)
     if actual is None or limit is None:
         return None
+    if isinstance(limit, float) and not math.isfinite(limit):
+        return None  # every comparison with NaN is False and any finite value is below inf: no verdict
     if isinstance(actual, float) and math.isnan(actual):
         return None
     if isinstance(limit, (int, float)) and not isinstance(limit, bool):

@@ -8,7 +8,8 @@ connection, a failed query or a missing pod becomes a Measurement, so the gate c
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import ClassVar, Protocol
 
 from bluegreen.config import format_duration
@@ -35,6 +36,9 @@ class Target:
     p95_tolerance: float
     max_p95: float | None = None  # seconds; an absolute p95 limit besides the baseline
     baseline_at: float | None = None  # wall time to read the baseline's metrics at (watch: the switch)
+    # Baseline values measured at the switch, by check name ({"latency": {"p95": 0.12}}): the watch
+    # judges against these rather than the previous colour's window, empty once traffic left it.
+    recorded: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
 
     def variables(self, color: Color | None = None) -> dict[str, str]:
         return {

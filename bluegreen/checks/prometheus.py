@@ -79,7 +79,28 @@ class PrometheusCheck:
         return value
 
     def _for(self, target: Target, color: Color, *, at: float | None = None) -> float:
-        return self.query(render(self.config.query, target.variables(color)), at=at)
+        promql = render(self.config.query, target.variables(color))
+        value = self.query(promql, at=at)
+        problem = impossible(self.config.measure, value)
+        if problem:
+            raise NoData(f"the query {promql!r} returned {value!r}, {problem}: is the query right?")
+        return value
+
+    def _baseline(self, target: Target, metric: str) -> float:
+        """The baseline colour's number: as recorded at the switch when it was, else queried."""
+        recorded = target.recorded.get(self.name, {}).get(metric)
+        if recorded is not None:
+            return recorded
+        return self._for(target, target.baseline, at=target.baseline_at)
+
+    def baseline(self, target: Target) -> dict[str, float]:
+        """The target colour's number now, to record at a switch as the watch's baseline ({} if none)."""
+        if self.config.measure == "value":
+            return {}
+        try:
+            return {_metric(self.config.measure): self._for(target, target.color)}
+        except (QueryError, NoData):
+            return {}
 
     def measure(self, target: Target) -> Measurement:
         c = self.config
@@ -102,12 +123,12 @@ class PrometheusCheck:
             thresholds.append(Threshold(metric="error_rate", op="<", limit=limit))
             # The baseline's rate is shown beside it, not judged.
             try:
-                values["baseline_error_rate"] = self._for(target, target.baseline, at=target.baseline_at)
+                values["baseline_error_rate"] = self._baseline(target, "error_rate")
             except (QueryError, NoData):
                 values["baseline_error_rate"] = None
         else:
             try:
-                values["baseline_p95"] = self._for(target, target.baseline, at=target.baseline_at)
+                values["baseline_p95"] = self._baseline(target, "p95")
             except QueryError as error:
                 return _with(base, values, error=f"baseline {target.baseline}: {error}")
             except NoData as nothing:
@@ -118,6 +139,18 @@ class PrometheusCheck:
             if target.max_p95 is not None:
                 thresholds.append(Threshold(metric="p95", op="<=", limit=target.max_p95))
         return _with(base, values, thresholds=tuple(thresholds))
+
+
+def impossible(measure: str, value: float) -> str:
+    """Why `value` cannot be a real `measure` ("" when it can): such a value is a broken query, so
+    the check is INCONCLUSIVE with that said, never a pass (a -0.5 error rate is not healthy)."""
+    if not math.isfinite(value):
+        return "which is not a finite number"
+    if measure == "error-rate" and not 0 <= value <= 1:
+        return "which is not an error rate (a fraction of requests, 0..1)"
+    if measure == "p95" and value < 0:
+        return "which is a negative latency"
+    return ""
 
 
 def _metric(measure: str) -> str:

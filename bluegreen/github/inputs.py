@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from bluegreen import validate
 from bluegreen.config import parse_duration, parse_ratio, parse_tolerance
 from bluegreen.errors import UsageError
 from bluegreen.model import Color, RunInfo
@@ -160,7 +161,8 @@ class ActionInputs:
                     to=self.to,
                     reason=self.reason,
                     candidate=self.candidate,
-                    config=checks.config,  # with a gate in it, only a gated template is promoted
+                    # with a gate in it, only a gated template is promoted; its watch's checks measure the baseline
+                    checks=Checks(config=checks.config),
                     probe=self.probe,
                 )
             case "watch":
@@ -187,13 +189,23 @@ def parse(env: Mapping[str, str]) -> ActionInputs:
 
     phase = raw["phase"].lower()
     need(phase in PHASES, f"phase: {raw['phase']!r} is not one of {', '.join(PHASES)}")
-    for key in ("app", "namespace"):
-        need(
-            bool(DNS_1123.fullmatch(raw[key])) and len(raw[key]) <= 63,
-            f"{key}: {raw[key]!r} is not a Kubernetes name (lower-case letters, digits and '-')",
-        )
+    for key, name_check in (
+        ("app", validate.app_name),
+        ("namespace", validate.namespace),
+        ("router", validate.router),
+        ("context", validate.text),
+        ("reason", validate.reason),
+    ):
+        try:
+            name_check(raw[key])
+        except ValueError as error:
+            problems.append(f"{key}: {error}")
+    if raw["config"]:
+        try:
+            validate.path(raw["config"])
+        except ValueError as error:
+            problems.append(f"config: {error}")
     router = raw["router"].lower()
-    need(router in ROUTERS, f"router: {raw['router']!r} is not one of {', '.join(ROUTERS)}")
     if raw["image"]:
         need(
             valid_image(raw["image"]), f"image: {raw['image']!r} is not an image reference like repo/name:tag"
@@ -204,9 +216,17 @@ def parse(env: Mapping[str, str]) -> ActionInputs:
             continue
         container, sep, image = line.strip().partition("=")
         if not sep or not container or not valid_image(image.strip()):
-            problems.append(f"set-images: {line.strip()!r} is not CONTAINER=IMAGE")
+            problems.append(f"set-images: {validate._shown(line.strip())} is not CONTAINER=IMAGE")
         else:
-            set_images.append((container.strip(), image.strip()))
+            try:
+                set_images.append((validate.container_name(container.strip()), image.strip()))
+            except ValueError as error:
+                problems.append(f"set-images: {validate._shown(line.strip())}: {error}")
+    if raw["image"] and set_images:
+        problems.append(
+            f"image: {validate._shown(raw['image'])} and set-images are both given: one would silently win; "
+            "give `image` for a pod with one container, or `set-images` (CONTAINER=IMAGE lines)"
+        )
     if phase in ("deploy", "release"):
         need(bool(raw["image"] or set_images), f"image: phase {phase} needs `image` or `set-images`")
     to: Color | None = None
@@ -250,6 +270,10 @@ def parse(env: Mapping[str, str]) -> ActionInputs:
     kubeconfig = ""
     try:
         kubeconfig = decode_kubeconfig(raw["kubeconfig"])
+        if kubeconfig:
+            from bluegreen.kube import kubeconfig_data
+
+            kubeconfig_data(kubeconfig, source="the kubeconfig input")
     except ValueError as error:
         problems.append(f"kubeconfig: {error}")
     if problems:
@@ -292,6 +316,8 @@ def decode_kubeconfig(text: str) -> str:
     """The kubeconfig as YAML text: given plain, or base64 of it (as many secrets store it)."""
     if not text:
         return ""
+    if len(text) > 2 * validate.MAX_YAML_BYTES:
+        raise ValueError(f"longer than {2 * validate.MAX_YAML_BYTES // 1024} KiB: is it the right secret?")
     if ":" in text:
         return text if text.endswith("\n") else text + "\n"
     try:
@@ -311,9 +337,9 @@ def kubeconfig_secrets(text: str) -> list[str]:
     import yaml
 
     try:
-        data = yaml.safe_load(text)
+        data = validate.load_yaml(text)  # no aliases, bounded depth: the walk below stays small
     except yaml.YAMLError:
-        return []
+        return [text]  # unreadable, and maybe secret: all of it
     found: list[str] = []
 
     def walk(node: object) -> None:

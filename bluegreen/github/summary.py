@@ -16,7 +16,7 @@ from bluegreen.github.runner import Annotation, Level
 from bluegreen.model import Result
 
 SWITCH_TARGET_MS = 1000.0
-GOOD = {"deployed", "passed", "switched", "noop", "retired", "adopted", "status", "planned"}
+GOOD = {"deployed", "passed", "switched", "noop", "retired", "adopted", "status", "planned", "preempted"}
 HEADLINES = {
     "deployed": "deployed to the idle colour",
     "passed": "gate passed",
@@ -30,6 +30,8 @@ HEADLINES = {
     "adopted": "adopted",
     "status": "status",
     "planned": "dry run: nothing changed",
+    "preempted": "ended: a rollback took over",
+    "cancelled": "cancelled at a safe point",
     "error": "error: a check could not measure",
 }
 

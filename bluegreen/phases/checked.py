@@ -6,16 +6,19 @@ the app's router (which colour is live), the Reporter, and the engine's own roll
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 from lightkube.resources.apps_v1 import Deployment
 from lightkube.types import PatchType
 
-from bluegreen import intent, routers
+from bluegreen import drain, history, intent, routers
 from bluegreen.config import Config
-from bluegreen.errors import ConflictError, RefusedError
+from bluegreen.errors import ConflictError, LockLostError, RefusedError
+from bluegreen.gate import WatchResult
 from bluegreen.kube import call
+from bluegreen.lock import Lock
 from bluegreen.model import Color, Result
 from bluegreen.phases import rollback
 from bluegreen.phases.context import Context
@@ -30,6 +33,7 @@ WATCH_RESULTS = {
     "budget-spent": "failed",
     "inconclusive": "inconclusive",
     "error": "error",
+    "preempted": "preempted",
 }
 
 
@@ -39,6 +43,13 @@ def gate(ctx: Context, config: Config) -> Result:
     live = routers.make(ctx.router, ctx.app, ctx.kube).read().active
     if live is None:
         raise RefusedError("no colour is live", remedy="Run `bluegreen status`.")
+    findings = _drain_findings(ctx, config, live.other)
+    if findings and config.gate.drain_check == "refuse":
+        raise RefusedError(
+            f"{ctx.app.deployment(live.other)} will drop requests as its pods stop: "
+            + "; ".join(str(f) for f in findings),
+            remedy="Fix the fields named, or set gate.drain-check: warn in bluegreen.yaml.",
+        )
     judged = _release(ctx, live.other)
     report = run_gate(config, ctx.app, live=live, kube=ctx.kube, progress=ctx.reporter.progress)
     result = Result(
@@ -48,6 +59,8 @@ def gate(ctx: Context, config: Config) -> Result:
     result.candidate = judged.hash or None
     result.messages.append(f"gate on {live.other}: {report.phase}: {report.reason}")
     result.details["gate"] = report.to_dict()
+    result.messages += [f"drain: {f}" for f in findings]
+    result.details["drain"] = [str(f) for f in findings]
     result.mark(f"gate {report.phase}")
     if report.passed and judged.hash:
         stamped = _stamp(ctx, live.other, judged.hash, report.to_dict()["duration_seconds"])
@@ -62,6 +75,19 @@ def gate(ctx: Context, config: Config) -> Result:
                 "not stamped as gated; run the gate again"
             )
     return result
+
+
+def _drain_findings(ctx: Context, config: Config, color: Color) -> list[drain.Finding]:
+    """The drain check on the colour about to take traffic (it will be retired one day), warned."""
+    if config.gate.drain_check == "off":
+        return []
+    dep = ctx.deployment(color)
+    if dep is None:
+        return []
+    findings = drain.check(dep, longest_request=config.gate.max_request, updates_serving_pods=False)
+    for finding in findings:
+        ctx.reporter.warning(f"drain: {finding}")
+    return findings
 
 
 def _release(ctx: Context, color: Color) -> intent.Release:
@@ -106,21 +132,73 @@ def _stamp(ctx: Context, color: Color, judged: str, seconds: float) -> bool:
 
 
 def watch(ctx: Context, config: Config) -> Result:
-    """Watch the live colour; roll back through the engine when the error budget is spent."""
+    """Watch the live colour; roll back through the engine when the error budget is spent.
+
+    The watch holds the app's Lease, preemptible, for its whole duration: no deploy can redeploy its
+    rollback target under it, and a manual rollback takes it over and ends it (`preempted`)."""
     ctx.service()
     live = routers.make(ctx.router, ctx.app, ctx.kube).read().active
     if live is None:
         raise RefusedError("no colour is live", remedy="Run `bluegreen status`.")
+    switched_at, recorded = baseline_of(ctx.history_annotations(), live)
+    with ctx.lock(preemptible=True) as lock:
+        return _watch(ctx, config, live, lock, switched_at, recorded)
+
+
+def baseline_of(annotations: dict[str, str], live: Color) -> tuple[float | None, dict[str, Any]]:
+    """When the switch to `live` happened (wall time) and the baseline it recorded, from the history."""
+    entry = next((e for e in history.parse(annotations) if e.get("to") == str(live)), None)
+    if entry is None:
+        return None, {}
+    try:
+        at = datetime.fromisoformat(str(entry.get("time"))).timestamp()
+    except ValueError:
+        at = None
+    baseline = entry.get("baseline") or {}
+    checks = baseline.get("checks") if isinstance(baseline, dict) else None
+    if isinstance(baseline, dict) and isinstance(baseline.get("at"), int | float):
+        at = float(baseline["at"])
+    return at, checks if isinstance(checks, dict) else {}
+
+
+def _watch(
+    ctx: Context,
+    config: Config,
+    live: Color,
+    lock: Lock,
+    switched_at: float | None,
+    recorded: dict[str, Any],
+) -> Result:
     rolled: dict[str, Any] = {}
 
     def roll_back(reason: str) -> object:
-        done = rollback.run(ctx, reason=f"watch: {reason}", to=live.other)
+        try:
+            done = rollback.run(ctx, reason=f"watch: {reason}", to=live.other)
+        except (LockLostError, RefusedError):
+            if not (lock.refresh() and lock.preempted_by):
+                raise
+            return None  # a manual rollback took over first: it does the rolling back
         rolled["result"] = done
         return done.to_dict()
 
     report = run_watch(
-        config, ctx.app, live=live, rollback=roll_back, kube=ctx.kube, progress=ctx.reporter.progress
+        config,
+        ctx.app,
+        live=live,
+        rollback=roll_back,
+        kube=ctx.kube,
+        progress=ctx.reporter.progress,
+        switched_at=switched_at,
+        recorded=recorded,
+        preempted=lambda: _preempted(lock),
     )
+    if report.rolled_back and lock.preempted_by and "result" not in rolled:
+        report = replace(
+            report,
+            result=WatchResult.PREEMPTED,
+            rolled_back=False,
+            reason=f"a rollback took over ({lock.preempted_by})",
+        )
     result: Result = rolled.get("result") or Result(
         phase="watch", result="", app=ctx.app.name, namespace=ctx.app.namespace
     )
@@ -128,7 +206,21 @@ def watch(ctx: Context, config: Config) -> Result:
     result.result = WATCH_RESULTS[str(report.result)]
     result.active_color = str(live.other if report.rolled_back else live)
     result.previous_color = str(live if report.rolled_back else live.other)
+    if report.result is WatchResult.PREEMPTED:
+        result.active_color, result.previous_color = None, None  # the rollback that took over says where
     result.messages.append(f"watch on {live}: {report.result}: {report.reason}")
     result.details["watch"] = report.to_dict()
     result.mark(f"watch {report.result}")
     return result
+
+
+def _preempted(lock: Lock) -> str:
+    """Why the watch must end now: a rollback took its Lease over ('' to go on). LockLostError when
+    the Lease was lost any other way: this run can no longer roll back safely."""
+    why = lock.refresh()
+    if not why:
+        return ""
+    if lock.preempted_by:
+        return f"preempted: a rollback took over the lock ({lock.preempted_by})"
+    lock.check_held("watching")
+    return why

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from lightkube import Client
-from lightkube.resources.apps_v1 import Deployment
-from lightkube.resources.core_v1 import Namespace, Pod, Service
+from lightkube.resources.core_v1 import Namespace
 
+from bluegreen import cancel
 from bluegreen.errors import ForbiddenError, NotFoundError, RolloutError
-from bluegreen.kube import call, found, to_dict
+from bluegreen.kube import call, found, get_json, label_selector
 from bluegreen.lock import Lock
 from bluegreen.model import AppSpec, Color, NullReporter, Reporter, RunInfo
 from bluegreen.rollout import pod_problems, rollout_status
@@ -32,11 +34,15 @@ class Context:
 
     _lock: Lock | None = field(default=None, init=False, repr=False)
 
-    def lock(self) -> Lock:
-        """The app's lock for this run: one per context and re-entrant, so phases compose (release)."""
+    @contextmanager
+    def lock(self, *, preemptible: bool = False, preempt: bool = False) -> Iterator[Lock]:
+        """Hold the app's lock for the block: one Lock per context and re-entrant, so phases compose
+        (release; the watch's own rollback). Every write inside first checks the Lease is still ours.
+        `preemptible` (the watch) lets a rollback take it over; `preempt` (rollback) does so."""
         if self._lock is None:
             self._lock = Lock(self.kube, self.app, self.run, wait=self.lock_wait, reporter=self.reporter)
-        return self._lock
+        with self._lock.hold(preemptible=preemptible, preempt=preempt) as held:
+            yield held
 
     # -- reads ------------------------------------------------------------------------------------
 
@@ -55,7 +61,7 @@ class Context:
         app = self.app
         svc = found(
             f"reading Service {app.namespace}/{app.service}",
-            lambda: self.kube.get(Service, app.service, namespace=app.namespace),
+            lambda: get_json(self.kube, f"/api/v1/namespaces/{app.namespace}/services/{app.service}"),
         )
         if svc is None:
             self.require_namespace()
@@ -63,18 +69,25 @@ class Context:
                 f"app {app.name}: Service {app.namespace}/{app.service} does not exist",
                 remedy="Check --app and --namespace (the namespace too); bluegreen needs the app's live Service.",
             )
-        return to_dict(svc)
+        return svc
 
     def deployment(self, color: Color) -> dict[str, Any] | None:
         name, ns = self.app.deployment(color), self.app.namespace
-        dep = found(f"reading Deployment {ns}/{name}", lambda: self.kube.get(Deployment, name, namespace=ns))
-        return to_dict(dep) if dep else None
+        # Plain dicts straight from the JSON (kube.get_json): no typed model built only to be undone.
+        return found(
+            f"reading Deployment {ns}/{name}",
+            lambda: get_json(self.kube, f"/apis/apps/v1/namespaces/{ns}/deployments/{name}"),
+        )
 
     def pods(self, color: Color, selector: dict[str, str]) -> list[dict[str, Any]]:
         labels: dict[str, Any] = {**selector, self.app.color_label: str(color)}
         return call(
             f"listing the {color} pods",
-            lambda: [to_dict(p) for p in self.kube.list(Pod, namespace=self.app.namespace, labels=labels)],
+            lambda: get_json(
+                self.kube,
+                f"/api/v1/namespaces/{self.app.namespace}/pods",
+                params={"labelSelector": label_selector(labels)},
+            )["items"],
         )
 
     def history_annotations(self) -> dict[str, str]:
@@ -107,4 +120,4 @@ class Context:
                     remedy=f"Inspect with `kubectl -n {self.app.namespace} describe deployment {name}`; "
                     "the live colour was not touched.",
                 )
-            time.sleep(0.2)
+            cancel.sleep(0.2)

@@ -18,7 +18,7 @@ from typing import Any, cast
 from lightkube.resources.apps_v1 import Deployment
 from lightkube.types import PatchType
 
-from bluegreen import intent, routers
+from bluegreen import drain, intent, routers
 from bluegreen.errors import ConflictError, NotFoundError, RefusedError, RolloutError, UsageError
 from bluegreen.kube import call, to_dict
 from bluegreen.model import Color, Result
@@ -140,6 +140,12 @@ def run(
             "switch refuses it unless --force; deploy a new release instead"
         )
     verb = "create" if idle is None else "update"
+    # Warned before anything is written: the rollout below is the first time these pods stop.
+    findings = drain.check(desired, updates_serving_pods=bool(idle and idle["spec"].get("replicas", 1)))
+    for finding in findings:
+        ctx.reporter.warning(f"drain: {finding}")
+        result.messages.append(f"drain: {finding}")
+    result.details["drain"] = [str(f) for f in findings]
     result.changes.append(
         f"{verb} Deployment {ctx.app.deployment(idle_color)}: images {', '.join(images_of(template))}, replicas {replicas}"
     )

@@ -26,7 +26,7 @@ from lightkube.resources.core_v1 import Pod, Service
 from lightkube.resources.discovery_v1 import EndpointSlice
 from lightkube.resources.networking_v1 import Ingress
 
-from bluegreen import history
+from bluegreen import cancel, history
 from bluegreen import routers as routers_factory
 from bluegreen.errors import BlueGreenError, LockHeldError, NotReadyError, UsageError
 from bluegreen.group import (
@@ -210,7 +210,8 @@ def run(
     holder = RunInfo(run_id=who.run_id or f"group {group.name}", run_url=who.run_url, actor=who.actor)
     leases = [Lock(kube, apps[i], holder) for i in range(len(apps))]
     audit = _Audit(kube=kube, apps=apps, run=who, action=f"group {action}", reason=f"group {group.name}")
-    taken = _all(leases, lambda lease: lease.acquire())
+    # A group rollback, like a single one, takes over the Lease of a member's running watch.
+    taken = _all(leases, lambda lease: lease.acquire(preempt=action == "rollback"))
     held = [lease for lease, t in zip(leases, taken, strict=True) if not isinstance(t, BaseException)]
     try:
         refused = [(lease, t) for lease, t in zip(leases, taken, strict=True) if isinstance(t, BaseException)]
@@ -222,9 +223,20 @@ def run(
                 + "\n  ".join(f"{lease.app.namespace}/{lease.app.name}: {_text(e)}" for lease, e in refused),
                 remedy="Wait for the other runs to finish, then run again.",
             )
-        _move(result, routers, read, moving, target, timeout, audit)
-        if not result.ok:
-            _move_back(result, routers, moving, timeout, audit)
+        # Again under the locks: a member's target may have changed while they were being taken.
+        again = _all(moving, lambda i: target_ready(kube, apps[i], target))
+        unready = [f"{outcomes[i].member.key}: {why}" for i, why in zip(moving, again, strict=True) if why]
+        if unready:
+            raise NotReadyError(
+                f"group {group.name} cannot move to {target}: a member stopped being ready, nothing was "
+                "written\n  " + "\n  ".join(unready),
+                remedy="Wait for those members' rollouts, then run again.",
+            )
+        cancel.check()  # the last moment to stop with nothing written
+        with cancel.deferred():  # every member moves, or every member moves back: a signal waits
+            _move(result, routers, read, moving, target, timeout, audit)
+            if not result.ok:
+                _move_back(result, routers, moving, timeout, audit)
     finally:
         _all(held, lambda lease: lease.release())
     return result
@@ -311,7 +323,8 @@ def _move(
         result.failed = [outcomes[i].member.key for i in moving if outcomes[i].error]
         return
 
-    verified = _all(moving, lambda i: routers[i].verify(target, timeout=timeout))
+    with cancel.interruptible():  # every member moved: a signal may cut the verification short
+        verified = _all(moving, lambda i: routers[i].verify(target, timeout=timeout))
     for i, v in zip(moving, verified, strict=True):
         if isinstance(v, BaseException):
             outcomes[i].verified, outcomes[i].error = False, _text(v)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from bluegreen.config import Config
 from bluegreen.model import Result
-from bluegreen.phases import checked, deploy, switch
+from bluegreen.phases import checked, deploy, switch, watch
 from bluegreen.phases.context import Context
 
 
@@ -33,7 +33,10 @@ def run(
     new_images = deployed.images.get(deployed.details.get("idle_color", ""), [])
     ctx.reporter.stage("switch")
     switched = switch.run(
-        ctx, reason=f"release of {', '.join(new_images)}", candidate=deployed.candidate or ""
+        ctx,
+        reason=f"release of {', '.join(new_images)}",
+        candidate=deployed.candidate or "",
+        baseline=lambda live: watch.measure_baseline(config, ctx.app, live=live, kube=ctx.kube),
     )
     steps.append(switched)
     if switched.result != "switched":

@@ -1,9 +1,11 @@
-"""retire: scale the idle colour to zero once the safety window after the last switch has passed."""
+"""retire: scale the idle colour to zero once the safety window after the last switch has passed,
+then wait until its pods are gone (the drain) and say how long that took and whether any was killed."""
 
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from lightkube.resources.apps_v1 import Deployment
@@ -12,7 +14,7 @@ from lightkube.types import PatchType
 from bluegreen import history, routers
 from bluegreen.errors import RefusedError
 from bluegreen.kube import call
-from bluegreen.model import Result
+from bluegreen.model import Color, Result
 from bluegreen.phases.context import Context
 
 
@@ -22,6 +24,95 @@ def seconds_left(last_switch: str | None, after: float, now: datetime) -> float:
         return 0.0
     switched = datetime.fromisoformat(last_switch)
     return max(0.0, after - (now - switched).total_seconds())
+
+
+# A pod still there this long after its deletionTimestamp (the grace deadline) was killed, not drained:
+# kubelet sends SIGKILL at the deadline, then reports and deletes the pod within a moment.
+KILL_SLACK = 1.0
+
+
+@dataclass
+class Drain:
+    """How the retired colour's pods went away."""
+
+    pods: int
+    seconds: float = 0.0
+    killed: list[str] = field(default_factory=list)  # still running at their grace deadline
+    left: list[str] = field(default_factory=list)  # still there when the wait ended
+    interrupted: str = ""  # why the wait stopped early (the colour was scaled up again)
+
+    def message(self, name: str) -> str:
+        if self.interrupted:
+            return f"drain of {name} not awaited: {self.interrupted}"
+        head = f"drained {name}: {self.pods} pod{'s' if self.pods != 1 else ''} gone in {self.seconds:.1f}s"
+        if self.left:
+            head = (
+                f"{name}: {len(self.left)} of {self.pods} pods still terminating after {self.seconds:.0f}s "
+                f"({', '.join(sorted(self.left))})"
+            )
+        if self.killed:
+            head += (
+                f"; {len(self.killed)} killed at the grace deadline ({', '.join(sorted(self.killed))}): "
+                "requests still in flight were cut. Raise terminationGracePeriodSeconds above the preStop "
+                "sleep plus the longest request (docs/real-pods.md)"
+            )
+        return head
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "pods": self.pods,
+            "seconds": round(self.seconds, 3),
+            "killed": sorted(self.killed),
+            "left": sorted(self.left),
+            "interrupted": self.interrupted,
+        }
+
+
+def killed_at_deadline(pod: dict[str, Any], now: datetime) -> bool:
+    """Whether a terminating pod outlived its grace deadline, or a container ended by SIGKILL (pure)."""
+    meta, status = pod.get("metadata") or {}, pod.get("status") or {}
+    for container in status.get("containerStatuses") or []:
+        terminated = (container.get("state") or {}).get("terminated") or {}
+        if terminated.get("exitCode") == 137:
+            return True
+    deadline = meta.get("deletionTimestamp")
+    if not deadline:
+        return False
+    return now > datetime.fromisoformat(str(deadline).replace("Z", "+00:00")) + timedelta(seconds=KILL_SLACK)
+
+
+def wait_drained(ctx: Context, color: Color, selector: dict[str, str], *, timeout: float) -> Drain:
+    """Wait until the pods `color` had when it was scaled to zero are gone, or `timeout`.
+
+    Stops early when the colour is scaled up again (a rollback meanwhile): its new pods are not a drain."""
+    start = time.monotonic()
+    waiting = {p["metadata"]["uid"]: p["metadata"]["name"] for p in ctx.pods(color, selector)}
+    drain = Drain(pods=len(waiting))
+    last_note = 0.0
+    while waiting:
+        now = datetime.now(UTC)
+        present = {p["metadata"]["uid"]: p for p in ctx.pods(color, selector)}
+        for uid, name in list(waiting.items()):
+            pod = present.get(uid)
+            if pod is None:
+                del waiting[uid]
+            elif killed_at_deadline(pod, now) and name not in drain.killed:
+                drain.killed.append(name)
+        drain.seconds = time.monotonic() - start
+        if not waiting:
+            break
+        dep = ctx.deployment(color)
+        if dep is not None and (dep.get("spec") or {}).get("replicas", 1) > 0:
+            drain.interrupted = f"{ctx.app.deployment(color)} was scaled up again meanwhile"
+            break
+        if drain.seconds >= timeout:
+            drain.left = sorted(waiting.values())
+            break
+        if drain.seconds - last_note >= 3.0:
+            ctx.reporter.progress(f"draining {color}: {len(waiting)} of {drain.pods} pods still terminating")
+            last_note = drain.seconds
+        time.sleep(0.2)
+    return drain
 
 
 def run(ctx: Context, *, after: float = 0.0) -> Result:
@@ -70,6 +161,15 @@ def run(ctx: Context, *, after: float = 0.0) -> Result:
             idempotent=False,
         )
     result.changes.append(f"Deployment {name}: replicas {dep['spec'].get('replicas', 1)} -> 0")
+    if not ctx.dry_run:
+        # Outside the lock: a rollback during the drain must stay possible (it ends the wait).
+        selector = ((dep.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+        drain = wait_drained(ctx, idle, selector, timeout=ctx.timeout)
+        result.mark(f"drained: {idle}")
+        result.details["drain"] = drain.to_dict()
+        result.messages.append(drain.message(name))
+        if drain.killed or drain.left:
+            ctx.reporter.warning(drain.message(name))
     if ctx.dry_run:
         result.result = "planned"
         if wait:

@@ -2,6 +2,8 @@
 
 The previous colour comes from the live Service's annotations, so rollback needs only cluster access.
 If it was retired (scaled to zero), it is scaled back up and waited for before traffic moves.
+Priority: a rollback takes over the Lease of a running watch instead of waiting for it (docs/
+rollback-procedure.md); the readiness of the target is checked again under the lock (switch).
 """
 
 from __future__ import annotations
@@ -11,18 +13,24 @@ from typing import Any
 from lightkube.resources.apps_v1 import Deployment
 from lightkube.types import PatchType
 
-from bluegreen import history, routers
+from bluegreen import history
 from bluegreen.errors import NotFoundError, RefusedError
 from bluegreen.kube import call
 from bluegreen.model import Color, Result
 from bluegreen.phases import switch
 from bluegreen.phases.context import Context
+from bluegreen.routers.service import ServiceRouter
 
 
 def run(ctx: Context, *, reason: str = "", to: Color | None = None, force: bool = False) -> Result:
-    ctx.service()  # a missing namespace or app fails here, with its own message
-    state = routers.make(ctx.router, ctx.app, ctx.kube).read()
-    recorded = ctx.history_annotations().get(history.PREVIOUS)
+    router, state = switch.read_route(ctx)
+    # The Service router's read is the live Service, history included: not read a third time.
+    annotations = (
+        router.annotations
+        if isinstance(router, ServiceRouter) and router.records_history
+        else ctx.history_annotations()
+    )
+    recorded = annotations.get(history.PREVIOUS)
     # A recorded previous colour that is live now is a history that lags the router: not a target.
     stale = recorded == (str(state.active) if state.active else None)
     target = to or (Color.parse(recorded) if recorded in ("blue", "green") and not stale else None)
@@ -40,7 +48,10 @@ def run(ctx: Context, *, reason: str = "", to: Color | None = None, force: bool 
         raise NotFoundError(
             f"Deployment {ctx.app.namespace}/{ctx.app.deployment(target)} does not exist: nothing to roll back to"
         )
-    with ctx.lock():
+    # A rollback never waits for a release's watch: it takes the watch's Lease over (preempt), and the
+    # watch ends `preempted` at its next interval. Deploy, switch and retire are waited for.
+    with ctx.lock(preempt=not ctx.dry_run):
+        dep = ctx.deployment(target) or dep  # again under the lock: it may have been retired meanwhile
         if dep["spec"].get("replicas", 1) == 0 and not ctx.dry_run:
             live = ctx.deployment(state.active) if state.active else None
             replicas = (live or {}).get("spec", {}).get("replicas", 1) or 1
@@ -55,7 +66,14 @@ def run(ctx: Context, *, reason: str = "", to: Color | None = None, force: bool 
                 idempotent=False,
             )
             ctx.wait_rollout(target, timeout=ctx.timeout)
-        result = switch.run(ctx, to=target, reason=reason or "rollback", action="rollback", force=force)
+        result = switch.run(
+            ctx,
+            to=target,
+            reason=reason or "rollback",
+            action="rollback",
+            force=force,
+            read=(router, state),
+        )
     if result.result == "rolled-back":
         result.messages.append(
             f"{target.other} keeps running for the post-mortem; `bluegreen retire` scales it down"

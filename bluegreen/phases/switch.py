@@ -12,6 +12,11 @@ never retried blindly) -> verify -> point the preview Service at the other colou
 The Service router moves traffic and records it in one write (selector, active and previous colour,
 the new history entry). Other routers record the intent on the live Service first, then write their
 object, then record the switch; `status`, `switch` and `rollback` reconcile a history that lags.
+
+The live colour's Prometheus baseline for the watch is measured before the lock (a slow Prometheus
+holds up nobody) and travels in the switch's history entry. Under the lock the target's readiness is
+checked again before the first write, and from that write on the switch's writes are shielded: a
+signal stops the run before its first write or after its audit trail, never in between.
 """
 
 from __future__ import annotations
@@ -26,14 +31,14 @@ from lightkube.resources.apps_v1 import Deployment
 from lightkube.resources.core_v1 import Service
 from lightkube.types import PatchType
 
-from bluegreen import history, intent, routers
+from bluegreen import cancel, history, intent, routers
 from bluegreen.errors import BlueGreenError, ConflictError, NotFoundError, NotReadyError, RefusedError
-from bluegreen.kube import call, found
+from bluegreen.kube import call
 from bluegreen.lock import current_holder
 from bluegreen.model import AppSpec, Color, Result
 from bluegreen.phases.context import Context
 from bluegreen.rollout import fully_available, images_of, pod_problems, rollout_status
-from bluegreen.routers.base import Router, RouteState, SwitchWrite
+from bluegreen.routers.base import Router, RouteState, SwitchWrite, Verification
 from bluegreen.routers.service import ServiceRouter
 
 CONFLICT_RETRIES = 3
@@ -51,10 +56,12 @@ def run(
     verify_timeout: float = VERIFY_TIMEOUT,
     candidate: str = "",
     gate_required: bool = False,
+    read: tuple[Router, RouteState] | None = None,
+    baseline: Callable[[Color], dict[str, Any]] | None = None,
+    allow_no_endpoints: bool = False,
 ) -> Result:
-    ctx.service()  # a missing namespace or app fails here, with its own message
-    router = routers.make(ctx.router, ctx.app, ctx.kube)
-    state = router.read()
+    """`read`: the router and its state as the caller (rollback) just read them, not read again."""
+    router, state = read or read_route(ctx)
     result = Result(
         phase=action, result="noop", app=ctx.app.name, namespace=ctx.app.namespace, dry_run=ctx.dry_run
     )
@@ -62,9 +69,13 @@ def run(
     result.mark(f"read {router.name}: {state.detail}")
 
     seen: dict[Color, intent.Release] = {}
+    # Each colour's Deployment as last read: read once before the lock (to decide, check readiness and
+    # name the images) and once more under it, each time by decide() (issue 14: fewer requests).
+    deployments: dict[Color, dict[str, Any] | None] = {}
 
     def decide(state: RouteState) -> intent.Decision:
         seen.clear()
+        deployments.clear()
         if state.active is None:
             if to is None:
                 raise RefusedError(
@@ -72,7 +83,8 @@ def run(
                     remedy="Settle it: `bluegreen switch --to blue` (or green) moves all traffic to one colour.",
                 )
             return intent.Decision(target=to, notes=[f"settling a split route ({state.detail}) on {to}"])
-        seen.update(_releases(ctx))
+        deployments.update({c: ctx.deployment(c) for c in Color})
+        seen.update(_releases(ctx, deployments))
         return intent.decide(
             state.active,
             seen,
@@ -85,31 +97,68 @@ def run(
 
     decision = decide(state)
     if decision.target is None:
-        return _noop(ctx, router, state, decision, result)
+        return _noop(ctx, router, state, decision, result, deployments)
     target = decision.target
 
-    _require_available(ctx, target, force=force, result=result)
-    images = {str(c): images_of((ctx.deployment(c) or {}).get("spec", {}).get("template", {})) for c in Color}
+    forced = _require_available(
+        ctx,
+        target,
+        force=force,
+        result=result,
+        allow_no_endpoints=allow_no_endpoints,
+        read=deployments.get(target),
+    )
+    if forced:
+        reason = f"{reason} [{forced}]" if reason else forced
+    read_now = {c: deployments[c] if c in deployments else ctx.deployment(c) for c in Color}
+    images = {str(c): images_of((read_now[c] or {}).get("spec", {}).get("template", {})) for c in Color}
     result.images = images
 
     if ctx.dry_run:
         _explain(decision, result)
         return _dry_run(ctx, router, target, result)
 
-    with ctx.lock():
+    # The live colour's numbers for the watch, taken just before its traffic leaves it (not under the
+    # lock: a slow Prometheus must not hold up other runs).
+    measured = baseline(state.active) if baseline and state.active else None
+    # Shielded: a signal stops the run at its next write (cancel.before_write) or cuts the verification
+    # short, never between the switch and its record.
+    with ctx.lock(), cancel.shield():
         result.mark("lock taken")
+
+        def ready(target: Color) -> None:
+            # Again under the lock: while this run waited for it, the target may have changed (a
+            # failed deploy's restore still rolling out, another release's deploy).
+            _require_available(
+                ctx,
+                target,
+                force=force,
+                result=None,
+                allow_no_endpoints=allow_no_endpoints,
+                read=deployments.get(target),  # as decide() read it under the lock, just before
+            )
+
         state, decision, write, entry = _write(
-            ctx, router, decide, action=action, reason=reason, images=images, seen=seen
+            ctx,
+            router,
+            decide,
+            ready,
+            action=action,
+            reason=reason,
+            images=images,
+            seen=seen,
+            measured=measured,
+            state=state,
         )
         _explain(decision, result)
         if decision.target is None or not write.changed:
-            return _noop(ctx, router, state, decision, result)
+            return _noop(ctx, router, state, decision, result, deployments)
         target = decision.target
         result.candidate = entry.get("release") or None
         result.mark(f"switched: {write.before} -> {write.after}")
         result.api_ms = write.api_ms
         result.changes.append(f"{router.name}: {write.before} -> {write.after}")
-        verification = router.verify(target, timeout=verify_timeout)
+        verification = _verify(router, target, verify_timeout)
         result.converged_ms = verification.converged_ms
         result.mark(
             f"verified: {verification.message}"
@@ -122,11 +171,18 @@ def run(
         _after(ctx, router, state, target, entry, action=action, reason=reason, result=result)
         timings = {"api_ms": write.api_ms, "converged_ms": verification.converged_ms}
         try:
+            # From our own write's result, not read again (a 409 if anyone wrote the Service since).
+            known = (
+                (write.resource_version, router.annotations)
+                if isinstance(router, ServiceRouter) and router.records_history and write.resource_version
+                else None
+            )
             result.details["history"] = history.amend(
                 ctx.kube,
                 ctx.app,
                 entry["id"],
                 {"timings_ms": {k: round(v, 1) for k, v in timings.items()}, "verified": verification.ok},
+                known=known,
             )
         except (BlueGreenError, history.NotRecorded) as error:
             result.messages.append(f"the switch is recorded, its timings are not: {error}")
@@ -142,8 +198,37 @@ def run(
     return result
 
 
-def _releases(ctx: Context) -> dict[Color, intent.Release]:
-    return {c: intent.Release.of(c, ctx.deployment(c), ctx.app.color_label) for c in Color}
+def read_route(ctx: Context) -> tuple[Router, RouteState]:
+    """The app's router and what it reads, a missing app or namespace named as such."""
+    router = routers.make(ctx.router, ctx.app, ctx.kube)
+    if isinstance(router, ServiceRouter) and router.records_history:
+        # The router's read is the live Service's: one GET, whose 404 still gets ctx.service()'s message.
+        try:
+            return router, router.read()
+        except NotFoundError:
+            ctx.service()  # a missing namespace or app fails here, with its own message
+            raise
+    ctx.service()  # a missing namespace or app fails here, with its own message
+    return router, router.read()
+
+
+def _releases(
+    ctx: Context, deployments: dict[Color, dict[str, Any] | None] | None = None
+) -> dict[Color, intent.Release]:
+    read = deployments if deployments is not None else {c: ctx.deployment(c) for c in Color}
+    return {c: intent.Release.of(c, read.get(c), ctx.app.color_label) for c in Color}
+
+
+def _verify(router: Router, target: Color, timeout: float) -> Verification:
+    """The router's verification, which a signal may cut short (it only reads); the switch is then
+    recorded as not verified."""
+    try:
+        with cancel.interruptible():
+            return router.verify(target, timeout=timeout)
+    except cancel.Cancelled:
+        return Verification(
+            ok=False, converged_ms=0.0, message="verification cut short: the run was cancelled"
+        )
 
 
 def _explain(decision: intent.Decision, result: Result) -> None:
@@ -156,13 +241,24 @@ def _explain(decision: intent.Decision, result: Result) -> None:
 
 
 def _noop(
-    ctx: Context, router: Router, state: RouteState, decision: intent.Decision, result: Result
+    ctx: Context,
+    router: Router,
+    state: RouteState,
+    decision: intent.Decision,
+    result: Result,
+    deployments: dict[Color, dict[str, Any] | None] | None = None,
 ) -> Result:
-    """Nothing to move: say why, and bring a history that lags the router up to date."""
+    """Nothing to move: say why, and bring a history that lags the router up to date.
+    `deployments`: each colour's Deployment as decide() just read it (not read again)."""
     result.result = "noop"
     result.active_color = str(state.active) if state.active else None
+    known = deployments or {}
     live = (
-        intent.Release.of(state.active, ctx.deployment(state.active), ctx.app.color_label)
+        intent.Release.of(
+            state.active,
+            known[state.active] if state.active in known else ctx.deployment(state.active),
+            ctx.app.color_label,
+        )
         if state.active
         else None
     )
@@ -216,6 +312,7 @@ def _entry(
     reason: str,
     images: dict[str, list[str]],
     releases: dict[Color, intent.Release],
+    measured: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     assert decision.target is not None
     releases = releases or _releases(ctx)  # a split route settled by --to read none
@@ -226,6 +323,9 @@ def _entry(
         extra["forced"] = list(decision.forced)
     if decision.ungated:
         extra["ungated"] = True
+    # The baseline the watch judges against: only for the colour this switch moves traffic from.
+    if measured and state.active is not None and measured.get("color") == str(state.active):
+        extra["baseline"] = measured
     if action == "rollback" and state.active is not None:
         extra["rejected"] = {"color": str(state.active), "hash": releases[state.active].hash}
     return history.entry(
@@ -244,22 +344,41 @@ def _write(
     ctx: Context,
     router: Router,
     decide: Callable[[RouteState], intent.Decision],
+    ready: Callable[[Color], None],
     *,
     action: str,
     reason: str,
     images: dict[str, list[str]],
     seen: dict[Color, intent.Release],
+    measured: dict[str, Any] | None,
+    state: RouteState | None = None,
 ) -> tuple[RouteState, intent.Decision, SwitchWrite, dict[str, Any]]:
-    """Read, decide and write under the lock; a conflict means someone changed the object: decide again.
+    """Read, decide, check the target is ready and write under the lock; a conflict means someone
+    changed the object: decide again.
 
-    The Service router writes the history in the same patch; the others record the intent first."""
+    The Service router writes the history (with the watch's baseline) in the same patch as the
+    selector; the others record the intent first. `state`: the Service as read before the lock. Its
+    first write is guarded by that resourceVersion, so any change since is a 409 and read again:
+    reading it again first would only cost a request. The Deployments are read again under the lock
+    (decide), and the target's readiness judged on that read (ready)."""
     atomic = isinstance(router, ServiceRouter) and router.records_history
+    known = state if atomic else None
     for _ in range(CONFLICT_RETRIES):
-        state = router.read()
+        state, known = known or router.read(), None
         decision = decide(state)
         if decision.target is None:
             return state, decision, SwitchWrite(changed=False, api_ms=0.0, before="", after=""), {}
-        entry = _entry(ctx, state, decision, action=action, reason=reason, images=images, releases=seen)
+        ready(decision.target)  # before the first write: nothing written when it refuses
+        entry = _entry(
+            ctx,
+            state,
+            decision,
+            action=action,
+            reason=reason,
+            images=images,
+            releases=seen,
+            measured=measured,
+        )
         previous = str(state.active) if state.active else None
         try:
             if isinstance(router, ServiceRouter) and atomic:
@@ -376,27 +495,66 @@ def wait_observed(
         observed = (dep.get("status") or {}).get("observedGeneration", 0)
         if observed >= generation or time.monotonic() >= deadline:
             return dep
-        time.sleep(0.1)
+        cancel.sleep(0.1)
 
 
-def _require_available(ctx: Context, target: Color, *, force: bool, result: Result) -> None:
+def ready_pods(pods: list[dict[str, Any]]) -> int:
+    """Pods that are Ready and not terminating: what the Service's endpoints will hold (pure)."""
+    return sum(
+        1
+        for pod in pods
+        if not (pod.get("metadata") or {}).get("deletionTimestamp")
+        and any(
+            c.get("type") == "Ready" and c.get("status") == "True"
+            for c in (pod.get("status") or {}).get("conditions") or []
+        )
+    )
+
+
+def _require_available(
+    ctx: Context,
+    target: Color,
+    *,
+    force: bool,
+    result: Result | None,
+    allow_no_endpoints: bool = False,
+    read: dict[str, Any] | None = None,
+) -> str:
+    """Refuse a target that is not fully available, unless forced; returns what a forced switch
+    overrode, for the history ("" when nothing was). Force never picks zero ready pods by accident:
+    that also needs `allow_no_endpoints`. `read`: the target's Deployment as just read, judged before
+    reading it again (only while its controller has not yet observed its newest generation)."""
     name = ctx.app.deployment(target)
-    dep = wait_observed(lambda: ctx.deployment(target))
+    first = [read] if read is not None else []
+    dep = wait_observed(lambda: first.pop() if first else ctx.deployment(target))
     if dep is None:
         raise NotFoundError(
             f"Deployment {ctx.app.namespace}/{name} does not exist: only one colour is present",
             remedy=f"Run `bluegreen deploy --image IMAGE` to create {target} first.",
         )
     if fully_available(dep):
-        return
+        return ""
     selector = ((dep.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
-    why = "; ".join(pod_problems(ctx.pods(target, selector))) or rollout_status(dep).message
+    pods = ctx.pods(target, selector)
+    why = "; ".join(pod_problems(pods)) or rollout_status(dep).message
     if not force:
         raise NotReadyError(
             f"{target} is not ready to take all traffic: {why}",
             remedy="Wait for its rollout (`bluegreen deploy` waits for it), fix the pods, or pass --force.",
         )
-    result.messages.append(f"--force: switching to {target} although it is not ready ({why})")
+    ready = ready_pods(pods)
+    if ready == 0 and not allow_no_endpoints:
+        raise NotReadyError(
+            f"--force would move all traffic to {target}, which has no ready pod ({why}): an outage",
+            remedy=f"Scale or fix {name} first; to switch onto no endpoints anyway, add --allow-no-endpoints.",
+        )
+    if result is not None:
+        result.messages.append(f"--force: switching to {target} although it is not ready ({why})")
+    if ready == 0:
+        if result is not None:
+            result.messages.append(f"--allow-no-endpoints: {target} has no ready pod; traffic will fail")
+        return f"forced onto {target} with no ready pod (--allow-no-endpoints)"
+    return f"forced onto {target} with {ready} ready pod(s), not fully available"
 
 
 def _dry_run(ctx: Context, router: Router, target: Color, result: Result) -> Result:
@@ -423,17 +581,15 @@ def point_preview(ctx: Context, idle: Color, result: Result) -> None:
 def repoint_preview(kube: Client, app: AppSpec, idle: Color) -> str:
     """Point the app's preview Service (if it has one) at `idle`; what changed, or ''."""
     what = f"Service {app.namespace}/{app.preview_service}"
-    if (
-        found(f"reading {what}", lambda: kube.get(Service, app.preview_service, namespace=app.namespace))
-        is None
-    ):
-        return ""
     patch: dict[str, Any] = {"spec": {"selector": {app.color_label: str(idle)}}}
-    call(
-        f"pointing {what} at {idle}",
-        lambda: kube.patch(
-            Service, app.preview_service, patch, namespace=app.namespace, patch_type=PatchType.MERGE
-        ),
-        idempotent=False,
-    )
+    try:  # no read first: a merge patch of a Service that does not exist is a 404, and changes nothing
+        call(
+            f"pointing {what} at {idle}",
+            lambda: kube.patch(
+                Service, app.preview_service, patch, namespace=app.namespace, patch_type=PatchType.MERGE
+            ),
+            idempotent=False,
+        )
+    except NotFoundError:
+        return ""
     return f"{what}: selector {app.color_label}={idle}"

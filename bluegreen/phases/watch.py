@@ -4,21 +4,28 @@ error budget is spent (bluegreen.gate.decide_watch), roll back through the engin
 
 Each interval costs the same fixed set of requests (one query per metric, one LIST of pods, a fixed
 number of probe requests), so the load on the cluster and on Prometheus does not grow with the
-duration. Metrics compare the new live colour with the previous one; for Prometheus the previous
-colour's numbers are read as they were at the start of the watch (the switch), its last real traffic.
+duration. Metrics compare the new live colour with the previous one. For Prometheus the previous
+colour's numbers are those the switch recorded in the history (measure_baseline), or else read as they
+were at the moment of the switch, its last real traffic: a watch that starts long after the switch (a
+separate job after an approval) still has a baseline, where the previous colour's window is empty now.
+
+A rollback takes the watch's Lease over (it is held preemptible): `preempted`, checked before every
+round, ends the watch with result `preempted` and no rollback of its own.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from lightkube import Client
 
+from bluegreen import cancel
 from bluegreen.checks import Target, build
-from bluegreen.config import Config, format_duration
+from bluegreen.checks.prometheus import PrometheusCheck
+from bluegreen.config import Config, PrometheusCheckConfig, format_duration
 from bluegreen.errors import EXIT_CLUSTER, EXIT_OK, EXIT_REFUSED
 from bluegreen.gate import Round, WatchAction, WatchResult, decide_watch
 from bluegreen.model import AppSpec, Color
@@ -39,8 +46,9 @@ class WatchReport:
 
     @property
     def exit_code(self) -> int:
-        """0 healthy; 1 rolled back, budget spent or inconclusive; 3 could not measure."""
-        if self.result is WatchResult.HEALTHY:
+        """0 healthy or preempted by a rollback; 1 rolled back, budget spent or inconclusive; 3 could
+        not measure."""
+        if self.result in (WatchResult.HEALTHY, WatchResult.PREEMPTED):
             return EXIT_OK
         return EXIT_CLUSTER if self.result is WatchResult.ERROR else EXIT_REFUSED
 
@@ -65,10 +73,16 @@ def run_watch(
     kube: Client | None = None,
     progress: Progress | None = None,
     clock: Callable[[], float] = time.time,
-    sleep: Callable[[float], None] = time.sleep,
+    sleep: Callable[[float], None] = cancel.sleep,
     on_round: Callable[[Round], None] | None = None,
+    switched_at: float | None = None,
+    recorded: Mapping[str, Mapping[str, float]] | None = None,
+    preempted: Callable[[], str] | None = None,
 ) -> WatchReport:
-    """Watch `live` (just switched to) against the previous colour; `rollback(reason)` on a spent budget."""
+    """Watch `live` (just switched to) against the previous colour; `rollback(reason)` on a spent budget.
+
+    `switched_at` (wall time) and `recorded` (values by check) are the baseline the switch left in the
+    history; `preempted()` says why to stop ('' to go on): a rollback that took the Lease over."""
     say = progress or (lambda _line: None)
     watch = config.watch
     started = clock()
@@ -81,7 +95,8 @@ def run_watch(
         max_error_rate=watch.max_error_rate,
         p95_tolerance=watch.p95_tolerance,
         max_p95=watch.max_p95,
-        baseline_at=started,
+        baseline_at=switched_at if switched_at is not None else started,
+        recorded=recorded or {},
     )
     checks = [build(c, kube=kube) for c in config.watch_checks()]
     say(
@@ -92,6 +107,19 @@ def run_watch(
     rounds: list[Round] = []
     try:
         while True:
+            why = preempted() if preempted else ""
+            if why:
+                say(f"watch: {why}: ending without a rollback of its own")
+                return WatchReport(
+                    result=WatchResult.PREEMPTED,
+                    reason=why,
+                    color=live,
+                    previous=live.other,
+                    rolled_back=False,
+                    started=started,
+                    finished=clock(),
+                    rounds=tuple(rounds),
+                )
             at = clock()
             round_ = measure_round(checks, target, skip=set(), at=at)
             rounds.append(round_)
@@ -140,3 +168,37 @@ def run_watch(
     finally:
         for check in checks:
             check.close()
+
+
+def measure_baseline(
+    config: Config, app: AppSpec, *, live: Color, kube: Client | None = None
+) -> dict[str, Any]:
+    """The live colour's numbers just before a switch, by check, for the history entry the switch
+    writes: the watch's Prometheus checks (p95, error rate). {} when there are none or none answered.
+
+    After the switch the colour that was live gets no traffic, so this is the last moment its numbers
+    mean anything (probe checks measure both colours each round and need no record)."""
+    watch = config.watch
+    target = Target(
+        app=app,
+        color=live,
+        baseline=live.other,
+        service=app.service,
+        window=watch.window,
+        max_error_rate=watch.max_error_rate,
+        p95_tolerance=watch.p95_tolerance,
+    )
+    values: dict[str, dict[str, float]] = {}
+    for check_config in config.watch_checks():
+        if not isinstance(check_config, PrometheusCheckConfig):
+            continue
+        check = PrometheusCheck(check_config)
+        try:
+            measured = check.baseline(target)
+            if measured:
+                values[check.name] = measured
+        finally:
+            check.close()
+    if not values:
+        return {}
+    return {"color": str(live), "at": round(time.time(), 3), "checks": values}

@@ -11,17 +11,17 @@ connections only to the new colour.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from lightkube import Client
-from lightkube.resources.core_v1 import Pod, Service
-from lightkube.resources.discovery_v1 import EndpointSlice
+from lightkube.resources.core_v1 import Service
 from lightkube.types import PatchType
 
-from bluegreen.errors import NotAdoptedError
-from bluegreen.kube import call, to_dict, watch_until
+from bluegreen.errors import NotAdoptedError, UsageError
+from bluegreen.kube import call, get_json, initial_events_end, label_selector, to_dict, watch_until
 from bluegreen.model import AppSpec, Color
 from bluegreen.routers.base import RouteState, SwitchWrite, Verification
 
@@ -143,6 +143,8 @@ class ServiceRouter:
         )
         written_at = time.perf_counter()
         assert stored.metadata is not None
+        if not dry_run:  # what the Service holds now: a later guarded write of ours starts from it
+            self._annotations = dict(stored.metadata.annotations or {})
         return SwitchWrite(
             changed=True,
             api_ms=(written_at - started) * 1000,
@@ -162,38 +164,57 @@ class ServiceRouter:
         ns = self.app.namespace
 
         def ready_target_pods() -> set[str]:
+            path, query = f"/api/v1/namespaces/{ns}/pods", {"labelSelector": label_selector(labels)}
             return ready_pod_ips(
-                call(
-                    f"listing the {color} pods",
-                    lambda: [to_dict(p) for p in self.kube.list(Pod, namespace=ns, labels=labels)],
-                )
+                call(f"listing the {color} pods", lambda: get_json(self.kube, path, params=query)["items"])
             )
 
         want = ready_target_pods()
-        by_slice, version = self._slices()
+        by_slice: dict[str, dict[str, Any]] = {}
+        seen_all = False  # every current slice arrived (a list, or a watch's initial events)
 
         def converged(kind: str, piece: dict[str, Any]) -> bool:
-            name = piece["metadata"]["name"]
-            if kind == "DELETED":
-                by_slice.pop(name, None)
+            nonlocal seen_all
+            if kind == "BOOKMARK":
+                seen_all = seen_all or initial_events_end(kind, piece)
+            elif kind == "DELETED":
+                by_slice.pop(piece["metadata"]["name"], None)
             else:
-                by_slice[name] = piece
-            return ready_addresses(list(by_slice.values())) == want
+                by_slice[piece["metadata"]["name"]] = piece
+            return seen_all and ready_addresses(list(by_slice.values())) == want
 
-        # List, then watch from the listed version: each change arrives as it happens, without polling.
-        # The watch is cut every REFRESH seconds to re-read the target's ready pods, which may change too.
+        # One request to begin: a watch that starts with every current slice (WatchList), so no list
+        # first. Judged only once all have arrived: a first slice alone may list exactly the new pods
+        # while a second still lists old ones. Each later change arrives as it happens, without polling;
+        # the watch is cut every REFRESH seconds to re-read the target's ready pods, which may change too.
+        path = f"/apis/discovery.k8s.io/v1/namespaces/{ns}/endpointslices"
+        params = {"labelSelector": f"{SERVICE_NAME_LABEL}={self.service_name}"}
+        version = ""
+        with contextlib.suppress(UsageError):  # 422: an apiserver without WatchList refuses it
+            version = watch_until(
+                self.kube,
+                path,
+                params=params,
+                resource_version="",
+                deadline=min(deadline, time.monotonic() + REFRESH),
+                on_event=converged,
+                initial_events=True,
+            )
+        if not seen_all:  # refused, or ignored without the mark: list, as before WatchList
+            by_slice, version = self._slices()
+            seen_all = True
         while not (want and ready_addresses(list(by_slice.values())) == want) and time.monotonic() < deadline:
+            if ready_addresses(list(by_slice.values())) != want:
+                want = ready_target_pods()
             before = version
             version = watch_until(
                 self.kube,
-                f"/apis/discovery.k8s.io/v1/namespaces/{ns}/endpointslices",
-                params={"labelSelector": f"{SERVICE_NAME_LABEL}={self.service_name}"},
+                path,
+                params=params,
                 resource_version=version,
                 deadline=min(deadline, time.monotonic() + REFRESH),
                 on_event=converged,
             )
-            if ready_addresses(list(by_slice.values())) != want:
-                want = ready_target_pods()
             if version == before and time.monotonic() < deadline:
                 by_slice, version = self._slices()  # no news (or 410 Gone): list again
         elapsed = (time.perf_counter() - started) * 1000
@@ -216,10 +237,12 @@ class ServiceRouter:
 
     def _slices(self) -> tuple[dict[str, dict[str, Any]], str]:
         def listed() -> tuple[dict[str, dict[str, Any]], str]:
-            found = self.kube.list(
-                EndpointSlice, namespace=self.app.namespace, labels={SERVICE_NAME_LABEL: self.service_name}
+            found = get_json(
+                self.kube,
+                f"/apis/discovery.k8s.io/v1/namespaces/{self.app.namespace}/endpointslices",
+                params={"labelSelector": f"{SERVICE_NAME_LABEL}={self.service_name}"},
             )
-            items = {p["metadata"]["name"]: p for p in (to_dict(s) for s in found)}
-            return items, str(found.resourceVersion)
+            items = {p["metadata"]["name"]: p for p in found.get("items") or []}
+            return items, str((found.get("metadata") or {}).get("resourceVersion") or "")
 
         return call(f"listing EndpointSlices of {self._where()}", listed)

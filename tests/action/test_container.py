@@ -184,3 +184,54 @@ def test_the_job_token_default_reaches_the_api_the_runner_names(
     assert (check.body["name"], check.body["conclusion"]) == ("bluegreen switch (shop)", "success")
     (status,) = github_api.writes("POST", "/statuses")
     assert status.body["state"] == "success"
+
+
+def test_a_cancelled_step_stops_at_a_safe_point_as_pid_1(steps: Steps, kube: Client, namespace: str) -> None:
+    """A cancelled job: the runner's `docker run` has no --init, so the engine is PID 1 in the container,
+    where the kernel drops a signal without a handler. SIGTERM reaches it (`docker kill`, which is what
+    `docker run`'s signal proxy does too), and the step ends 143 with its outputs and summary, the Lease
+    given back."""
+    import subprocess
+    import threading
+    import time
+
+    from lightkube.resources.coordination_v1 import Lease
+
+    from tests.support.apps import UNREADY_IMAGE
+
+    create_app(kube, namespace, "shop", replicas=1)
+    done: list[StepResult] = []
+    step = threading.Thread(
+        target=lambda: done.append(
+            steps.run(phase="deploy", app="shop", namespace=namespace, image=UNREADY_IMAGE)
+        )
+    )
+    step.start()
+
+    def holder() -> str:
+        try:
+            spec = kube.get(Lease, "bluegreen-shop", namespace=namespace).spec
+        except Exception:
+            return ""
+        return (spec.holderIdentity if spec else None) or ""
+
+    deadline = time.monotonic() + 120
+    while " pid 1 " not in holder():  # the engine, PID 1 of its container, holds the lock
+        assert time.monotonic() < deadline and step.is_alive(), done and done[0].log[-3000:]
+        time.sleep(0.1)
+    time.sleep(1.0)  # waiting for the rollout that never completes
+    containers = run(["docker", "ps", "-q", "--filter", f"label={steps.runner.label}"]).stdout.split()
+    assert len(containers) == 1, containers
+    sent = time.monotonic()
+    subprocess.run(["docker", "kill", "--signal", "SIGTERM", containers[0]], check=True, capture_output=True)
+    step.join(timeout=30)
+    took = time.monotonic() - sent
+    if step.is_alive():  # the signal was dropped: end the step the hard way, as the runner would
+        subprocess.run(["docker", "kill", containers[0]], check=False, capture_output=True)
+        step.join()
+    (result,) = done
+    assert result.exit_code == 143, result.log[-3000:]
+    assert took < 10, took  # a runner kills a few seconds after its SIGTERM
+    assert result.outputs["result"] == "cancelled"
+    assert "stopped: Cancelled" in result.summary
+    assert holder() == ""

@@ -407,11 +407,12 @@ def test_an_expired_lock_is_taken_over(bg: Bg, kube: Client, namespace: str) -> 
     kube.create(
         Lease(
             metadata=ObjectMeta(name="bluegreen-shop"),
-            spec=LeaseSpec(holderIdentity="a run that died", renewTime=long_ago, leaseDurationSeconds=60),
+            spec=LeaseSpec(holderIdentity="a run that died", renewTime=long_ago, leaseDurationSeconds=2),
         ),
         namespace=namespace,
     )
-    outcome = bg("switch", "--to", "green")
+    # Expiry is judged by our clock: gone once seen unchanged for its 2s (tests/integration/test_lock.py).
+    outcome = bg("switch", "--to", "green", "--wait-for-lock", "30s")
     assert outcome.exit_code == 0, outcome.error
     lease = kube.get(Lease, "bluegreen-shop", namespace=namespace)
     assert lease.spec is not None and not lease.spec.holderIdentity  # released after the run

@@ -23,7 +23,7 @@ from bluegreen.phases.watch import run_watch
 from tests.support import prometheus as prom_support
 from tests.support import sampleapp
 from tests.support.apps import COLOR_LABEL, create_app
-from tests.support.prometheus import ERROR_RATE, Prometheus
+from tests.support.prometheus import ERROR_RATE, P95, Prometheus
 
 
 @pytest.fixture
@@ -178,5 +178,64 @@ checks:
     measure: error-rate
     query: '{ERROR_RATE}'
 watch: {{duration: 5m, interval: 1s, window: 3s, failures: 2}}
+"""
+    )
+
+
+def test_a_watch_started_as_its_own_run_after_the_switch_judges_against_the_switchs_baseline(
+    apps: dict[str, sampleapp.SampleApp], tmp_path: Path, kube: Client, namespace: str
+) -> None:
+    """The release workflow's watch is its own job, after an approval: by then the previous colour has
+    had no traffic for longer than the window, so its p95 is no data. The switch recorded the live
+    colour's numbers in the history; the watch judges against those and ends healthy."""
+    from bluegreen.phases import checked, switch
+    from bluegreen.phases.context import Context
+    from bluegreen.phases.watch import measure_baseline
+
+    create_app(kube, namespace, "shop", active="blue")
+    app = AppSpec(name="shop", namespace=namespace)
+    with prom_support.running(tmp_path, {c: a.port for c, a in apps.items()}) as prometheus:
+        config = baseline_config(prometheus)
+        before = sampleapp.Load([apps["blue"].url]).start()  # traffic on blue, the live colour
+        try:
+            prometheus.wait_for(P95.replace("{{color}}", "blue").replace("{{window}}", "3s"))
+            switched = switch.run(
+                Context(kube=kube, app=app),
+                to=Color.GREEN,  # no deploy recorded a candidate: the colour is named
+                baseline=lambda live: measure_baseline(config, app, live=live, kube=kube),
+            )
+        finally:
+            before.stop()
+        assert switched.result == "switched"
+        recorded = switched.details["history"][0]["baseline"]
+        assert recorded["color"] == "blue" and recorded["checks"]["latency"]["p95"] > 0
+
+        after = sampleapp.Load([apps["green"].url]).start()  # traffic follows the switch to green
+        try:
+            # The approval: longer than the window, so blue's own numbers are gone.
+            gone = 'sum(rate(http_requests_total{color="blue"}[3s])) == 0'
+            prometheus.wait_for(gone, timeout=30)
+            assert prometheus.query(P95.replace("{{color}}", "blue").replace("{{window}}", "3s")) is None
+            watched = checked.watch(Context(kube=kube, app=app), config)  # a new run, as a new job
+        finally:
+            after.stop()
+    assert watched.result == "passed", watched.messages
+    rounds = watched.details["watch"]["rounds"]
+    latency = [c for r in rounds for c in r["checks"] if c["check"] == "latency"]
+    assert latency and all(c["phase"] == "successful" for c in latency)
+    assert all(c["values"]["baseline_p95"] == recorded["checks"]["latency"]["p95"] for c in latency)
+    assert live_color(kube, app) == "green"
+
+
+def baseline_config(prometheus: Prometheus) -> Config:
+    return parse(
+        f"""
+checks:
+  - name: latency
+    kind: prometheus
+    url: {prometheus.url}
+    measure: p95
+    query: '{P95}'
+watch: {{duration: 4s, interval: 1s, window: 3s, failures: 2, p95-tolerance: 200%}}
 """
     )

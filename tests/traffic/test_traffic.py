@@ -63,7 +63,9 @@ def test_switch_and_rollback_back_and_forth_fail_no_request(
         ("blue", ("rollback",)),
     ]
     writes: list[float] = []
-    with load(url, seconds=SETTLE * (len(steps) + 1) + 10) as probe:
+    # The load stops when the steps are done; its bound leaves each CLI run up to 15 s (a process
+    # took 4-7 s on a 2-core machine shared with other test runs).
+    with load(url, seconds=(SETTLE + 15) * len(steps) + 10) as probe:
         time.sleep(1)
         for _, command in steps:
             writes.append(write_time(bluegreen(inside, *command, "--app", "shop", "-n", namespace)))

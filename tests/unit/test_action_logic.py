@@ -126,7 +126,7 @@ def test_switch_gets_the_candidate_and_the_config_that_decides_whether_a_gate_is
         )
     ).options(None)
     assert isinstance(switch, SwitchOptions)
-    assert (switch.candidate, switch.config) == ("68dea25e477fa98b", Path("bluegreen.yaml"))
+    assert (switch.candidate, switch.checks.config) == ("68dea25e477fa98b", Path("bluegreen.yaml"))
     rollback = parse(env(BLUEGREEN_PHASE="rollback", BLUEGREEN_CANDIDATE="68dea25e477fa98b")).options(None)
     assert isinstance(rollback, RollbackOptions) and not hasattr(rollback, "candidate")
 

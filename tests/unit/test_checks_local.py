@@ -196,7 +196,8 @@ def test_probe_fails_a_slow_colour(apps: dict[str, App]) -> None:
     apps["green"].state.latency = 0.06
     judged = judge(build(probe(apps)).measure(TARGET))
     assert judged.phase is Phase.FAILED
-    assert judged.reasons[0].startswith("p95=0.06")
+    # The value itself is a timing (a busy machine adds to it); the reason must name the p95 that failed.
+    assert judged.reasons[0].startswith("p95=") and "broken" in judged.reasons[0], judged.reasons
 
 
 def test_probe_of_a_colour_that_does_not_answer(apps: dict[str, App]) -> None:

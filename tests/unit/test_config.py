@@ -125,7 +125,7 @@ watch:
     assert "bluegreen.yaml:14: checks[3].conditions[0]: no operator" in message
     assert "bluegreen.yaml:16: gate.min-healthy: '5x' is not a duration" in message
     assert "bluegreen.yaml:17: gate.checks: no check named 'nope'" in message
-    assert "bluegreen.yaml:19: watch.failures: expected a whole number >= 1" in message
+    assert "bluegreen.yaml:19: watch.failures: expected a whole number in 1..1000, got 0" in message
     assert message.startswith("7 problems")
     lines = [int(row.strip().split(":")[1]) for row in message.splitlines()[1:]]
     assert lines == sorted(lines)  # in file order, as a person fixes them
@@ -258,3 +258,17 @@ def test_the_documented_example_is_valid_and_matches_the_shipped_one() -> None:
     block = doc.split("```yaml\n", 1)[1].split("```", 1)[0]
     parse(block)
     assert yaml.safe_load(block) == yaml.safe_load(EXAMPLE.read_text())
+
+
+def test_a_file_for_another_app_or_namespace_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "bluegreen.yaml"
+    path.write_text("app: shop\nnamespace: shop\n")
+    assert load(path, Overrides(app="shop", namespace="shop")).app == "shop"
+    with pytest.raises(ConfigError) as caught:
+        load(path, Overrides(app="cart", namespace="payments"))
+    message = caught.value.message
+    assert f"--app: 'cart', but {path} is for app 'shop'" in message
+    assert f"--namespace: 'payments', but {path} is for namespace 'shop'" in message
+    # A file that names no app serves any app.
+    path.write_text("gate: {min-healthy: 1m}\n")
+    assert load(path, Overrides(app="cart", namespace="payments")).gate.min_healthy == 60

@@ -8,10 +8,12 @@ from typing import Any
 
 import pytest
 from lightkube.models.coordination_v1 import LeaseSpec
+from lightkube.models.meta_v1 import ObjectMeta
+from lightkube.resources.coordination_v1 import Lease
 
 from bluegreen import history
 from bluegreen.cli import execute, exit_code_for
-from bluegreen.lock import holder_of
+from bluegreen.lock import MODE, PREEMPTIBLE, describe, judge
 from bluegreen.model import Color, Result
 from bluegreen.phases.retire import seconds_left
 from bluegreen.rollout import fully_available, pod_problems, rollout_status, valid_image, with_images
@@ -159,21 +161,37 @@ def test_history_keeps_the_newest_entries_first_and_survives_damage() -> None:
     assert history.parse({history.HISTORY: "{not json"}) == []
 
 
-def test_a_lease_is_held_until_it_expires() -> None:
-    now = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
-    fresh = LeaseSpec(
-        holderIdentity="run 7",
-        acquireTime=now,
-        renewTime=now - timedelta(seconds=10),
-        leaseDurationSeconds=60,
+def lease(holder: str | None, renewed: datetime, version: str = "1", *, preemptible: bool = False) -> Lease:
+    return Lease(
+        metadata=ObjectMeta(
+            resourceVersion=version, annotations={MODE: PREEMPTIBLE} if preemptible else None
+        ),
+        spec=LeaseSpec(holderIdentity=holder, renewTime=renewed, leaseDurationSeconds=60),
     )
-    stale = LeaseSpec(holderIdentity="run 6", renewTime=now - timedelta(seconds=61), leaseDurationSeconds=60)
-    released = LeaseSpec(holderIdentity=None, renewTime=now, leaseDurationSeconds=60)
-    holder = holder_of(fresh, now)
-    assert holder is not None and holder.identity == "run 7"
-    assert holder_of(stale, now) is None
-    assert holder_of(released, now) is None
-    assert holder_of(None, now) is None
+
+
+def test_a_lease_is_judged_by_the_readers_clock_never_by_the_holders() -> None:
+    wall = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+    # Renewed "an hour ago" by the holder's clock: still held until WE see it unchanged for 60s.
+    stale_by_its_clock = lease("run 6", wall - timedelta(hours=1))
+    holder, seen = judge(stale_by_its_clock, None, now=100.0)
+    assert holder is not None and holder.identity == "run 6" and holder.left == 60
+    holder, seen = judge(stale_by_its_clock, seen, now=159.0)
+    assert holder is not None and round(holder.left) == 1
+    assert judge(stale_by_its_clock, seen, now=160.0)[0] is None  # 60s of our clock unchanged: gone
+    # A holder whose clock runs an hour ahead, renewing: every renewal restarts our count.
+    ahead = lease("run 7", wall + timedelta(hours=1), "5")
+    holder, seen = judge(ahead, seen, now=170.0)
+    renewed = lease("run 7", wall + timedelta(hours=1, seconds=20), "6")
+    holder, seen = judge(renewed, seen, now=225.0)
+    assert holder is not None and holder.left == 60  # changed at 225: 60s from there
+    assert judge(renewed, seen, now=284.0)[0] is not None
+    # Released, missing: free at once.
+    assert judge(lease(None, wall), None, now=0.0) == (None, None)
+    assert judge(None, None, now=0.0) == (None, None)
+    # A watch's Lease says a rollback may take it over.
+    held, _ = judge(lease("watch", wall, preemptible=True), None, now=0.0)
+    assert held is not None and held.preemptible and "rollback takes it over" in describe(held)
 
 
 def test_retire_waits_out_the_window_after_the_last_switch() -> None:

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import json
+from datetime import UTC, datetime
+
 from bluegreen.gate import Round, WatchAction, WatchDecision, WatchResult, decide_watch
+from bluegreen.history import HISTORY
+from bluegreen.model import Color
+from bluegreen.phases.checked import baseline_of
 from bluegreen.verdict import Judged, Limits, Measurement, Phase
 
 DEFAULT = Limits()
@@ -76,3 +82,21 @@ def test_quiet_intervals_never_roll_back_but_leave_the_result_inconclusive() -> 
         decide(rounds(S, N, S, S, S), duration=40, limits=Limits(inconclusive_limit=1)).result
         is WatchResult.HEALTHY
     )
+
+
+def test_the_watch_takes_its_baseline_from_the_switch_to_the_live_colour() -> None:
+    switched = {"time": "2026-11-22T12:00:00+00:00", "action": "switch", "from": "blue", "to": "green"}
+    recorded = {
+        **switched,
+        "baseline": {"color": "blue", "at": 1795348799.5, "checks": {"lat": {"p95": 0.2}}},
+    }
+    older = {"time": "2026-11-21T09:00:00+00:00", "action": "switch", "from": "green", "to": "blue"}
+
+    def history(*entries: object) -> dict[str, str]:
+        return {HISTORY: json.dumps(list(entries))}
+
+    at, values = baseline_of(history(recorded, older), Color.GREEN)
+    assert at == 1795348799.5 and values == {"lat": {"p95": 0.2}}  # measured just before the write
+    at, values = baseline_of(history(switched, older), Color.GREEN)  # a switch that measured nothing
+    assert at == datetime(2026, 11, 22, 12, tzinfo=UTC).timestamp() and values == {}
+    assert baseline_of(history(older), Color.GREEN) == (None, {})  # never switched to green: none

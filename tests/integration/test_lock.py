@@ -1,0 +1,113 @@
+"""The Lease lock on the real apiserver: re-entrant, expiry judged by our own clock, and a run that lost
+its Lease stops before its next write."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from lightkube import Client
+from lightkube.models.coordination_v1 import LeaseSpec
+from lightkube.models.meta_v1 import ObjectMeta
+from lightkube.resources.coordination_v1 import Lease
+from lightkube.resources.core_v1 import Service
+from lightkube.types import PatchType
+
+from bluegreen.cli import execute
+from bluegreen.errors import LockHeldError, LockLostError
+from bluegreen.kube import call
+from bluegreen.lock import Lock
+from bluegreen.model import AppSpec, RunInfo
+from bluegreen.phases.context import Context
+from hack.localcluster import LocalCluster
+from tests.support.apps import create_app
+
+pytestmark = pytest.mark.cluster
+
+
+def holder(kube: Client, namespace: str) -> str | None:
+    lease = kube.get(Lease, "bluegreen-shop", namespace=namespace)
+    return lease.spec.holderIdentity if lease.spec else None
+
+
+def switch(cluster: LocalCluster, namespace: str, *args: str) -> tuple[int, str]:
+    outcome = execute(
+        ["switch", *args, "--app", "shop", "-n", namespace, "--kubeconfig", str(cluster.kubeconfig)]
+    )
+    return outcome.exit_code, str(outcome.error or "")
+
+
+def test_a_nested_use_keeps_the_lease_until_the_outermost_exit(kube: Client, namespace: str) -> None:
+    ctx = Context(kube=kube, app=AppSpec(name="shop", namespace=namespace))
+    with ctx.lock() as outer:
+        with ctx.lock() as inner:
+            assert inner is outer
+        assert holder(kube, namespace) == outer.identity  # the inner exit did not release it
+        assert outer.held()
+    assert holder(kube, namespace) is None
+
+
+@pytest.mark.parametrize("skew", [timedelta(minutes=-10), timedelta(hours=1)], ids=["behind", "ahead"])
+def test_expiry_is_judged_by_our_clock_never_by_the_holders(
+    cluster: LocalCluster, kube: Client, namespace: str, skew: timedelta
+) -> None:
+    """A holder that stopped renewing, whose clock is 10 minutes behind or an hour ahead: it is gone
+    once WE have seen its record unchanged for its leaseDurationSeconds (2s here), not before, not
+    an hour later."""
+    create_app(kube, namespace, "shop", replicas=1)
+    kube.create(
+        Lease(
+            metadata=ObjectMeta(name="bluegreen-shop"),
+            spec=LeaseSpec(
+                holderIdentity="a run that died", renewTime=datetime.now(UTC) + skew, leaseDurationSeconds=2
+            ),
+        ),
+        namespace=namespace,
+    )
+    code, error = switch(cluster, namespace, "--to", "green")
+    assert code == 1 and "a run that died" in error  # one look cannot tell it is gone
+    started = time.monotonic()
+    code, error = switch(cluster, namespace, "--to", "green", "--wait-for-lock", "30s")
+    assert code == 0, error
+    assert 2 <= time.monotonic() - started < 20  # waited its 2s of our clock (plus the switch)
+    assert holder(kube, namespace) is None
+
+
+def test_a_holder_that_keeps_renewing_is_never_taken_over(kube: Client, namespace: str) -> None:
+    app = AppSpec(name="shop", namespace=namespace)
+    with Lock(kube, app, RunInfo(run_id="1"), duration=2) as first:  # renews every 2/3 s
+        waiting = Lock(kube, app, RunInfo(run_id="2"), wait=5)
+        with pytest.raises(LockHeldError, match="run 1"):
+            waiting.acquire()
+        assert holder(kube, namespace) == first.identity
+
+
+def test_a_run_that_lost_its_lease_stops_before_its_next_write(kube: Client, namespace: str) -> None:
+    create_app(kube, namespace, "shop", replicas=1, wait=False)
+    app = AppSpec(name="shop", namespace=namespace)
+    lock = Lock(kube, app, RunInfo(run_id="slow run"), duration=3)  # renews every second
+    with lock.hold():
+        # Another run takes the Lease (it judged this one gone, e.g. after a network partition).
+        kube.patch(
+            Lease,
+            "bluegreen-shop",
+            {"spec": {"holderIdentity": "run 2"}},
+            namespace=namespace,
+            patch_type=PatchType.MERGE,
+        )
+        deadline = time.monotonic() + 10
+        while lock.held() and time.monotonic() < deadline:
+            time.sleep(0.1)  # the next renewal finds another holder
+        assert not lock.held()
+        with pytest.raises(LockLostError, match="run 2 holds it now"):
+            call(
+                "patching Service shop",
+                lambda: kube.patch(
+                    Service, "shop", {"metadata": {"labels": {"x": "y"}}}, namespace=namespace
+                ),
+                idempotent=False,
+            )
+    service = kube.get(Service, "shop", namespace=namespace)
+    assert "x" not in ((service.metadata.labels if service.metadata else None) or {})  # never sent
+    assert holder(kube, namespace) == "run 2"  # and its Lease left alone on the way out
