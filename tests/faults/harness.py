@@ -476,6 +476,14 @@ def concurrently(items: Sequence[Any], fn: Callable[[Any], None], width: int = W
     """fn over items, `width` at a time; the first exception is raised after all have run."""
     from concurrent.futures import ThreadPoolExecutor
 
+    from lightkube.resources.core_v1 import Pod
+    from lightkube.resources.discovery_v1 import EndpointSlice
+
+    from bluegreen.kube import prime_decoders
+
+    # Two threads building lightkube's decoder for one type at once can crash the interpreter
+    # (seen: a segfault of the test process): build them all before any thread starts.
+    prime_decoders(Service, Deployment, Lease, Namespace, Pod, EndpointSlice)
     with ThreadPoolExecutor(max_workers=width) as pool:
         futures = [pool.submit(fn, item) for item in items]
     for future in futures:

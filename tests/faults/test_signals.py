@@ -22,6 +22,7 @@ from tests.faults.harness import (
     Row,
     Scene,
     concurrently,
+    engine_bug,
     guarded,
     kubeconfig_via,
     needs,
@@ -41,7 +42,14 @@ MISSING = "SIGTERM handling (issue 10 item 3): exit 143 at a safe point, Lease r
 
 
 def cancel_at(
-    kube: Client, scene: Scene, proxied: Path, fault_proxy: FaultProxy, step: str, occurrence: int, row: Row
+    kube: Client,
+    scene: Scene,
+    proxied: Path,
+    fault_proxy: FaultProxy,
+    step: str,
+    occurrence: int,
+    row: Row,
+    final_lease_write: int = 0,
 ) -> None:
     """Run the scene's command and send it SIGTERM when `step`'s request arrives; fills `row`."""
     holder: dict[str, Cli] = {}
@@ -54,12 +62,26 @@ def cancel_at(
     run = cli.wait()
     if not rule.fired.is_set():
         row.problems.append("the signal was never sent: the run did not send that request")
-    verdict(row, run, observe(kube, scene, lease_must_be_free=True), scene, expect={143})
+    # Cancelled while releasing the lock, the work is done: finishing with 0 is as right as 143.
+    releasing = "/leases/" in step and step.split()[0] == "PUT" and occurrence == final_lease_write
+    verdict(
+        row,
+        run,
+        observe(kube, scene, lease_must_be_free=True),
+        scene,
+        expect={0, 143} if releasing else {143},
+    )
     if cli.signalled is not None and run.exit_code is not None:
         took = cli.started + run.elapsed - cli.signalled
         row.moment += f" (exit {took:.1f}s after the signal)"
         if took > TERM_BOUND_S:
             row.problems.append(f"exited {took:.1f}s after SIGTERM: more than {TERM_BOUND_S:.0f}s")
+
+
+GROUP_LOCKS = engine_bug(
+    "SIGTERM while `group switch` takes its members' Leases leaves them held for 60 s, and `group` has "
+    "no --wait-for-lock while the lock now judges expiry by the reader's clock, so the re-run is refused"
+)
 
 
 def moments(requests: list[tuple[str, int]]) -> list[tuple[str, int]]:
@@ -86,7 +108,13 @@ def cancelled(
         assert clean.exit_code == 0, clean.describe()
         return fault_proxy.trace(scene.namespace)
 
-    planned = [(command, *moment) for command in COMMANDS for moment in moments(traced(command))]
+    traces = {command: traced(command) for command in COMMANDS}
+    planned = [(command, *moment) for command in COMMANDS for moment in moments(traces[command])]
+
+    def final_lease_write(command: str, step: str) -> int:
+        """The occurrence of `step` that releases the lock (its last write in the clean trace)."""
+        return max((n for s, n in traces[command] if s == step), default=0)
+
     results = {
         index: LEDGER.add(
             Row(fault="SIGTERM to the CLI", phase=command, moment=f"{ordinal(n)} {short(step)} in flight")
@@ -101,7 +129,16 @@ def cancelled(
     def cancel(index: int) -> None:
         command, step, occurrence = planned[index]
         scene = set_up(kube, command, cluster_kubeconfig, tmp, "term")
-        cancel_at(kube, scene, proxied, fault_proxy, step, occurrence, results[index])
+        cancel_at(
+            kube,
+            scene,
+            proxied,
+            fault_proxy,
+            step,
+            occurrence,
+            results[index],
+            final_lease_write(command, step),
+        )
         next_run_now_or_later(kube, scene, results[index], later)
 
     concurrently(list(range(len(planned))), one, width=WIDTH)
