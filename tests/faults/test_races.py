@@ -210,7 +210,9 @@ def test_ten_switch_runs_started_together(key: str, races: dict[str, Row]) -> No
 @pytest.mark.parametrize(
     "key",
     [
-        pytest.param(k, marks=needs("intent") if c[0] != "deploy" else ())
+        pytest.param(k, marks=() if c[0] == "deploy" else (needs("intent"), OUTSIDE_MOVE))
+        if "moves the selector" in c[3]
+        else pytest.param(k, marks=needs("intent") if c[0] != "deploy" else ())
         for k, c in zip(IDS, CASES, strict=True)
     ],
 )
