@@ -152,7 +152,9 @@ def cancelled(
 @pytest.mark.parametrize(
     "command",
     [
-        pytest.param(c, marks=needs("cancel") if c == "deploy" else needs("cancel", "intent"))
+        pytest.param(c, marks=(needs("cancel", "intent"), GROUP_LOCKS))
+        if c == "group switch"
+        else pytest.param(c, marks=needs("cancel") if c == "deploy" else needs("cancel", "intent"))
         for c in COMMANDS
     ],
 )
