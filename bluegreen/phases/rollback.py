@@ -31,6 +31,16 @@ def run(ctx: Context, *, reason: str = "", to: Color | None = None, force: bool 
         if isinstance(router, ServiceRouter) and router.records_history
         else ctx.history_annotations()
     )
+    newest = next(iter(history.parse(annotations)), {})
+    if (
+        to is None
+        and state.active
+        and newest.get("action") == "rollback"
+        and newest.get("to") == str(state.active)
+    ):
+        # A re-run of a rollback that already moved traffic (its answer lost, a later write failed, a
+        # double click): "back to the previous colour" now names the release it rolled back from.
+        return _already_rolled_back(ctx, state.active, newest)
     recorded = annotations.get(history.PREVIOUS)
     # A recorded previous colour that is live now is a history that lags the router: not a target.
     stale = recorded == (str(state.active) if state.active else None)
@@ -79,4 +89,17 @@ def run(ctx: Context, *, reason: str = "", to: Color | None = None, force: bool 
         result.messages.append(
             f"{target.other} keeps running for the post-mortem; `bluegreen retire` scales it down"
         )
+    return result
+
+
+def _already_rolled_back(ctx: Context, live: Color, entry: dict[str, Any]) -> Result:
+    result = Result(
+        phase="rollback", result="noop", app=ctx.app.name, namespace=ctx.app.namespace, dry_run=ctx.dry_run
+    )
+    result.active_color, result.previous_color = str(live), str(live.other)
+    when = entry.get("time") or "earlier"
+    result.messages.append(
+        f"traffic was already rolled back to {live} ({when}): nothing to do. Rolling back again would "
+        f"return to the release it left; to do that on purpose, `bluegreen switch --to {live.other} --force`"
+    )
     return result

@@ -27,7 +27,6 @@ from tests.faults.harness import (
     Row,
     Scene,
     concurrently,
-    engine_bug,
     guarded,
     kubeconfig_via,
     needs,
@@ -141,14 +140,10 @@ def every_request(
     return by_command
 
 
-ROLLBACK_RERUN = engine_bug(
-    "a rollback whose Service write applied but whose answer was lost (exit 3) is re-run onto the "
-    "release it rolled back from: the re-run reads previous-color, now the rejected release"
-)
 MARKS: dict[str, tuple[pytest.MarkDecorator, ...]] = {
     "deploy": (),
     "switch": (needs("intent"),),
-    "rollback": (needs("intent"), ROLLBACK_RERUN),
+    "rollback": (needs("intent"),),
     "group switch": (needs("intent"),),
 }
 

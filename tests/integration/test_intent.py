@@ -159,9 +159,11 @@ def test_a_rolled_back_release_stays_rolled_back_whatever_is_re_run(
                 assert outcome.error is not None and "rejected" in outcome.error.message
                 assert "--force" in outcome.error.remedy
             assert live(kube, namespace) == back, (order, name)
-    # A second rollback does not flip back onto the rejected release either.
+    # A second rollback (a re-run of the rollback job) does not flip back onto the rejected release
+    # either: it is a noop that says how to go there on purpose.
     again = run.bg("rollback")
-    assert again.exit_code == 1 and again.error is not None and "rejected" in again.error.message
+    assert again.exit_code == 0 and again.result is not None and again.result.result == "noop", again.error
+    assert "already rolled back to blue" in again.result.messages[-1]
     assert live(kube, namespace) == back
 
     # --force switches to it, and the history says so.
@@ -325,3 +327,26 @@ def test_a_huge_reason_is_cut_and_the_history_stays_bounded(
     entries = json.loads(raw)
     assert entries[0]["reason"].endswith("(cut from 100000 characters)")
     assert live(kube, namespace)[0] == "green"  # 25 moves from blue
+
+
+def test_a_rollback_re_run_after_its_traffic_write_landed_stays_rolled_back(
+    kube: Client, cluster: LocalCluster, namespace: str, config: Path
+) -> None:
+    """The fault suite's case: the rollback's one Service write landed, then the run failed before it
+    marked the release it left as rejected (its answer lost, the preview write refused). A re-run
+    read "previous colour: green" and sent traffic back onto the release it had rolled back from."""
+    create_app(kube, namespace, "shop", replicas=1, image="registry.local/shop:1.0")
+    run = Workflow(cluster, namespace, config, "registry.local/shop:2.0")
+    release(run)
+    assert run.bg("rollback").exit_code == 0
+    # As if the run had died after its Service write: no rejected mark on green.
+    kube.patch(
+        Deployment,
+        "shop-green",
+        {"metadata": {"annotations": {"bluegreen.io/rejected": None}}},
+        namespace=namespace,
+        patch_type=PatchType.MERGE,
+    )
+    again = run.bg("rollback")
+    assert again.exit_code == 0 and again.result is not None and again.result.result == "noop", again.error
+    assert live(kube, namespace) == ("blue", ["registry.local/shop:1.0"])
