@@ -211,7 +211,13 @@ def run(
     leases = [Lock(kube, apps[i], holder) for i in range(len(apps))]
     audit = _Audit(kube=kube, apps=apps, run=who, action=f"group {action}", reason=f"group {group.name}")
     # A group rollback, like a single one, takes over the Lease of a member's running watch.
-    taken = _all(leases, lambda lease: lease.acquire(preempt=action == "rollback"))
+    try:
+        taken = _all(leases, lambda lease: lease.acquire(preempt=action == "rollback"))
+    except BaseException:
+        # A signal while the Leases were being taken ends the pool at once: give back every one this run
+        # took (release leaves another holder's alone), or a re-run is refused until they expire.
+        _all(leases, lambda lease: lease.release())
+        raise
     held = [lease for lease, t in zip(leases, taken, strict=True) if not isinstance(t, BaseException)]
     try:
         refused = [(lease, t) for lease, t in zip(leases, taken, strict=True) if isinstance(t, BaseException)]

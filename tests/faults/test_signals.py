@@ -22,7 +22,6 @@ from tests.faults.harness import (
     Row,
     Scene,
     concurrently,
-    engine_bug,
     guarded,
     kubeconfig_via,
     needs,
@@ -76,12 +75,6 @@ def cancel_at(
         row.moment += f" (exit {took:.1f}s after the signal)"
         if took > TERM_BOUND_S:
             row.problems.append(f"exited {took:.1f}s after SIGTERM: more than {TERM_BOUND_S:.0f}s")
-
-
-GROUP_LOCKS = engine_bug(
-    "SIGTERM while `group switch` takes its members' Leases leaves them held for 60 s, and `group` has "
-    "no --wait-for-lock while the lock now judges expiry by the reader's clock, so the re-run is refused"
-)
 
 
 def moments(requests: list[tuple[str, int]]) -> list[tuple[str, int]]:
@@ -152,9 +145,7 @@ def cancelled(
 @pytest.mark.parametrize(
     "command",
     [
-        pytest.param(c, marks=(needs("cancel", "intent"), GROUP_LOCKS))
-        if c == "group switch"
-        else pytest.param(c, marks=needs("cancel") if c == "deploy" else needs("cancel", "intent"))
+        pytest.param(c, marks=needs("cancel") if c == "deploy" else needs("cancel", "intent"))
         for c in COMMANDS
     ],
 )
