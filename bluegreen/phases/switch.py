@@ -285,15 +285,18 @@ def _noop(
         f"{decision.why or f'traffic already goes to {state.active}'} ({state.detail}): nothing to do"
     )
     if state.active is not None:
-        reconcile(ctx, state.active, result)
+        reconcile(ctx, state.active, result, deployed_live=bool(live and live.candidate))
     return result
 
 
-def reconcile(ctx: Context, live: Color, result: Result) -> None:
+def reconcile(ctx: Context, live: Color, result: Result, *, deployed_live: bool = False) -> None:
     """When the history disagrees with what the router reads (a switch interrupted between its
-    writes), record what the router reads: the router is the truth."""
+    writes), record what the router reads: the router is the truth. `deployed_live`: the live colour
+    carries a deployed candidate, so with nothing recorded at all, someone else moved traffic to it."""
     annotations = ctx.history_annotations()
     lag = history.lags(annotations, str(live))
+    if not lag and deployed_live and not annotations.get(history.ACTIVE):
+        lag = f"traffic goes to the deployed {live} with no switch recorded (moved by another writer?)"
     if not lag:
         return
     recorded = annotations.get(history.ACTIVE)

@@ -17,7 +17,6 @@ from tests.faults.harness import (
     Row,
     Scene,
     concurrently,
-    engine_bug,
     guarded,
     kubeconfig_via,
     needs,
@@ -137,10 +136,6 @@ CASES: list[Case] = [
 ]
 
 
-OUTSIDE_MOVE = engine_bug(
-    "a switch that finds traffic already on its target (moved by another writer) exits 0 and leaves "
-    "the history unrecorded: active-color stays empty while the selector says green"
-)
 IDS = [f"{c[0]}-{c[3]}".replace(" ", "-") for c in CASES]
 TEN = {"ten-switch-runs-no-wait": "0s", "ten-switch-runs-wait-for-lock": "60s"}
 
@@ -210,9 +205,7 @@ def test_ten_switch_runs_started_together(key: str, races: dict[str, Row]) -> No
 @pytest.mark.parametrize(
     "key",
     [
-        pytest.param(k, marks=() if c[0] == "deploy" else (needs("intent"), OUTSIDE_MOVE))
-        if "moves the selector" in c[3]
-        else pytest.param(k, marks=needs("intent") if c[0] != "deploy" else ())
+        pytest.param(k, marks=needs("intent") if c[0] != "deploy" else ())
         for k, c in zip(IDS, CASES, strict=True)
     ],
 )
