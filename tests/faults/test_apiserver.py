@@ -41,7 +41,8 @@ pytestmark = pytest.mark.cluster
 
 LEASE = "PUT /apis/coordination.k8s.io/v1/namespaces/NS/leases/bluegreen-{app}"
 SERVICE = "PATCH /api/v1/namespaces/NS/services/{app}"
-VERIFY = "GET /apis/discovery.k8s.io/v1/namespaces/NS/endpointslices"
+# The verification opens with one WatchList request (sendInitialEvents), not a list and a watch.
+VERIFY = "WATCH /apis/discovery.k8s.io/v1/namespaces/NS/endpointslices"
 ROLLOUT = "GET /apis/apps/v1/namespaces/NS/deployments/shop-green"
 
 

@@ -33,7 +33,8 @@ pytestmark = pytest.mark.cluster
 
 SELECTOR = "PATCH /api/v1/namespaces/NS/services/shop"
 PREVIEW = "PATCH /api/v1/namespaces/NS/services/shop-preview"
-VERIFY = "GET /apis/discovery.k8s.io/v1/namespaces/NS/endpointslices"
+# The verification opens with one WatchList request (sendInitialEvents), not a list and a watch.
+VERIFY = "WATCH /apis/discovery.k8s.io/v1/namespaces/NS/endpointslices"
 LEASE_TAKE = "PUT /apis/coordination.k8s.io/v1/namespaces/NS/leases/bluegreen-shop"
 
 
@@ -74,7 +75,7 @@ CASES = [
     Case("reset_peer on every connection", "whole run", None, toxic("reset_peer", timeout=0), moved=False),
     Case("reset_peer", "from the lock write on", LEASE_TAKE, toxic("reset_peer", timeout=0), moved=False),
     Case("reset_peer", "from the selector write on", SELECTOR, toxic("reset_peer", timeout=0)),
-    Case("reset_peer", "while verifying (EndpointSlice list)", VERIFY, toxic("reset_peer", timeout=0)),
+    Case("reset_peer", "while verifying (EndpointSlice watch)", VERIFY, toxic("reset_peer", timeout=0)),
     Case(
         "timeout (data stops, no close)", "from the selector write on", SELECTOR, toxic("timeout", timeout=0)
     ),
@@ -96,7 +97,7 @@ CASES = [
     Case("closed port", "whole run", None, disable, moved=False),
     Case("closed port", "at the lock write", LEASE_TAKE, disable, moved=False),
     Case("closed port", "at the selector write", SELECTOR, disable),
-    Case("closed port", "while verifying (EndpointSlice list)", VERIFY, disable),
+    Case("closed port", "while verifying (EndpointSlice watch)", VERIFY, disable),
 ]
 
 
