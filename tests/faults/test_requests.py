@@ -27,6 +27,7 @@ from tests.faults.harness import (
     Row,
     Scene,
     concurrently,
+    engine_bug,
     guarded,
     kubeconfig_via,
     needs,
@@ -140,11 +141,16 @@ def every_request(
     return by_command
 
 
+GROUP_LEASE_WRITES = engine_bug(
+    "a group switch whose Lease write fails (taking it: applied but the answer lost; releasing it: reset "
+    "or 503) leaves that member's Lease held for 60 s, and `group` has no --wait-for-lock, so the re-run "
+    "is refused until it expires"
+)
 MARKS: dict[str, tuple[pytest.MarkDecorator, ...]] = {
     "deploy": (),
     "switch": (needs("intent"),),
     "rollback": (needs("intent"),),
-    "group switch": (needs("intent"),),
+    "group switch": (needs("intent"), GROUP_LEASE_WRITES),
 }
 
 
