@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
 import hashlib
 import io
 import json
@@ -44,9 +43,13 @@ import tarfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+if not __package__:  # run as a script (python3 hack/realnode.py): make `hack` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from hack import namespaces
 
 HACK = Path(__file__).resolve().parent
 PREFIX = "bluegreen-node-"
@@ -67,7 +70,6 @@ SANDBOX_IMAGE = "registry.k8s.io/pause:3.10.1"
 TMPFS = ("/var/lib/kubelet", "/var/log/pods", "/var/log/containers", "/run/containerd")
 # Host-wide sysctls kubelet sets at start: the values it wants, shown to it by a bind mount.
 KUBELET_SYSCTLS = {"vm/overcommit_memory": "1", "kernel/panic": "10", "kernel/panic_on_oops": "1"}
-_CLONE_NEWNET = 0x40000000
 
 
 class NodeUnavailable(Exception):
@@ -134,33 +136,6 @@ def _run(args: list[str], what: str) -> str:
     if done.returncode != 0:
         raise NodeError(f"{what}: `{' '.join(args)}` failed: {(done.stderr or done.stdout).strip()}")
     return done.stdout
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-    except OSError:
-        return False
-
-
-@contextlib.contextmanager
-def netns(name: str) -> Iterator[None]:
-    """Run the calling thread inside network namespace `name` (its new sockets and children)."""
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    with open("/proc/thread-self/ns/net", "rb") as home, open(f"/run/netns/{name}", "rb") as target:
-        if libc.setns(target.fileno(), _CLONE_NEWNET) != 0:
-            raise NodeError(f"entering network namespace {name}: {os.strerror(ctypes.get_errno())}")
-        try:
-            yield
-        finally:
-            if libc.setns(home.fileno(), _CLONE_NEWNET) != 0:
-                raise NodeError(f"leaving network namespace {name}: {os.strerror(ctypes.get_errno())}")
 
 
 # -- images ----------------------------------------------------------------------------------------
@@ -242,7 +217,7 @@ class RealNode:
         return self.name
 
     def inside(self) -> contextlib.AbstractContextManager[None]:
-        return netns(self.name)
+        return namespaces.netns(self.name, NodeError)
 
     def exec_args(self, *command: str) -> list[str]:
         """A command line that runs `command` in the node's network and mount namespaces."""
@@ -523,7 +498,7 @@ state = "/run/containerd/state"
             pid = int((self.dir / f"{name}.pid").read_text())
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, os.WNOHANG)
-            if not _alive(pid):
+            if not namespaces.alive(pid):
                 raise NodeError(f"{name} exited during start-up; the end of its log:\n{self._tail(name)}")
             if ready():
                 return
@@ -537,7 +512,7 @@ state = "/run/containerd/state"
     # -- down -------------------------------------------------------------------------------------
 
     def exists(self) -> bool:
-        return Path(f"/run/netns/{self.name}").exists()
+        return namespaces.exists(self.name)
 
     def _cgroup_pids(self) -> list[int]:
         pids: set[int] = set()
@@ -549,14 +524,6 @@ state = "/run/containerd/state"
                         pids.update(int(p) for p in procs.read_text().split())
         return sorted(pids)
 
-    def _ns_pids(self) -> list[int]:
-        if not self.exists():
-            return []
-        listed = subprocess.run(
-            ["ip", "netns", "pids", self.name], capture_output=True, text=True, check=False
-        ).stdout.split()
-        return [int(p) for p in listed if p.isdigit()]
-
     def down(self) -> None:
         """Kill the pods' and the node's processes, remove namespaces, mounts and cgroups; re-runnable.
 
@@ -565,19 +532,7 @@ state = "/run/containerd/state"
         for pid in self._cgroup_pids():
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-        # etcd last: an apiserver that loses its store first takes many seconds to stop.
-        for sig, spare_etcd in ((signal.SIGTERM, True), (signal.SIGTERM, False), (signal.SIGKILL, False)):
-            pids = [p for p in self._ns_pids() if not (spare_etcd and _is_etcd(p))]
-            for pid in pids:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, sig)
-            end = time.monotonic() + 5
-            while pids and time.monotonic() < end:
-                for pid in pids:
-                    with contextlib.suppress(ChildProcessError):
-                        os.waitpid(pid, os.WNOHANG)
-                pids = [p for p in pids if _alive(p)]
-                time.sleep(0.05)
+        namespaces.stop_processes(self.name)
         # Pod processes live in network namespaces of their own: kill them by cgroup, until none is left.
         end = time.monotonic() + 10
         while (left := self._cgroup_pids()) and time.monotonic() < end:
@@ -616,13 +571,6 @@ def _is_mount(path: Path) -> bool:
     return any(line.split()[1] == target for line in Path("/proc/self/mounts").read_text().splitlines())
 
 
-def _is_etcd(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].endswith(b"/etcd")
-    except OSError:
-        return False
-
-
 def _http_ok(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=1) as answer:  # noqa: S310 - loopback in the namespace
@@ -633,14 +581,7 @@ def _http_ok(url: str) -> bool:
 
 def remove_orphans() -> list[str]:
     """Remove real nodes whose creating process is gone (a test run that was killed): their names."""
-    removed = []
-    netns_dir = Path("/run/netns")
-    for entry in netns_dir.glob(f"{PREFIX}*") if netns_dir.exists() else []:
-        owner = entry.name.removeprefix(PREFIX)
-        if owner.isdigit() and not _alive(int(owner)):
-            RealNode(Path("/nonexistent"), entry.name).down()
-            removed.append(entry.name)
-    return removed
+    return namespaces.remove_orphans(PREFIX, lambda name: RealNode(Path("/nonexistent"), name).down())
 
 
 # -- command line ---------------------------------------------------------------------------------

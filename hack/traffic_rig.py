@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import ctypes
 import json
 import os
 import re
@@ -43,10 +42,14 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+if not __package__:  # run as a script (python3 hack/traffic_rig.py): make `hack` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from hack import namespaces
 
 HACK = Path(__file__).resolve().parent
 PREFIX = "bluegreen-rig-"
@@ -60,7 +63,6 @@ KUBE_PROXY_NODE = "kwok-node-0"
 HEALTHZ = "127.0.0.1:10256"  # fixed ports are fine: the namespace has a loopback of its own
 METRICS = "127.0.0.1:10249"
 COLOR_LABEL = "bluegreen.io/color"
-_CLONE_NEWNET = 0x40000000
 
 
 class RigUnavailable(Exception):
@@ -92,35 +94,6 @@ def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return done
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-@contextlib.contextmanager
-def netns(name: str) -> Iterator[None]:
-    """Run the calling thread inside namespace `name`: its new sockets, threads and child processes.
-
-    A network namespace is a per-thread attribute in Linux, so this changes only the calling thread
-    (and the threads and processes it starts meanwhile); it is restored on the way out.
-    """
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    with open("/proc/thread-self/ns/net", "rb") as home, open(f"/run/netns/{name}", "rb") as target:
-        if libc.setns(target.fileno(), _CLONE_NEWNET) != 0:
-            raise RigError(f"entering network namespace {name}: {os.strerror(ctypes.get_errno())}")
-        try:
-            yield
-        finally:
-            if libc.setns(home.fileno(), _CLONE_NEWNET) != 0:
-                # A thread stuck in the wrong namespace would send every later request astray.
-                raise RigError(f"leaving network namespace {name}: {os.strerror(ctypes.get_errno())}")
-
-
 @dataclass(frozen=True)
 class Rig:
     dir: Path
@@ -140,7 +113,7 @@ class Rig:
         return self.dir / "logs"
 
     def inside(self) -> contextlib.AbstractContextManager[None]:
-        return netns(self.name)
+        return namespaces.netns(self.name, RigError)
 
     def exec_args(self, *command: str) -> list[str]:
         """A command line that runs `command` inside the rig's namespace."""
@@ -251,33 +224,14 @@ class Rig:
     # -- down -------------------------------------------------------------------------------------
 
     def exists(self) -> bool:
-        return Path(f"/run/netns/{self.name}").exists()
+        return namespaces.exists(self.name)
 
     def pids(self) -> list[int]:
-        if not self.exists():
-            return []
-        listed = _ip("netns", "pids", self.name, check=False).stdout.split()
-        return [int(p) for p in listed if p.isdigit()]
+        return namespaces.pids(self.name)
 
     def down(self) -> None:
         """Kill every process in the namespace, delete it and the cluster's data; safe to repeat."""
-        # etcd last: an apiserver that loses its store first takes many seconds to stop.
-        for sig, grace, spare_etcd in (
-            (signal.SIGTERM, 5.0, True),
-            (signal.SIGTERM, 5.0, False),
-            (signal.SIGKILL, 5.0, False),
-        ):
-            pids = [p for p in self.pids() if not (spare_etcd and _is_etcd(p))]
-            for pid in pids:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, sig)
-            end = time.monotonic() + grace
-            while pids and time.monotonic() < end:
-                for pid in pids:
-                    with contextlib.suppress(ChildProcessError):
-                        os.waitpid(pid, os.WNOHANG)
-                pids = [p for p in pids if _alive(p) and not _zombie(p)]
-                time.sleep(0.05)
+        namespaces.stop_processes(self.name)
         if self.exists():
             _ip("netns", "del", self.name, check=False)
         for path in (self.dir / "cluster" / "state.json", self.dir / "pods.ready"):
@@ -291,20 +245,6 @@ class Rig:
         self.down()
 
 
-def _zombie(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
-    except OSError:
-        return True
-
-
-def _is_etcd(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].endswith(b"/etcd")
-    except OSError:
-        return False
-
-
 def _names(pids: list[int]) -> set[str]:
     """Which of the rig's parts are among `pids` (by their command lines)."""
     names: set[str] = set()
@@ -314,22 +254,16 @@ def _names(pids: list[int]) -> set[str]:
         except OSError:
             continue
         text = [a.decode(errors="replace") for a in argv]
-        if any(a.endswith("kube-proxy") for a in text) and not _zombie(pid):
+        if any(a.endswith("kube-proxy") for a in text) and namespaces.alive(pid):
             names.add("kube-proxy")
-        if "serve-pods" in text and not _zombie(pid):
+        if "serve-pods" in text and namespaces.alive(pid):
             names.add("pods")
     return names
 
 
 def remove_orphans() -> list[str]:
     """Remove rigs whose creating process is gone (a test run that was killed): their names."""
-    removed = []
-    for entry in Path("/run/netns").glob(f"{PREFIX}*") if Path("/run/netns").exists() else []:
-        owner = entry.name.removeprefix(PREFIX)
-        if owner.isdigit() and not _alive(int(owner)):
-            Rig(Path("/nonexistent"), entry.name).down()
-            removed.append(entry.name)
-    return removed
+    return namespaces.remove_orphans(PREFIX, lambda name: Rig(Path("/nonexistent"), name).down())
 
 
 # -- the pods' stand-in servers (runs inside the namespace: `serve-pods`) --------------------------
