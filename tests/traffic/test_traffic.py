@@ -64,7 +64,7 @@ def test_switch_and_rollback_back_and_forth_fail_no_request(
     # One load per step, from a second before its command to SETTLE after it: a step's samples end
     # before the next command starts. (One load across all steps, cut at the next write's timestamp,
     # counted the next switch's answers against this one: that timestamp is taken when the write's
-    # response is read, and on a loaded machine kube-proxy had moved traffic up to 46 ms before it.)
+    # response is read, and on a loaded machine kube-proxy had moved traffic up to 51 ms before it.)
     for color, command in steps:
         old = "blue" if color == "green" else "green"
         with load(url, seconds=45) as probe:  # a CLI run took up to 15 s on a busy 2-core machine
