@@ -8,7 +8,6 @@ check commands inherit.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -20,7 +19,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from bluegreen import correlation, logs
-from bluegreen.cli import Outcome, perform
+from bluegreen.cli import Outcome, log_outcome, perform
 from bluegreen.errors import (
     EXIT_USAGE,
     BlueGreenError,
@@ -46,7 +45,7 @@ class ActionReporter:
         self.title = title
         self.group = group
         self.open = False
-        self.json = log  # BLUEGREEN_LOG_FORMAT=json: each line a JSON object (logs.py)
+        self.json = log  # input log-format json: each line a JSON object (logs.py)
 
     def __enter__(self) -> ActionReporter:
         return self
@@ -237,10 +236,6 @@ def main(env: MutableMapping[str, str] | None = None) -> int:
     app, phase = env.get(env_name("app"), "") or env.get("INPUT_APP", ""), env.get(env_name("phase"), "")
     try:
         inputs = parse(env)
-        log_format = logs.log_format(env.get(logs.ENV, ""))
-    except argparse.ArgumentTypeError as error:
-        scrub(env)
-        return fail_early(runner, UsageError(str(error)), phase=phase or "?", app=app or "?")
     except UsageError as error:
         scrub(env)
         return fail_early(runner, error, phase=phase or "?", app=app or "?")
@@ -251,7 +246,7 @@ def main(env: MutableMapping[str, str] | None = None) -> int:
             if path:
                 env["KUBECONFIG"] = path  # for kubectl in command checks; the options name it for us
             log = None
-            if log_format == "json":
+            if inputs.log_format == "json":
                 log = logs.JsonReporter(
                     runner.line,
                     app=inputs.app,
@@ -260,8 +255,10 @@ def main(env: MutableMapping[str, str] | None = None) -> int:
                     correlation_id=inputs.run.correlation_id,
                 )
             with ActionReporter(runner, title, f"{title}: {inputs.namespace}", log) as reporter:
-                outcome = perform(inputs.options(path), reporter=reporter)
+                outcome = perform(inputs.options(path), reporter=reporter, pushgateway=inputs.pushgateway)
                 cancel.settle()  # from here the outcome is reported, whatever signal comes
+            if log is not None:
+                log_outcome(log, outcome)  # the last line, as the CLI's: result and exit code
     except BlueGreenError as error:  # only the kubeconfig file: perform() returns every failure
         outcome = Outcome(error.exit_code, error=error, output="json")
     return finish(runner, inputs, outcome, started=started)

@@ -704,11 +704,15 @@ def execute(argv: Sequence[str], *, reporter: Reporter | None = None) -> Outcome
     return _guarded(run, lambda: output, argv)
 
 
-def perform(options: PhaseOptions, *, reporter: Reporter | None = None) -> Outcome:
-    """Run one phase from options already parsed (the Action's inputs), as `execute` runs a command line."""
+def perform(
+    options: PhaseOptions, *, reporter: Reporter | None = None, pushgateway: str | None = None
+) -> Outcome:
+    """Run one phase from options already parsed (the Action's inputs), as `execute` runs a command line.
+
+    `pushgateway`: where its metrics go, as --pushgateway; None reads $BLUEGREEN_PUSHGATEWAY."""
     from bluegreen import cancel, metrics
 
-    url = os.environ.get(metrics.ENV, "")
+    url = os.environ.get(metrics.ENV, "") if pushgateway is None else pushgateway
     cancel.begin()
     return _guarded(
         lambda: metrics.run(url, options, reporter or NullReporter()), lambda: "json", [options.phase]
@@ -817,7 +821,8 @@ def _json_log(argv: Sequence[str]) -> logs.JsonReporter | None:
     )
 
 
-def _log_outcome(log: logs.JsonReporter, outcome: Outcome) -> None:
+def log_outcome(log: logs.JsonReporter, outcome: Outcome) -> None:
+    """The JSON log's last line, the CLI's and the Action's: what the run ended in."""
     from bluegreen import report
 
     if outcome.error is not None:
@@ -853,7 +858,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     outcome = execute(argv, reporter=log or _StderrReporter())
     cancel.settle()
     if log is not None:
-        _log_outcome(log, outcome)
+        log_outcome(log, outcome)
     if outcome.output == "json":
         payload: dict[str, Any] = {"exit_code": outcome.exit_code}
         payload["correlation_id"] = os.environ[correlation.ENV]

@@ -71,9 +71,12 @@ class ColorReader:
 
 @dataclass(frozen=True)
 class Sample:
-    sent: float  # wall-clock seconds (time.time()) when the connection was opened
+    sent: float  # wall-clock seconds (time.time()) when the client began opening the connection
     color: str | None  # the colour the answer named; None when it failed or named none
     error: str = ""  # why the request failed; empty for an answer
+    # When the connection was open (None: unknown or never). The data plane picked the destination in
+    # between: with many client threads on a busy machine, `sent` order is not connection order.
+    connected: float | None = None
 
     @property
     def failed(self) -> bool:
@@ -133,8 +136,11 @@ def summarize(samples: list[Sample], *, write_time: float, old: str | None, new:
         if s.color != new:
             break
         cutover = s
-    first_new = next((s for s in answered if s.color == new), None)
-    old_after_new = sum(1 for s in olds if first_new is not None and s.sent > first_new.sent)
+    # An old answer came after the new colour only if its connection was begun once a connection to
+    # the new colour was open: stamps taken on either side of a connect cannot order two requests
+    # opened within the same few milliseconds (seen: the later-stamped of two got the earlier port).
+    new_open = min((s.connected or s.sent for s in answered if s.color == new), default=None)
+    old_after_new = sum(1 for s in olds if new_open is not None and s.sent > new_open)
     after: dict[str, int] = {}
     if cutover is not None:
         for s in answered:
@@ -175,22 +181,25 @@ def parse_url(url: str) -> urllib.parse.SplitResult:
 def request_once(url: str, reader: ColorReader, *, timeout: float = DEFAULT_TIMEOUT) -> Sample:
     """One GET on a new connection (`Connection: close`), so each request is routed afresh."""
     parts = parse_url(url)
-    sent = time.time()
     conn: http.client.HTTPConnection
     if parts.scheme == "https":
         conn = http.client.HTTPSConnection(parts.hostname or "", parts.port, timeout=timeout)
     else:
         conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=timeout)
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    sent = time.time()  # just before the connect: where a Service's data plane picks the destination
+    connected = None
     try:
+        conn.connect()
+        connected = time.time()
         conn.request("GET", path, headers={"Connection": "close", "User-Agent": "bluegreen-probe"})
         answer = conn.getresponse()
         body = answer.read(65536).decode("utf-8", errors="replace")
         if answer.status >= 500:
-            return Sample(sent, None, f"HTTP {answer.status}")
-        return Sample(sent, reader.read(dict(answer.getheaders()), body))
+            return Sample(sent, None, f"HTTP {answer.status}", connected)
+        return Sample(sent, reader.read(dict(answer.getheaders()), body), connected=connected)
     except (OSError, http.client.HTTPException) as error:
-        return Sample(sent, None, type(error).__name__)
+        return Sample(sent, None, type(error).__name__, connected)
     finally:
         conn.close()
 

@@ -10,14 +10,16 @@ and parsed again, which is where inputs used to get lost.
 
 from __future__ import annotations
 
+import argparse
 import base64
 import binascii
 import re
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from bluegreen import validate
+from bluegreen import logs, validate
 from bluegreen.config import parse_duration, parse_ratio, parse_tolerance
 from bluegreen.errors import UsageError
 from bluegreen.model import Color, RunInfo
@@ -76,6 +78,8 @@ DEFAULTS: dict[str, str] = {
     "probe-header": "",
     "probe-pattern": "",
     "probe-fail-on-error": "false",
+    "log-format": "text",
+    "pushgateway": "",
     "github-token": "",
 }
 
@@ -123,6 +127,8 @@ class ActionInputs:
     github_token: str
     run: RunInfo  # who asked, from the GitHub variables: the audit trail
     probe: ProbeOptions | None = None  # probe-url and its companions (switch and rollback)
+    log_format: str = "text"  # text, or json: one JSON object a line (logs.py), as --log-format
+    pushgateway: str = ""  # where the release metrics are pushed (metrics.py), as --pushgateway; "" none
 
     def options(self, kubeconfig_path: str | None) -> PhaseOptions:
         """What the engine runs: every input that applies to this phase, typed, and nothing else."""
@@ -267,6 +273,18 @@ def parse(env: Mapping[str, str]) -> ActionInputs:
             pattern=raw["probe-pattern"] or None,
             fail_on_error=flags["probe-fail-on-error"],
         )
+    log_format = "text"
+    try:
+        log_format = logs.log_format(raw["log-format"])
+    except argparse.ArgumentTypeError as error:
+        problems.append(f"log-format: {error}")
+    if raw["pushgateway"]:
+        gateway = urllib.parse.urlsplit(raw["pushgateway"])
+        need(
+            gateway.scheme in ("http", "https") and bool(gateway.hostname),
+            f"pushgateway: {validate._shown(raw['pushgateway'])} is not an http(s) URL "
+            "like http://pushgateway.monitoring:9091",
+        )
     kubeconfig = ""
     try:
         kubeconfig = decode_kubeconfig(raw["kubeconfig"])
@@ -309,6 +327,8 @@ def parse(env: Mapping[str, str]) -> ActionInputs:
         github_token=raw["github-token"],
         run=github_run(env),
         probe=probe,
+        log_format=log_format,
+        pushgateway=raw["pushgateway"],
     )
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import httpx2
 import pytest
 from lightkube import Client
 from lightkube.resources.apps_v1 import Deployment
@@ -20,6 +21,7 @@ from lightkube.resources.core_v1 import Service
 from hack.localcluster import LocalCluster
 from tests.action.conftest import run
 from tests.action.runner import RUNNER_UID, Runner, StepResult
+from tests.support import pushgateway
 from tests.support.apps import create_app
 from tests.support.github import commands
 from tests.support.prism import Recorder
@@ -97,6 +99,41 @@ def test_deploy_then_switch_from_the_container(steps: Steps, kube: Client, names
     assert service.spec.selector["bluegreen.io/color"] == "green"
     key = key_of(steps.kubeconfig)
     assert done.log.count(key) == 1 and f"::add-mask::{key}" in done.log
+
+
+def test_the_log_format_and_pushgateway_inputs_reach_the_engine(
+    steps: Steps, kube: Client, namespace: str, tmp_path: Path
+) -> None:
+    """Issue 13 in a workflow: `log-format: json` makes the step's progress JSON lines carrying the
+    run's correlation ID, and `pushgateway` sends the release metrics to a real Pushgateway (Debian's,
+    on the host's loopback, which the step reaches over its host network)."""
+    create_app(kube, namespace, "shop", active="blue")
+    with pushgateway.running(tmp_path) as port:
+        done = steps.run(
+            phase="switch",
+            app="shop",
+            namespace=namespace,
+            to="green",
+            log_format="json",
+            pushgateway=f"http://127.0.0.1:{port}",
+        )
+        pushed = httpx2.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    assert done.exit_code == 0, done.log
+    assert done.env["INPUT_LOG-FORMAT"] == "json" == done.env["BLUEGREEN_LOG_FORMAT"]
+    correlation_id = json.loads(done.outputs["report"])["correlation_id"]
+    lines = [json.loads(line) for line in done.log.splitlines() if line.startswith("{")]
+    assert lines, f"no JSON log line in the step's log:\n{done.log[-3000:]}"
+    for line in lines:
+        assert (line["app"], line["namespace"]) == ("shop", namespace), line
+        assert line["correlation_id"] == correlation_id, line
+    last = lines[-1]
+    assert (last["result"], last["exit_code"], last["colour"]) == ("switched", 0, "green"), last
+
+    ours = [line for line in pushed.splitlines() if f'namespace="{namespace}"' in line]
+    switched = [line for line in ours if line.startswith("bluegreen_releases_total{")]
+    assert switched and 'result="switched"' in switched[0] and switched[0].endswith(" 1"), ours
+    live = [line for line in ours if line.startswith("bluegreen_live_color{") and 'color="green"' in line]
+    assert live and live[0].endswith(" 1"), ours
 
 
 def test_a_gate_reads_bluegreen_yaml_from_the_workspace(steps: Steps, kube: Client, namespace: str) -> None:

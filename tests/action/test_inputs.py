@@ -34,6 +34,9 @@ GITHUB_SIDE = {"environment", "environment-url", "github-token"}
 # Inputs of the traffic probe, which runs around the phase (bluegreen/traffic_probe.py), not inside it:
 # they change the options' probe; tests/integration/test_probe.py shows their effect in real runs.
 PROBE_SIDE = {"probe-url", "probe-header", "probe-pattern", "probe-fail-on-error"}
+# How the run is observed (log lines, pushed metrics), for every phase and outside its options:
+# tests/action/test_container.py shows both reaching a real step.
+OBSERVED_SIDE = {"log-format", "pushgateway"}
 KUBECONFIG = """apiVersion: v1
 kind: Config
 clusters: [{name: c, cluster: {server: "https://127.0.0.1:6443"}}]
@@ -71,6 +74,8 @@ OTHER = {
     "probe-header": "X-Slot",
     "probe-pattern": r"colour=(\w+)",
     "probe-fail-on-error": "true",
+    "log-format": "json",
+    "pushgateway": "http://pushgateway.monitoring:9091",
 }
 
 
@@ -161,7 +166,7 @@ def test_an_input_changes_what_its_phase_does(
     name: str, phase: str, workspace: Path, engine: Callable[[PhaseOptions], list[Call]]
 ) -> None:
     default, other = step(phase), step(phase, **{name: OTHER[name]})
-    if name in GITHUB_SIDE:  # no engine input: it changes the GitHub API calls, and only them
+    if name in GITHUB_SIDE | OBSERVED_SIDE:  # around the engine: the API calls, the log, the metrics
         assert handed_to_engine(default) == handed_to_engine(other)
         field = name.replace("-", "_")
         assert getattr(other, field) == OTHER[name] != getattr(default, field)

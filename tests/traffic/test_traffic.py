@@ -21,7 +21,6 @@ from tests.support.apps import create_app, deployment, service, wait_available
 from tests.support.traffic import (
     Churn,
     KeepAliveClient,
-    between,
     bluegreen,
     cluster_url,
     drain,
@@ -62,22 +61,22 @@ def test_switch_and_rollback_back_and_forth_fail_no_request(
         ("green", ("switch", "--to", "green", "--force")),
         ("blue", ("rollback",)),
     ]
-    writes: list[float] = []
-    # The load stops when the steps are done; its bound leaves each CLI run up to 15 s (a process
-    # took 4-7 s on a 2-core machine shared with other test runs).
-    with load(url, seconds=(SETTLE + 15) * len(steps) + 10) as probe:
-        time.sleep(1)
-        for _, command in steps:
-            writes.append(write_time(bluegreen(inside, *command, "--app", "shop", "-n", namespace)))
-            time.sleep(SETTLE)
-    samples = probe.samples
-    assert len(samples) > RATE * SETTLE * len(steps) * 0.8, "the load fell far behind its rate"
-    bounds = [0.0, *writes[1:], float("inf")]
-    for index, (color, _) in enumerate(steps):
+    # One load per step, from a second before its command to SETTLE after it: a step's samples end
+    # before the next command starts. (One load across all steps, cut at the next write's timestamp,
+    # counted the next switch's answers against this one: that timestamp is taken when the write's
+    # response is read, and on a loaded machine kube-proxy had moved traffic up to 51 ms before it.)
+    for color, command in steps:
         old = "blue" if color == "green" else "green"
-        assert_moved(
-            between(samples, bounds[index], bounds[index + 1]), write=writes[index], old=old, new=color
+        with load(url, seconds=45) as probe:  # a CLI run took up to 15 s on a busy 2-core machine
+            time.sleep(1)
+            result = bluegreen(inside, *command, "--app", "shop", "-n", namespace)
+            time.sleep(SETTLE)
+        samples, write = probe.stop(), write_time(result)
+        assert len(samples) > RATE * SETTLE * 0.8, "the load fell far behind its rate"
+        assert samples[-1].sent > write + SETTLE / 2, (
+            f"the load ended before the switch to {color} had settled: raise its bound"
         )
+        assert_moved(samples, write=write, old=old, new=color)
 
 
 def test_init_adopts_a_plain_deployment_while_requests_flow(

@@ -54,6 +54,8 @@ def test_every_bad_input_is_reported_at_once_with_its_name() -> None:
                 BLUEGREEN_TO="purple",
                 BLUEGREEN_TIMEOUT="soon",
                 BLUEGREEN_DRY_RUN="maybe",
+                BLUEGREEN_LOG_FORMAT="xml",
+                BLUEGREEN_PUSHGATEWAY="pushgateway:9091",
             )
         )
     text = str(raised.value)
@@ -63,6 +65,8 @@ def test_every_bad_input_is_reported_at_once_with_its_name() -> None:
         "to: unknown colour 'purple'",
         "timeout:",
         "dry-run:",
+        "log-format: 'xml': use one of text, json",
+        "pushgateway: 'pushgateway:9091' is not an http(s) URL",
     ):
         assert expected in text
     assert "with:" in raised.value.remedy

@@ -60,6 +60,22 @@ def test_an_old_answer_after_a_new_one_moves_the_cutover_past_it() -> None:
     assert cut.last_old_ms == 20.0
 
 
+def test_requests_opened_at_once_are_not_ordered_by_their_stamps() -> None:
+    """Seen on the rig under load: a request stamped at -7.4 ms got its port (and its colour) after
+    one stamped at -6.9 ms. An old answer counts against the switch only when its connection was
+    begun after a connection to the new colour was open."""
+    racing = [
+        Sample(WRITE - 0.0074, "green", connected=WRITE + 0.0200),
+        Sample(WRITE - 0.0069, "blue", connected=WRITE - 0.0010),
+        *answers((20, "green"), (30, "green")),
+    ]
+    assert summarize(racing, write_time=WRITE, old="blue", new="green").old_after_new == 0
+    pinned = [*racing, Sample(WRITE + 0.040, "blue", connected=WRITE + 0.041), *answers((50, "green"))]
+    cut = summarize(pinned, write_time=WRITE, old="blue", new="green")
+    assert cut.old_after_new == 1
+    assert cut.last_old_ms == 40.0 and cut.cutover_ms == 50.0
+
+
 def test_failures_are_counted_by_cause_and_never_move_the_cutover() -> None:
     cut = summarize(
         answers((10, "blue"), (20, None), (30, "green")), write_time=WRITE, old="blue", new="green"
