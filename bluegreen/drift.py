@@ -33,6 +33,8 @@ class Finding:
 
     def line(self) -> str:
         head = "drift" if self.drift else "release"
+        if self.blue is None and self.green is None and self.why:
+            return f"{head}: {self.where}: {self.why}"
         text = f"{head}: {self.where}: blue {manifests.shown(self.blue)}, green {manifests.shown(self.green)}"
         return f"{text} ({self.why})" if self.why else text
 

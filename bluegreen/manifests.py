@@ -428,6 +428,10 @@ def normalized(
 def differences(a: Any, b: Any, path: str = "") -> dict[str, tuple[Any, Any]]:
     """Field by field: path -> (value in a, value in b), for every leaf that differs. Lists of named
     items (containers, env, volumes, ports) are matched by name, so one inserted item is one line."""
+    if a is None and isinstance(b, dict | list) and b:
+        a = type(b)()  # absent on one side: each of the other's fields is a line of its own
+    if b is None and isinstance(a, dict | list) and a:
+        b = type(a)()
     if isinstance(a, dict) and isinstance(b, dict):
         out: dict[str, tuple[Any, Any]] = {}
         for key in sorted(set(a) | set(b), key=str):
