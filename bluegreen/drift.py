@@ -132,25 +132,32 @@ def compare(
     for color, why in sorted(edited.items()):
         findings.append(Finding(f"{color} pod template", None, None, drift=True, why=why))
 
+    # The copies the colours reference side by side: by the object they copy, or, when the release
+    # renamed it (kustomize's generators add a hash of their own), by the place that references it.
+    pairs: dict[tuple[str, str, str], str] = {}
     for key in sorted(set(refs[blue]) | set(refs[green])):
         b_name, g_name = refs[blue].get(key), refs[green].get(key)
-        label = f"{key[0]} {key[1]}"
         for name in sorted({n for n in (b_name, g_name) if n is not None}):
             if name in contents and contents[name] is None:
                 findings.append(
                     Finding(f"{key[0]} {name}", None, None, drift=True, why="referenced but missing")
                 )
-        if b_name == g_name:
-            continue
-        pair = said_config.get(label)
-        declared_here = newest is not None and pair is not None and as_blue_green(pair) == (b_name, g_name)
-        changed = _content_differences(key[0], contents.get(b_name or ""), contents.get(g_name or ""))
-        if not changed and not declared_here:
-            continue  # the same content under two names: nothing a pod would notice
-        for field, (b, g) in (changed or {label: (b_name, g_name)}).items():
+        if b_name and g_name and b_name != g_name:
+            pairs[(key[0], b_name, g_name)] = f"{key[0]} {key[1]}"
+    for path, (b, g) in found.items():
+        kind = _referenced_kind(path)
+        if kind and isinstance(b, str) and isinstance(g, str):
+            b_copy, g_copy = refs[blue].get((kind, b)), refs[green].get((kind, g))
+            if b_copy and g_copy and b_copy != g_copy:
+                pairs.setdefault((kind, b_copy, g_copy), f"{kind} {b} / {g}")
+    released = [as_blue_green(pair) for pair in said_config.values()] if newest is not None else []
+    for (kind, b_copy, g_copy), label in sorted(pairs.items()):
+        declared_here = b_copy in {b for b, _ in released} and g_copy in {g for _, g in released}
+        changed = _content_differences(kind, contents.get(b_copy), contents.get(g_copy))
+        for key, (b, g) in changed.items():
             findings.append(
                 Finding(
-                    f"{label}: {field}" if changed else label,
+                    f"{label}: {key}",
                     b,
                     g,
                     drift=not declared_here,
@@ -171,6 +178,19 @@ def compare(
                 )
             )
     return findings
+
+
+def _referenced_kind(path: str) -> str | None:
+    """The kind a template path's value names, for the paths pod specs reference config by."""
+    tail = path.rsplit(".", 2)[-2:]
+    if tail[-1] not in ("name", "secretName") or len(tail) < 2:
+        return None
+    holder = tail[0].split("[")[0]
+    if holder in ("configMapKeyRef", "configMapRef", "configMap"):
+        return "ConfigMap"
+    if holder in ("secretKeyRef", "secretRef", "secret"):
+        return "Secret"
+    return None
 
 
 def _content_differences(

@@ -100,6 +100,7 @@ def run(
         # defaults filled in, is what the release is judged by (hashes, live's, the drift record).
         _apply(ctx, configs, dry_run=True)
         trial = _desired(ctx, live, idle, idle_color, template, replicas, {"hash": ""}, base=base)
+        trial["metadata"].pop("resourceVersion", None)  # a trial: the real write below is the guarded one
         template = _write(ctx, trial, create=idle is None, dry_run=True)["spec"]["template"]
     releases = {
         live_color: intent.Release.of(live_color, live, label),

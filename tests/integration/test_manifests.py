@@ -23,7 +23,13 @@ from bluegreen.report import text
 from hack.localcluster import LocalCluster
 from tests.integration.test_engine import versions
 from tests.integration.test_rbac import install_rbac
-from tests.support.apps import COLOR_LABEL, create_app, ready_pod_ips, service_account_kubeconfig
+from tests.support.apps import (
+    COLOR_LABEL,
+    create_app,
+    ready_pod_ips,
+    service_account_kubeconfig,
+    wait_available,
+)
 
 pytestmark = pytest.mark.cluster
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "manifests"
@@ -237,6 +243,7 @@ def test_diff_finds_a_direct_edit_of_either_colour_and_none_after_a_clean_releas
             patch_type=PatchType.STRATEGIC,
             field_manager="kubectl-edit",
         )
+        wait_available(kube, namespace, f"shop-{color}")
 
     edit("green", "trace")  # the idle colour, after bluegreen deployed it
     drifted = bg("diff")
