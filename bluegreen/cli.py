@@ -173,9 +173,14 @@ def check_args(args: argparse.Namespace) -> None:
     """What no single flag's `type=` can see: flags that exclude each other, names derived together."""
     for dest, value in vars(args).items():
         # argparse drops a value of "--" (`--app=--`) and stores [] without calling `type=` (Python 3.11).
-        bad = value == [] if dest != "set_image" else any(not isinstance(v, tuple) for v in value)
+        if dest == "set_image":
+            bad = any(not isinstance(v, tuple) for v in value)
+        elif dest == "manifests":  # repeatable, [] when not given
+            bad = any(not isinstance(v, str) for v in value)
+        else:
+            bad = value == []
         if isinstance(value, list) and bad:
-            flag = "--from" if dest == "source" else "--" + dest.replace("_", "-")
+            flag = {"source": "--from", "manifests": "--filename"}.get(dest, "--" + dest.replace("_", "-"))
             raise UsageError(
                 f"argument {flag}: '--' is not a value for it",
                 remedy=f"Give {flag} a value, as `{flag} VALUE`.",
