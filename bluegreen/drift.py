@@ -154,10 +154,10 @@ def compare(
     for (kind, b_copy, g_copy), label in sorted(pairs.items()):
         declared_here = b_copy in {b for b, _ in released} and g_copy in {g for _, g in released}
         changed = _content_differences(kind, contents.get(b_copy), contents.get(g_copy))
-        for key, (b, g) in changed.items():
+        for field, (b, g) in changed.items():
             findings.append(
                 Finding(
-                    f"{label}: {key}",
+                    f"{label}: {field}",
                     b,
                     g,
                     drift=not declared_here,

@@ -224,7 +224,14 @@ def test_the_phase_input_picks_the_phase(phase: str, workspace: Path) -> None:
         (
             "deploy",
             {"manifests": "manifests/*.yaml\nextra.yaml", "set-images": "app=registry.local/shop:2.0"},
-            ["-f", "manifests/*.yaml", "--filename", "extra.yaml", "--set-image", "app=registry.local/shop:2.0"],
+            [
+                "-f",
+                "manifests/*.yaml",
+                "--filename",
+                "extra.yaml",
+                "--set-image",
+                "app=registry.local/shop:2.0",
+            ],
         ),
         ("diff", {"namespace": "prod"}, ["-n", "prod"]),
         (

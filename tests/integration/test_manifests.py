@@ -86,11 +86,15 @@ def pods(kube: Client, namespace: str, color: str) -> dict[str, tuple[str, dict[
 def configs(kube: Client, namespace: str) -> dict[str, str]:
     """kind/name -> resourceVersion of every ConfigMap and Secret (but the namespace's CA bundle)."""
     out = {}
-    for kind in (ConfigMap, Secret):
-        for obj in kube.list(kind, namespace=namespace):
-            assert obj.metadata and obj.metadata.name and obj.metadata.resourceVersion
-            if obj.metadata.name != "kube-root-ca.crt":
-                out[f"{kind.__name__}/{obj.metadata.name}"] = obj.metadata.resourceVersion
+    for kind, items in (
+        ("ConfigMap", kube.list(ConfigMap, namespace=namespace)),
+        ("Secret", kube.list(Secret, namespace=namespace)),
+    ):
+        for obj in items:
+            meta = obj.metadata
+            assert meta and meta.name and meta.resourceVersion
+            if meta.name != "kube-root-ca.crt":
+                out[f"{kind}/{meta.name}"] = meta.resourceVersion
     return out
 
 
@@ -216,7 +220,8 @@ def test_malformed_manifests_are_one_clear_error_and_nothing_is_applied(
     outcome = bg("deploy", "-f", str(path))
 
     assert outcome.exit_code == 2, (case, outcome.error)
-    assert outcome.error is not None and says in outcome.error.message, outcome.error.message
+    assert outcome.error is not None, case
+    assert says in outcome.error.message, outcome.error.message
     assert (versions(kube, namespace), configs(kube, namespace)) == before  # nothing applied
 
 

@@ -258,7 +258,7 @@ def test_config_content_is_compared_and_a_secret_value_never_shown() -> None:
 def test_retire_deletes_only_copies_no_colour_references() -> None:
     found = fixture("kustomize-v1.yaml")
     template = green(found)["spec"]["template"]
-    referenced = {(k, n): "x" for k, n in manifests.references(template)}
+    referenced = dict.fromkeys(manifests.references(template), "x")
     stale = {("ConfigMap", "shop-config-old-0123456789"): "shop-config"}
     assert unreferenced({**referenced, **stale}, [template, {"spec": {}}]) == list(stale)
     assert unreferenced({**referenced, **stale}, []) == sorted({**referenced, **stale})
