@@ -159,9 +159,18 @@ def run(
     copies.update(
         {(c["kind"], c["metadata"]["name"]): c["metadata"]["annotations"][COPY_OF] for c in configs}
     )
-    desired["metadata"]["annotations"][drift.DECLARED] = drift.encode(
-        _declared(ctx, live["spec"]["template"], template, copies)
-    )
+    declared = _declared(ctx, live["spec"]["template"], template, copies)
+    desired["metadata"]["annotations"][drift.DECLARED] = drift.encode(declared)
+    if manifests is not None:
+        # What the release changes beyond images, for the job summary: paths and names, no values.
+        beyond = list(dict.fromkeys([*map(_item, declared["template"]), *declared["config"]]))
+        result.details["beyond_images"] = beyond
+        shown = ", ".join(beyond[:8]) + (f" and {len(beyond) - 8} more" if len(beyond) > 8 else "")
+        result.messages.append(
+            f"beyond images, this release changes {shown} (against live {live_color})"
+            if beyond
+            else f"beyond images, this release changes nothing against live {live_color}"
+        )
     result.candidate = candidate["hash"]
     result.details["candidate"] = {"color": str(idle_color), **candidate}
     if unchanged and recorded and releases[idle_color].seq < releases[live_color].seq:
@@ -453,8 +462,17 @@ def _apply(ctx: Context, objects: list[dict[str, Any]], *, dry_run: bool) -> Non
             lambda obj=obj, path=path: write_json(  # type: ignore[misc]
                 ctx.kube, "PATCH", path, obj, dry_run=dry_run, apply=True
             ),
-            idempotent=True,  # an apply of the same object twice is the same as once
+            # A dry run is a read; a real apply is a write: sent only while this run holds the lock.
+            idempotent=dry_run,
         )
+
+
+def _item(path: str) -> str:
+    """A template path cut to the named item it is in: spec.containers[app].env[GREETING] for its
+    fields deeper down; spec.containers[app].resources stays as it is."""
+    head, bracket, _ = path.rpartition("]")
+    in_container = path.startswith(("spec.containers[", "spec.initContainers[")) and path.count("]") == 1
+    return head + bracket if bracket and not in_container else path
 
 
 def _declared(

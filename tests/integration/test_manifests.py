@@ -125,6 +125,9 @@ def test_a_release_of_env_and_config_reaches_only_the_idle_colour_and_rollback_b
     # Release 2 onto blue (idle): the env var and the ConfigMap value change there alone.
     deployed = bg("deploy", "-f", str(V2))
     assert deployed.exit_code == 0, deployed.error
+    assert deployed.result is not None  # the summary says what changed beyond images, without values
+    (beyond,) = [m for m in deployed.result.messages if m.startswith("beyond images")]
+    assert "spec.containers[app].env[LOG_LEVEL]" in beyond and "debug" not in beyond
     blue = template(kube, namespace, "blue")["spec"]
     assert env_of(blue)["LOG_LEVEL"]["value"] == "debug"
     copy = env_of(blue)["GREETING"]["valueFrom"]["configMapKeyRef"]["name"]
