@@ -123,13 +123,16 @@ def test_a_release_of_env_and_config_reaches_only_the_idle_colour_and_rollback_b
     assert {greeting_of(kube, namespace, spec) for _, spec in green_pods.values()} == {"hello"}
 
     # Release 2 onto blue (idle): the env var and the ConfigMap value change there alone.
-    deployed = bg("deploy", "-f", str(V2))
+    deployed = bg(
+        "deploy", "-f", str(V2), "--set-image", "app=registry.local/shop:2.0"
+    )  # on top of the files
     assert deployed.exit_code == 0, deployed.error
     assert deployed.result is not None  # the summary says what changed beyond images, without values
     (beyond,) = [m for m in deployed.result.messages if m.startswith("beyond images")]
     assert "spec.containers[app].env[LOG_LEVEL]" in beyond and "debug" not in beyond
     blue = template(kube, namespace, "blue")["spec"]
     assert env_of(blue)["LOG_LEVEL"]["value"] == "debug"
+    assert blue["containers"][0]["image"] == "registry.local/shop:2.0"
     copy = env_of(blue)["GREETING"]["valueFrom"]["configMapKeyRef"]["name"]
     assert copy.startswith("shop-config-f7c4hb2m9d-") and greeting_of(kube, namespace, blue) == "hola"
     secret = blue["containers"][0]["envFrom"][0]["secretRef"]["name"]
