@@ -2,7 +2,8 @@
 
 Exit codes:
   0  done (deployed, switched, nothing to do, rolled back on request)
-  1  refused, failed, inconclusive or rolled back by the watch (lock held, target not ready, gate failed)
+  1  refused, failed, inconclusive or rolled back by the watch (lock held, target not ready, gate failed),
+     or drift between the colours (`diff`)
   2  bad usage or configuration (unknown colour, malformed image, app or namespace missing)
   3  cluster or API error (unreachable, forbidden by RBAC, conflict that did not settle), or a check
      that could not measure (result `error`: never a pass)
@@ -29,6 +30,7 @@ from bluegreen.model import Color, NullReporter, Reporter, Result, RunInfo
 from bluegreen.options import (
     Checks,
     DeployOptions,
+    DiffOptions,
     GateOptions,
     Images,
     InitOptions,
@@ -171,9 +173,14 @@ def check_args(args: argparse.Namespace) -> None:
     """What no single flag's `type=` can see: flags that exclude each other, names derived together."""
     for dest, value in vars(args).items():
         # argparse drops a value of "--" (`--app=--`) and stores [] without calling `type=` (Python 3.11).
-        bad = value == [] if dest != "set_image" else any(not isinstance(v, tuple) for v in value)
+        if dest == "set_image":
+            bad = any(not isinstance(v, tuple) for v in value)
+        elif dest == "manifests":  # repeatable, [] when not given
+            bad = any(not isinstance(v, str) for v in value)
+        else:
+            bad = value == []
         if isinstance(value, list) and bad:
-            flag = "--from" if dest == "source" else "--" + dest.replace("_", "-")
+            flag = {"source": "--from", "manifests": "--filename"}.get(dest, "--" + dest.replace("_", "-"))
             raise UsageError(
                 f"argument {flag}: '--' is not a value for it",
                 remedy=f"Give {flag} a value, as `{flag} VALUE`.",
@@ -313,6 +320,15 @@ def _status(parser: argparse.ArgumentParser) -> Build:
 
 
 @phase(
+    "diff",
+    "the two colours side by side: pod templates and config; drift beyond the release is exit 1",
+    mutating=False,
+)
+def _diff(parser: argparse.ArgumentParser) -> Build:
+    return lambda args: DiffOptions(target=target(args))
+
+
+@phase(
     "init",
     "adopt an existing Deployment and Service: create <app>-blue, point the Service at it",
     mutating=True,
@@ -341,6 +357,17 @@ def _image_flags(parser: argparse.ArgumentParser) -> None:
         help="repeatable",
     )
     parser.add_argument(
+        "-f",
+        "--filename",
+        dest="manifests",
+        type=typed(validate.path),
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="the app's manifests: a YAML file, a directory of them, or - for stdin (repeatable); "
+        "their Deployment becomes the idle colour, their ConfigMaps and Secrets are copied per colour",
+    )
+    parser.add_argument(
         "--keep-failed",
         action="store_true",
         help="leave a failed rollout in place instead of restoring the idle colour",
@@ -348,7 +375,12 @@ def _image_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def images(args: argparse.Namespace) -> Images:
-    return Images(image=args.image, set_images=tuple(args.set_image), keep_failed=args.keep_failed)
+    return Images(
+        image=args.image,
+        set_images=tuple(args.set_image),
+        keep_failed=args.keep_failed,
+        manifests=tuple(args.manifests),
+    )
 
 
 @phase(
@@ -679,7 +711,7 @@ def parser() -> argparse.ArgumentParser:
 def exit_code_for(result: Result) -> int:
     if result.result == "error":
         return EXIT_CLUSTER  # a check could not measure: never a pass
-    if result.result in ("failed", "refused", "inconclusive"):
+    if result.result in ("failed", "refused", "inconclusive", "drift"):
         return EXIT_REFUSED
     if result.result == "rolled-back" and not result.phase.endswith("rollback"):
         return EXIT_REFUSED  # a release or watch that rolled back did not ship

@@ -269,7 +269,7 @@ def mapped(what: str, error: Exception) -> BlueGreenError:
         )
     if code == 403:
         return ForbiddenError(f"{what}: {message}", remedy=RBAC_REMEDY)
-    if code == 422:
+    if code in (400, 422):  # 400: e.g. a field the apiserver does not know (fieldValidation=Strict)
         return UsageError(f"{what}: the apiserver rejected it: {message}", remedy="Fix the value it names.")
     return ClusterError(f"{what}: HTTP {code}: {message}")
 
@@ -336,6 +336,49 @@ def get_json(kube: Client, path: str, *, params: dict[str, str] | None = None) -
     kube._client.raise_for_status(response)  # type: ignore[no-untyped-call]
     out: dict[str, Any] = json.loads(response.content)
     return out
+
+
+def write_json(
+    kube: Client,
+    method: str,
+    path: str,
+    body: dict[str, Any],
+    *,
+    dry_run: bool = False,
+    apply: bool = False,
+) -> dict[str, Any]:
+    """POST, PUT or (apply=True) server-side-apply PATCH one object as JSON, with fieldValidation=Strict:
+    a field the apiserver does not know (a typo in a manifest) is refused instead of dropped. Server-side
+    apply writes as our own field manager and takes over fields another manager set (force)."""
+    params = {"fieldManager": FIELD_MANAGER, "fieldValidation": "Strict"}
+    if dry_run:
+        params["dryRun"] = "All"
+    headers = {"Content-Type": "application/json"}
+    if apply:
+        params["force"] = "true"
+        headers["Content-Type"] = "application/apply-patch+yaml"  # JSON is YAML
+    response = kube._client._client.request(
+        method, path, params=params, headers=headers, content=json.dumps(body).encode()
+    )
+    kube._client.raise_for_status(response)  # type: ignore[no-untyped-call]
+    out: dict[str, Any] = json.loads(response.content)
+    return out
+
+
+def delete_json(kube: Client, path: str, *, dry_run: bool = False) -> None:
+    params = {"dryRun": "All"} if dry_run else None
+    response = kube._client._client.request("DELETE", path, params=params)
+    kube._client.raise_for_status(response)  # type: ignore[no-untyped-call]
+
+
+def metadata_list(kube: Client, path: str, *, params: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """The objects at a list path as metadata only (PartialObjectMetadataList): a list of Secrets
+    without their values."""
+    accept = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
+    response = kube._client._client.get(path, params=params, headers={"Accept": accept})
+    kube._client.raise_for_status(response)  # type: ignore[no-untyped-call]
+    items: list[dict[str, Any]] = json.loads(response.content).get("items") or []
+    return items
 
 
 def label_selector(labels: dict[str, Any]) -> str:

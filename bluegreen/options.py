@@ -97,17 +97,49 @@ class Images:
     image: str | None = None
     set_images: tuple[tuple[str, str], ...] = ()
     keep_failed: bool = False
+    manifests: tuple[str, ...] = ()  # -f: files, directories, globs, `-` for stdin
 
     def check(self) -> None:
         from bluegreen.phases import deploy
 
-        deploy.check_images(self.image, dict(self.set_images))
+        deploy.check_images(self.image, dict(self.set_images), manifests=bool(self.manifests))
+
+    def load(self, target: Target) -> Any:
+        """The app's manifests (bluegreen/manifests.py), read and checked before the cluster is
+        contacted; None without -f. One UsageError naming every problem otherwise."""
+        if not self.manifests:
+            return None
+        from bluegreen import manifests
+        from bluegreen.errors import UsageError
+
+        try:
+            found = manifests.parse(
+                manifests.read(manifests.expand(self.manifests)), app=target.app, namespace=target.namespace
+            )
+            app = target.spec()
+            problems = manifests.service_problems(
+                found, service=app.service, preview_service=app.preview_service, color_label=app.color_label
+            )
+            if problems:
+                raise manifests.ManifestError("; ".join(problems))
+        except (manifests.ManifestError, ValueError) as error:
+            raise UsageError(
+                f"manifests: {error}",
+                remedy="Fix the files given with -f (the Action's `manifests`); nothing was applied.",
+            ) from None
+        return found
 
 
 @dataclass(frozen=True, kw_only=True)
 class StatusOptions:
     target: Target
     phase: str = "status"
+
+
+@dataclass(frozen=True, kw_only=True)
+class DiffOptions:
+    target: Target
+    phase: str = "diff"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -187,6 +219,7 @@ class ReleaseOptions:
 
 PhaseOptions = (
     StatusOptions
+    | DiffOptions
     | InitOptions
     | DeployOptions
     | GateOptions
@@ -254,6 +287,10 @@ def run(options: PhaseOptions, reporter: Reporter) -> Result:
             from bluegreen.phases import status
 
             return status.run(context(options.target, None, reporter))
+        case DiffOptions():
+            from bluegreen.phases import diff
+
+            return diff.run(context(options.target, None, reporter))
         case InitOptions():
             from bluegreen.phases import init
 
@@ -262,11 +299,13 @@ def run(options: PhaseOptions, reporter: Reporter) -> Result:
             from bluegreen.phases import deploy
 
             options.images.check()
+            found = options.images.load(options.target)
             return deploy.run(
                 context(options.target, options.writes, reporter),
                 image=options.images.image,
                 set_images=dict(options.images.set_images),
                 keep_failed=options.images.keep_failed,
+                manifests=found,
             )
         case GateOptions():
             from bluegreen.phases import checked
@@ -334,6 +373,7 @@ def run(options: PhaseOptions, reporter: Reporter) -> Result:
             from bluegreen.phases import release
 
             options.images.check()
+            found = options.images.load(options.target)
             config = options.checks.load(options.target)
             return release.run(
                 context(options.target, options.writes, reporter),
@@ -341,4 +381,5 @@ def run(options: PhaseOptions, reporter: Reporter) -> Result:
                 image=options.images.image,
                 set_images=dict(options.images.set_images),
                 keep_failed=options.images.keep_failed,
+                manifests=found,
             )

@@ -26,6 +26,7 @@ from bluegreen.model import Color, RunInfo
 from bluegreen.options import (
     Checks,
     DeployOptions,
+    DiffOptions,
     GateOptions,
     Images,
     InitOptions,
@@ -43,7 +44,7 @@ from bluegreen.options import (
 from bluegreen.rollout import valid_image
 from bluegreen.traffic_probe import ColorReader, ProbeOptions, parse_url
 
-PHASES = ("init", "deploy", "gate", "switch", "watch", "rollback", "retire", "status", "release")
+PHASES = ("init", "deploy", "gate", "switch", "watch", "rollback", "retire", "status", "release", "diff")
 ROUTERS = ("service", "ingress", "gateway", "istio", "smi", "dns")
 DNS_1123 = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 TRUE, FALSE = ("true", "yes", "1", "on"), ("false", "no", "0", "off", "")
@@ -55,6 +56,7 @@ DEFAULTS: dict[str, str] = {
     "namespace": "default",
     "image": "",
     "set-images": "",
+    "manifests": "",
     "kubeconfig": "",
     "context": "",
     "router": "service",
@@ -105,6 +107,7 @@ class ActionInputs:
     namespace: str
     image: str
     set_images: tuple[tuple[str, str], ...]
+    manifests: tuple[str, ...]  # paths or globs, expanded when the phase runs (in the workspace)
     kubeconfig: str  # the content, decoded; "" means $KUBECONFIG
     context: str
     router: str
@@ -141,7 +144,7 @@ class ActionInputs:
             timeout=self.timeout,
         )
         writes = Writes(dry_run=self.dry_run, wait_for_lock=self.wait_for_lock, run=self.run)
-        images = Images(image=self.image or None, set_images=self.set_images)
+        images = Images(image=self.image or None, set_images=self.set_images, manifests=self.manifests)
         checks = Checks(
             config=Path(self.config) if self.config else None,
             min_healthy=self.min_healthy or None,
@@ -154,6 +157,8 @@ class ActionInputs:
         match self.phase:
             case "status":
                 return StatusOptions(target=target)
+            case "diff":
+                return DiffOptions(target=target)
             case "init":
                 return InitOptions(target=target, writes=writes)
             case "deploy":
@@ -233,8 +238,18 @@ def parse(env: Mapping[str, str]) -> ActionInputs:
             f"image: {validate._shown(raw['image'])} and set-images are both given: one would silently win; "
             "give `image` for a pod with one container, or `set-images` (CONTAINER=IMAGE lines)"
         )
+    manifests: list[str] = []
+    for line in raw["manifests"].splitlines():
+        if line.strip():
+            try:
+                manifests.append(validate.path(line.strip(), kind="a manifest path or glob"))
+            except ValueError as error:
+                problems.append(f"manifests: {error}")
     if phase in ("deploy", "release"):
-        need(bool(raw["image"] or set_images), f"image: phase {phase} needs `image` or `set-images`")
+        need(
+            bool(raw["image"] or set_images or manifests),
+            f"image: phase {phase} needs `image`, `set-images` or `manifests`",
+        )
     to: Color | None = None
     if raw["to"]:
         try:
@@ -305,6 +320,7 @@ def parse(env: Mapping[str, str]) -> ActionInputs:
         namespace=raw["namespace"],
         image=raw["image"],
         set_images=tuple(set_images),
+        manifests=tuple(manifests),
         kubeconfig=kubeconfig,
         context=raw["context"],
         router=router,

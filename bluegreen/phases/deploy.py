@@ -1,7 +1,10 @@
 """deploy: the new images on the idle colour, as many replicas as live, rolled out; live untouched.
 
 The idle colour's pod template is the live one's with only the images (and the colour label)
-changed, so the two environments stay identical but for the release.
+changed, so the two environments stay identical but for the release. With manifests (`-f`), the
+template is the one in the user's files instead (bluegreen/manifests.py), and their ConfigMaps and
+Secrets are applied first as immutable content-named copies that only this colour's new template
+references: the live colour's pods and config are never touched.
 
 The release is recorded on the idle Deployment, in the same write as its template: the candidate
 annotation (bluegreen/intent.py) that `switch` promotes. Re-running deploy is safe: when live already
@@ -13,26 +16,34 @@ from __future__ import annotations
 
 import copy
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any
 
 from lightkube.resources.apps_v1 import Deployment
 from lightkube.types import PatchType
 
-from bluegreen import drain, intent, routers, telemetry
+from bluegreen import drain, drift, intent, routers, telemetry
 from bluegreen.errors import ConflictError, NotFoundError, RefusedError, RolloutError, UsageError
-from bluegreen.kube import call, to_dict
+from bluegreen.kube import call, write_json
 from bluegreen.model import Color, Result
 from bluegreen.phases.context import Context
 from bluegreen.rollout import images_of, recolored, valid_image, with_images
 
+COPY_OF = "bluegreen.io/copy-of"  # bluegreen.manifests.COPY_OF, without importing it for image-only deploys
+
+if TYPE_CHECKING:
+    from bluegreen.manifests import Manifests
+
 CONFLICT_RETRIES = 3
+PLURALS = {"ConfigMap": "configmaps", "Secret": "secrets", "Service": "services"}
 
 
-def check_images(image: str | None, set_images: dict[str, str]) -> None:
-    """Usage errors for image arguments, before anything touches the cluster."""
-    if not image and not set_images:
+def check_images(image: str | None, set_images: dict[str, str], *, manifests: bool = False) -> None:
+    """Usage errors for image arguments, before anything touches the cluster. With manifests the
+    images are optional: the files name them, --image/--set-image override them."""
+    if not image and not set_images and not manifests:
         raise UsageError(
-            "no image given", remedy="Pass --image IMAGE, or --set-image CONTAINER=IMAGE (repeatable)."
+            "no image given",
+            remedy="Pass --image IMAGE, or --set-image CONTAINER=IMAGE (repeatable), or -f with the app's manifests.",
         )
     for reference in [*([image] if image else []), *set_images.values()]:
         if not valid_image(reference):
@@ -50,9 +61,10 @@ def run(
     set_images: dict[str, str] | None = None,
     timeout: float | None = None,
     keep_failed: bool = False,
+    manifests: Manifests | None = None,
 ) -> Result:
     set_images = set_images or {}
-    check_images(image, set_images)
+    check_images(image, set_images, manifests=manifests is not None)
     ctx.service()  # a missing namespace or app fails here, with its own message
     state = routers.make(ctx.router, ctx.app, ctx.kube).read()
     if state.active is None:
@@ -66,14 +78,30 @@ def run(
             remedy="Run `bluegreen init` to adopt the app, or check --app.",
         )
     idle = ctx.deployment(idle_color)
+    base = None
+    if manifests is not None:
+        base = _from_manifests(ctx, manifests, idle_color, idle)
+        source = base["spec"]["template"]
+    else:
+        source = recolored(live["spec"]["template"], ctx.app.color_label, str(idle_color))
     try:
-        template = with_images(
-            recolored(live["spec"]["template"], ctx.app.color_label, str(idle_color)), set_images, image
-        )
+        template = with_images(source, set_images, image)
     except ValueError as error:
-        raise UsageError(str(error), remedy="Name the containers as the live pod template does.") from None
+        raise UsageError(
+            str(error),
+            remedy="Name the containers as the pod template (the live one, or the manifests') does.",
+        ) from None
     replicas = live["spec"].get("replicas", 1)
     label = ctx.app.color_label
+    configs = _config_objects(ctx, manifests)
+    if base is not None:
+        # The apiserver validates everything (dryRun=All, unknown fields refused) before the first
+        # real write, so a bad manifest changes nothing; and the template it would store, with its
+        # defaults filled in, is what the release is judged by (hashes, live's, the drift record).
+        _apply(ctx, configs, dry_run=True)
+        trial = _desired(ctx, live, idle, idle_color, template, replicas, {"hash": ""}, base=base)
+        trial["metadata"].pop("resourceVersion", None)  # a trial: the real write below is the guarded one
+        template = _write(ctx, trial, create=idle is None, dry_run=True)["spec"]["template"]
     releases = {
         live_color: intent.Release.of(live_color, live, label),
         idle_color: intent.Release.of(idle_color, idle, label),
@@ -126,7 +154,23 @@ def run(
             "time": datetime.now(UTC).isoformat(timespec="seconds"),
         }
     )
-    desired = _desired(ctx, live, idle, idle_color, template, replicas, candidate)
+    desired = _desired(ctx, live, idle, idle_color, template, replicas, candidate, base=base)
+    copies = ctx.config_copies() if manifests is not None else {}
+    copies.update(
+        {(c["kind"], c["metadata"]["name"]): c["metadata"]["annotations"][COPY_OF] for c in configs}
+    )
+    declared = _declared(ctx, live["spec"]["template"], template, copies)
+    desired["metadata"]["annotations"][drift.DECLARED] = drift.encode(declared)
+    if manifests is not None:
+        # What the release changes beyond images, for the job summary: paths and names, no values.
+        beyond = list(dict.fromkeys([*map(_item, declared["template"]), *declared["config"]]))
+        result.details["beyond_images"] = beyond
+        shown = ", ".join(beyond[:8]) + (f" and {len(beyond) - 8} more" if len(beyond) > 8 else "")
+        result.messages.append(
+            f"beyond images, this release changes {shown} (against live {live_color})"
+            if beyond
+            else f"beyond images, this release changes nothing against live {live_color}"
+        )
     result.candidate = candidate["hash"]
     result.details["candidate"] = {"color": str(idle_color), **candidate}
     if unchanged and recorded and releases[idle_color].seq < releases[live_color].seq:
@@ -147,6 +191,19 @@ def run(
         ctx.reporter.warning(f"drain: {finding}")
         result.messages.append(f"drain: {finding}")
     result.details["drain"] = [str(f) for f in findings]
+    for obj in configs:
+        meta = obj["metadata"]
+        if obj["kind"] == "Service":
+            result.changes.append(f"apply Service {meta['name']}")
+        else:  # names only: a Secret's values are never printed
+            result.changes.append(
+                f"apply {obj['kind']} {meta['name']} (copy of {meta['annotations'][COPY_OF]})"
+            )
+    result.details["config"] = {
+        f"{c['kind']} {c['metadata']['annotations'][COPY_OF]}": c["metadata"]["name"]
+        for c in configs
+        if c["kind"] != "Service"
+    }
     result.changes.append(
         f"{verb} Deployment {ctx.app.deployment(idle_color)}: images {', '.join(images_of(template))}, replicas {replicas}"
     )
@@ -165,8 +222,15 @@ def run(
                 f"Deployment {ctx.app.deployment(idle_color)} already runs this release: not written"
             )
         else:
+            # The copies first: the new pods must find their config when they start.
+            _apply(ctx, configs, dry_run=False)
             stored = _write_settled(ctx, desired, idle, idle_color)
-            _fix_recorded_hash(ctx, stored, candidate)
+            _fix_record(
+                ctx,
+                stored,
+                candidate,
+                _declared(ctx, live["spec"]["template"], stored["spec"]["template"], copies),
+            )
             result.candidate = candidate["hash"]
             result.details["candidate"] = {"color": str(idle_color), **candidate}
             result.mark(f"{verb}d {ctx.app.deployment(idle_color)}")
@@ -217,18 +281,22 @@ def split_route(detail: str, why: str) -> RefusedError:
     )
 
 
-def _fix_recorded_hash(ctx: Context, stored: dict[str, Any], candidate: dict[str, Any]) -> None:
-    """The candidate names the template as the apiserver stored it; if defaulting changed the
-    template we sent, correct the recorded hash (guarded: a later write wins)."""
+def _fix_record(
+    ctx: Context, stored: dict[str, Any], candidate: dict[str, Any], declared: dict[str, Any]
+) -> None:
+    """The candidate and the declared differences describe the template as the apiserver stored it;
+    if defaulting changed the template we sent, correct them (guarded: a later write wins)."""
     stored_hash = intent.template_hash(stored["spec"]["template"], ctx.app.color_label)
-    if stored_hash == candidate["hash"]:
+    annotations = (stored.get("metadata") or {}).get("annotations") or {}
+    record = drift.encode(declared)
+    if stored_hash == candidate["hash"] and annotations.get(drift.DECLARED) == record:
         return
     candidate["hash"] = stored_hash
     name = stored["metadata"]["name"]
     patch: dict[str, Any] = {
         "metadata": {
             "resourceVersion": stored["metadata"]["resourceVersion"],
-            "annotations": {intent.CANDIDATE: intent.encode(candidate)},
+            "annotations": {intent.CANDIDATE: intent.encode(candidate), drift.DECLARED: record},
         }
     }
     call(
@@ -266,10 +334,23 @@ def _desired(
     template: dict[str, Any],
     replicas: int,
     candidate: dict[str, Any],
+    *,
+    base: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The idle Deployment as it should be: the existing one updated, or a copy of live recoloured;
-    carrying the candidate, and no gate stamp of an earlier template."""
-    if idle is not None:
+    """The idle Deployment as it should be: the manifests' (`base`), the existing one updated, or a
+    copy of live recoloured; carrying the candidate, and no gate stamp of an earlier template."""
+    if base is not None:
+        desired = copy.deepcopy(base)
+        if idle is not None:
+            desired["metadata"]["resourceVersion"] = idle["metadata"]["resourceVersion"]
+            # Our own records stay (the candidate, gate stamp and rejection are decided below).
+            ours = {
+                k: v
+                for k, v in ((idle.get("metadata") or {}).get("annotations") or {}).items()
+                if k.startswith("bluegreen.io/")
+            }
+            desired["metadata"]["annotations"] = {**(desired["metadata"].get("annotations") or {}), **ours}
+    elif idle is not None:
         desired = copy.deepcopy(idle)
     else:
         desired = {
@@ -299,16 +380,113 @@ def _desired(
 
 def _write(ctx: Context, desired: dict[str, Any], *, create: bool, dry_run: bool) -> dict[str, Any]:
     name = desired["metadata"]["name"]
-    obj = cast(Deployment, Deployment.from_dict(desired))
+    path = f"/apis/apps/v1/namespaces/{ctx.app.namespace}/deployments"
     if create:
         return call(
             f"creating Deployment {ctx.app.namespace}/{name}",
-            lambda: to_dict(ctx.kube.create(obj, namespace=ctx.app.namespace, dry_run=dry_run)),
+            lambda: write_json(ctx.kube, "POST", path, desired, dry_run=dry_run),
             idempotent=False,
         )
-    # replace() carries the resourceVersion read: a concurrent edit is a 409, not a lost update.
+    # A whole replace carrying the resourceVersion read: a concurrent edit is a 409, not a lost update;
+    # and every field of the template is ours, so an earlier `kubectl edit` of the idle colour does not
+    # survive the release (server-side apply would keep fields another manager added).
     return call(
         f"updating Deployment {ctx.app.namespace}/{name}",
-        lambda: to_dict(ctx.kube.replace(obj, dry_run=dry_run)),
+        lambda: write_json(ctx.kube, "PUT", f"{path}/{name}", desired, dry_run=dry_run),
         idempotent=False,
     )
+
+
+# -- manifests (-f) -------------------------------------------------------------------------------
+
+
+def _from_manifests(
+    ctx: Context, found: Manifests, color: Color, idle: dict[str, Any] | None
+) -> dict[str, Any]:
+    """The idle colour's Deployment from the manifests, refused (exit 2, nothing written) when it
+    cannot take the place of the existing one or would not be reached by the live Service."""
+    from bluegreen import manifests
+
+    dep = manifests.colored(
+        found,
+        name=ctx.app.deployment(color),
+        namespace=ctx.app.namespace,
+        color_label=ctx.app.color_label,
+        color=str(color),
+    )
+    where = found.deployment
+    if idle is not None and (idle.get("spec") or {}).get("selector") != dep["spec"]["selector"]:
+        raise UsageError(
+            f"{where}: its selector {dep['spec']['selector']} (with the colour label) differs from "
+            f"{ctx.app.deployment(color)}'s {(idle.get('spec') or {}).get('selector')}, and a Deployment's "
+            "selector cannot change",
+            remedy=f"Keep the selector the colours have, or delete {ctx.app.deployment(color)} (the idle "
+            "colour, not serving) and deploy again.",
+        )
+    if ctx.router == "service":
+        selector = dict(((ctx.service().get("spec") or {}).get("selector")) or {})
+        selector.pop(ctx.app.color_label, None)
+        labels = dep["spec"]["template"]["metadata"]["labels"]
+        missing = {k: v for k, v in selector.items() if labels.get(k) != v}
+        if missing:
+            raise UsageError(
+                f"{where}: its pod labels lack {missing}, which the live Service {ctx.app.service} "
+                "selects: after a switch no pod would answer",
+                remedy="Give the pod template the labels the live Service selects.",
+            )
+    return dep
+
+
+def _config_objects(ctx: Context, found: Manifests | None) -> list[dict[str, Any]]:
+    """What is applied before the Deployment: the config copies, then other Services as written."""
+    from bluegreen import manifests
+
+    if found is None:
+        return []
+    out = [manifests.config_copy(d.obj, app=ctx.app.name, namespace=ctx.app.namespace) for d in found.configs]
+    for doc in found.services:
+        service = copy.deepcopy(doc.obj)
+        service["metadata"]["namespace"] = ctx.app.namespace
+        out.append(service)
+    return out
+
+
+def _apply(ctx: Context, objects: list[dict[str, Any]], *, dry_run: bool) -> None:
+    """Server-side apply, as field manager `bluegreen`. An existing copy has the same content (its
+    name is its content's hash), so re-applying it changes nothing."""
+    for obj in objects:
+        kind, name = obj["kind"], obj["metadata"]["name"]
+        path = f"/api/v1/namespaces/{ctx.app.namespace}/{PLURALS[kind]}/{name}"
+        call(
+            f"applying {kind} {ctx.app.namespace}/{name}" + (" (dry run)" if dry_run else ""),
+            lambda obj=obj, path=path: write_json(  # type: ignore[misc]
+                ctx.kube, "PATCH", path, obj, dry_run=dry_run, apply=True
+            ),
+            # A dry run is a read; a real apply is a write: sent only while this run holds the lock.
+            idempotent=dry_run,
+        )
+
+
+def _item(path: str) -> str:
+    """A template path cut to the named item it is in: spec.containers[app].env[GREETING] for its
+    fields deeper down; spec.containers[app].resources stays as it is."""
+    head, bracket, _ = path.rpartition("]")
+    in_container = path.startswith(("spec.containers[", "spec.initContainers[")) and path.count("]") == 1
+    return head + bracket if bracket and not in_container else path
+
+
+def _declared(
+    ctx: Context, live: dict[str, Any], idle: dict[str, Any], copies: dict[tuple[str, str], str]
+) -> dict[str, Any]:
+    """How the idle colour's template and config differ from live's (bluegreen/drift.py)."""
+    from bluegreen import manifests
+
+    def view(template: dict[str, Any]) -> dict[str, Any]:
+        return manifests.normalized(
+            template, color_label=ctx.app.color_label, originals=copies, mask_images=True
+        )
+
+    def refs(template: dict[str, Any]) -> dict[tuple[str, str], str]:
+        return {(kind, copies.get((kind, name), name)): name for kind, name in manifests.references(template)}
+
+    return drift.record(view(live), view(idle), refs(live), refs(idle))

@@ -7,6 +7,7 @@ switches (the new colour keeps running for inspection), a watch that spends its 
 from __future__ import annotations
 
 from bluegreen.config import Config
+from bluegreen.manifests import Manifests
 from bluegreen.model import Result
 from bluegreen.phases import checked, deploy, switch, watch
 from bluegreen.phases.context import Context
@@ -18,10 +19,13 @@ def run(
     *,
     image: str | None = None,
     set_images: dict[str, str] | None = None,
+    manifests: Manifests | None = None,
     keep_failed: bool = False,
 ) -> Result:
     ctx.reporter.stage("deploy")
-    deployed = deploy.run(ctx, image=image, set_images=set_images, keep_failed=keep_failed)
+    deployed = deploy.run(
+        ctx, image=image, set_images=set_images, keep_failed=keep_failed, manifests=manifests
+    )
     steps = [deployed]
     if ctx.dry_run or deployed.result == "noop":  # noop: live already runs this release
         return _combined(steps)

@@ -3,6 +3,7 @@ then wait until its pods are gone (the drain) and say how long that took and whe
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -12,8 +13,8 @@ from lightkube.resources.apps_v1 import Deployment
 from lightkube.types import PatchType
 
 from bluegreen import history, routers
-from bluegreen.errors import RefusedError
-from bluegreen.kube import call
+from bluegreen.errors import NotFoundError, RefusedError
+from bluegreen.kube import call, delete_json
 from bluegreen.model import Color, Result
 from bluegreen.phases.context import Context
 
@@ -140,6 +141,8 @@ def run(ctx: Context, *, after: float = 0.0) -> Result:
     if dep is None or dep["spec"].get("replicas", 1) == 0:
         result.result = "noop"
         result.messages.append(f"{name} is already scaled to zero (or absent)")
+        if clean_config(ctx, result):
+            result.result = "retired"
         return result
     with ctx.lock():
         if router.read().active is not state.active:
@@ -170,8 +173,57 @@ def run(ctx: Context, *, after: float = 0.0) -> Result:
         result.messages.append(drain.message(name))
         if drain.killed or drain.left:
             ctx.reporter.warning(drain.message(name))
+    clean_config(ctx, result)
     if ctx.dry_run:
         result.result = "planned"
         if wait:
             result.messages.append(f"a real run would first wait {wait:.0f}s for the safety window")
     return result
+
+
+def unreferenced(
+    copies: dict[tuple[str, str], str], templates: list[dict[str, Any]]
+) -> list[tuple[str, str]]:
+    """The config copies (deploy -f) that no colour's pod template references any more (pure)."""
+    from bluegreen import manifests
+
+    used = set().union(*(manifests.references(t) for t in templates)) if templates else set()
+    return sorted(key for key in copies if key not in used)
+
+
+def clean_config(ctx: Context, result: Result) -> int:
+    """Delete the config copies neither colour references (a retired colour's template still counts:
+    a rollback to it needs them). Decided again under the lock, so a deploy creating copies for its
+    new template is never raced. How many were (or, dry run, would be) deleted."""
+    if not unreferenced(ctx.config_copies(), _templates(ctx)):
+        return 0  # nothing to delete: no lock, no write
+    with ctx.lock():
+        stale = unreferenced(ctx.config_copies(), _templates(ctx))
+        for kind, name in stale:
+            plural = {"ConfigMap": "configmaps", "Secret": "secrets"}[kind]
+            with contextlib.suppress(NotFoundError):  # already gone: what we wanted
+                call(
+                    f"deleting {kind} {ctx.app.namespace}/{name}",
+                    lambda plural=plural, name=name: delete_json(  # type: ignore[misc]
+                        ctx.kube,
+                        f"/api/v1/namespaces/{ctx.app.namespace}/{plural}/{name}",
+                        dry_run=ctx.dry_run,
+                    ),
+                    idempotent=False,
+                )
+            result.changes.append(f"delete {kind} {name}: no colour references it")
+    if stale:
+        result.messages.append(
+            f"{'would delete' if ctx.dry_run else 'deleted'} {len(stale)} config "
+            f"cop{'ies' if len(stale) != 1 else 'y'} no colour references"
+        )
+    return len(stale)
+
+
+def _templates(ctx: Context) -> list[dict[str, Any]]:
+    out = []
+    for color in Color:
+        dep = ctx.deployment(color)
+        if dep is not None:
+            out.append(dep["spec"]["template"])
+    return out

@@ -50,6 +50,7 @@ OTHER = {
     "namespace": "shop-prod",
     "image": "registry.local/shop:9.9",
     "set-images": "web=registry.local/web:9.9",
+    "manifests": "manifests/*.yaml",
     "kubeconfig": KUBECONFIG,
     "context": "staging",
     "router": "gateway",
@@ -100,6 +101,10 @@ def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         "checks: [{name: pods, kind: kubernetes}]\n"
         "gate: {min-healthy: 1m, interval: 2s}\nwatch: {duration: 1m, interval: 3s}\n"
     )
+    (tmp_path / "manifests").mkdir()
+    (tmp_path / "manifests" / "app.yaml").write_text(
+        (ROOT / "tests" / "fixtures" / "manifests" / "kustomize-v1.yaml").read_text()
+    )
     monkeypatch.chdir(tmp_path)
     return tmp_path
 
@@ -125,12 +130,13 @@ def engine(monkeypatch: pytest.MonkeyPatch) -> Callable[[PhaseOptions], list[Cal
     """options.run with the phases replaced by recorders, and the cluster by the arguments it was
     reached with: what each phase is called with (the Context, bluegreen.yaml loaded, its arguments)."""
     from bluegreen import kube
-    from bluegreen.phases import checked, deploy, init, release, retire, rollback, status, switch
+    from bluegreen.phases import checked, deploy, diff, init, release, retire, rollback, status, switch
 
     calls: list[Call] = []
     monkeypatch.setattr(kube, "connect", lambda **where: ("cluster", sorted(where.items())))
     for module, function in (
         (status, "run"),
+        (diff, "run"),
         (init, "run"),
         (deploy, "run"),
         (checked, "gate"),
@@ -220,6 +226,19 @@ def test_the_phase_input_picks_the_phase(phase: str, workspace: Path) -> None:
             {"to": "blue", "reason": "r", "dry-run": "true", "wait-for-lock": "1m", "router": "ingress"},
             ["--to", "blue", "--reason", "r", "--dry-run", "--wait-for-lock", "1m", "--router", "ingress"],
         ),
+        (
+            "deploy",
+            {"manifests": "manifests/*.yaml\nextra.yaml", "set-images": "app=registry.local/shop:2.0"},
+            [
+                "-f",
+                "manifests/*.yaml",
+                "--filename",
+                "extra.yaml",
+                "--set-image",
+                "app=registry.local/shop:2.0",
+            ],
+        ),
+        ("diff", {"namespace": "prod"}, ["-n", "prod"]),
         (
             "release",
             {"auto-rollback": "false", "timeout": "5m", "namespace": "prod"},

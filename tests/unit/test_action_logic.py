@@ -73,7 +73,7 @@ def test_every_bad_input_is_reported_at_once_with_its_name() -> None:
 
 
 def test_deploy_needs_an_image_and_rejects_a_malformed_one() -> None:
-    with pytest.raises(UsageError, match="needs `image` or `set-images`"):
+    with pytest.raises(UsageError, match="needs `image`, `set-images` or `manifests`"):
         parse(env(BLUEGREEN_PHASE="deploy"))
     with pytest.raises(UsageError, match=re.escape("image: 'shop:1.0 ; rm -rf /'")):
         parse(env(BLUEGREEN_PHASE="deploy", BLUEGREEN_IMAGE="shop:1.0 ; rm -rf /"))

@@ -1,0 +1,275 @@
+"""`deploy -f` and `diff` on the real local cluster, under the shipped least-privilege Role.
+
+The fixtures (tests/fixtures/manifests) are the app `shop` as `kustomize build` prints it: release 1
+and release 2, which changes an env var, a ConfigMap value and a Secret value.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from lightkube import Client
+from lightkube.resources.apps_v1 import Deployment
+from lightkube.resources.core_v1 import ConfigMap, Pod, Secret, Service
+from lightkube.types import PatchType
+
+from bluegreen.cli import Outcome, execute
+from bluegreen.report import text
+from hack.localcluster import LocalCluster
+from tests.integration.test_engine import versions
+from tests.integration.test_rbac import install_rbac
+from tests.support.apps import (
+    COLOR_LABEL,
+    create_app,
+    ready_pod_ips,
+    service_account_kubeconfig,
+    wait_available,
+)
+
+pytestmark = pytest.mark.cluster
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "manifests"
+V1, V2 = FIXTURES / "kustomize-v1.yaml", FIXTURES / "kustomize-v2.yaml"
+SECRETS = (
+    "s3cr3t-v1",
+    "s3cr3t-v2",
+    "czNjcjN0LXYx",
+    "czNjcjN0LXYy",
+)  # the fixtures' DB passwords, plain and base64
+Bg = Callable[..., Outcome]
+
+
+@pytest.fixture
+def bg(kube: Client, cluster: LocalCluster, namespace: str, tmp_path: Path) -> Bg:
+    """`bluegreen ARGS` for app shop, as the ServiceAccount of deploy/rbac.yaml; its output may never
+    hold a Secret's value."""
+    create_app(kube, namespace, "shop", replicas=2)
+    install_rbac(kube, namespace)
+    config = service_account_kubeconfig(kube, cluster.kubeconfig, namespace, "bluegreen", tmp_path / "sa")
+
+    def run(*args: str) -> Outcome:
+        outcome = execute(
+            [*args, "--app", "shop", "-n", namespace, "--kubeconfig", str(config), "--timeout", "60s"]
+        )
+        shown = json.dumps(outcome.result.to_dict()) + text(outcome.result) if outcome.result else ""
+        shown += str(outcome.error.message if outcome.error else "")
+        assert not [s for s in SECRETS if s in shown], shown
+        return outcome
+
+    return run
+
+
+def template(kube: Client, namespace: str, color: str) -> dict[str, Any]:
+    out: dict[str, Any] = kube.get(Deployment, f"shop-{color}", namespace=namespace).to_dict()["spec"][
+        "template"
+    ]
+    return out
+
+
+def env_of(spec: dict[str, Any]) -> dict[str, Any]:
+    return {e["name"]: e for e in spec["containers"][0].get("env") or []}
+
+
+def pods(kube: Client, namespace: str, color: str) -> dict[str, tuple[str, dict[str, Any]]]:
+    """name -> (resourceVersion, spec) of the colour's pods."""
+    return {
+        p.metadata.name: (p.metadata.resourceVersion, p.spec.to_dict())
+        for p in kube.list(Pod, namespace=namespace, labels={COLOR_LABEL: color})
+        if p.metadata and p.metadata.name and p.metadata.resourceVersion and p.spec
+    }
+
+
+def configs(kube: Client, namespace: str) -> dict[str, str]:
+    """kind/name -> resourceVersion of every ConfigMap and Secret (but the namespace's CA bundle)."""
+    out = {}
+    for kind, items in (
+        ("ConfigMap", kube.list(ConfigMap, namespace=namespace)),
+        ("Secret", kube.list(Secret, namespace=namespace)),
+    ):
+        for obj in items:
+            meta = obj.metadata
+            assert meta and meta.name and meta.resourceVersion
+            if meta.name != "kube-root-ca.crt":
+                out[f"{kind}/{meta.name}"] = meta.resourceVersion
+    return out
+
+
+def greeting_of(kube: Client, namespace: str, spec: dict[str, Any]) -> str:
+    """The GREETING a pod with this spec gets: the value in the ConfigMap its env references."""
+    ref = env_of(spec)["GREETING"]["valueFrom"]["configMapKeyRef"]
+    return str(kube.get(ConfigMap, ref["name"], namespace=namespace).data[ref["key"]])  # type: ignore[index]
+
+
+def serving(kube: Client, namespace: str) -> set[str]:
+    """The pods the live Service selects now (its ready pods' IPs)."""
+    selector = kube.get(Service, "shop", namespace=namespace).spec.selector  # type: ignore[union-attr]
+    return ready_pod_ips(kube, namespace, selector or {})
+
+
+def test_a_release_of_env_and_config_reaches_only_the_idle_colour_and_rollback_brings_back_the_old_config(
+    kube: Client, namespace: str, bg: Bg, tmp_path: Path
+) -> None:
+    # Release 1 from the files onto green, then live.
+    assert bg("deploy", "-f", str(V1)).exit_code == 0
+    assert (
+        bg("switch", "--force").exit_code == 0
+    )  # no bluegreen.yaml here: --force is not needed, but harmless
+    green_pods, green_configs = pods(kube, namespace, "green"), configs(kube, namespace)
+    green_rv = kube.get(Deployment, "shop-green", namespace=namespace).metadata.resourceVersion  # type: ignore[union-attr]
+    assert {greeting_of(kube, namespace, spec) for _, spec in green_pods.values()} == {"hello"}
+
+    # Release 2 onto blue (idle): the env var and the ConfigMap value change there alone.
+    deployed = bg(
+        "deploy", "-f", str(V2), "--set-image", "app=registry.local/shop:2.0"
+    )  # on top of the files
+    assert deployed.exit_code == 0, deployed.error
+    assert deployed.result is not None  # the summary says what changed beyond images, without values
+    (beyond,) = [m for m in deployed.result.messages if m.startswith("beyond images")]
+    assert "spec.containers[app].env[LOG_LEVEL]" in beyond and "debug" not in beyond
+    blue = template(kube, namespace, "blue")["spec"]
+    assert env_of(blue)["LOG_LEVEL"]["value"] == "debug"
+    assert blue["containers"][0]["image"] == "registry.local/shop:2.0"
+    copy = env_of(blue)["GREETING"]["valueFrom"]["configMapKeyRef"]["name"]
+    assert copy.startswith("shop-config-f7c4hb2m9d-") and greeting_of(kube, namespace, blue) == "hola"
+    secret = blue["containers"][0]["envFrom"][0]["secretRef"]["name"]
+    stored = kube.get(Secret, secret, namespace=namespace)
+    assert base64.b64decode((stored.data or {})["DB_PASSWORD"]) == b"s3cr3t-v2" and stored.immutable
+    # Green, live: its Deployment, its pods and its config not touched (resourceVersions equal).
+    assert kube.get(Deployment, "shop-green", namespace=namespace).metadata.resourceVersion == green_rv  # type: ignore[union-attr]
+    assert pods(kube, namespace, "green") == green_pods
+    after = configs(kube, namespace)
+    assert {k: v for k, v in after.items() if k in green_configs} == green_configs
+    assert len(after) == len(green_configs) + 2  # release 2's ConfigMap and Secret copies, beside release 1's
+    assert bg("diff").exit_code == 0  # a clean release: the colours differ by it alone
+
+    # The switch brings release 2's config with release 2's pods.
+    assert bg("switch").exit_code == 0
+    blue_pods = pods(kube, namespace, "blue")
+    blue_ips = {
+        p.status.podIP for p in kube.list(Pod, namespace=namespace, labels={COLOR_LABEL: "blue"}) if p.status
+    }
+    assert serving(kube, namespace) == blue_ips
+    assert {greeting_of(kube, namespace, spec) for _, spec in blue_pods.values()} == {"hola"}
+
+    # The rollback brings release 1's config back with release 1's very pods.
+    assert bg("rollback", "--reason", "drill").exit_code == 0
+    assert pods(kube, namespace, "green") == green_pods
+    green_ips = {
+        p.status.podIP for p in kube.list(Pod, namespace=namespace, labels={COLOR_LABEL: "green"}) if p.status
+    }
+    assert serving(kube, namespace) == green_ips
+    assert {greeting_of(kube, namespace, spec) for _, spec in green_pods.values()} == {"hello"}
+    assert bg("diff").exit_code == 0
+
+    # retire keeps every copy a colour references (blue's too: a retired colour can be rolled back to).
+    before = configs(kube, namespace)
+    retired = bg("retire")
+    assert retired.exit_code == 0, retired.error
+    assert configs(kube, namespace) == before
+    # Release 3 onto blue replaces release 2 there: release 2's copies are referenced by no colour now.
+    v3 = tmp_path / "v3.yaml"
+    v3.write_text(V2.read_text().replace("GREETING: hola", "GREETING: bonjour"))
+    assert bg("deploy", "-f", str(v3)).exit_code == 0
+    cleaned = bg("retire")
+    assert cleaned.exit_code == 0, cleaned.error
+    left = set(configs(kube, namespace))
+    assert f"ConfigMap/{copy}" not in left  # release 2's ConfigMap copy: gone
+    assert f"Secret/{secret}" in left  # release 2's Secret copy: release 3 has the same Secret, so kept
+    for color in ("blue", "green"):
+        spec = template(kube, namespace, color)["spec"]
+        assert f"ConfigMap/{env_of(spec)['GREETING']['valueFrom']['configMapKeyRef']['name']}" in left
+
+
+@pytest.mark.parametrize(
+    ("case", "documents", "says"),
+    [
+        ("two Deployments", "{v1}\n---\n{other}", "exactly one Deployment"),
+        ("our Service", "{v1}\n---\n{svc}", "is bluegreen's own Service"),
+        (
+            "an unknown kind",
+            "{v1}\n---\n{hpa}",
+            "kinds bluegreen does not release: autoscaling/v2 HorizontalPodAutoscaler shop",
+        ),
+        ("invalid YAML", "{v1}\n---\nkind: [Deployment\n", "invalid YAML"),
+        ("an unknown field", "{typo}", 'unknown field "spec.template.spec.containers[0].imagePullPolicyy"'),
+        ("a Secret not base64", "{v1}\n---\n{bad_secret}", "data.TOKEN is not base64"),
+        ("another namespace", "{v1_other_ns}", "is for namespace 'elsewhere'"),
+        ("a ConfigMap too big", "{v1}\n---\n{big}", "larger than 1024 KiB"),
+    ],
+)
+def test_malformed_manifests_are_one_clear_error_and_nothing_is_applied(
+    kube: Client, namespace: str, bg: Bg, tmp_path: Path, case: str, documents: str, says: str
+) -> None:
+    v1 = V1.read_text()
+    parts = {
+        "v1": v1,
+        "other": "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: worker}\nspec: {}",
+        "svc": "apiVersion: v1\nkind: Service\nmetadata: {name: shop}\nspec: {selector: {app.kubernetes.io/name: shop}}",
+        "hpa": "apiVersion: autoscaling/v2\nkind: HorizontalPodAutoscaler\nmetadata: {name: shop}\nspec: {}",
+        "typo": v1.replace(
+            "image: registry.local", "imagePullPolicyy: Always\n        image: registry.local"
+        ),
+        "bad_secret": "apiVersion: v1\nkind: Secret\nmetadata: {name: token}\ndata: {TOKEN: not-base64!}",
+        "v1_other_ns": v1.replace("  name: shop\n", "  name: shop\n  namespace: elsewhere\n"),
+        "big": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: big}\ndata: {blob: "
+        + "x" * (1024 * 1024)
+        + "}",
+    }
+    path = tmp_path / "manifests.yaml"
+    path.write_text(documents.format(**parts))
+    before = (versions(kube, namespace), configs(kube, namespace))
+
+    outcome = bg("deploy", "-f", str(path))
+
+    assert outcome.exit_code == 2, (case, outcome.error)
+    assert outcome.error is not None, case
+    assert says in outcome.error.message, outcome.error.message
+    assert (versions(kube, namespace), configs(kube, namespace)) == before  # nothing applied
+
+
+def test_diff_finds_a_direct_edit_of_either_colour_and_none_after_a_clean_release(
+    kube: Client, namespace: str, bg: Bg
+) -> None:
+    assert bg("diff").exit_code == 0  # as created: the same template on both colours
+    assert bg("deploy", "-f", str(V1)).exit_code == 0
+    assert bg("diff").exit_code == 0
+
+    def edit(color: str, value: str) -> None:  # what `kubectl edit` or `kubectl set env` does
+        patch = {
+            "spec": {
+                "template": {
+                    "spec": {"containers": [{"name": "app", "env": [{"name": "LOG_LEVEL", "value": value}]}]}
+                }
+            }
+        }
+        kube.patch(
+            Deployment,
+            f"shop-{color}",
+            patch,
+            namespace=namespace,
+            patch_type=PatchType.STRATEGIC,
+            field_manager="kubectl-edit",
+        )
+        wait_available(kube, namespace, f"shop-{color}")
+
+    edit("green", "trace")  # the idle colour, after bluegreen deployed it
+    drifted = bg("diff")
+    assert drifted.exit_code == 1 and drifted.result is not None and drifted.result.result == "drift"
+    where = {d["where"] for d in drifted.result.details["drift"]}
+    assert "spec.containers[app].env[LOG_LEVEL].value" in where
+    assert any("LOG_LEVEL" in line and "trace" in line for line in drifted.result.messages)
+
+    assert bg("deploy", "-f", str(V1)).exit_code == 0  # the files again: the edit is gone
+    assert env_of(template(kube, namespace, "green")["spec"])["LOG_LEVEL"]["value"] == "info"
+    assert bg("diff").exit_code == 0
+
+    edit("blue", "warn")  # the live colour, which has no LOG_LEVEL in this release
+    drifted = bg("diff")
+    assert drifted.exit_code == 1 and drifted.result is not None
+    assert "spec.containers[app].env[LOG_LEVEL].value" in {
+        d["where"] for d in drifted.result.details["drift"]
+    }
