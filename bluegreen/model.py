@@ -111,6 +111,7 @@ RESULTS = (
     "status",
     "planned",
     "preempted",
+    "migrated",
     "cancelled",
     "error",
 )

@@ -27,6 +27,7 @@ from bluegreen.options import (
     GateOptions,
     Images,
     InitOptions,
+    MigrateOptions,
     PhaseOptions,
     ReleaseOptions,
     RetireOptions,
@@ -41,7 +42,19 @@ from bluegreen.options import (
 from bluegreen.rollout import valid_image
 from bluegreen.traffic_probe import ColorReader, ProbeOptions, parse_url
 
-PHASES = ("init", "deploy", "gate", "switch", "watch", "rollback", "retire", "status", "release")
+PHASES = (
+    "init",
+    "deploy",
+    "gate",
+    "switch",
+    "watch",
+    "rollback",
+    "retire",
+    "status",
+    "release",
+    "expand",
+    "contract",
+)
 ROUTERS = ("service", "ingress", "gateway", "istio", "smi", "dns")
 DNS_1123 = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 TRUE, FALSE = ("true", "yes", "1", "on"), ("false", "no", "0", "off", "")
@@ -76,6 +89,7 @@ DEFAULTS: dict[str, str] = {
     "probe-header": "",
     "probe-pattern": "",
     "probe-fail-on-error": "false",
+    "release": "",
     "github-token": "",
 }
 
@@ -122,6 +136,7 @@ class ActionInputs:
     environment_url: str
     github_token: str
     run: RunInfo  # who asked, from the GitHub variables: the audit trail
+    release: str = ""  # expand and contract: the release the run belongs to (default GITHUB_SHA)
     probe: ProbeOptions | None = None  # probe-url and its companions (switch and rollback)
 
     def options(self, kubeconfig_path: str | None) -> PhaseOptions:
@@ -175,6 +190,15 @@ class ActionInputs:
                 return RetireOptions(target=target, writes=writes, after=self.retire_after)
             case "release":
                 return ReleaseOptions(target=target, writes=writes, images=images, checks=checks)
+            case "expand" | "contract":
+                return MigrateOptions(
+                    target=target,
+                    writes=writes,
+                    hook=self.phase,
+                    checks=Checks(config=checks.config),
+                    release=self.release,
+                    phase=self.phase,
+                )
         raise AssertionError(f"phase {self.phase!r} was validated by parse")  # pragma: no cover
 
 
@@ -195,6 +219,7 @@ def parse(env: Mapping[str, str]) -> ActionInputs:
         ("router", validate.router),
         ("context", validate.text),
         ("reason", validate.reason),
+        ("release", lambda v: validate.text(v, kind="a release name")),
     ):
         try:
             name_check(raw[key])
@@ -309,6 +334,7 @@ def parse(env: Mapping[str, str]) -> ActionInputs:
         github_token=raw["github-token"],
         run=github_run(env),
         probe=probe,
+        release=raw["release"] or env.get("GITHUB_SHA", ""),
     )
 
 

@@ -71,6 +71,7 @@ OTHER = {
     "probe-header": "X-Slot",
     "probe-pattern": r"colour=(\w+)",
     "probe-fail-on-error": "true",
+    "release": "v2-add-full-name",
 }
 
 
@@ -120,7 +121,7 @@ def engine(monkeypatch: pytest.MonkeyPatch) -> Callable[[PhaseOptions], list[Cal
     """options.run with the phases replaced by recorders, and the cluster by the arguments it was
     reached with: what each phase is called with (the Context, bluegreen.yaml loaded, its arguments)."""
     from bluegreen import kube
-    from bluegreen.phases import checked, deploy, init, release, retire, rollback, status, switch
+    from bluegreen.phases import checked, deploy, init, migrate, release, retire, rollback, status, switch
 
     calls: list[Call] = []
     monkeypatch.setattr(kube, "connect", lambda **where: ("cluster", sorted(where.items())))
@@ -134,6 +135,7 @@ def engine(monkeypatch: pytest.MonkeyPatch) -> Callable[[PhaseOptions], list[Cal
         (rollback, "run"),
         (retire, "run"),
         (release, "run"),
+        (migrate, "run"),
     ):
         called = f"{module.__name__}.{function}"
         monkeypatch.setattr(module, function, lambda *a, _c=called, **kw: calls.append((_c, a, kw)))
