@@ -55,10 +55,11 @@ def contract(state: ContractState) -> Decision:
     if s.previous_replicas:
         return Decision(
             False,
-            f"the previous colour still runs: {s.previous_deployment} has {s.previous_replicas} "
-            f"replica{'s' if s.previous_replicas != 1 else ''}, so `bluegreen rollback` can put it back "
-            "at once, and it still reads and writes what contract removes",
-            f"Retire it first (`bluegreen retire --app {s.app}`), once no rollback is wanted; then contract.",
+            f"the other colour still runs: {s.previous_deployment} has {s.previous_replicas} "
+            f"replica{'s' if s.previous_replicas != 1 else ''}, so a rollback (or a switch) can send "
+            "traffic to it at once, and the release it runs may still need what contract removes",
+            f"Switch to the release that no longer needs it, then retire the other colour "
+            f"(`bluegreen retire --app {s.app}`) once no rollback is wanted; then contract.",
         )
     if s.previous_pods:
         return Decision(
