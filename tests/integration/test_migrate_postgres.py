@@ -277,12 +277,8 @@ def test_expand_switch_rollback_retire_contract_under_continuous_writes(
             f"{step:45} " + "  ".join(f"{v}: {w} writes {r} reads {f} failed" for v, (w, r, f) in row.items())
         )
     acknowledged = {**v1.writes(), **v2.writes()}
-    stored = dict(
-        (int(i), value)
-        for i, value in (
-            line.split("|", 1) for line in postgres.psql("SELECT id, full_name FROM people").splitlines()
-        )
-    )
+    lines = postgres.psql("SELECT id, full_name FROM people").splitlines()
+    stored = {int(i): value for i, value in (line.split("|", 1) for line in lines)}
     assert checksum(stored) == checksum(acknowledged), "rows were lost or changed"
     assert len(v1.writes()) > 0 and len(v2.writes()) > 0
     print(
@@ -308,8 +304,10 @@ def test_a_failing_expand_leaves_the_schema_and_the_idle_colour_as_they_were(
     postgres.psql("INSERT INTO people (name, writer) VALUES ('ada', 'v1'), ('grace', 'v1')")
     before = kube.get(Deployment, "shop-green", namespace=namespace)
     outcome = execute(
-        ["migrate", "expand", "--config", str(config), "--app", "shop", "-n", namespace]
-        + ["--kubeconfig", str(cluster.kubeconfig), "-o", "json"]
+        [
+            *("migrate", "expand", "--config", str(config), "--app", "shop", "-n", namespace),
+            *("--kubeconfig", str(cluster.kubeconfig), "-o", "json"),
+        ]
     )
     assert outcome.exit_code == 1 and outcome.result is not None
     assert outcome.result.result == "failed"

@@ -21,7 +21,6 @@ import argparse
 import os
 import signal
 import subprocess
-import sys
 import time
 from types import FrameType
 from typing import TextIO
@@ -94,23 +93,24 @@ def main() -> None:
     session.close()
 
 
+# The SQL is built from this module's own constants and counters, never from outside input.
 def round_(session: Session, log: TextIO, *, me: str, own: str, other: str, value: str) -> None:
     rows, error = session.query(
-        f"INSERT INTO people ({own}, writer) VALUES ('{value}', '{me}') RETURNING id;"
+        f"INSERT INTO people ({own}, writer) VALUES ('{value}', '{me}') RETURNING id;"  # noqa: S608
     )
     if error or len(rows) != 1:
         log.write(f"F write {error or rows}\n")
         return
     row_id = rows[0]
     log.write(f"W {row_id} {value}\n")
-    rows, error = session.query(f"SELECT {own} FROM people WHERE id = {row_id};")
+    rows, error = session.query(f"SELECT {own} FROM people WHERE id = {row_id};")  # noqa: S608
     log.write("R\n" if not error and rows == [value] else f"F read-own {error or rows}\n")
     rows, error = session.query(
-        f"SELECT coalesce({own}, '<null>') FROM people WHERE writer = '{other}' ORDER BY id DESC LIMIT 1;"
+        f"SELECT coalesce({own}, '<null>') FROM people WHERE writer = '{other}' ORDER BY id DESC LIMIT 1;"  # noqa: S608
     )
     ok = not error and (rows == [] or (len(rows) == 1 and rows[0] not in ("", "<null>")))
     log.write("R\n" if ok else f"F read-other {error or rows}\n")
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
