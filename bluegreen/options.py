@@ -352,6 +352,7 @@ def run(options: PhaseOptions, reporter: Reporter) -> Result:
             from bluegreen.phases import migrate
 
             config = options.checks.load(options.target)
+            migrate.hook_for(config, options.hook)  # a missing hook is refused before the cluster is asked
             return migrate.run(
                 context(options.target, options.writes, reporter),
                 config,

@@ -91,10 +91,12 @@ TABLE = [(name, phase) for name in SPEC if name != "phase" for phase in phases_o
 @pytest.fixture
 def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """The step's working directory, with a bluegreen.yaml at the default path and another one."""
-    (tmp_path / "bluegreen.yaml").write_text("checks: [{name: pods, kind: kubernetes}]\n")
+    hooks = "migrations: {expand: {command: [./expand]}, contract: {command: [./contract]}}\n"
+    (tmp_path / "bluegreen.yaml").write_text("checks: [{name: pods, kind: kubernetes}]\n" + hooks)
     (tmp_path / "other.yaml").write_text(
         "checks: [{name: pods, kind: kubernetes}]\n"
-        "gate: {min-healthy: 1m, interval: 2s}\nwatch: {duration: 1m, interval: 3s}\n"
+        + hooks
+        + "gate: {min-healthy: 1m, interval: 2s}\nwatch: {duration: 1m, interval: 3s}\n"
     )
     monkeypatch.chdir(tmp_path)
     return tmp_path
