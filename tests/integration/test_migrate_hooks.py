@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 from lightkube import Client
+from lightkube.resources.apps_v1 import Deployment
 from lightkube.resources.batch_v1 import Job
-from lightkube.resources.core_v1 import Service
+from lightkube.resources.core_v1 import Pod, Service
+from lightkube.types import PatchType
 
 from bluegreen import hooks
 from bluegreen.cli import execute
@@ -206,3 +208,58 @@ def test_a_missing_hook_is_refused_before_the_cluster_is_asked(tmp_path: Path) -
     )
     assert outcome.exit_code == 2 and outcome.error is not None
     assert "has no migrations.contract hook" in outcome.error.message
+
+
+@pytest.mark.cluster
+def test_the_actions_contract_phase_is_refused_and_says_why_in_its_summary(
+    cluster: LocalCluster, kube: Client, namespace: str, tmp_path: Path
+) -> None:
+    import entrypoint
+    from tests.support.github import read_outputs
+
+    create_app(kube, namespace, "shop")  # both colours run: contract must wait for retire
+    config = tmp_path / "bluegreen.yaml"
+    marker = tmp_path / "contracted"
+    config.write_text(
+        json.dumps(
+            {"migrations": {"contract": {"command": [sys.executable, "-c", f"open({str(marker)!r}, 'w')"]}}}
+        )
+    )
+    output, summary = tmp_path / "output", tmp_path / "summary.md"
+    output.touch()
+    env = {
+        "GITHUB_OUTPUT": str(output),
+        "GITHUB_STEP_SUMMARY": str(summary),
+        "GITHUB_SHA": "abc123",
+        "BLUEGREEN_KUBECONFIG": cluster.kubeconfig.read_text(),
+        "BLUEGREEN_PHASE": "contract",
+        "BLUEGREEN_APP": "shop",
+        "BLUEGREEN_NAMESPACE": namespace,
+        "BLUEGREEN_CONFIG": str(config),
+    }
+    assert entrypoint.main(dict(env)) == 1
+    assert read_outputs(output)["result"] == "refused"
+    text = summary.read_text()
+    assert "contract refused: the other colour still runs: shop-green has 2 replicas" in text
+    assert not marker.exists(), "the refused contract ran its hook"
+    service = kube.get(Service, "shop", namespace=namespace)
+    assert service.metadata is not None and service.metadata.annotations is not None
+    (run,) = json.loads(service.metadata.annotations[MIGRATIONS])
+    assert (run["hook"], run["outcome"], run["release"]) == ("contract", "refused", "abc123")
+
+    kube.patch(
+        Deployment, "shop-green", {"spec": {"replicas": 0}}, namespace=namespace, patch_type=PatchType.MERGE
+    )
+    wait_until_gone(kube, namespace, "green")
+    output.write_text("")
+    assert entrypoint.main(dict(env)) == 0
+    assert read_outputs(output)["result"] == "migrated"
+    assert marker.exists()
+    assert "### Migration" in summary.read_text() and "| contract | succeeded |" in summary.read_text()
+
+
+def wait_until_gone(kube: Client, namespace: str, color: str) -> None:
+    deadline = time.monotonic() + 60
+    while list(kube.list(Pod, namespace=namespace, labels={"bluegreen.io/color": color})):
+        assert time.monotonic() < deadline, f"the {color} pods did not go"
+        time.sleep(0.2)
