@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -263,3 +265,70 @@ def wait_until_gone(kube: Client, namespace: str, color: str) -> None:
     while list(kube.list(Pod, namespace=namespace, labels={"bluegreen.io/color": color})):
         assert time.monotonic() < deadline, f"the {color} pods did not go"
         time.sleep(0.2)
+
+
+@pytest.mark.cluster
+def test_a_release_whose_expand_fails_deploys_nothing(
+    cluster: LocalCluster, kube: Client, namespace: str, tmp_path: Path
+) -> None:
+    create_app(kube, namespace, "shop")
+    config = tmp_path / "bluegreen.yaml"
+    config.write_text(
+        json.dumps(
+            {
+                "migrations": {
+                    "expand": {"command": [sys.executable, "-c", "print('no such column'); exit(1)"]}
+                }
+            }
+        )
+    )
+    before = kube.get(Deployment, "shop-green", namespace=namespace)
+    outcome = execute(
+        [
+            *("release", "--image", "registry.local/shop:2.0", "--config", str(config)),
+            *("--app", "shop", "-n", namespace, "--kubeconfig", str(cluster.kubeconfig)),
+        ]
+    )
+    assert outcome.exit_code == 1 and outcome.result is not None
+    assert outcome.result.result == "failed"
+    assert outcome.result.details["phases"] == [{"phase": "expand", "result": "failed"}]
+    assert "nothing was deployed" in "\n".join(outcome.result.messages)
+    after = kube.get(Deployment, "shop-green", namespace=namespace)
+    assert before.metadata is not None and after.metadata is not None
+    assert after.metadata.resourceVersion == before.metadata.resourceVersion
+
+
+@pytest.mark.cluster
+def test_sigterm_during_a_hook_stops_the_hook_and_the_run(
+    cluster: LocalCluster, kube: Client, namespace: str, tmp_path: Path
+) -> None:
+    create_app(kube, namespace, "shop")
+    pidfile = tmp_path / "hook.pid"
+    script = f"import os, time; open({str(pidfile)!r}, 'w').write(str(os.getpid())); time.sleep(300)"
+    config = tmp_path / "bluegreen.yaml"
+    config.write_text(json.dumps({"migrations": {"expand": {"command": [sys.executable, "-c", script]}}}))
+    process = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "bluegreen.cli", "migrate", "expand", "--config", str(config)),
+            *("--app", "shop", "-n", namespace, "--kubeconfig", str(cluster.kubeconfig)),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not pidfile.exists() or not pidfile.read_text():
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "the hook never started"
+            time.sleep(0.1)
+        hook_pid = int(pidfile.read_text())
+        sent = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 143, err[-2000:]
+    assert time.monotonic() - sent < hooks.KILL_GRACE + 5
+    assert not alive(hook_pid), "the hook outlived the cancelled run"
