@@ -29,6 +29,7 @@ from lightkube import Client
 from lightkube.resources.apps_v1 import Deployment
 from lightkube.resources.core_v1 import Service
 
+from bluegreen import report
 from bluegreen.cli import Outcome, execute
 from bluegreen.history import MIGRATIONS
 from hack.localcluster import LocalCluster
@@ -294,6 +295,9 @@ def test_expand_switch_rollback_retire_contract_under_continuous_writes(
         ("contract", "succeeded"),
     ]
     assert all(r["release"] == "v2" for r in runs) and runs[0]["seconds"] > 0
+    status = bg("status")
+    assert status.result is not None
+    assert "last migration: contract succeeded for release v2" in report.text(status.result)
 
 
 def test_a_failing_expand_leaves_the_schema_and_the_idle_colour_as_they_were(
