@@ -128,6 +128,8 @@ def _record(
     forced: str = "",
     why: str = "",
 ) -> None:
+    if ctx.dry_run:
+        return  # a dry run writes nothing, its record neither
     entry: dict[str, Any] = {
         "time": datetime.now(UTC).isoformat(timespec="seconds"),
         "hook": hook.name,

@@ -332,3 +332,41 @@ def test_sigterm_during_a_hook_stops_the_hook_and_the_run(
     assert process.returncode == 143, err[-2000:]
     assert time.monotonic() - sent < hooks.KILL_GRACE + 5
     assert not alive(hook_pid), "the hook outlived the cancelled run"
+
+
+@pytest.mark.cluster
+def test_a_dry_run_neither_runs_the_hook_nor_records_anything(
+    cluster: LocalCluster, kube: Client, namespace: str, tmp_path: Path
+) -> None:
+    create_app(kube, namespace, "shop")
+    marker = tmp_path / "contracted"
+    config = tmp_path / "bluegreen.yaml"
+    config.write_text(
+        json.dumps(
+            {"migrations": {"contract": {"command": [sys.executable, "-c", f"open({str(marker)!r}, 'w')"]}}}
+        )
+    )
+    where = [
+        "--config",
+        str(config),
+        "--app",
+        "shop",
+        "-n",
+        namespace,
+        "--kubeconfig",
+        str(cluster.kubeconfig),
+    ]
+    refused = execute(["migrate", "contract", "--dry-run", *where])
+    assert (
+        refused.exit_code == 1 and refused.error is not None and "contract refused" in refused.error.message
+    )
+    kube.patch(
+        Deployment, "shop-green", {"spec": {"replicas": 0}}, namespace=namespace, patch_type=PatchType.MERGE
+    )
+    wait_until_gone(kube, namespace, "green")
+    planned = execute(["migrate", "contract", "--dry-run", *where])
+    assert planned.exit_code == 0 and planned.result is not None and planned.result.result == "planned"
+    assert not marker.exists()
+    service = kube.get(Service, "shop", namespace=namespace)
+    assert service.metadata is not None
+    assert MIGRATIONS not in (service.metadata.annotations or {})
