@@ -77,6 +77,8 @@ def run(
     with ctx.lock():
         forced = ""
         if name == "contract":
+            live = switch.read_route(ctx)[1].active  # again under the lock: traffic may have moved
+            result.active_color = str(live) if live else None
             decision = ordering.contract(contract_state(ctx, live, config.migrations.contract_after))
             if not decision.allowed and not force:
                 _record(ctx, hook, release, outcome="refused", seconds=0.0, reason=decision.why)
