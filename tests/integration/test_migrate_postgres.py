@@ -323,3 +323,14 @@ def test_a_failing_expand_leaves_the_schema_and_the_idle_colour_as_they_were(
     after = kube.get(Deployment, "shop-green", namespace=namespace)
     assert before.metadata is not None and after.metadata is not None
     assert after.metadata.resourceVersion == before.metadata.resourceVersion
+
+
+def test_without_postgresql_these_tests_skip_saying_why_and_fail_under_ci(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("BLUEGREEN_REQUIRE_TRAFFIC", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="no PostgreSQL here: initdb is missing"):
+        not_here("initdb is missing")
+    monkeypatch.setenv("BLUEGREEN_REQUIRE_TRAFFIC", "1")
+    with pytest.raises(pytest.fail.Exception, match="BLUEGREEN_REQUIRE_TRAFFIC=1, but the PostgreSQL tests"):
+        not_here("initdb is missing")
