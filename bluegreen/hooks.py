@@ -20,10 +20,11 @@ import os
 import secrets
 import signal
 import subprocess
+import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import IO, Any, cast
 
 from lightkube import Client
 from lightkube.resources.batch_v1 import Job
@@ -40,6 +41,7 @@ KILL_GRACE = 5.0  # seconds between SIGTERM and SIGKILL for a hook's process gro
 HOOK_LABEL = "bluegreen.io/hook"
 POLL = 0.5  # seconds between reads of a Job hook and its pods
 MASK = "***"
+MAX_OUTPUT = 64 * 1024  # bytes of a command's output read back for its tail
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -127,37 +129,44 @@ def run_command(hook: HookConfig, *, values: Mapping[str, str], environ: Mapping
     env = command_env(hook, environ, values)
     hidden = [environ[name] for name in hook.pass_env if environ.get(name)]
     start = time.monotonic()
-    try:
-        process = subprocess.Popen(
-            argv,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group: the timeout stops its children too
-        )
-    except OSError as error:
-        return HookRun(
-            hook=hook.name,
-            kind="command",
-            target=argv[0],
-            outcome="error",
-            seconds=time.monotonic() - start,
-            reason=f"cannot run {argv[0]}: {error.strerror or error}",
-        )
-    timed_out = False
-    try:
+    # Output to a file, not a pipe: a chatty migration cannot fill memory, and a child left holding
+    # the output open cannot keep the wait going after the hook itself has ended.
+    with tempfile.TemporaryFile() as out:
         try:
-            out, _ = process.communicate(timeout=hook.timeout)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-            out = _stop(process)
-    except BaseException:
-        # SIGTERM to bluegreen (Cancelled) or anything else: never leave a migration running unseen.
-        _stop(process)
-        raise
-    seconds = time.monotonic() - start
-    output = masked(tail(out.decode(errors="replace"), hook.tail_lines), hidden)
+            process = subprocess.Popen(
+                argv,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group: the timeout stops its children too
+            )
+        except OSError as error:
+            return HookRun(
+                hook=hook.name,
+                kind="command",
+                target=argv[0],
+                outcome="error",
+                seconds=time.monotonic() - start,
+                reason=f"cannot run {argv[0]}: {error.strerror or error}",
+            )
+        timed_out = False
+        try:
+            try:
+                process.wait(timeout=hook.timeout)
+            except subprocess.TimeoutExpired:
+                timed_out = True
+                _stop(process)
+        except BaseException:
+            # SIGTERM to bluegreen (Cancelled) or anything else: never leave a migration running unseen.
+            _stop(process)
+            raise
+        finally:
+            # Whatever the hook started and left behind in its group ends with it.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(process.pid, signal.SIGKILL)
+        seconds = time.monotonic() - start
+        output = masked(tail(_last(out, MAX_OUTPUT).decode(errors="replace"), hook.tail_lines), hidden)
     if timed_out:
         return HookRun(
             hook=hook.name,
@@ -182,6 +191,13 @@ def run_command(hook: HookConfig, *, values: Mapping[str, str], environ: Mapping
     )
 
 
+def _last(file: IO[bytes], size: int) -> bytes:
+    """The last `size` bytes written to `file`."""
+    end = file.seek(0, os.SEEK_END)
+    file.seek(max(0, end - size))
+    return file.read()
+
+
 def _exit(code: int) -> str:
     if code < 0:
         with contextlib.suppress(ValueError):
@@ -189,17 +205,16 @@ def _exit(code: int) -> str:
     return f"code {code}"
 
 
-def _stop(process: subprocess.Popen[bytes]) -> bytes:
-    """SIGTERM to the hook's process group, SIGKILL after KILL_GRACE; what it printed."""
-    for sig, wait in ((signal.SIGTERM, KILL_GRACE), (signal.SIGKILL, KILL_GRACE)):
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to the hook's process group, SIGKILL after KILL_GRACE."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(process.pid, sig)
         try:
-            out, _ = process.communicate(timeout=wait)
-            return out or b""
+            process.wait(timeout=KILL_GRACE)
+            return
         except subprocess.TimeoutExpired:
             continue
-    return b""
 
 
 # -- a Kubernetes Job -------------------------------------------------------------------------------

@@ -62,6 +62,21 @@ def test_a_hanging_hook_and_its_children_are_stopped_at_its_timeout() -> None:
     assert not alive(child), "the hook's child outlived it"
 
 
+def test_a_child_a_hook_leaves_behind_ends_with_it() -> None:
+    script = "import subprocess; print('child', subprocess.Popen(['sleep', '300']).pid, flush=True)"
+    hook = HookConfig(name="post-switch", command=(sys.executable, "-c", script), timeout=60.0)
+    start = time.monotonic()
+    ran = hooks.run(
+        hook, app=APP, color="green", release="v2", kube=None, reporter=NullReporter(), environ=os.environ
+    )
+    assert ran.outcome == "succeeded" and time.monotonic() - start < 30
+    child = int(ran.output.split("child ")[1].split()[0])
+    deadline = time.monotonic() + 5
+    while alive(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not alive(child), "a process the hook started outlived it"
+
+
 def test_a_secret_passed_to_a_hook_is_masked_in_its_output() -> None:
     hook = HookConfig(
         name="expand",
