@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -94,3 +95,34 @@ def _seconds(value: float) -> str:
     hours, rest = divmod(whole, 3600)
     minutes, secs = divmod(rest, 60)
     return "".join(f"{v}{u}" for v, u in ((hours, "h"), (minutes, "m"), (secs, "s")) if v) or "0s"
+
+
+def rollback_after_contract(
+    target: str, switches: list[dict[str, Any]], migrations: list[dict[str, Any]]
+) -> str:
+    """Why a rollback to `target` would run a release on a schema already contracted; '' when not.
+
+    `switches` and `migrations` are the recorded histories, newest first. The release on `target` is
+    the one traffic last left it for; a contract that succeeded after that moment removed what the
+    next release no longer needed, which that older release may still need."""
+    left = next((e for e in switches if e.get("from") == target), None)
+    if left is None or not isinstance(left.get("time"), str):
+        return ""
+    contracted = next(
+        (
+            m
+            for m in migrations
+            if m.get("hook") == "contract"
+            and m.get("outcome") == "succeeded"
+            and isinstance(m.get("time"), str)
+            and m["time"] >= left["time"]
+        ),
+        None,
+    )
+    if contracted is None:
+        return ""
+    release = f" for release {contracted['release']}" if contracted.get("release") else ""
+    return (
+        f"contract ran{release} at {contracted['time']}, after traffic left {target} at {left['time']}: "
+        f"the release on {target} may need what it removed"
+    )

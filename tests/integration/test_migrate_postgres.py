@@ -269,6 +269,14 @@ def test_expand_switch_rollback_retire_contract_under_continuous_writes(
         ok(bg("migrate", "contract", "--config", str(config), "--release", "v2"), "contract")
         assert postgres.columns("people") == ["id", "writer", "full_name"]
         steps.settle("contract")
+
+        # v1 needs the column contract removed: a rollback to it is refused, and blue stays retired.
+        back = bg("rollback", "--reason", "too late")
+        assert back.exit_code == 1 and back.error is not None
+        assert "contract ran for release v2" in back.error.message and "Roll forward" in back.error.remedy
+        blue = kube.get(Deployment, "shop-blue", namespace=namespace)
+        assert blue.spec is not None and blue.spec.replicas == 0
+        steps.settle("rollback after contract (refused)")
     finally:
         for w in steps.writers:
             w.stop()

@@ -217,3 +217,26 @@ def test_a_failed_job_pod_says_why() -> None:
     assert hooks.job_outcome(
         {"status": {"conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}]}}
     ) == ("Failed", "BackoffLimitExceeded")
+
+
+def test_a_rollback_to_a_release_older_than_a_contract_is_named() -> None:
+    switches = [
+        {"time": "2026-12-02T01:00:00+00:00", "from": "blue", "to": "green", "action": "switch"},
+        {"time": "2026-12-01T12:00:00+00:00", "from": "green", "to": "blue", "action": "switch"},
+    ]
+    contract = {
+        "hook": "contract",
+        "outcome": "succeeded",
+        "time": "2026-12-02T02:30:00+00:00",
+        "release": "v2",
+    }
+    why = ordering.rollback_after_contract("blue", switches, [contract])
+    assert why == (
+        "contract ran for release v2 at 2026-12-02T02:30:00+00:00, after traffic left blue at "
+        "2026-12-02T01:00:00+00:00: the release on blue may need what it removed"
+    )
+    # A refused or failed contract removed nothing; one before traffic left blue was blue's own.
+    assert ordering.rollback_after_contract("blue", switches, [{**contract, "outcome": "refused"}]) == ""
+    earlier = {**contract, "time": "2026-12-01T18:00:00+00:00"}
+    assert ordering.rollback_after_contract("blue", switches, [earlier]) == ""
+    assert ordering.rollback_after_contract("blue", [], [contract]) == ""
