@@ -385,3 +385,24 @@ def test_a_dry_run_neither_runs_the_hook_nor_records_anything(
     service = kube.get(Service, "shop", namespace=namespace)
     assert service.metadata is not None
     assert MIGRATIONS not in (service.metadata.annotations or {})
+
+
+@pytest.mark.cluster
+def test_job_hooks_and_the_ordering_run_under_the_shipped_role(
+    cluster: LocalCluster, kube: Client, namespace: str, tmp_path: Path
+) -> None:
+    from tests.integration.test_rbac import install_rbac
+    from tests.support.apps import service_account_kubeconfig
+
+    create_app(kube, namespace, "shop")
+    install_rbac(kube, namespace)
+    account = service_account_kubeconfig(kube, cluster.kubeconfig, namespace, "bluegreen", tmp_path / "sa")
+    config = tmp_path / "bluegreen.yaml"
+    config.write_text(JOB_HOOK.format(timeout="60s", node_selector="").replace("expand:", "contract:"))
+    where = ["--config", str(config), "--app", "shop", "-n", namespace, "--kubeconfig", str(account)]
+    refused = execute(["migrate", "contract", *where])
+    assert refused.exit_code == 1 and refused.error is not None, refused.error
+    assert "contract refused" in refused.error.message
+    assert execute(["retire", *where[2:]]).exit_code == 0
+    done = execute(["migrate", "contract", *where])
+    assert done.exit_code == 0, done.error
