@@ -34,6 +34,7 @@ from bluegreen.options import (
     GateOptions,
     Images,
     InitOptions,
+    MigrateOptions,
     PhaseOptions,
     ReleaseOptions,
     RetireOptions,
@@ -524,6 +525,62 @@ def _retire(parser: argparse.ArgumentParser) -> Build:
         help="safety window after the last switch (default 0)",
     )
     return lambda args: RetireOptions(target=target(args), writes=writes(args), after=args.after)
+
+
+@phase(
+    "migrate",
+    "run the expand, contract or post-switch hook of bluegreen.yaml (contract: refused while the old "
+    "release can still come back)",
+    mutating=True,
+)
+def _migrate(parser: argparse.ArgumentParser) -> Build:
+    parser.add_argument(
+        "hook",
+        choices=("expand", "contract", "post-switch"),
+        help="expand: before deploy; contract: after retire; post-switch: after a verified switch",
+    )
+    parser.add_argument(
+        "--config",
+        default=None,
+        type=typed(validate.path),
+        help="path of bluegreen.yaml with migrations (default ./bluegreen.yaml)",
+    )
+    parser.add_argument(
+        "--release",
+        default="",
+        type=typed(lambda v: validate.text(v, kind="a release name")),
+        help="the release this run belongs to, recorded in the history (default: $GITHUB_SHA)",
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="contract even while the previous colour runs or can be rolled back to (recorded)",
+    )
+    parser.add_argument(
+        "--reason", default="", type=typed(validate.reason), help="why --force: recorded in the history"
+    )
+
+    def build(args: argparse.Namespace) -> MigrateOptions:
+        import os
+        from pathlib import Path
+
+        if args.force and args.hook != "contract":
+            raise UsageError(
+                f"--force is given for {args.hook}",
+                remedy="Only contract is ever refused: leave --force out.",
+            )
+        return MigrateOptions(
+            target=target(args),
+            writes=writes(args),
+            hook=args.hook,
+            checks=Checks(config=Path(args.config) if args.config else None),
+            release=args.release or os.environ.get("GITHUB_SHA", ""),
+            force=args.force,
+            reason=args.reason,
+            phase=args.hook,
+        )
+
+    return build
 
 
 def _config_flags(parser: argparse.ArgumentParser, *, gate: bool, watch: bool) -> None:

@@ -26,8 +26,12 @@ KINDS = ("kubernetes", "http", "command", "job", "prometheus", "probe")
 # Checks a watch runs when watch.checks is not given: one-off smoke tests stay in the gate.
 WATCH_DEFAULT_KINDS = ("kubernetes", "http", "prometheus", "probe")
 TEMPLATE_VARIABLES = ("color", "window", "namespace", "app")
+HOOK_VARIABLES = ("app", "namespace", "color", "release", "hook")  # {{...}} in a migration hook
 MEASURES = ("error-rate", "p95", "saturation", "value")
 DRAIN_CHECKS = ("warn", "refuse", "off")
+HOOKS = ("expand", "post-switch", "contract")
+ON_FAILURE = ("rollback", "nothing")  # what a failed post-switch hook triggers
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 _TEMPLATE = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 
@@ -175,6 +179,39 @@ class WatchConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class HookConfig:
+    """One migration hook: a local command (an argument list, never a shell) or a Kubernetes Job."""
+
+    name: str  # expand | post-switch | contract
+    line: int = 0
+    command: tuple[str, ...] = ()
+    job: Mapping[str, Any] = field(default_factory=dict)  # a batch/v1 Job manifest
+    timeout: float = 600.0
+    env: Mapping[str, str] = field(default_factory=dict)  # set for the command as given
+    # names passed through from bluegreen's own environment (a database password from a CI secret);
+    # their values are masked in the output that is shown
+    pass_env: tuple[str, ...] = ()
+    tail_lines: int = 20
+    on_failure: str = "nothing"  # post-switch: rollback | nothing
+
+    @property
+    def kind(self) -> str:
+        return "job" if self.job else "command"
+
+
+@dataclass(frozen=True, kw_only=True)
+class MigrationsConfig:
+    expand: HookConfig | None = None
+    post_switch: HookConfig | None = None
+    contract: HookConfig | None = None
+    # the rollback window: contract only this long after the last switch (and once retired)
+    contract_after: float = 0.0
+
+    def hook(self, name: str) -> HookConfig | None:
+        return {"expand": self.expand, "post-switch": self.post_switch, "contract": self.contract}.get(name)
+
+
+@dataclass(frozen=True, kw_only=True)
 class Config:
     path: Path | None = None  # None: no file, defaults only
     app: str = ""
@@ -183,6 +220,7 @@ class Config:
     gate: GateConfig = field(default_factory=GateConfig)
     watch: WatchConfig = field(default_factory=WatchConfig)
     groups: tuple[Group, ...] = ()  # apps that switch together: see bluegreen/group.py
+    migrations: MigrationsConfig = field(default_factory=MigrationsConfig)
 
     def gate_checks(self) -> tuple[CheckConfig, ...]:
         if not self.gate.checks:
@@ -650,6 +688,123 @@ def _watch(data: Any, problems: _Problems, line: int) -> WatchConfig:
     )
 
 
+def _job_manifest(s: _Section, base: Path) -> Any:
+    """A Job manifest from `job` (inline) or `job-file` (beside bluegreen.yaml); {} with a problem."""
+    manifest: Any = s.data.get("job")
+    if "job-file" in s.data:
+        if manifest is not None:
+            s.fail("job-file", "give either `job` or `job-file`, not both")
+        file = s.string("job-file", required=True)
+        try:
+            where = str(base / file)
+            manifest = validate.load_yaml(validate.yaml_text((base / file).read_bytes(), source=where))
+        except (OSError, ValueError, yaml.YAMLError) as error:
+            s.fail("job-file", f"cannot read a Job manifest from {file}: {error}")
+            return {}
+    key = "job-file" if "job-file" in s.data else "job"
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("spec"), dict):
+        s.fail(key, "expected a batch/v1 Job manifest (a mapping with `spec.template`)")
+        return {}
+    if manifest.get("kind", "Job") != "Job":
+        s.fail(key, f"expected kind Job, got {manifest.get('kind')!r}")
+        return {}
+    return _plain(manifest)
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [t for v in value.values() for t in _strings(v)]
+    if isinstance(value, list):
+        return [t for v in value for t in _strings(v)]
+    return []
+
+
+def _hook(data: Any, name: str, problems: _Problems, line: int, base: Path) -> HookConfig | None:
+    where = f"migrations.{name}"
+    if not isinstance(data, dict):
+        problems.add(where, line, "expected a mapping with `command` (an argument list) or `job`")
+        return None
+    keys = ("command", "job", "job-file", "timeout", "env", "pass-env", "tail-lines")
+    s = _Section(data, where, problems, (*keys, "on-failure") if name == "post-switch" else keys)
+    given = [k for k in ("command", "job", "job-file") if k in data]
+    if len(given) != 1:
+        s.fail(
+            given[1] if len(given) > 1 else "command",
+            "give exactly one of `command` (an argument list, no shell), `job` or `job-file`",
+        )
+    argv: tuple[str, ...] = ()
+    if "command" in data:
+        command = data["command"]
+        if (
+            not isinstance(command, list)
+            or not command
+            or not all(isinstance(a, (str, int, float)) and not isinstance(a, bool) for a in command)
+        ):
+            s.fail("command", "expected a list of arguments such as [./migrate, expand] (no shell)")
+        else:
+            argv = tuple(str(a) for a in command)
+    job = _job_manifest(s, base) if "job" in data or "job-file" in data else {}
+    for key, text in [("command", a) for a in argv] + [("job", t) for t in _strings(job)]:
+        for unknown in [n for n in template_names(text) if n not in HOOK_VARIABLES]:
+            s.fail(key, f"unknown template variable {{{{{unknown}}}}}: use {', '.join(HOOK_VARIABLES)}")
+    env: dict[str, str] = {}
+    raw_env = data.get("env", {})
+    if not isinstance(raw_env, dict) or not all(
+        isinstance(k, str) and isinstance(v, (str, int, float)) and not isinstance(v, bool)
+        for k, v in raw_env.items()
+    ):
+        s.fail("env", "expected a mapping of variable names to values, such as {PGHOST: db.internal}")
+    else:
+        env = {k: str(v) for k, v in raw_env.items()}
+    raw_pass = data.get("pass-env", [])
+    pass_env: tuple[str, ...] = ()
+    if not isinstance(raw_pass, list) or not all(isinstance(v, str) for v in raw_pass):
+        s.fail("pass-env", "expected a list of environment variable names, such as [PGPASSWORD]")
+    else:
+        pass_env = tuple(raw_pass)
+    for key, names in (("env", tuple(env)), ("pass-env", pass_env)):
+        for bad in [n for n in names if not _ENV_NAME.fullmatch(n)]:
+            s.fail(key, f"{validate._shown(bad)} is not an environment variable name")
+    if job and (env or pass_env):
+        s.fail(
+            "env" if env else "pass-env", "a Job hook takes its environment from its manifest (and Secrets)"
+        )
+    on_failure = s.string("on-failure", "nothing")
+    if on_failure not in ON_FAILURE:
+        s.fail("on-failure", f"expected one of {', '.join(ON_FAILURE)}, got {on_failure!r}")
+    return HookConfig(
+        name=name,
+        line=line,
+        command=argv,
+        job=job,
+        timeout=s.parsed("timeout", _positive_duration, 600.0),
+        env=env,
+        pass_env=pass_env,
+        tail_lines=s.integer("tail-lines", 20, minimum=1, maximum=10000),
+        on_failure=on_failure,
+    )
+
+
+def _migrations(data: Any, problems: _Problems, line: int, base: Path) -> MigrationsConfig:
+    if data is None:
+        return MigrationsConfig()
+    if not isinstance(data, dict):
+        problems.add("migrations", line, "expected a mapping with expand, post-switch and contract")
+        return MigrationsConfig()
+    s = _Section(data, "migrations", problems, (*HOOKS, "contract-after"))
+    hooks = {
+        name: _hook(data[name], name, problems, _line(data, name), base) for name in HOOKS if name in data
+    }
+    return MigrationsConfig(
+        expand=hooks.get("expand"),
+        post_switch=hooks.get("post-switch"),
+        contract=hooks.get("contract"),
+        contract_after=s.parsed("contract-after", parse_duration, 0.0),
+    )
+
+
 def _positive_duration(text: str | float | int) -> float:
     return validate.positive_duration(text)
 
@@ -674,7 +829,9 @@ def parse(text: str, *, source: str = "bluegreen.yaml", base: Path = Path()) -> 
     if not isinstance(data, dict):
         problems.add("(top)", 1, "expected a mapping with keys such as checks, gate and watch")
         problems.raise_if_any()
-    top = _Section(data, "", problems, ("version", "app", "namespace", "checks", "gate", "watch", "groups"))
+    top = _Section(
+        data, "", problems, ("version", "app", "namespace", "checks", "gate", "watch", "groups", "migrations")
+    )
     if "version" in data and data["version"] != 1:
         top.fail("version", f"unsupported version {data['version']!r}; this bluegreen reads version 1")
     checks: list[CheckConfig] = []
@@ -697,6 +854,7 @@ def parse(text: str, *, source: str = "bluegreen.yaml", base: Path = Path()) -> 
             checks.append(built)
     gate = _gate(data.get("gate"), problems, _line(data, "gate"))
     watch = _watch(data.get("watch"), problems, _line(data, "watch"))
+    migrations = _migrations(data.get("migrations"), problems, _line(data, "migrations"), base)
     names = {c.name for c in checks}
     for section, wanted, key in (("gate", gate.checks, "gate"), ("watch", watch.checks, "watch")):
         for name in wanted:
@@ -727,6 +885,7 @@ def parse(text: str, *, source: str = "bluegreen.yaml", base: Path = Path()) -> 
         gate=gate,
         watch=watch,
         groups=groups,
+        migrations=migrations,
     )
 
 

@@ -32,6 +32,9 @@ ACTIVE = "bluegreen.io/active-color"
 PREVIOUS = "bluegreen.io/previous-color"
 HISTORY = "bluegreen.io/history"
 SWITCHING_TO = "bluegreen.io/switching-to"
+# Migration hook runs (expand, post-switch, contract), newest first: apart from the switch history,
+# whose newest entry is the last switch (retire's window and rollback read it as such).
+MIGRATIONS = "bluegreen.io/migrations"
 KEEP = 20
 MAX_BYTES = 64 * 1024  # the history annotation's size; the apiserver allows 256 KiB for all annotations
 MAX_REASON = 1000  # characters of a reason kept in the history (the Event's note is cut at 1024)
@@ -123,6 +126,22 @@ def amended(annotations: dict[str, str] | None, entry_id: str, extra: dict[str, 
     return None
 
 
+def migrations(annotations: dict[str, str] | None) -> list[dict[str, Any]]:
+    """The recorded migration hook runs, newest first; a damaged annotation reads as empty (pure)."""
+    return parse({HISTORY: (annotations or {}).get(MIGRATIONS, "")})
+
+
+def record_migration(kube: Client, app: AppSpec, new: dict[str, Any]) -> list[dict[str, Any]]:
+    """Prepend a hook run to the migration history, bounded like the switch history; returns it as
+    written, newest first (NotRecorded if other writers won every attempt)."""
+    return _patch_service(
+        kube,
+        app,
+        f"recording the {new.get('hook')} hook run",
+        lambda found: {MIGRATIONS: encoded([new, *migrations(found)])},
+    )
+
+
 def lags(annotations: dict[str, str] | None, live: str | None) -> str:
     """Why the recorded state disagrees with `live`, the colour the router reads; '' when it agrees
     or nothing is recorded (pure)."""
@@ -168,6 +187,8 @@ def _patch_service(
                 ),
                 idempotent=False,
             )
+            if MIGRATIONS in annotations:
+                return parse({HISTORY: annotations.get(MIGRATIONS) or ""})
             return parse({HISTORY: annotations.get(HISTORY) or ""}) if HISTORY in annotations else []
         except ConflictError:
             continue

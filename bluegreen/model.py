@@ -113,6 +113,7 @@ RESULTS = (
     "clean",  # diff: they differ only by the release
     "planned",
     "preempted",
+    "migrated",
     "cancelled",
     "error",
 )

@@ -217,6 +217,18 @@ class ReleaseOptions:
     phase: str = "release"
 
 
+@dataclass(frozen=True, kw_only=True)
+class MigrateOptions:
+    target: Target
+    writes: Writes = field(default_factory=Writes)
+    hook: str  # expand | contract | post-switch
+    checks: Checks = field(default_factory=Checks)  # bluegreen.yaml: the hook's definition
+    release: str = ""  # the release the run belongs to (recorded): an image, a commit
+    force: bool = False  # contract: even while the old release can come back (recorded)
+    reason: str = ""
+    phase: str = "migrate"  # the hook's name when built by the CLI or the Action
+
+
 PhaseOptions = (
     StatusOptions
     | DiffOptions
@@ -228,6 +240,7 @@ PhaseOptions = (
     | RollbackOptions
     | RetireOptions
     | ReleaseOptions
+    | MigrateOptions
 )
 
 
@@ -326,7 +339,7 @@ def run(options: PhaseOptions, reporter: Reporter) -> Result:
 
                 return watch.measure_baseline(config, ctx.app, live=live, kube=ctx.kube)
 
-            return probed(
+            switched = probed(
                 switching.probe,
                 lambda: switch.run(
                     ctx,
@@ -343,6 +356,11 @@ def run(options: PhaseOptions, reporter: Reporter) -> Result:
                 refuse_unanswered=not switching.writes.dry_run,
                 reporter=reporter,
             )
+            if config.migrations.post_switch is None:
+                return switched
+            from bluegreen.phases import migrate
+
+            return migrate.post_switch(ctx, config, switched)
         case WatchOptions():
             from bluegreen.phases import checked
 
@@ -369,6 +387,19 @@ def run(options: PhaseOptions, reporter: Reporter) -> Result:
             from bluegreen.phases import retire
 
             return retire.run(context(options.target, options.writes, reporter), after=options.after)
+        case MigrateOptions():
+            from bluegreen.phases import migrate
+
+            config = options.checks.load(options.target)
+            migrate.hook_for(config, options.hook)  # a missing hook is refused before the cluster is asked
+            return migrate.run(
+                context(options.target, options.writes, reporter),
+                config,
+                name=options.hook,
+                release=options.release,
+                force=options.force,
+                reason=options.reason,
+            )
         case ReleaseOptions():
             from bluegreen.phases import release
 

@@ -73,6 +73,12 @@ def _status(result: Result) -> str:
         lines.append(
             f"  last switch: {last.get('from')} -> {last.get('to')} at {last.get('time')}{took} ({last.get('reason') or last.get('action')})"
         )
+    for run in (details.get("migrations") or [])[:1]:
+        release = f" for release {run.get('release')}" if run.get("release") else ""
+        lines.append(
+            f"  last migration: {run.get('hook')} {run.get('outcome')}{release} at {run.get('time')}"
+            + (f" ({run.get('reason')})" if run.get("reason") else "")
+        )
     lines.append(f"  lock: {details.get('lock_holder') or 'free'}")
     lines += [f"  {message}" for message in result.messages]
     return "\n".join(lines)

@@ -56,7 +56,7 @@ def deployment_state(pub: Publication) -> str | None:
     if pub.result == "rolled-back":
         # Asked for by a person: the release is no longer live. Done by the watch: the release failed.
         return "inactive" if pub.phase == "rollback" else "failure"
-    if pub.failed and pub.phase in ("deploy", "gate", "switch", "watch", "release"):
+    if pub.failed and pub.phase in ("deploy", "gate", "switch", "watch", "release", "expand"):
         return "failure"
     if pub.result == "switched":
         return "success"

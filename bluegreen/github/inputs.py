@@ -30,6 +30,7 @@ from bluegreen.options import (
     GateOptions,
     Images,
     InitOptions,
+    MigrateOptions,
     PhaseOptions,
     ReleaseOptions,
     RetireOptions,
@@ -44,7 +45,20 @@ from bluegreen.options import (
 from bluegreen.rollout import valid_image
 from bluegreen.traffic_probe import ColorReader, ProbeOptions, parse_url
 
-PHASES = ("init", "deploy", "gate", "switch", "watch", "rollback", "retire", "status", "release", "diff")
+PHASES = (
+    "init",
+    "deploy",
+    "gate",
+    "switch",
+    "watch",
+    "rollback",
+    "retire",
+    "status",
+    "release",
+    "expand",
+    "contract",
+    "diff",
+)
 ROUTERS = ("service", "ingress", "gateway", "istio", "smi", "dns")
 DNS_1123 = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 TRUE, FALSE = ("true", "yes", "1", "on"), ("false", "no", "0", "off", "")
@@ -82,6 +96,7 @@ DEFAULTS: dict[str, str] = {
     "probe-fail-on-error": "false",
     "log-format": "text",
     "pushgateway": "",
+    "release": "",
     "github-token": "",
 }
 
@@ -129,6 +144,7 @@ class ActionInputs:
     environment_url: str
     github_token: str
     run: RunInfo  # who asked, from the GitHub variables: the audit trail
+    release: str = ""  # expand and contract: the release the run belongs to (default GITHUB_SHA)
     probe: ProbeOptions | None = None  # probe-url and its companions (switch and rollback)
     log_format: str = "text"  # text, or json: one JSON object a line (logs.py), as --log-format
     pushgateway: str = ""  # where the release metrics are pushed (metrics.py), as --pushgateway; "" none
@@ -186,6 +202,15 @@ class ActionInputs:
                 return RetireOptions(target=target, writes=writes, after=self.retire_after)
             case "release":
                 return ReleaseOptions(target=target, writes=writes, images=images, checks=checks)
+            case "expand" | "contract":
+                return MigrateOptions(
+                    target=target,
+                    writes=writes,
+                    hook=self.phase,
+                    checks=Checks(config=checks.config),
+                    release=self.release,
+                    phase=self.phase,
+                )
         raise AssertionError(f"phase {self.phase!r} was validated by parse")  # pragma: no cover
 
 
@@ -206,6 +231,7 @@ def parse(env: Mapping[str, str]) -> ActionInputs:
         ("router", validate.router),
         ("context", validate.text),
         ("reason", validate.reason),
+        ("release", lambda v: validate.text(v, kind="a release name")),
     ):
         try:
             name_check(raw[key])
@@ -345,6 +371,7 @@ def parse(env: Mapping[str, str]) -> ActionInputs:
         probe=probe,
         log_format=log_format,
         pushgateway=raw["pushgateway"],
+        release=raw["release"] or env.get("GITHUB_SHA", ""),
     )
 
 

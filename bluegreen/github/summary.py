@@ -168,6 +168,26 @@ def history(result: Result) -> list[str]:
     return [*lines, ""]
 
 
+def migration(result: Result) -> list[str]:
+    """The migration hook this phase ran (expand, contract, or post-switch after a switch)."""
+    run: dict[str, Any] = result.details.get("migration") or {}
+    if not run:
+        return []
+    seconds = run.get("seconds")
+    took = f"{seconds:.1f} s" if isinstance(seconds, (int, float)) else "-"
+    lines = [
+        "### Migration",
+        "",
+        "| hook | outcome | took | what | why |",
+        "|---|---|---|---|---|",
+        f"| {cell(run.get('hook', ''))} | {cell(run.get('outcome', ''))} | {took} | {cell(run.get('target', ''))} "
+        f"| {cell(run.get('reason') or '-')} |",
+    ]
+    if run.get("forced"):
+        lines += ["", f"**Forced** although {cell(run['forced'])}"]
+    return [*lines, ""]
+
+
 def markdown(
     result: Result | None, error: BlueGreenError | None, *, phase: str, app: str, correlation_id: str = ""
 ) -> str:
@@ -180,6 +200,7 @@ def markdown(
             [*timings(result), ""] if result.api_ms is not None or result.converged_ms is not None else []
         )
         parts += checks(result)
+        parts += migration(result)
         parts += [f"- {cell(m)}" for m in result.messages] + ([""] if result.messages else [])
         if result.changes:
             parts += ["**Would change:**" if result.dry_run else "**Changed:**", ""]

@@ -1,4 +1,8 @@
-"""release: the phases in a row, as one command: deploy, gate, switch, watch.
+"""release: the phases in a row, as one command: [expand,] deploy, gate, switch, [post-switch,] watch.
+
+The migration hooks of bluegreen.yaml run where a release of separate steps runs them: expand before
+deploy (a failed expand deploys nothing), post-switch after a verified switch. Contract never runs
+here: it waits for retire, after the rollback window (`bluegreen migrate contract`).
 
 Each phase returns early: a failed deploy never reaches the gate, a gate that does not pass never
 switches (the new colour keeps running for inspection), a watch that spends its budget rolls back.
@@ -9,7 +13,7 @@ from __future__ import annotations
 from bluegreen.config import Config
 from bluegreen.manifests import Manifests
 from bluegreen.model import Result
-from bluegreen.phases import checked, deploy, switch, watch
+from bluegreen.phases import checked, deploy, migrate, switch, watch
 from bluegreen.phases.context import Context
 
 
@@ -22,11 +26,19 @@ def run(
     manifests: Manifests | None = None,
     keep_failed: bool = False,
 ) -> Result:
+    steps: list[Result] = []
+    if config.migrations.expand is not None:
+        ctx.reporter.stage("expand")
+        release = image or ",".join(f"{c}={i}" for c, i in sorted((set_images or {}).items()))
+        expanded = migrate.run(ctx, config, name="expand", release=release)
+        steps.append(expanded)
+        if expanded.result not in ("migrated", "planned"):
+            return _combined(steps)
     ctx.reporter.stage("deploy")
     deployed = deploy.run(
         ctx, image=image, set_images=set_images, keep_failed=keep_failed, manifests=manifests
     )
-    steps = [deployed]
+    steps.append(deployed)
     if ctx.dry_run or deployed.result == "noop":  # noop: live already runs this release
         return _combined(steps)
     ctx.reporter.stage("gate")
@@ -42,6 +54,9 @@ def run(
         candidate=deployed.candidate or "",
         baseline=lambda live: watch.measure_baseline(config, ctx.app, live=live, kube=ctx.kube),
     )
+    if config.migrations.post_switch is not None:
+        ctx.reporter.stage("post-switch")
+        switched = migrate.post_switch(ctx, config, switched)
     steps.append(switched)
     if switched.result != "switched":
         return _combined(steps)

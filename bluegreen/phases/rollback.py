@@ -13,7 +13,7 @@ from typing import Any
 from lightkube.resources.apps_v1 import Deployment
 from lightkube.types import PatchType
 
-from bluegreen import history, telemetry
+from bluegreen import history, ordering, telemetry
 from bluegreen.errors import NotFoundError, RefusedError
 from bluegreen.kube import call
 from bluegreen.model import Color, Result
@@ -58,6 +58,15 @@ def run(ctx: Context, *, reason: str = "", to: Color | None = None, force: bool 
     if dep is None:
         raise NotFoundError(
             f"Deployment {ctx.app.namespace}/{ctx.app.deployment(target)} does not exist: nothing to roll back to"
+        )
+    contracted = ordering.rollback_after_contract(
+        str(target), history.parse(annotations), history.migrations(annotations)
+    )
+    if contracted and not force:
+        raise RefusedError(
+            f"rollback to {target} refused: {contracted}",
+            remedy="Roll forward: deploy a fix as a new release (docs/data-safety.md). If the release on "
+            f"{target} does not use what contract removed, `bluegreen rollback --to {target} --force` (recorded).",
         )
     # A rollback never waits for a release's watch: it takes the watch's Lease over (preempt), and the
     # watch ends `preempted` at its next interval. Deploy, switch and retire are waited for.

@@ -57,6 +57,7 @@ def run(ctx: Context) -> Result:
         "colors": colors,
         "last_switch": entries[0] if entries else None,
         "history": entries,
+        "migrations": history.migrations(annotations),
         "lock_holder": current_holder(ctx.kube, ctx.app),
     }
     return result

@@ -77,6 +77,7 @@ OTHER = {
     "probe-fail-on-error": "true",
     "log-format": "json",
     "pushgateway": "http://pushgateway.monitoring:9091",
+    "release": "v2-add-full-name",
 }
 
 
@@ -96,10 +97,12 @@ TABLE = [(name, phase) for name in SPEC if name != "phase" for phase in phases_o
 @pytest.fixture
 def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """The step's working directory, with a bluegreen.yaml at the default path and another one."""
-    (tmp_path / "bluegreen.yaml").write_text("checks: [{name: pods, kind: kubernetes}]\n")
+    hooks = "migrations: {expand: {command: [./expand]}, contract: {command: [./contract]}}\n"
+    (tmp_path / "bluegreen.yaml").write_text("checks: [{name: pods, kind: kubernetes}]\n" + hooks)
     (tmp_path / "other.yaml").write_text(
         "checks: [{name: pods, kind: kubernetes}]\n"
-        "gate: {min-healthy: 1m, interval: 2s}\nwatch: {duration: 1m, interval: 3s}\n"
+        + hooks
+        + "gate: {min-healthy: 1m, interval: 2s}\nwatch: {duration: 1m, interval: 3s}\n"
     )
     (tmp_path / "manifests").mkdir()
     (tmp_path / "manifests" / "app.yaml").write_text(
@@ -130,7 +133,18 @@ def engine(monkeypatch: pytest.MonkeyPatch) -> Callable[[PhaseOptions], list[Cal
     """options.run with the phases replaced by recorders, and the cluster by the arguments it was
     reached with: what each phase is called with (the Context, bluegreen.yaml loaded, its arguments)."""
     from bluegreen import kube
-    from bluegreen.phases import checked, deploy, diff, init, release, retire, rollback, status, switch
+    from bluegreen.phases import (
+        checked,
+        deploy,
+        diff,
+        init,
+        migrate,
+        release,
+        retire,
+        rollback,
+        status,
+        switch,
+    )
 
     calls: list[Call] = []
     monkeypatch.setattr(kube, "connect", lambda **where: ("cluster", sorted(where.items())))
@@ -145,6 +159,7 @@ def engine(monkeypatch: pytest.MonkeyPatch) -> Callable[[PhaseOptions], list[Cal
         (rollback, "run"),
         (retire, "run"),
         (release, "run"),
+        (migrate, "run"),
     ):
         called = f"{module.__name__}.{function}"
         monkeypatch.setattr(module, function, lambda *a, _c=called, **kw: calls.append((_c, a, kw)))
