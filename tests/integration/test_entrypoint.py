@@ -207,11 +207,12 @@ def test_a_kubeconfig_that_cannot_be_written_is_one_clean_error(
 
 
 @pytest.mark.parametrize(
-    ("name", "loose", "live_state"),
+    ("name", "loose", "live_state", "other"),
     [
-        # 1 request in 4 fails: each round of 4 probes sees exactly 25% errors (default limit 0.5%)
-        ("max-error-rate", "50%", {"error_rate": 0.25}),
-        ("p95-tolerance", "2000%", {"latency": 0.25}),  # default 20%: 5x the previous colour's p95
+        # 1 request in 4 fails: each round of 4 probes sees exactly 25% errors (default limit 0.5%);
+        # latency left out of the verdict: 4 requests' p95 on a loaded machine is noise, not the input
+        ("max-error-rate", "50%", {"error_rate": 0.25}, {"p95_tolerance": "10000%"}),
+        ("p95-tolerance", "2000%", {"latency": 0.25}, {}),  # default 20%: 5x the previous colour's p95
     ],
 )
 def test_the_watch_judges_by_its_threshold_inputs(
@@ -222,6 +223,7 @@ def test_the_watch_judges_by_its_threshold_inputs(
     name: str,
     loose: str,
     live_state: dict[str, float],
+    other: dict[str, str],
 ) -> None:
     """Issue 15: the watch's `p95-tolerance` and `max-error-rate` inputs were dropped. The same watch of
     a degraded live colour passes with the input set loose and spends the budget without it."""
@@ -238,7 +240,7 @@ def test_the_watch_judges_by_its_threshold_inputs(
             "watch: {interval: 1s, failures: 2}\n"
         )
         watch = {"phase": "watch", "app": "shop", "namespace": namespace, "config": str(config)}
-        watch |= {"duration": "4s", "auto_rollback": "false"}
+        watch |= {"duration": "4s", "auto_rollback": "false", **other}
         code, out, summary, stdout = step.run(**watch, **{name.replace("-", "_"): loose})
         assert (code, out["result"]) == (0, "passed"), stdout
         code, out, summary, stdout = step.run(**watch)
