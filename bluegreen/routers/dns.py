@@ -272,8 +272,14 @@ class DnsRouter:
             except BlueGreenError as error:
                 if not done or dry_run:
                     raise
-                self._undo(color, step, len(writes), error, done, services)
-                raise  # undone: nothing changed; a conflict is read again and decided afresh
+                stopped = self._undo(color, step, len(writes), error, done, services)
+                if isinstance(error, ConflictError):
+                    raise  # undone; someone else wrote: read again and decide afresh
+                raise RefusedError(
+                    f"dns router: {stopped}; undone, DNS never moved: {detail_of(self.app, services)}",
+                    remedy="Find what refused the write (an admission policy or webhook on Services?), "
+                    "let the router write these annotations, and run again.",
+                ) from None
             api_ms += (time.monotonic() - started) * 1000
             done.append((target, changes, services[target]))
             services[target] = as_dict(stored)
@@ -317,9 +323,10 @@ class DnsRouter:
         error: BlueGreenError,
         done: list[tuple[Color, dict[str, str | None], Obj]],
         services: dict[Color, Obj],
-    ) -> None:
+    ) -> str:
         """Put back the writes made, newest first (each undo also leaves the record on the live
-        colour); if that fails too, raise HalfMovedError naming where the annotations are."""
+        colour); if that fails too, raise HalfMovedError naming where the annotations are. Returns
+        what stopped the switch, for the message."""
         stopped = f"the switch to {color} stopped at write {step} of {total} ({error})"
         try:
             for target, written, before in reversed(done):
@@ -339,6 +346,7 @@ class DnsRouter:
                 remedy=f"Run `bluegreen switch --to {color}` to finish the move, or `--to {color.other}` to "
                 "settle on the old colour; each state in between publishes one colour only.",
             ) from None
+        return stopped
 
     def _point_stable(self, color: Color) -> str:
         """The app's stable Service follows the record, so in-cluster clients move too; what was done."""

@@ -17,9 +17,22 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+from lightkube import ApiError, Client, codecs
+from lightkube.models.core_v1 import ServicePort, ServiceSpec
+from lightkube.models.meta_v1 import ObjectMeta
+from lightkube.resources.admissionregistration_v1 import (
+    ValidatingAdmissionPolicy,
+    ValidatingAdmissionPolicyBinding,
+)
+from lightkube.resources.core_v1 import Service
+from lightkube.types import PatchType
+
 from bluegreen.dnsquery import Answer, QueryError, query
+from tests.support.apps import COLOR_LABEL, NAME_LABEL
 from tests.support.toxiproxy import ROOT, free_port
 
 ZONE = "example.test"
@@ -169,3 +182,109 @@ class ExternalDns:
         if self.process is not None:
             _stop(self.process)
             self.process = None
+
+
+def color_lb(
+    kube: Client,
+    namespace: str,
+    color: str,
+    address: str | None,
+    annotations: dict[str, str] | None = None,
+    *,
+    app: str = "shop",
+    kind: str = "LoadBalancer",
+) -> None:
+    """`<app>-<color>` selecting that colour's pods, as the user makes it for the dns router: of type
+    LoadBalancer, its address set the way a load-balancer controller sets it (the status)."""
+    service = Service(
+        metadata=ObjectMeta(name=f"{app}-{color}", labels={NAME_LABEL: app}, annotations=annotations or {}),
+        spec=ServiceSpec(
+            type=kind,
+            selector={NAME_LABEL: app, COLOR_LABEL: color},
+            ports=[ServicePort(name="http", port=80, targetPort=8080)],
+        ),
+    )
+    kube.create(service, namespace=namespace)
+    if address and kind == "LoadBalancer":
+        set_address(kube, namespace, f"{app}-{color}", address)
+
+
+def set_address(kube: Client, namespace: str, name: str, address: str) -> None:
+    status = {"status": {"loadBalancer": {"ingress": [{"ip": address}]}}}
+    kube.patch(Service.Status, name, status, namespace=namespace, patch_type=PatchType.MERGE)
+
+
+@contextmanager
+def refusing(kube: Client, namespace: str, service: str, expression: str, name: str) -> Iterator[None]:
+    """A ValidatingAdmissionPolicy refusing UPDATEs of one Service for which the CEL `expression`
+    (over `object` and `oldObject`) is true: a cluster policy that lets one write through and not the
+    next. Deleted on leaving."""
+    policy = codecs.from_dict(
+        {
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "ValidatingAdmissionPolicy",
+            "metadata": {"name": name},
+            "spec": {
+                "failurePolicy": "Fail",
+                "matchConstraints": {
+                    "resourceRules": [
+                        {
+                            "apiGroups": [""],
+                            "apiVersions": ["v1"],
+                            "operations": ["UPDATE"],
+                            "resources": ["services"],
+                        }
+                    ]
+                },
+                "matchConditions": [
+                    {"name": "the-service", "expression": f"object.metadata.name == '{service}'"}
+                ],
+                "validations": [
+                    {
+                        "expression": f"!({expression}) && !(has(object.metadata.labels) && "
+                        f"'{PROBE_LABEL}' in object.metadata.labels)",
+                        "message": f"refused by test policy {name}",
+                    }
+                ],
+            },
+        }
+    )
+    binding = codecs.from_dict(
+        {
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "ValidatingAdmissionPolicyBinding",
+            "metadata": {"name": name},
+            "spec": {
+                "policyName": name,
+                "validationActions": ["Deny"],
+                "matchResources": {
+                    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}
+                },
+            },
+        }
+    )
+    kube.create(policy)
+    kube.create(binding)
+    try:
+        yield
+    finally:
+        kube.delete(ValidatingAdmissionPolicyBinding, name)
+        kube.delete(ValidatingAdmissionPolicy, name)
+
+
+PROBE_LABEL = "bluegreen.test/refuse-probe"
+
+
+def wait_refusing(kube: Client, namespace: str, service: str, timeout: float = 30) -> None:
+    """Until the policy is in force (the apiserver loads it asynchronously): a dry-run patch that
+    adds the probe label, which every such policy refuses too, is refused."""
+    probe = {"metadata": {"labels": {PROBE_LABEL: "1"}}}
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            kube.patch(Service, service, probe, namespace=namespace, patch_type=PatchType.MERGE, dry_run=True)
+        except ApiError:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError("the admission policy never took effect")
+        time.sleep(0.2)
