@@ -1,5 +1,6 @@
 """One question to one DNS server, over UDP: what the dns router's verification asks the zone's
-authoritative server (`--dns-server HOST[:PORT]`). dnspython builds and parses the messages."""
+authoritative server (`--dns-server HOST[:PORT]`). dnspython builds and parses the messages; the
+option's parsing needs none of it."""
 
 from __future__ import annotations
 
@@ -7,12 +8,6 @@ import ipaddress
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-
-import dns.exception
-import dns.message
-import dns.query
-import dns.rcode
-import dns.rdatatype
 
 TIMEOUT = 1.0  # seconds per query: a loopback or regional authoritative server answers in ms
 
@@ -61,6 +56,14 @@ def types_for(addresses: Iterable[str]) -> list[str]:
 
 def query(host: str, port: int, name: str, expected: Iterable[str]) -> Answer:
     """The records of `name` of the types that `expected` addresses need, as `host:port` answers now."""
+    # Imported here: dnspython's query module pulls in an HTTP stack (DoH), which the option's
+    # parsing (on every command line) must not pay for.
+    import dns.exception
+    import dns.message
+    import dns.query
+    import dns.rcode
+    import dns.rdatatype
+
     addresses: set[str] = set()
     ttls: list[int] = []
     nxdomain = False

@@ -150,11 +150,11 @@ def router(value: object) -> str:
 
 def dns_server(value: object) -> str:
     """`HOST[:PORT]` of a DNS server, as `host:port` (port 53 when omitted), or empty."""
-    from bluegreen.dnsquery import server
-
     got = text(value, kind="a DNS server")
     if not got:
         return ""
+    from bluegreen.dnsquery import server
+
     host, port = server(got)
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
