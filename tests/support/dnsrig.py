@@ -270,21 +270,29 @@ def refusing(kube: Client, namespace: str, service: str, expression: str, name: 
     finally:
         kube.delete(ValidatingAdmissionPolicyBinding, name)
         kube.delete(ValidatingAdmissionPolicy, name)
+        wait_refusing(kube, namespace, service, refused=False)  # unloaded as asynchronously as loaded
 
 
 PROBE_LABEL = "bluegreen.test/refuse-probe"
 
 
-def wait_refusing(kube: Client, namespace: str, service: str, timeout: float = 30) -> None:
-    """Until the policy is in force (the apiserver loads it asynchronously): a dry-run patch that
-    adds the probe label, which every such policy refuses too, is refused."""
+def wait_refusing(
+    kube: Client, namespace: str, service: str, *, refused: bool = True, timeout: float = 30
+) -> None:
+    """Until the policy is in force (`refused`) or gone: the apiserver loads and unloads policies
+    asynchronously. The probe is a dry-run patch adding the probe label, which every such policy refuses."""
     probe = {"metadata": {"labels": {PROBE_LABEL: "1"}}}
     deadline = time.monotonic() + timeout
     while True:
         try:
             kube.patch(Service, service, probe, namespace=namespace, patch_type=PatchType.MERGE, dry_run=True)
+            if not refused:
+                return
         except ApiError:
-            return
+            if refused:
+                return
         if time.monotonic() > deadline:
-            raise AssertionError("the admission policy never took effect")
+            raise AssertionError(
+                f"the admission policy {'never took effect' if refused else 'stayed in force'}"
+            )
         time.sleep(0.2)
