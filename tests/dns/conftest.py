@@ -42,13 +42,17 @@ def bind(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bind]:
 
 
 @pytest.fixture
-def external_dns(bind: Bind, cluster: LocalCluster, namespace: str, tmp_path: Path) -> Iterator[ExternalDns]:
-    """external-dns for this test's namespace, started; stopped at the end (or earlier by the test)."""
+def external_dns(
+    bind: Bind, cluster: LocalCluster, namespace: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[ExternalDns]:
+    """external-dns for this test's namespace, started; stopped at the end (or earlier by the test).
+    Indirectly parametrized "defaults" runs it with its default sync intervals (still --events)."""
     binary = external_dns_binary()
     if binary is None:
         not_here("external-dns is not built (hack/build-external-dns.sh, run by `make deps`)")
         raise AssertionError("unreachable")
-    publisher = ExternalDns(binary, cluster.kubeconfig, namespace, bind, tmp_path).start()
+    fast = getattr(request, "param", "fast") == "fast"
+    publisher = ExternalDns(binary, cluster.kubeconfig, namespace, bind, tmp_path, fast=fast).start()
     try:
         yield publisher
     finally:

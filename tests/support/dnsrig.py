@@ -141,7 +141,9 @@ zone "{ZONE}" {{
 class ExternalDns:
     """external-dns watching one namespace's Services and writing example.test in `bind` over RFC 2136."""
 
-    def __init__(self, binary: Path, kubeconfig: Path, namespace: str, bind: Bind, workdir: Path) -> None:
+    def __init__(
+        self, binary: Path, kubeconfig: Path, namespace: str, bind: Bind, workdir: Path, *, fast: bool = True
+    ) -> None:
         self.args = [
             str(binary),
             "--source=service",
@@ -152,11 +154,10 @@ class ExternalDns:
             "--registry=txt",
             f"--txt-owner-id={namespace}",
             "--policy=sync",
-            # The fastest it goes: a sync on every Service event, at most one per second, and one a
-            # second anyway (its defaults: 5 s between event syncs, 1 min interval).
             "--events",
-            "--min-event-sync-interval=1s",
-            "--interval=1s",
+            # fast: the quickest it goes, a sync on every Service event at most one a second, and one
+            # a second anyway; else its defaults with --events: 5 s between event syncs, 1 min interval.
+            *(["--min-event-sync-interval=1s", "--interval=1s"] if fast else []),
             "--rfc2136-host=127.0.0.1",
             f"--rfc2136-port={bind.port}",
             f"--rfc2136-zone={ZONE}",
