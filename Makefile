@@ -19,11 +19,16 @@ $(STAMP): requirements/dev.txt pyproject.toml
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	@rm -f $(VENV)/.installed-* && touch $@
 
+INSTALL_SCRIPTS = hack/install-prometheus.sh hack/install-pushgateway.sh hack/install-docker.sh \
+	hack/docker-base-image.sh hack/install-action-tools.sh hack/install-prism.sh hack/install-netns-tools.sh \
+	hack/install-postgres.sh hack/install-bind.sh
+
 deps: venv  ## everything the tests start: cluster binaries, Prometheus, Docker and the action tools
 	bash hack/build-k8s.sh >/dev/null
 	bash hack/build-toxiproxy.sh >/dev/null
+	bash hack/build-external-dns.sh >/dev/null  # publishes the dns router's records: tests/dns
 	bash hack/build-realnode.sh >/dev/null  # kubelet, containerd, the test app: tests/realnode (root)
-	@for script in hack/install-prometheus.sh hack/install-pushgateway.sh hack/install-docker.sh hack/docker-base-image.sh hack/install-action-tools.sh hack/install-prism.sh hack/install-netns-tools.sh hack/install-postgres.sh; do \
+	@for script in $(INSTALL_SCRIPTS); do \
 		if [ -f $$script ]; then bash $$script || exit 1; fi; done
 
 jaeger:  ## build the real Jaeger the trace test sends to (opt-in: ~30 min on 2 cores; the test is not run without it)

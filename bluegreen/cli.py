@@ -240,6 +240,14 @@ def _common(parser: argparse.ArgumentParser, *, mutating: bool) -> None:
         help="how traffic is steered: service (default), ingress, gateway, istio, smi, dns",
     )
     group.add_argument(
+        "--dns-server",
+        default="",
+        type=typed(validate.dns_server),
+        metavar="HOST[:PORT]",
+        help="dns router: the zone's authoritative DNS server; a switch is verified when it answers "
+        "with the new address only (default: not checked, and the report says so)",
+    )
+    group.add_argument(
         "--color-label",
         default="bluegreen.io/color",
         type=typed(validate.label_key),
@@ -288,6 +296,7 @@ def target(args: argparse.Namespace) -> Target:
         kubeconfig=args.kubeconfig,
         context=args.context,
         router=args.router,
+        dns_server=args.dns_server,
         color_label=args.color_label,
         service=args.service,
         preview_service=args.preview_service,

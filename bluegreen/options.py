@@ -34,6 +34,7 @@ class Target:
     kubeconfig: str | None = None  # a file; None: $KUBECONFIG, then ~/.kube/config
     context: str | None = None
     router: str = "service"
+    dns_server: str = ""  # dns router: the zone's authoritative server, HOST:PORT, asked to verify
     color_label: str = "bluegreen.io/color"
     service: str = ""
     preview_service: str = ""
@@ -263,6 +264,13 @@ def context(target: Target, writes: Writes | None, reporter: Reporter) -> Any:
     from bluegreen.phases.context import Context
 
     writes = writes or Writes()
+    if target.dns_server and target.router != "dns":
+        from bluegreen.errors import ConfigError
+
+        raise ConfigError(
+            f"--dns-server is for the dns router, not {target.router}",
+            remedy="Drop --dns-server, or pass --router dns.",
+        )
     return Context(
         kube=connect(kubeconfig=target.kubeconfig, context=target.context),
         app=target.spec(),
@@ -270,6 +278,7 @@ def context(target: Target, writes: Writes | None, reporter: Reporter) -> Any:
         reporter=reporter,
         dry_run=writes.dry_run,
         router=target.router,
+        router_options={"dns_server": target.dns_server} if target.dns_server else {},
         lock_wait=writes.wait_for_lock,
         timeout=target.timeout,
     )

@@ -36,6 +36,7 @@ def text(result: Result) -> str:
         lines.append(f"  switch write: {result.api_ms:.0f} ms")
     if result.converged_ms is not None:
         lines.append(f"  write to verified: {result.converged_ms:.0f} ms")
+    lines += data_plane_lines(result)
     for color, images in sorted(result.images.items()):
         lines.append(f"  {color}: {', '.join(images) or '-'}")
     if result.changes:
@@ -82,3 +83,16 @@ def _status(result: Result) -> str:
     lines.append(f"  lock: {details.get('lock_holder') or 'free'}")
     lines += [f"  {message}" for message in result.messages]
     return "\n".join(lines)
+
+
+def data_plane_lines(result: Result) -> list[str]:
+    """Control plane and data plane apart (the dns router): what was checked, or that it was not."""
+    plane = result.details.get("data_plane")
+    if not plane:
+        return []
+    lines = [f"  control plane (stored objects): {plane.get('control_plane_ms', 0):.0f} ms"]
+    if not plane.get("checked"):
+        return [*lines, "  data plane: NOT CHECKED (no DNS server was asked; pass --dns-server)"]
+    took = plane.get("data_plane_ms")
+    seen = f"{took:.0f} ms" if took is not None else "not seen"
+    return [*lines, f"  data plane (answer of {plane.get('server')}): {seen}"]

@@ -148,6 +148,17 @@ def router(value: object) -> str:
     return choice(value, ROUTERS, kind="a router")
 
 
+def dns_server(value: object) -> str:
+    """`HOST[:PORT]` of a DNS server, as `host:port` (port 53 when omitted), or empty."""
+    got = text(value, kind="a DNS server")
+    if not got:
+        return ""
+    from bluegreen.dnsquery import server
+
+    host, port = server(got)
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def text(value: object, *, kind: str = "text", limit: int = MAX_TEXT) -> str:
     """Free text (a reason, an actor): at most `limit` characters, no control characters but tab."""
     got = _need_str(value, kind)

@@ -77,6 +77,17 @@ def timings(result: Result) -> list[str]:
         lines.append(
             f"| write to verified on the new colour | {result.converged_ms:.0f} | < {SWITCH_TARGET_MS:.0f}: {met} |"
         )
+    plane = result.details.get("data_plane")
+    if plane:
+        lines.append(f"| control plane: the stored objects | {plane.get('control_plane_ms', 0):.0f} | |")
+        took = plane.get("data_plane_ms")
+        if not plane.get("checked"):
+            lines.append("| data plane | not checked | no DNS server was asked (`--dns-server`) |")
+        else:
+            seen = f"{took:.0f}" if took is not None else "not seen"
+            lines.append(
+                f"| data plane: {cell(str(plane.get('server')))} answers the new address only | {seen} | |"
+            )
     if result.probe_failed is not None:
         # The probe sees packets through the user's load balancer; converged_ms sees EndpointSlices.
         cutover = f"{result.probe_cutover_ms:.0f}" if result.probe_cutover_ms is not None else "not seen"

@@ -29,6 +29,7 @@ class Context:
     reporter: Reporter = field(default_factory=NullReporter)
     dry_run: bool = False
     router: str = "service"
+    router_options: dict[str, Any] = field(default_factory=dict)  # the router's own (dns_server)
     lock_wait: float = 0.0
     timeout: float = 600.0
 

@@ -185,6 +185,8 @@ def run(
         )
         result.messages.append(verification.message)
         result.messages.extend(f"not verified: {item}" for item in verification.unverified)
+        if verification.data_plane is not None:
+            result.details["data_plane"] = verification.data_plane
         point_preview(ctx, state.active or target.other, result)
         _after(ctx, router, state, target, entry, action=action, reason=reason, result=result)
         timings = {"api_ms": write.api_ms, "converged_ms": verification.converged_ms}
@@ -218,7 +220,7 @@ def run(
 
 def read_route(ctx: Context) -> tuple[Router, RouteState]:
     """The app's router and what it reads, a missing app or namespace named as such."""
-    router = routers.make(ctx.router, ctx.app, ctx.kube)
+    router = routers.make(ctx.router, ctx.app, ctx.kube, **ctx.router_options)
     if isinstance(router, ServiceRouter) and router.records_history:
         # The router's read is the live Service's: one GET, whose 404 still gets ctx.service()'s message.
         try:

@@ -42,6 +42,9 @@ class Verification:
     converged_ms: float  # from the write to verified (or to giving up)
     message: str
     unverified: tuple[str, ...] = ()  # things this router cannot check, said plainly
+    # What serves traffic, checked apart from the stored objects (dns: the authoritative answer):
+    # {"checked": bool, "control_plane_ms", "data_plane_ms", ...}; None when the router has no such check.
+    data_plane: dict[str, object] | None = None
 
 
 class Router(Protocol):

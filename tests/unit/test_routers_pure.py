@@ -9,7 +9,6 @@ from lightkube import Client
 
 from bluegreen.errors import NotAdoptedError
 from bluegreen.model import AppSpec, Color
-from bluegreen.routers import dns
 from bluegreen.routers._common import active_of_splits
 from bluegreen.routers.gateway import GatewayRouter
 from bluegreen.routers.ingress import IngressRouter
@@ -148,32 +147,3 @@ def test_smi_weights_including_legacy_quantities() -> None:
         {"spec": {"service": "shop", "backends": [{"service": "shop-blue", "weight": 100}]}}, Color.GREEN
     )["spec"]["backends"]
     assert backends == [{"service": "shop-blue", "weight": 0}, {"service": "shop-green", "weight": 100}]
-
-
-def svc(annotations: dict[str, str] | None = None) -> dict[str, Any]:
-    return {"metadata": {"resourceVersion": "1", "annotations": annotations or {}}}
-
-
-def test_dns_plan_adds_before_it_removes() -> None:
-    services = {Color.BLUE: svc({dns.HOSTNAME: "shop.example.test", dns.TTL: "30"}), Color.GREEN: svc()}
-    assert dns.active_of(services) is Color.BLUE
-    writes = dns.plan(services, Color.GREEN)
-    assert writes == [
-        (Color.GREEN, {"metadata": {"annotations": {dns.HOSTNAME: "shop.example.test", dns.TTL: "30"}}}),
-        (Color.BLUE, {"metadata": {"annotations": {dns.HOSTNAME: None}}}),
-    ]
-    assert "30 s" in dns.ttl_warning(services)
-
-
-def test_dns_already_there_and_half_done() -> None:
-    done = {Color.BLUE: svc(), Color.GREEN: svc({dns.HOSTNAME: "shop.example.test"})}
-    assert dns.plan(done, Color.GREEN) == []
-    both = {
-        Color.BLUE: svc({dns.HOSTNAME: "shop.example.test"}),
-        Color.GREEN: svc({dns.HOSTNAME: "shop.example.test"}),
-    }
-    assert dns.active_of(both) is None
-    assert dns.plan(both, Color.GREEN) == [(Color.BLUE, {"metadata": {"annotations": {dns.HOSTNAME: None}}})]
-    with pytest.raises(NotAdoptedError):
-        dns.plan({Color.BLUE: svc(), Color.GREEN: svc()}, Color.GREEN)
-    assert "provider's default" in dns.ttl_warning(done)
