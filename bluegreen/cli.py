@@ -688,6 +688,13 @@ def _group(parser: argparse.ArgumentParser) -> Runner:
     parser.add_argument(
         "--dry-run", action="store_true", help="send the writes with dryRun=All; change nothing"
     )
+    parser.add_argument(
+        "--wait-for-lock",
+        type=duration,
+        default=0.0,
+        metavar="DURATION",
+        help="wait this long for other runs' locks on the members (default: fail at once)",
+    )
 
     def run(args: argparse.Namespace, reporter: Reporter) -> Result:
         from pathlib import Path
@@ -716,6 +723,7 @@ def _group(parser: argparse.ArgumentParser) -> Runner:
             timeout=args.timeout,
             dry_run=args.dry_run,
             run_info=run_info,
+            wait=args.wait_for_lock,
         )
         out.details = done.as_dict()
         out.messages = done.text().splitlines()

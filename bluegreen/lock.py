@@ -39,7 +39,7 @@ from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.coordination_v1 import Lease
 
 from bluegreen import cancel
-from bluegreen.errors import ConflictError, LockHeldError, LockLostError
+from bluegreen.errors import ClusterError, ConflictError, LockHeldError, LockLostError
 from bluegreen.kube import call, found
 from bluegreen.model import AppSpec, NullReporter, Reporter, RunInfo
 
@@ -47,6 +47,8 @@ DURATION_S = 60
 RENEW_DEADLINE = 2 / 3  # of the duration: past it without a renewal, the holder stops writing
 RETRY_S = 2.0  # seconds between renewal attempts after one failed
 POLL_S = 1.0  # seconds between reads while waiting for the lock
+RELEASE_TRIES = 3  # writes of a release: a failed one is read again and retried if still ours
+RELEASE_BACKOFF_S = 0.25  # seconds before the second try, doubled for the third
 MODE = "bluegreen.io/lock-mode"  # "preemptible" while a watch holds it
 PREEMPTIBLE = "preemptible"
 PREEMPTED_BY = "bluegreen.io/preempted-by"  # set by the rollback that took it over
@@ -405,11 +407,31 @@ class Lock:
             self._depth = 0
 
     def _release(self) -> None:
+        """Clear the holder if it is still us, retrying a write that failed (a reset, a 503, no answer).
+
+        Each try reads the Lease again and writes with the resourceVersion it read: a release whose
+        answer was lost finds no holder and stops, and one that raced another write gets a 409 and
+        reads again; another run's Lease is never cleared."""
         if self._lost:
             return  # someone else's now
-        lease = self._read()
-        if lease is None or lease.spec is None or lease.spec.holderIdentity != self.identity:
-            return
+        delay = RELEASE_BACKOFF_S
+        for attempt in range(1, RELEASE_TRIES + 1):
+            lease = self._read()
+            if lease is None or lease.spec is None or lease.spec.holderIdentity != self.identity:
+                return  # free, or another run's: nothing of ours to give back
+            try:
+                self._clear(lease)
+                return
+            except ClusterError as error:
+                if attempt == RELEASE_TRIES:
+                    raise
+                if isinstance(error, ConflictError):
+                    continue  # written since our read (maybe our own release, answered too late)
+            time.sleep(delay)  # not cancel.sleep: a cancelled run is exactly the one releasing here
+            delay *= 2
+
+    def _clear(self, lease: Lease) -> None:
+        assert lease.spec is not None
         lease.spec.holderIdentity = None
         lease.spec.renewTime = None
         if lease.metadata is not None and lease.metadata.annotations:

@@ -24,6 +24,7 @@ from lightkube.resources.apps_v1 import Deployment
 from lightkube.resources.coordination_v1 import Lease
 from lightkube.resources.core_v1 import Pod, Service
 from lightkube.resources.discovery_v1 import EndpointSlice
+from lightkube.resources.events_v1 import Event
 from lightkube.resources.networking_v1 import Ingress
 
 from bluegreen import cancel, history
@@ -51,8 +52,10 @@ from bluegreen.routers.service import ServiceRouter
 T = TypeVar("T")
 R = TypeVar("R")
 MAX_THREADS = 64
-# The typed kinds members' routers, locks and checks decode (generic resources decode as plain dicts).
-TYPED = (Deployment, Service, Pod, EndpointSlice, Lease, Ingress)
+# The typed kinds members' routers, locks, checks and audit trails decode (generic resources decode
+# as plain dicts). The Event too: each member's thread posts one, and four threads decoding a first
+# Event in a fresh process crashed one process in three here (exit 139).
+TYPED = (Deployment, Service, Pod, EndpointSlice, Lease, Ingress, Event)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -139,12 +142,14 @@ def run(
     dry_run: bool = False,
     make: Callable[[Member, Client], Router] = make_router,
     run_info: RunInfo | None = None,
+    wait: float = 0.0,
 ) -> GroupResult:
     """Switch (or roll back) every member of `group` to one colour, all or none.
 
     Raises before any write when the group cannot move (members on different colours without `to`,
     a target not ready, a lock held, a router that cannot read its object). After the first write it
     never raises for a member's failure: the result lists what failed and what was moved back.
+    `wait`: seconds to wait for the members' locks held by other runs (--wait-for-lock).
     """
     result = GroupResult(group=group.name, action=action, dry_run=dry_run)
     prime_decoders(*TYPED)
@@ -210,16 +215,9 @@ def run(
     holder = RunInfo(run_id=who.run_id or f"group {group.name}", run_url=who.run_url, actor=who.actor)
     leases = [Lock(kube, apps[i], holder) for i in range(len(apps))]
     audit = _Audit(kube=kube, apps=apps, run=who, action=f"group {action}", reason=f"group {group.name}")
-    # A group rollback, like a single one, takes over the Lease of a member's running watch.
     try:
-        taken = _all(leases, lambda lease: lease.acquire(preempt=action == "rollback"))
-    except BaseException:
-        # A signal while the Leases were being taken ends the pool at once: give back every one this run
-        # took (release leaves another holder's alone), or a re-run is refused until they expire.
-        _all(leases, lambda lease: lease.release())
-        raise
-    held = [lease for lease, t in zip(leases, taken, strict=True) if not isinstance(t, BaseException)]
-    try:
+        # A group rollback, like a single one, takes over the Lease of a member's running watch.
+        taken = _take(leases, wait=wait, preempt=action == "rollback")
         refused = [(lease, t) for lease, t in zip(leases, taken, strict=True) if isinstance(t, BaseException)]
         if refused:
             first_error = refused[0][1]
@@ -227,7 +225,8 @@ def run(
             raise kind(
                 f"group {group.name}: could not take every lock, nothing was written\n  "
                 + "\n  ".join(f"{lease.app.namespace}/{lease.app.name}: {_text(e)}" for lease, e in refused),
-                remedy="Wait for the other runs to finish, then run again.",
+                remedy="Wait for the other runs to finish, then run again (--wait-for-lock DURATION waits "
+                "for them).",
             )
         # Again under the locks: a member's target may have changed while they were being taken.
         again = _all(moving, lambda i: target_ready(kube, apps[i], target))
@@ -244,8 +243,31 @@ def run(
             if not result.ok:
                 _move_back(result, routers, moving, timeout, audit)
     finally:
-        _all(held, lambda lease: lease.release())
+        # Every member's Lease, not only those known taken: a take whose answer was lost (a reset, no
+        # answer) may have landed, and a signal may have cut the taking short. Release reads whose
+        # each one is and leaves another run's alone, so a re-run is never refused by this run.
+        _all(leases, lambda lease: lease.release())
     return result
+
+
+def _take(leases: list[Lock], *, wait: float, preempt: bool) -> list[BaseException | None]:
+    """Take every member's Lease; each one's outcome (None: taken), in order.
+
+    Without a wait, all at once. With one, one by one in a single order (namespace/app) within one
+    shared deadline, so that two group runs sharing members cannot each hold a Lease the other waits
+    for until both give up. The first refusal ends the taking."""
+    if not wait:
+        return _all(leases, lambda lease: lease.acquire(preempt=preempt))
+    taken: list[BaseException | None] = [None] * len(leases)
+    deadline = time.monotonic() + wait
+    for i in sorted(range(len(leases)), key=lambda i: (leases[i].app.namespace, leases[i].app.name)):
+        leases[i].wait = max(0.0, deadline - time.monotonic())
+        try:
+            leases[i].acquire(preempt=preempt)
+        except Exception as error:  # reported with the member's name; a signal goes on up
+            taken[i] = error
+            break
+    return taken
 
 
 class _Audit:

@@ -100,7 +100,10 @@ class Run:
     killed_by: int | None = None  # the signal that ended it unhandled (exit_code is then 128+N)
 
     def describe(self) -> str:
-        tail = self.stderr.strip().splitlines()[-3:]
+        lines = self.stderr.strip().splitlines()
+        crash = next((i for i, line in enumerate(lines) if line.startswith("Current thread")), None)
+        # A crash (PYTHONFAULTHANDLER): where the crashing thread was, not the main thread's last frames.
+        tail = lines[crash : crash + 5] if crash is not None else lines[-3:]
         return f"exit {self.exit_code} after {self.elapsed:.1f}s: {' | '.join(tail)}"
 
     @property
@@ -125,7 +128,8 @@ class Cli:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            env={**os.environ, "GITHUB_RUN_ID": "", "PYTHONUNBUFFERED": "1"},
+            # A segfault prints every thread's stack (faulthandler), so a crash says where it was.
+            env={**os.environ, "GITHUB_RUN_ID": "", "PYTHONUNBUFFERED": "1", "PYTHONFAULTHANDLER": "1"},
         )
         self.signalled: float | None = None
 
@@ -419,20 +423,10 @@ def verdict(row: Row, run: Run, observed: Observed, scene: Scene, *, expect: set
 def next_run(kube: Client, scene: Scene, row: Row) -> None:
     """The same command again, as a re-run of the CI job: it must work and reach the command's goal.
 
-    The single-app commands wait for a Lease a fault left held (--wait-for-lock); `group` has no such
-    flag, so its re-run comes once the Lease has expired, as a person re-running it would see."""
-    if scene.command == "group switch":
-        deadline = time.monotonic() + 65
-        while time.monotonic() < deadline and any(
-            lease_state(kube, scene.namespace, app)[0] == "expiring" for app in scene.apps
-        ):
-            time.sleep(1)
+    It waits for a Lease a fault left held (--wait-for-lock, `group` included), as a CI job set up
+    for re-runs would."""
     before = observe(kube, scene).color
-    run = run_cli(
-        scene.args("--wait-for-lock", "90s") if scene.command != "group switch" else scene.args(),
-        scene.kubeconfig,
-        bound=120,
-    )
+    run = run_cli(scene.args("--wait-for-lock", "90s"), scene.kubeconfig, bound=120)
     observed = observe(kube, scene)
     row.next_run = f"exit {run.exit_code}, {observed.color}"
     # A rollback already done may be refused on re-run (exit 1, "nothing to roll back to"): still right.

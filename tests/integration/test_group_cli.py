@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from lightkube import Client
+from lightkube.models.coordination_v1 import LeaseSpec
+from lightkube.models.meta_v1 import ObjectMeta
+from lightkube.resources.coordination_v1 import Lease
 
 from bluegreen.cli import execute
 from hack.localcluster import LocalCluster
@@ -47,6 +51,34 @@ def test_group_switch_and_rollback_through_the_cli(
     assert [selector_color(kube, namespace, app) for app in ("cart", "web")] == ["green", "green"]
     assert group("rollback") == 0
     assert [selector_color(kube, namespace, app) for app in ("cart", "web")] == ["blue", "blue"]
+
+
+def test_group_wait_for_lock_outlasts_a_members_lock_left_by_a_dead_run(
+    kube: Client, cluster: LocalCluster, namespace: str, tmp_path: Path
+) -> None:
+    for app in ("cart", "web"):
+        create_app(kube, namespace, app, replicas=1)
+    kube.create(
+        Lease(
+            metadata=ObjectMeta(name="bluegreen-web"),
+            spec=LeaseSpec(
+                holderIdentity="a run that died", leaseDurationSeconds=2, renewTime=datetime.now(UTC)
+            ),
+        ),
+        namespace=namespace,
+    )
+    config = tmp_path / "bluegreen.yaml"
+    config.write_text(
+        f"groups:\n  - name: storefront\n    namespace: {namespace}\n    members: [cart, web]\n"
+    )
+    argv = ["group", "switch", "--to", "green", "--group", "storefront", "--config", str(config)]
+    argv += ["--kubeconfig", str(cluster.kubeconfig)]
+    refused = execute(argv)
+    assert refused.exit_code == 1 and refused.error is not None
+    assert "a run that died" in refused.error.message and "--wait-for-lock" in refused.error.remedy
+    waited = execute([*argv, "--wait-for-lock", "30s"])
+    assert waited.exit_code == 0, waited.error
+    assert [selector_color(kube, namespace, app) for app in ("cart", "web")] == ["green", "green"]
 
 
 def test_an_unknown_group_is_a_usage_error(cluster: LocalCluster, tmp_path: Path) -> None:

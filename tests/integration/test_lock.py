@@ -4,8 +4,11 @@ its Lease stops before its next write."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+import httpx2
 import pytest
 from lightkube import Client
 from lightkube.models.coordination_v1 import LeaseSpec
@@ -18,7 +21,7 @@ from bluegreen.cli import execute
 from bluegreen.errors import LockHeldError, LockLostError
 from bluegreen.kube import call
 from bluegreen.lock import Lock
-from bluegreen.model import AppSpec, RunInfo
+from bluegreen.model import AppSpec, NullReporter, RunInfo
 from bluegreen.phases.context import Context
 from hack.localcluster import LocalCluster
 from tests.support.apps import create_app
@@ -111,3 +114,68 @@ def test_a_run_that_lost_its_lease_stops_before_its_next_write(kube: Client, nam
     service = kube.get(Service, "shop", namespace=namespace)
     assert "x" not in ((service.metadata.labels if service.metadata else None) or {})  # never sent
     assert holder(kube, namespace) == "run 2"  # and its Lease left alone on the way out
+
+
+class ReleaseFailsOnce:
+    """The real client, but the first write that clears the Lease's holder fails as a connection
+    reset: before the apiserver saw it, or after it applied it (the answer lost). `meanwhile` runs
+    at that moment (another run taking the Lease)."""
+
+    def __init__(self, kube: Client, *, applied: bool, meanwhile: Callable[[], None] | None = None) -> None:
+        self.kube, self.applied, self.meanwhile, self.failed = kube, applied, meanwhile, False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.kube, name)
+
+    def replace(self, obj: Any, *args: Any, **kwargs: Any) -> Any:
+        releasing = isinstance(obj, Lease) and obj.spec is not None and obj.spec.holderIdentity is None
+        if releasing and not self.failed:
+            self.failed = True
+            if self.applied:
+                self.kube.replace(obj, *args, **kwargs)
+            if self.meanwhile:
+                self.meanwhile()
+            raise httpx2.RemoteProtocolError("Server disconnected without sending a response.")
+        return self.kube.replace(obj, *args, **kwargs)
+
+
+class Warnings(NullReporter):
+    def __init__(self) -> None:
+        self.said: list[str] = []
+
+    def warning(self, message: str) -> None:
+        self.said.append(message)
+
+
+@pytest.mark.parametrize("applied", [False, True], ids=["reset-before", "reset-after-applied"])
+def test_a_release_whose_write_failed_is_retried_and_leaves_the_lease_free(
+    kube: Client, namespace: str, applied: bool
+) -> None:
+    """Before, one failed release write left the Lease held for its 60 s and every re-run refused."""
+    flaky = ReleaseFailsOnce(kube, applied=applied)
+    reporter = Warnings()
+    with Lock(flaky, AppSpec(name="shop", namespace=namespace), RunInfo(run_id="1"), reporter=reporter):  # type: ignore[arg-type]
+        pass
+    assert flaky.failed
+    assert holder(kube, namespace) is None
+    assert reporter.said == []  # retried (or found already released): nothing to warn about
+    second = Lock(kube, AppSpec(name="shop", namespace=namespace), RunInfo(run_id="2"))
+    second.acquire()  # the next run takes it at once
+    second.release()
+
+
+def test_a_retried_release_never_clears_another_runs_lease(kube: Client, namespace: str) -> None:
+    def another_run_takes_it() -> None:
+        kube.patch(
+            Lease,
+            "bluegreen-shop",
+            {"spec": {"holderIdentity": "run 2"}},
+            namespace=namespace,
+            patch_type=PatchType.MERGE,
+        )
+
+    flaky = ReleaseFailsOnce(kube, applied=False, meanwhile=another_run_takes_it)
+    with Lock(flaky, AppSpec(name="shop", namespace=namespace), RunInfo(run_id="1")):  # type: ignore[arg-type]
+        pass
+    assert flaky.failed
+    assert holder(kube, namespace) == "run 2"

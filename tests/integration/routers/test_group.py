@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import httpx2
 import pytest
 from lightkube import Client
 from lightkube.models.coordination_v1 import LeaseSpec
@@ -262,6 +263,54 @@ def test_held_lock_refuses_before_any_write(kube: Client, namespace: str, storef
         phase.run(kube, storefront, to=Color.GREEN, timeout=5)
     assert colors(kube, storefront) == {"shop": Color.BLUE, "cart": Color.BLUE, "pay": Color.BLUE}
     assert leases(kube, namespace) == ["bluegreen-cart"]  # ours released, theirs untouched
+
+
+def test_a_lease_taken_whose_answer_was_lost_is_released(
+    kube: Client, namespace: str, storefront: Group
+) -> None:
+    """cart's Lease is written but the answer lost (a reset): the run fails before any switch, and
+    still gives that Lease back (it was ours), so the re-run goes ahead at once."""
+
+    class TakeAnswerLost:
+        def __init__(self, inner: Client) -> None:
+            self.inner, self.fired = inner, False
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.inner, name)
+
+        def create(self, obj: Any, *args: Any, **kwargs: Any) -> Any:
+            created = self.inner.create(obj, *args, **kwargs)
+            if isinstance(obj, Lease) and obj.metadata and obj.metadata.name == "bluegreen-cart":
+                self.fired = True
+                raise httpx2.RemoteProtocolError("Server disconnected without sending a response.")
+            return created
+
+    flaky = TakeAnswerLost(kube)
+    with pytest.raises(ClusterError, match="could not take every lock, nothing was written"):
+        phase.run(flaky, storefront, to=Color.GREEN, timeout=30)  # type: ignore[arg-type]
+    assert flaky.fired
+    assert colors(kube, storefront) == {"shop": Color.BLUE, "cart": Color.BLUE, "pay": Color.BLUE}
+    assert leases(kube, namespace) == []  # before: bluegreen-cart held for 60 s, the re-run refused
+    again = phase.run(kube, storefront, to=Color.GREEN, timeout=30)
+    assert again.ok, again.text()
+
+
+def test_with_a_wait_the_group_outlasts_a_members_lock_left_by_a_dead_run(
+    kube: Client, namespace: str, storefront: Group
+) -> None:
+    kube.create(
+        Lease(
+            metadata=ObjectMeta(name="bluegreen-pay"),
+            spec=LeaseSpec(holderIdentity="a run that died", leaseDurationSeconds=2, renewTime=_now()),
+        ),
+        namespace=namespace,
+    )
+    with pytest.raises(LockHeldError, match="a run that died"):
+        phase.run(kube, storefront, to=Color.GREEN, timeout=30)  # no wait: refused at once
+    result = phase.run(kube, storefront, to=Color.GREEN, timeout=30, wait=30)
+    assert result.ok, result.text()
+    assert colors(kube, storefront) == {"shop": Color.GREEN, "cart": Color.GREEN, "pay": Color.GREEN}
+    assert leases(kube, namespace) == []
 
 
 def test_a_group_switch_without_to_promotes_each_members_candidate_and_a_re_run_moves_nothing(
