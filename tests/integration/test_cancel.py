@@ -110,6 +110,16 @@ def holder(kube: Client, namespace: str) -> str:
     return (lease.spec.holderIdentity if lease.spec else None) or ""
 
 
+def catches(pid: int, signum: int) -> bool:
+    """Whether process `pid` has a handler installed for `signum` (its SigCgt mask in /proc)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    mask = next((line.split()[1] for line in status.splitlines() if line.startswith("SigCgt:")), "0")
+    return bool(int(mask, 16) & (1 << (signum - 1)))
+
+
 def held_by(kube: Client, namespace: str, process: subprocess.Popen[str]) -> Callable[[], bool]:
     return lambda: f"pid {process.pid} " in holder(kube, namespace)
 
@@ -194,7 +204,10 @@ def test_a_run_cancelled_while_waiting_for_the_lock_leaves_the_holders_lease_alo
         namespace=namespace,
     )
     process = cli.start("switch", "--to", "green", "--wait-for-lock", "10m")
-    time.sleep(2)  # it is waiting: nothing else it could be doing
+    # Not a fixed sleep: on a loaded machine the CLI may not have started yet after seconds, and a
+    # SIGTERM before its handler is installed kills it outright (no report to check).
+    wait_until("catching SIGTERM", lambda: catches(process.pid, signal.SIGTERM))
+    time.sleep(1)  # then it reads the Lease and waits: nothing else it could be doing
     assert process.poll() is None
     code, report, took = stop(process)
 
