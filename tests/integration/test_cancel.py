@@ -314,7 +314,7 @@ def test_a_signal_just_as_the_lock_is_taken_still_frees_it(cli: Cli, kube: Clien
         held = held_by(kube, namespace, process)
         wait_until("holding the lock or ended", lambda: held() or process.poll() is not None)
         if process.poll() is not None:  # it finished before the poll saw it hold: fine, if it succeeded
-            out, err = process.communicate()
+            _out, err = process.communicate()
             assert process.returncode == 0, err[-2000:]
         else:
             code, report, _ = stop(process)
