@@ -407,9 +407,24 @@ class Lock:
     def _release(self) -> None:
         if self._lost:
             return  # someone else's now
+        # From the copy our last write returned: its resourceVersion guards the write, so one request
+        # instead of a read and a write (issue 14). A 409 means someone wrote the Lease since (a
+        # rollback that took it over, say): read it and give it back only if it is still ours.
+        held = self._lease
+        if held is not None and held.spec is not None and held.spec.holderIdentity == self.identity:
+            try:
+                self._give_back(held)
+                return
+            except ConflictError:
+                pass
         lease = self._read()
         if lease is None or lease.spec is None or lease.spec.holderIdentity != self.identity:
             return
+        self._give_back(lease)
+
+    def _give_back(self, lease: Lease) -> None:
+        """Clear the holder, keeping the object; guarded by `lease`'s resourceVersion."""
+        assert lease.spec is not None
         lease.spec.holderIdentity = None
         lease.spec.renewTime = None
         if lease.metadata is not None and lease.metadata.annotations:

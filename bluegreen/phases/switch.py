@@ -60,8 +60,11 @@ def run(
     read: tuple[Router, RouteState] | None = None,
     baseline: Callable[[Color], dict[str, Any]] | None = None,
     allow_no_endpoints: bool = False,
+    held: dict[Color, dict[str, Any] | None] | None = None,
 ) -> Result:
-    """`read`: the router and its state as the caller (rollback) just read them, not read again."""
+    """`read`: the router and its state as the caller (rollback) just read them, not read again.
+    `held`: the caller holds the Lease already and has just read each colour's Deployment under it
+    (rollback): decided on as read, and not read and decided again before the write."""
     router, state = read or read_route(ctx)
     result = Result(
         phase=action, result="noop", app=ctx.app.name, namespace=ctx.app.namespace, dry_run=ctx.dry_run
@@ -73,6 +76,7 @@ def run(
     # Each colour's Deployment as last read: read once before the lock (to decide, check readiness and
     # name the images) and once more under it, each time by decide() (issue 14: fewer requests).
     deployments: dict[Color, dict[str, Any] | None] = {}
+    given = dict(held or {})  # used by the first decision only: after a 409, everything is read again
 
     def decide(state: RouteState) -> intent.Decision:
         seen.clear()
@@ -84,7 +88,7 @@ def run(
                     remedy="Settle it: `bluegreen switch --to blue` (or green) moves all traffic to one colour.",
                 )
             return intent.Decision(target=to, notes=[f"settling a split route ({state.detail}) on {to}"])
-        deployments.update({c: ctx.deployment(c) for c in Color})
+        deployments.update({c: given.pop(c) if c in given else ctx.deployment(c) for c in Color})
         seen.update(_releases(ctx, deployments))
         return intent.decide(
             state.active,
@@ -151,6 +155,7 @@ def run(
                 seen=seen,
                 measured=measured,
                 state=state,
+                decided=decision if held is not None else None,
             )
             telemetry.note(
                 span,
@@ -373,6 +378,7 @@ def _write(
     seen: dict[Color, intent.Release],
     measured: dict[str, Any] | None,
     state: RouteState | None = None,
+    decided: intent.Decision | None = None,
 ) -> tuple[RouteState, intent.Decision, SwitchWrite, dict[str, Any]]:
     """Read, decide, check the target is ready and write under the lock; a conflict means someone
     changed the object: decide again.
@@ -381,12 +387,17 @@ def _write(
     selector; the others record the intent first. `state`: the Service as read before the lock. Its
     first write is guarded by that resourceVersion, so any change since is a 409 and read again:
     reading it again first would only cost a request. The Deployments are read again under the lock
-    (decide), and the target's readiness judged on that read (ready)."""
+    (decide), and the target's readiness judged on that read (ready). `decided`: the decision on
+    `state` already made under the lock (a caller that held it), not made again on a second read."""
     atomic = isinstance(router, ServiceRouter) and router.records_history
     known = state if atomic else None
     for _ in range(CONFLICT_RETRIES):
-        state, known = known or router.read(), None
-        decision = decide(state)
+        if known is not None and decided is not None:
+            state, decision = known, decided
+        else:
+            state = known or router.read()
+            decision = decide(state)
+        known = decided = None
         if decision.target is None:
             return state, decision, SwitchWrite(changed=False, api_ms=0.0, before="", after=""), {}
         ready(decision.target)  # before the first write: nothing written when it refuses
