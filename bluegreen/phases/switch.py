@@ -100,6 +100,11 @@ def run(
             rollback=action == "rollback",
         )
 
+    if held is None and not ctx.dry_run:
+        # The Lease read before the Deployments: taken from this very read (guarded by its
+        # resourceVersion), no other run held it while they were read, so they need not be read again
+        # under it (Lock.undisturbed; issue 14). A re-run with nothing to do pays this one read.
+        ctx.peek_lock()
     decision = decide(state)
     if decision.target is None:
         return _noop(ctx, router, state, decision, result, deployments)
@@ -128,12 +133,13 @@ def run(
     measured = baseline(state.active) if baseline and state.active else None
     # Shielded: a signal stops the run at its next write (cancel.before_write) or cuts the verification
     # short, never between the switch and its record.
-    with ctx.lock(), cancel.shield():
+    with ctx.lock() as lock, cancel.shield():
         result.mark("lock taken")
 
         def ready(target: Color) -> None:
             # Again under the lock: while this run waited for it, the target may have changed (a
-            # failed deploy's restore still rolling out, another release's deploy).
+            # failed deploy's restore still rolling out, another release's deploy). When the
+            # decision is not made again (undisturbed), this judges the same read again: no request.
             _require_available(
                 ctx,
                 target,
@@ -155,7 +161,9 @@ def run(
                 seen=seen,
                 measured=measured,
                 state=state,
-                decided=decision if held is not None else None,
+                # Decided under the Lease already (a caller that held it), or on reads no other run
+                # could have changed since (taken from the Lease read before them): not read again.
+                decided=decision if held is not None or lock.undisturbed else None,
             )
             telemetry.note(
                 span,
