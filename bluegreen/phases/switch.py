@@ -5,9 +5,11 @@ recorded, and when it is already live does nothing, so a re-run never flips traf
 that was rolled back is refused, and so is a template other than the one its gate judged, unless
 --force (which the history records).
 
-Flat, each step returning early: read the router -> decide the target -> check the target is fully
-available -> take the lock -> read again, decide again and write (a 409 is re-read and re-decided,
-never retried blindly) -> verify -> point the preview Service at the other colour -> record.
+Flat, each step returning early: read the router -> read the Lease -> decide the target -> check the
+target is fully available -> take the lock -> read again and decide again (unless the Lease was taken
+from the read before the decision: no other run held it since, Lock.undisturbed) and write (a 409 is
+re-read and re-decided, never retried blindly) -> verify -> point the preview Service at the other
+colour -> record.
 
 The Service router moves traffic and records it in one write (selector, active and previous colour,
 the new history entry). Other routers record the intent on the live Service first, then write their
