@@ -300,15 +300,30 @@ def _noop(
         f"{decision.why or f'traffic already goes to {state.active}'} ({state.detail}): nothing to do"
     )
     if state.active is not None:
-        reconcile(ctx, state.active, result, deployed_live=bool(live and live.candidate))
+        # The Service router's read is the live Service, history included: not read again (issue 14).
+        annotations = (
+            dict(router.annotations) if isinstance(router, ServiceRouter) and router.records_history else None
+        )
+        reconcile(
+            ctx, state.active, result, deployed_live=bool(live and live.candidate), annotations=annotations
+        )
     return result
 
 
-def reconcile(ctx: Context, live: Color, result: Result, *, deployed_live: bool = False) -> None:
+def reconcile(
+    ctx: Context,
+    live: Color,
+    result: Result,
+    *,
+    deployed_live: bool = False,
+    annotations: dict[str, str] | None = None,
+) -> None:
     """When the history disagrees with what the router reads (a switch interrupted between its
     writes), record what the router reads: the router is the truth. `deployed_live`: the live colour
-    carries a deployed candidate, so with nothing recorded at all, someone else moved traffic to it."""
-    annotations = ctx.history_annotations()
+    carries a deployed candidate, so with nothing recorded at all, someone else moved traffic to it.
+    `annotations`: the live Service's, as just read (else read here)."""
+    if annotations is None:
+        annotations = ctx.history_annotations()
     lag = history.lags(annotations, str(live))
     if not lag and deployed_live and not annotations.get(history.ACTIVE):
         lag = f"traffic goes to the deployed {live} with no switch recorded (moved by another writer?)"
