@@ -31,6 +31,8 @@ pytestmark = pytest.mark.cluster
 SWITCH_BUDGET = 12
 # A rollback: the same, plus the rejected mark on the release it left.
 ROLLBACK_BUDGET = 13
+# A re-run with nothing to do: the live Service, the Lease, both Deployments; no write, no lock taken.
+NOOP_BUDGET = 4
 
 
 def steps(log: Path, namespace: str) -> list[str]:
@@ -87,3 +89,8 @@ def test_switch_and_rollback_send_only_what_they_must(
     assert rolled.result is not None and rolled.result.result == "rolled-back"
     assert_one_write_moves_traffic(sent)
     assert len(sent) <= ROLLBACK_BUDGET, "\n".join(sent)
+
+    again, sent = run(cluster, namespace, log, monkeypatch, "switch", "--to", "blue")
+    assert again.result is not None and again.result.result == "noop"
+    assert not any(s.split()[0] in ("PATCH", "PUT", "POST") for s in sent), "\n".join(sent)
+    assert len(sent) <= NOOP_BUDGET, "\n".join(sent)
