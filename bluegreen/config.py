@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import yaml
 
-from bluegreen import validate
+from bluegreen import validate, yamlsafe
 from bluegreen.errors import ConfigError
 from bluegreen.group import Group, parse_groups
 from bluegreen.verdict import Limits, Threshold, parse_condition
@@ -264,9 +264,9 @@ class LocatedList(list[Any], _Located):
     pass
 
 
-class _LineLoader(validate.BoundedLoader):
+class _LineLoader(yamlsafe.BoundedLoader):
     """A SafeLoader whose mappings and sequences remember the line of each key and item; no aliases,
-    bounded depth (validate.BoundedLoader)."""
+    bounded depth (yamlsafe.BoundedLoader)."""
 
 
 def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> LocatedDict:

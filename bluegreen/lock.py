@@ -133,6 +133,12 @@ class Lock:
         self._mutex = threading.Lock()  # the renewer and the run both write the Lease
         self._stop = threading.Event()
         self._renewer: threading.Thread | None = None
+        self._peeked: Lease | None = None  # a free Lease as peek() read it, for acquire's first attempt
+        self._peeked_none = False  # peek() found no Lease at all
+        # Taken at the first attempt from the free Lease peek() read: no other run held it since (the
+        # take is guarded by that read's resourceVersion), so what the run read after peek() is as good
+        # as read under the Lease.
+        self.undisturbed = False
 
     # -- holding ----------------------------------------------------------------------------------
 
@@ -156,6 +162,19 @@ class Lock:
         finally:
             self._exit()
 
+    def peek(self) -> None:
+        """Read the Lease before the reads a run decides on, for acquire's first attempt (issue 14:
+        then a switch need not read the Deployments again under the Lease; see `undisturbed`). A Lease
+        held by someone is not kept: acquire reads it again, as it would have."""
+        self._peeked, self._peeked_none = None, False
+        if self._depth > 0:
+            return  # held already: nothing to take
+        lease = self._read()
+        if lease is None:
+            self._peeked_none = True
+        elif lease.spec is None or not lease.spec.holderIdentity:
+            self._peeked = lease
+
     def _enter(self, *, preemptible: bool, preempt: bool) -> None:
         if self._depth == 0:
             try:
@@ -165,8 +184,10 @@ class Lock:
                 # give back what was taken (release reads whose it is).
                 self.release()
                 raise
-        elif not preemptible:
-            self._promote()
+        else:
+            self.undisturbed = False  # as before: a nested use reads again what it decides on
+            if not preemptible:
+                self._promote()
         self._depth += 1
 
     def _exit(self) -> None:
@@ -230,9 +251,12 @@ class Lock:
         deadline = time.monotonic() + self.wait
         last_note = 0.0
         seen: Seen | None = None
+        peeked = self._peeked is not None or self._peeked_none
+        lease_peeked, self._peeked, self._peeked_none = self._peeked, None, False
+        self.undisturbed = False
         while True:
             cancel.check()
-            lease = self._read()
+            lease = lease_peeked if peeked else self._read()
             holder, seen = judge(lease, seen, time.monotonic())
             taking_over = holder is not None and holder.preemptible and preempt
             if holder is None or holder.identity == self.identity or taking_over:
@@ -242,7 +266,9 @@ class Lock:
                     else:
                         self._take(lease, preemptible=preemptible, preempting=taking_over)
                 except ConflictError:
+                    peeked = False
                     continue  # another run wrote first: read again and decide again
+                self.undisturbed = peeked  # a free Lease (or none), taken from that very read
                 if taking_over and holder is not None:
                     self.reporter.progress(
                         f"took the lock over from {holder.identity} (a rollback preempts a watch)"
@@ -257,6 +283,7 @@ class Lock:
             if time.monotonic() - last_note > 5:
                 self.reporter.progress(f"waiting for the lock held by {describe(holder)}")
                 last_note = time.monotonic()
+            peeked = False
             cancel.sleep(POLL_S)
         self._lost, self.preempted_by = "", ""
         self._stop = threading.Event()
@@ -414,6 +441,15 @@ class Lock:
         reads again; another run's Lease is never cleared."""
         if self._lost:
             return  # someone else's now
+        # First from the copy our last write returned: its resourceVersion guards the write, so one
+        # request instead of a read and a write (issue 14).
+        held = self._lease
+        if held is not None and held.spec is not None and held.spec.holderIdentity == self.identity:
+            try:
+                self._clear(held)
+                return
+            except ClusterError:
+                pass  # a 409 (written since: a rollback took it over?) or a lost write: read and retry
         delay = RELEASE_BACKOFF_S
         for attempt in range(1, RELEASE_TRIES + 1):
             lease = self._read()
@@ -431,6 +467,7 @@ class Lock:
             delay *= 2
 
     def _clear(self, lease: Lease) -> None:
+        """Clear the holder, keeping the object; guarded by `lease`'s resourceVersion."""
         assert lease.spec is not None
         lease.spec.holderIdentity = None
         lease.spec.renewTime = None

@@ -29,7 +29,7 @@ from typing import Any
 
 import yaml
 
-from bluegreen import validate
+from bluegreen import validate, yamlsafe
 
 APP_LABEL = "bluegreen.io/app"  # on every config copy: which app's copies `retire` may clean up
 COPY_OF = "bluegreen.io/copy-of"  # annotation on a copy: the ConfigMap or Secret it was made from
@@ -136,7 +136,7 @@ def parse(texts: Sequence[tuple[str, str]], *, app: str, namespace: str) -> Mani
     problems: list[str] = []
     for source, text in texts:
         try:
-            loaded = list(yaml.load_all(text, Loader=validate.BoundedLoader))  # SafeLoader subclass
+            loaded = list(yaml.load_all(text, Loader=yamlsafe.BoundedLoader))  # SafeLoader subclass
         except yaml.YAMLError as error:
             mark = getattr(error, "problem_mark", None)
             where = f"{source}:{mark.line + 1}" if mark is not None else source

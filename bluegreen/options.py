@@ -13,7 +13,7 @@ bluegreen.yaml and names the flag in its error.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -284,19 +284,43 @@ def context(target: Target, writes: Writes | None, reporter: Reporter) -> Any:
     )
 
 
+# bluegreen.config.DEFAULT_PATH, named here so that a switch without the file never imports its parser.
+DEFAULT_CONFIG = Path("bluegreen.yaml")
+
+
 def switch_config(path: Path | None) -> Any:
     """The app's bluegreen.yaml for `switch` (given, or ./bluegreen.yaml if present): when it gates,
     `switch` promotes only a template a gate passed; its watch's Prometheus checks measure the live
-    colour's baseline. Read before the cluster is contacted."""
-    from bluegreen.config import DEFAULT_PATH, Config, load
-
+    colour's baseline. Read before the cluster is contacted. None without a file: the defaults neither
+    gate nor measure a baseline, and a switch then imports neither bluegreen.config nor the watch's
+    checks (issue 14)."""
     if path is None:
         try:
-            if not DEFAULT_PATH.is_file():
-                return Config()
+            if not DEFAULT_CONFIG.is_file():
+                return None
         except OSError:  # a working directory we may not read (the Action's uid in some runners)
-            return Config()
+            return None
+    from bluegreen.config import load
+
     return load(path)
+
+
+def probed(
+    probe: ProbeOptions | None,
+    run: Callable[[], Result],
+    *,
+    longest: float,
+    refuse_unanswered: bool,
+    reporter: Reporter,
+) -> Result:
+    """`run` inside a traffic probe (bluegreen/traffic_probe.py), imported only when there is one."""
+    if probe is None:
+        return run()
+    from bluegreen import traffic_probe
+
+    return traffic_probe.probed(
+        probe, run, longest=longest, refuse_unanswered=refuse_unanswered, reporter=reporter
+    )
 
 
 def run(options: PhaseOptions, reporter: Reporter) -> Result:
@@ -336,11 +360,10 @@ def run(options: PhaseOptions, reporter: Reporter) -> Result:
             return checked.gate(context(options.target, None, reporter), config)
         case SwitchOptions():
             from bluegreen.phases import switch
-            from bluegreen.traffic_probe import probed
 
             switching = options
             config = switch_config(switching.checks.config)  # read before the cluster is asked
-            gated = config.path is not None and bool(config.gate_checks())
+            gated = config is not None and config.path is not None and bool(config.gate_checks())
             ctx = context(switching.target, switching.writes, reporter)
 
             def baseline(live: Color) -> dict[str, Any]:
@@ -357,7 +380,7 @@ def run(options: PhaseOptions, reporter: Reporter) -> Result:
                     reason=switching.reason,
                     candidate=switching.candidate,
                     gate_required=gated,
-                    baseline=baseline,
+                    baseline=baseline if config is not None else None,
                     allow_no_endpoints=switching.allow_no_endpoints,
                 ),
                 longest=switching.target.timeout,
@@ -377,7 +400,6 @@ def run(options: PhaseOptions, reporter: Reporter) -> Result:
             return checked.watch(context(options.target, options.writes, reporter), config)
         case RollbackOptions():
             from bluegreen.phases import rollback
-            from bluegreen.traffic_probe import probed
 
             rolling = options
             return probed(

@@ -11,7 +11,9 @@ Bounds, documented in docs/configuration.md:
 - durations finite, 0 <= d <= 24h; ratios 0..1; tolerances 0..100 (10,000%); counts bounded;
 - YAML: no aliases, at most MAX_DEPTH levels of nesting, at most MAX_YAML_BYTES, UTF-8 text only.
 
-Pure: no I/O and nothing of ours imported but the error types, so it is cheap to fuzz.
+Pure: no I/O and nothing of ours imported but the error types, so it is cheap to fuzz. The YAML
+loader itself is bluegreen/yamlsafe.py, imported on first use: the CLI imports this module for its
+argument types, and `--version`, `--help` or a usage error must not pay for PyYAML (issue 14).
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import yaml
+if TYPE_CHECKING:
+    from bluegreen.yamlsafe import BoundedLoader
 
 MAX_DURATION = 24 * 3600.0  # seconds: no wait, window or safety period of ours is longer than a day
 MAX_TOLERANCE = 100.0  # 10,000%: finite, and far above any tolerance a gate means (tests use 2000%)
@@ -319,38 +322,6 @@ def finite(value: object, *, kind: str = "a number") -> float:
 # Safe YAML.
 
 
-class YamlLimitError(yaml.MarkedYAMLError):
-    """A document outside our limits: an alias, too deep."""
-
-
-class BoundedLoader(yaml.SafeLoader):
-    """A SafeLoader that refuses aliases (no "billion laughs") and nesting deeper than MAX_DEPTH.
-
-    PyYAML composes nodes recursively, so a deep document would end in RecursionError; counting
-    depth here stops it after MAX_DEPTH levels, long before that.
-    """
-
-    _depth = 0
-
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()  # type: ignore[no-untyped-call]
-            raise YamlLimitError(
-                problem="aliases (*name) are not allowed in this file: write the value out",
-                problem_mark=event.start_mark,
-            )
-        self._depth += 1
-        try:
-            if self._depth > MAX_DEPTH:
-                raise YamlLimitError(
-                    problem=f"nested more than {MAX_DEPTH} levels deep",
-                    problem_mark=self.peek_event().start_mark,  # type: ignore[no-untyped-call]
-                )
-            return super().compose_node(parent, index)
-        finally:
-            self._depth -= 1
-
-
 def yaml_text(data: bytes, *, source: str) -> str:
     """The text of a YAML file: at most MAX_YAML_BYTES, UTF-8; ValueError naming the source otherwise."""
     if len(data) > MAX_YAML_BYTES:
@@ -372,8 +343,9 @@ def yaml_text(data: bytes, *, source: str) -> str:
     return text
 
 
-def load_yaml(text: str, loader: type[BoundedLoader] = BoundedLoader) -> Any:
-    """One YAML document through `loader` (a BoundedLoader): yaml.YAMLError for anything refused."""
-    if len(text) > MAX_YAML_BYTES:
-        raise YamlLimitError(problem=f"longer than {MAX_YAML_BYTES // 1024} KiB")
-    return yaml.load(text, Loader=loader)  # noqa: S506  # a SafeLoader subclass
+def load_yaml(text: str, loader: type[BoundedLoader] | None = None) -> Any:
+    """One YAML document through `loader` (yamlsafe.BoundedLoader by default): yaml.YAMLError for
+    anything refused."""
+    from bluegreen import yamlsafe
+
+    return yamlsafe.load(text, loader or yamlsafe.BoundedLoader)

@@ -45,6 +45,12 @@ class Context:
         with self._lock.hold(preemptible=preemptible, preempt=preempt) as held:
             yield held
 
+    def peek_lock(self) -> None:
+        """Read the Lease ahead of the reads a phase decides on (Lock.peek, Lock.undisturbed)."""
+        if self._lock is None:
+            self._lock = Lock(self.kube, self.app, self.run, wait=self.lock_wait, reporter=self.reporter)
+        self._lock.peek()
+
     # -- reads ------------------------------------------------------------------------------------
 
     def require_namespace(self) -> None:

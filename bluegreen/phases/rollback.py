@@ -54,7 +54,10 @@ def run(ctx: Context, *, reason: str = "", to: Color | None = None, force: bool 
             f"traffic already goes to {target}: there is nothing to roll back to",
             remedy="Run `bluegreen status`; to move traffic, use `bluegreen switch --to COLOUR`.",
         )
-    dep = ctx.deployment(target)
+    if not ctx.dry_run:
+        ctx.peek_lock()  # before the Deployments are read: see switch.run and Lock.undisturbed
+    before = {c: ctx.deployment(c) for c in Color}
+    dep = before[target]
     if dep is None:
         raise NotFoundError(
             f"Deployment {ctx.app.namespace}/{ctx.app.deployment(target)} does not exist: nothing to roll back to"
@@ -70,10 +73,17 @@ def run(ctx: Context, *, reason: str = "", to: Color | None = None, force: bool 
         )
     # A rollback never waits for a release's watch: it takes the watch's Lease over (preempt), and the
     # watch ends `preempted` at its next interval. Deploy, switch and retire are waited for.
-    with ctx.lock(preempt=not ctx.dry_run):
-        dep = ctx.deployment(target) or dep  # again under the lock: it may have been retired meanwhile
+    with ctx.lock(preempt=not ctx.dry_run) as lock:
+        # Both colours again under the lock (the target may have been retired meanwhile), unless the
+        # Lease was taken from the free Lease read before them (no other run held it since): the switch
+        # decides on these reads and checks the target's readiness on them, without reading again.
+        held: dict[Color, dict[str, Any] | None] | None = (
+            before if lock.undisturbed else {c: ctx.deployment(c) for c in Color}
+        )
+        dep = (held or {}).get(target) or dep
         if dep["spec"].get("replicas", 1) == 0 and not ctx.dry_run:
-            live = ctx.deployment(state.active) if state.active else None
+            live = (held or {}).get(state.active) if state.active else None
+            held = None  # scaled and rolled out below: the switch reads them as they are then
             replicas = (live or {}).get("spec", {}).get("replicas", 1) or 1
             ctx.reporter.progress(f"{target} was retired: scaling it to {replicas} replicas first")
             patch: dict[str, Any] = {"spec": {"replicas": replicas}}
@@ -93,6 +103,7 @@ def run(ctx: Context, *, reason: str = "", to: Color | None = None, force: bool 
             action="rollback",
             force=force,
             read=(router, state),
+            held=held,
         )
     if result.result == "rolled-back":
         result.messages.append(

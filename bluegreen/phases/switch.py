@@ -5,9 +5,11 @@ recorded, and when it is already live does nothing, so a re-run never flips traf
 that was rolled back is refused, and so is a template other than the one its gate judged, unless
 --force (which the history records).
 
-Flat, each step returning early: read the router -> decide the target -> check the target is fully
-available -> take the lock -> read again, decide again and write (a 409 is re-read and re-decided,
-never retried blindly) -> verify -> point the preview Service at the other colour -> record.
+Flat, each step returning early: read the router -> read the Lease -> decide the target -> check the
+target is fully available -> take the lock -> read again and decide again (unless the Lease was taken
+from the read before the decision: no other run held it since, Lock.undisturbed) and write (a 409 is
+re-read and re-decided, never retried blindly) -> verify -> point the preview Service at the other
+colour -> record.
 
 The Service router moves traffic and records it in one write (selector, active and previous colour,
 the new history entry). Other routers record the intent on the live Service first, then write their
@@ -60,8 +62,11 @@ def run(
     read: tuple[Router, RouteState] | None = None,
     baseline: Callable[[Color], dict[str, Any]] | None = None,
     allow_no_endpoints: bool = False,
+    held: dict[Color, dict[str, Any] | None] | None = None,
 ) -> Result:
-    """`read`: the router and its state as the caller (rollback) just read them, not read again."""
+    """`read`: the router and its state as the caller (rollback) just read them, not read again.
+    `held`: the caller holds the Lease already and has just read each colour's Deployment under it
+    (rollback): decided on as read, and not read and decided again before the write."""
     router, state = read or read_route(ctx)
     result = Result(
         phase=action, result="noop", app=ctx.app.name, namespace=ctx.app.namespace, dry_run=ctx.dry_run
@@ -73,6 +78,7 @@ def run(
     # Each colour's Deployment as last read: read once before the lock (to decide, check readiness and
     # name the images) and once more under it, each time by decide() (issue 14: fewer requests).
     deployments: dict[Color, dict[str, Any] | None] = {}
+    given = dict(held or {})  # used by the first decision only: after a 409, everything is read again
 
     def decide(state: RouteState) -> intent.Decision:
         seen.clear()
@@ -84,7 +90,7 @@ def run(
                     remedy="Settle it: `bluegreen switch --to blue` (or green) moves all traffic to one colour.",
                 )
             return intent.Decision(target=to, notes=[f"settling a split route ({state.detail}) on {to}"])
-        deployments.update({c: ctx.deployment(c) for c in Color})
+        deployments.update({c: given.pop(c) if c in given else ctx.deployment(c) for c in Color})
         seen.update(_releases(ctx, deployments))
         return intent.decide(
             state.active,
@@ -96,6 +102,11 @@ def run(
             rollback=action == "rollback",
         )
 
+    if held is None and not ctx.dry_run:
+        # The Lease read before the Deployments: taken from this very read (guarded by its
+        # resourceVersion), no other run held it while they were read, so they need not be read again
+        # under it (Lock.undisturbed; issue 14). A re-run with nothing to do pays this one read.
+        ctx.peek_lock()
     decision = decide(state)
     if decision.target is None:
         return _noop(ctx, router, state, decision, result, deployments)
@@ -124,12 +135,13 @@ def run(
     measured = baseline(state.active) if baseline and state.active else None
     # Shielded: a signal stops the run at its next write (cancel.before_write) or cuts the verification
     # short, never between the switch and its record.
-    with ctx.lock(), cancel.shield():
+    with ctx.lock() as lock, cancel.shield():
         result.mark("lock taken")
 
         def ready(target: Color) -> None:
             # Again under the lock: while this run waited for it, the target may have changed (a
-            # failed deploy's restore still rolling out, another release's deploy).
+            # failed deploy's restore still rolling out, another release's deploy). When the
+            # decision is not made again (undisturbed), this judges the same read again: no request.
             _require_available(
                 ctx,
                 target,
@@ -151,6 +163,9 @@ def run(
                 seen=seen,
                 measured=measured,
                 state=state,
+                # Decided under the Lease already (a caller that held it), or on reads no other run
+                # could have changed since (taken from the Lease read before them): not read again.
+                decided=decision if held is not None or lock.undisturbed else None,
             )
             telemetry.note(
                 span,
@@ -287,15 +302,30 @@ def _noop(
         f"{decision.why or f'traffic already goes to {state.active}'} ({state.detail}): nothing to do"
     )
     if state.active is not None:
-        reconcile(ctx, state.active, result, deployed_live=bool(live and live.candidate))
+        # The Service router's read is the live Service, history included: not read again (issue 14).
+        annotations = (
+            dict(router.annotations) if isinstance(router, ServiceRouter) and router.records_history else None
+        )
+        reconcile(
+            ctx, state.active, result, deployed_live=bool(live and live.candidate), annotations=annotations
+        )
     return result
 
 
-def reconcile(ctx: Context, live: Color, result: Result, *, deployed_live: bool = False) -> None:
+def reconcile(
+    ctx: Context,
+    live: Color,
+    result: Result,
+    *,
+    deployed_live: bool = False,
+    annotations: dict[str, str] | None = None,
+) -> None:
     """When the history disagrees with what the router reads (a switch interrupted between its
     writes), record what the router reads: the router is the truth. `deployed_live`: the live colour
-    carries a deployed candidate, so with nothing recorded at all, someone else moved traffic to it."""
-    annotations = ctx.history_annotations()
+    carries a deployed candidate, so with nothing recorded at all, someone else moved traffic to it.
+    `annotations`: the live Service's, as just read (else read here)."""
+    if annotations is None:
+        annotations = ctx.history_annotations()
     lag = history.lags(annotations, str(live))
     if not lag and deployed_live and not annotations.get(history.ACTIVE):
         lag = f"traffic goes to the deployed {live} with no switch recorded (moved by another writer?)"
@@ -375,6 +405,7 @@ def _write(
     seen: dict[Color, intent.Release],
     measured: dict[str, Any] | None,
     state: RouteState | None = None,
+    decided: intent.Decision | None = None,
 ) -> tuple[RouteState, intent.Decision, SwitchWrite, dict[str, Any]]:
     """Read, decide, check the target is ready and write under the lock; a conflict means someone
     changed the object: decide again.
@@ -383,12 +414,17 @@ def _write(
     selector; the others record the intent first. `state`: the Service as read before the lock. Its
     first write is guarded by that resourceVersion, so any change since is a 409 and read again:
     reading it again first would only cost a request. The Deployments are read again under the lock
-    (decide), and the target's readiness judged on that read (ready)."""
+    (decide), and the target's readiness judged on that read (ready). `decided`: the decision on
+    `state` already made under the lock (a caller that held it), not made again on a second read."""
     atomic = isinstance(router, ServiceRouter) and router.records_history
     known = state if atomic else None
     for _ in range(CONFLICT_RETRIES):
-        state, known = known or router.read(), None
-        decision = decide(state)
+        if known is not None and decided is not None:
+            state, decision = known, decided
+        else:
+            state = known or router.read()
+            decision = decide(state)
+        known = decided = None
         if decision.target is None:
             return state, decision, SwitchWrite(changed=False, api_ms=0.0, before="", after=""), {}
         ready(decision.target)  # before the first write: nothing written when it refuses

@@ -179,3 +179,43 @@ def test_a_retried_release_never_clears_another_runs_lease(kube: Client, namespa
         pass
     assert flaky.failed
     assert holder(kube, namespace) == "run 2"
+
+
+def test_reads_after_a_peek_count_as_under_the_lease_only_if_no_run_held_it_since(
+    kube: Client, namespace: str
+) -> None:
+    """A switch reads the Lease before the Deployments and does not read them again under it only when
+    it took the Lease from that very read (issue 14): another run in between makes it read again."""
+    app = AppSpec(name="shop", namespace=namespace)
+    ctx = Context(kube=kube, app=app)
+    ctx.peek_lock()
+    with ctx.lock() as lock:
+        assert lock.undisturbed  # no Lease at all when peeked, and created from that read
+    ctx.peek_lock()
+    with ctx.lock() as lock:
+        assert lock.undisturbed  # released, free when peeked, taken from that read
+    ctx.peek_lock()
+    with Lock(kube, app, RunInfo()):  # another run takes it and gives it back meanwhile
+        pass
+    with ctx.lock() as lock:
+        assert holder(kube, namespace) == lock.identity  # still taken: the 409 was read again
+        assert not lock.undisturbed
+    with ctx.lock() as lock:
+        assert not lock.undisturbed  # no peek: read as before
+    assert holder(kube, namespace) is None
+
+
+def test_release_from_the_copy_held_reads_again_when_the_lease_changed(kube: Client, namespace: str) -> None:
+    """Released from our own last write's copy (one request); a Lease written since (a 409) is read
+    again: still ours, released; someone else's, left to them."""
+    app = AppSpec(name="shop", namespace=namespace)
+    patch = {"metadata": {"annotations": {"example.com/touched": "yes"}}}
+    with Lock(kube, app, RunInfo()) as lock:
+        kube.patch(Lease, app.lease, patch, namespace=namespace, patch_type=PatchType.MERGE)
+        assert holder(kube, namespace) == lock.identity
+    assert holder(kube, namespace) is None
+
+    with Lock(kube, app, RunInfo()):
+        other = {"spec": {"holderIdentity": "someone else"}}
+        kube.patch(Lease, app.lease, other, namespace=namespace, patch_type=PatchType.MERGE)
+    assert holder(kube, namespace) == "someone else"

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-# Not yaml: bluegreen/validate.py (imported by the CLI for its argument types) subclasses PyYAML's
-# loader at import time; splitting its YAML half out would take PyYAML off this list too.
-HEAVY = ("lightkube", "httpx2", "httpcore2", "msgspec", "anyio", "h2", "asyncio", "github")
+# yaml too: bluegreen/validate.py (imported by the CLI for its argument types) leaves its loader to
+# bluegreen/yamlsafe.py, imported only where a file is read.
+HEAVY = ("yaml", "lightkube", "httpx2", "httpcore2", "msgspec", "anyio", "h2", "asyncio", "github")
 
 
 def imported_by(argv: list[str]) -> set[str]:
@@ -92,3 +92,27 @@ def test_a_switch_imports_only_what_a_switch_uses(tmp_path: Path) -> None:
         "github",
     }
     assert modules & unused == set()
+
+
+def test_a_switch_without_bluegreen_yaml_imports_neither_its_parser_nor_the_watch(tmp_path: Path) -> None:
+    """No bluegreen.yaml: the defaults neither gate nor measure a baseline, so a switch does not import
+    the config parser (PyYAML's loader for it, the group and verdict parsers) or the watch's checks."""
+    code = (
+        "import sys\n"
+        "from bluegreen import config, options\n"
+        "assert options.DEFAULT_CONFIG == config.DEFAULT_PATH\n"
+        "for name in [m for m in sys.modules if m.startswith('bluegreen.config')]:\n"
+        "    del sys.modules[name]\n"
+        "assert options.switch_config(None) is None\n"
+        "print('bluegreen.config' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path
+    )
+    assert out.stdout.split() == ["False"]
+    (tmp_path / "bluegreen.yaml").write_text("app: shop\n")
+    code = "from bluegreen import options\nprint(options.switch_config(None).path)\n"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path
+    )
+    assert out.stdout.split() == ["bluegreen.yaml"]
