@@ -140,6 +140,7 @@ class SwitchOptions:
     to: Color | None = None  # None: the candidate deploy recorded (nothing to do when it is live)
     force: bool = False
     allow_no_endpoints: bool = False  # with force: even onto a colour with no ready pod (recorded)
+    undo: bool = True  # a switch that fails to verify is moved back to the colour it left (--no-undo)
     reason: str = ""
     candidate: str = ""  # deploy's `candidate` output: promote exactly that release
     # bluegreen.yaml (None: ./bluegreen.yaml if present): a gate in it is required; its watch's
@@ -289,7 +290,7 @@ def run(options: PhaseOptions, reporter: Reporter) -> Result:
 
             return probed(
                 switching.probe,
-                lambda: switch.run(
+                lambda traffic: switch.run(
                     ctx,
                     to=switching.to,
                     force=switching.force,
@@ -298,6 +299,8 @@ def run(options: PhaseOptions, reporter: Reporter) -> Result:
                     gate_required=gated,
                     baseline=baseline,
                     allow_no_endpoints=switching.allow_no_endpoints,
+                    undo=switching.undo,
+                    traffic=traffic,
                 ),
                 longest=switching.target.timeout,
                 # a probe URL that never answers is a typo: refused before the switch changes anything
@@ -316,11 +319,12 @@ def run(options: PhaseOptions, reporter: Reporter) -> Result:
             rolling = options
             return probed(
                 rolling.probe,
-                lambda: rollback.run(
+                lambda traffic: rollback.run(
                     context(rolling.target, rolling.writes, reporter),
                     reason=rolling.reason,
                     to=rolling.to,
                     force=rolling.force,
+                    traffic=traffic,
                 ),
                 longest=rolling.target.timeout,
                 refuse_unanswered=False,  # a rollback often runs while the app is failing: warn, go on

@@ -76,6 +76,7 @@ DEFAULTS: dict[str, str] = {
     "probe-header": "",
     "probe-pattern": "",
     "probe-fail-on-error": "false",
+    "undo": "true",
     "github-token": "",
 }
 
@@ -123,6 +124,7 @@ class ActionInputs:
     github_token: str
     run: RunInfo  # who asked, from the GitHub variables: the audit trail
     probe: ProbeOptions | None = None  # probe-url and its companions (switch and rollback)
+    undo: bool = True  # switch: a switch that fails its verification is moved back
 
     def options(self, kubeconfig_path: str | None) -> PhaseOptions:
         """What the engine runs: every input that applies to this phase, typed, and nothing else."""
@@ -164,6 +166,7 @@ class ActionInputs:
                     # with a gate in it, only a gated template is promoted; its watch's checks measure the baseline
                     checks=Checks(config=checks.config),
                     probe=self.probe,
+                    undo=self.undo,
                 )
             case "watch":
                 return WatchOptions(target=target, writes=writes, checks=replace(checks, min_healthy=None))
@@ -255,7 +258,7 @@ def parse(env: Mapping[str, str]) -> ActionInputs:
             parse_url(raw["probe-url"])
         except ValueError as error:
             problems.append(f"probe-url: {error}")
-    for key in ("dry-run", "auto-rollback", "probe-fail-on-error"):
+    for key in ("dry-run", "auto-rollback", "probe-fail-on-error", "undo"):
         value = raw[key].lower()
         need(value in TRUE + FALSE, f"{key}: {raw[key]!r} is not true or false")
         flags[key] = value in TRUE
@@ -309,6 +312,7 @@ def parse(env: Mapping[str, str]) -> ActionInputs:
         github_token=raw["github-token"],
         run=github_run(env),
         probe=probe,
+        undo=flags["undo"],
     )
 
 

@@ -71,6 +71,7 @@ OTHER = {
     "probe-header": "X-Slot",
     "probe-pattern": r"colour=(\w+)",
     "probe-fail-on-error": "true",
+    "undo": "false",
 }
 
 
