@@ -22,6 +22,7 @@ $(STAMP): requirements/dev.txt pyproject.toml
 deps: venv  ## everything the tests start: cluster binaries, Prometheus, Docker and the action tools
 	bash hack/build-k8s.sh >/dev/null
 	bash hack/build-toxiproxy.sh >/dev/null
+	bash hack/build-traefik.sh >/dev/null  # the Ingress and Gateway API proxy: tests/traffic/test_proxy_routers.py
 	bash hack/build-realnode.sh >/dev/null  # kubelet, containerd, the test app: tests/realnode (root)
 	@for script in hack/install-prometheus.sh hack/install-pushgateway.sh hack/install-docker.sh hack/docker-base-image.sh hack/install-action-tools.sh hack/install-prism.sh hack/install-netns-tools.sh; do \
 		if [ -f $$script ]; then bash $$script || exit 1; fi; done

@@ -188,8 +188,17 @@ def run(
         written_at = time.time()
         with telemetry.span("switch verify", **{"bluegreen.to": str(target)}) as span:
             verification = _verify(router, target, verify_timeout)
+            control_ms = verification.converged_ms
             if verification.ok and traffic is not None:
                 verification = _verify_traffic(traffic, verification, target, written_at, verify_timeout)
+            # Both, apart: where a proxy lags its control plane (Traefik's 2 s throttle), the gap shows.
+            result.details["verification"] = {
+                "control_plane_ms": round(control_ms, 1),
+                "data_plane_ms": round(verification.converged_ms, 1)
+                if traffic is not None and verification.ok
+                else None,
+                "data_plane": "probe" if traffic is not None else "not checked (no --probe)",
+            }
             telemetry.note(
                 span,
                 **{
