@@ -344,7 +344,14 @@ def _undo(ctx: Context, router: Router, back: Color, target: Color, result: Resu
         action="undo",
         timings={},
     )
-    _record(ctx, entry, active=str(back), previous=str(target))
+    # The previous colour as it was before this switch (its entry's predecessor says which), so a
+    # later `rollback` does not go to the colour that just failed to verify.
+    try:
+        entries = history.parse(ctx.history_annotations())
+    except BlueGreenError:
+        entries = []
+    before = next((e.get("from") for e in entries[1:2] if e.get("to") == str(back)), None)
+    _record(ctx, entry, active=str(back), previous=before)
     result.messages.append(
         f"rolled back the switch: the switch to {target} did not verify, so traffic was moved back to "
         f"{back} (pass --no-undo to leave a failed switch in place)"
