@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PORT = 8000  # Traefik's entry point in the rig's namespace; a Gateway listener names the same port
 PING = "http://127.0.0.1:8080/ping"
 HTTPRoute = create_namespaced_resource("gateway.networking.k8s.io", "v1", "HTTPRoute", "httproutes")
+Gateway = create_namespaced_resource("gateway.networking.k8s.io", "v1", "Gateway", "gateways")
 GatewayClass = create_global_resource("gateway.networking.k8s.io", "v1", "GatewayClass", "gatewayclasses")
 
 
@@ -55,10 +56,12 @@ def missing() -> str | None:
 
 
 def apply_all(kube: Client, text: str, namespace: str | None = None) -> None:
+    client: Any = kube  # lightkube's overloads do not take a namespace for a loaded (untyped) object
     for obj in codecs.load_all_yaml(text):
-        if namespace is not None:
-            cast(Any, obj).metadata.namespace = namespace
-        kube.apply(cast(Any, obj), field_manager="bluegreen-tests", force=True)
+        if namespace is None:
+            client.apply(obj, field_manager="bluegreen-tests", force=True)
+        else:
+            client.apply(obj, namespace=namespace, field_manager="bluegreen-tests", force=True)
 
 
 @contextlib.contextmanager
