@@ -186,18 +186,26 @@ def run(
         result.api_ms = write.api_ms
         result.changes.append(f"{router.name}: {write.before} -> {write.after}")
         written_at = time.time()
+        # A proxy or mesh in front (ingress, gateway, istio, smi) applies the change after its own
+        # delay: there the probe's traffic is the verification. The service router's EndpointSlices
+        # are what kube-proxy programs; its probe is reported beside it (traffic_probe.attach).
+        through = traffic if getattr(router, "verifies_through_probe", False) else None
         with telemetry.span("switch verify", **{"bluegreen.to": str(target)}) as span:
             verification = _verify(router, target, verify_timeout)
             control_ms = verification.converged_ms
-            if verification.ok and traffic is not None:
-                verification = _verify_traffic(traffic, verification, target, written_at, verify_timeout)
+            if verification.ok and through is not None:
+                verification = _verify_traffic(through, verification, target, written_at, verify_timeout)
             # Both, apart: where a proxy lags its control plane (Traefik's 2 s throttle), the gap shows.
             result.details["verification"] = {
                 "control_plane_ms": round(control_ms, 1),
                 "data_plane_ms": round(verification.converged_ms, 1)
-                if traffic is not None and verification.ok
+                if through is not None and verification.ok
                 else None,
-                "data_plane": "probe" if traffic is not None else "not checked (no --probe)",
+                "data_plane": "probe"
+                if through is not None
+                else "probe reported apart"
+                if traffic is not None
+                else "not checked (no --probe)",
             }
             telemetry.note(
                 span,

@@ -240,6 +240,8 @@ class ObjectRouter:
     kind: ClassVar[str]  # for messages: "Ingress", "HTTPRoute"...
     resource: Any  # a lightkube resource class
     uses_color_services: ClassVar[bool] = True
+    # A proxy or mesh applies the write after its own delay: with --probe, verify through its traffic.
+    verifies_through_probe: ClassVar[bool] = True
 
     def __init__(self, app: AppSpec, kube: Client, *, object_name: str = "") -> None:
         self.app = app
