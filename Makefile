@@ -27,6 +27,7 @@ deps: venv  ## everything the tests start: cluster binaries, Prometheus, Docker 
 	bash hack/build-k8s.sh >/dev/null
 	bash hack/build-toxiproxy.sh >/dev/null
 	bash hack/build-external-dns.sh >/dev/null  # publishes the dns router's records: tests/dns
+	bash hack/build-traefik.sh >/dev/null  # the Ingress and Gateway API proxy: tests/traffic/test_proxy_routers.py
 	bash hack/build-realnode.sh >/dev/null  # kubelet, containerd, the test app: tests/realnode (root)
 	@for script in $(INSTALL_SCRIPTS); do \
 		if [ -f $$script ]; then bash $$script || exit 1; fi; done

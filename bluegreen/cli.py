@@ -475,6 +475,12 @@ def _switch(parser: argparse.ArgumentParser) -> Build:
         help="with --force: switch even onto a colour with no ready pod at all (an outage; recorded)",
     )
     parser.add_argument(
+        "--no-undo",
+        action="store_true",
+        help="leave a switch that fails its verification in place (default: moved back to the colour it "
+        "left, exit 1, 'rolled back the switch'); ingress, gateway, istio, smi and dns routers",
+    )
+    parser.add_argument(
         "--reason", default="", type=typed(validate.reason), help="recorded in the history and the Event"
     )
     parser.add_argument(
@@ -492,6 +498,7 @@ def _switch(parser: argparse.ArgumentParser) -> Build:
         to=args.to,
         force=args.force,
         allow_no_endpoints=args.allow_no_endpoints,
+        undo=not args.no_undo,
         reason=args.reason,
         candidate=args.candidate,
         checks=Checks(config=Path(args.config) if args.config else None),

@@ -22,7 +22,7 @@ from bluegreen.correlation import correlation_id
 from bluegreen.model import AppSpec, Color, Reporter, Result, RunInfo
 
 if TYPE_CHECKING:  # imported where a probe runs: --version and most phases never need it
-    from bluegreen.traffic_probe import ProbeOptions
+    from bluegreen.traffic_probe import ProbeOptions, TrafficCheck
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -173,6 +173,7 @@ class SwitchOptions:
     to: Color | None = None  # None: the candidate deploy recorded (nothing to do when it is live)
     force: bool = False
     allow_no_endpoints: bool = False  # with force: even onto a colour with no ready pod (recorded)
+    undo: bool = True  # a switch that fails to verify is moved back to the colour it left (--no-undo)
     reason: str = ""
     candidate: str = ""  # deploy's `candidate` output: promote exactly that release
     # bluegreen.yaml (None: ./bluegreen.yaml if present): a gate in it is required; its watch's
@@ -307,15 +308,16 @@ def switch_config(path: Path | None) -> Any:
 
 def probed(
     probe: ProbeOptions | None,
-    run: Callable[[], Result],
+    run: Callable[[TrafficCheck | None], Result],
     *,
     longest: float,
     refuse_unanswered: bool,
     reporter: Reporter,
 ) -> Result:
-    """`run` inside a traffic probe (bluegreen/traffic_probe.py), imported only when there is one."""
+    """`run` inside a traffic probe (bluegreen/traffic_probe.py), imported only when there is one, and
+    given the probe's check that traffic moved (None without a probe)."""
     if probe is None:
-        return run()
+        return run(None)
     from bluegreen import traffic_probe
 
     return traffic_probe.probed(
@@ -373,7 +375,7 @@ def run(options: PhaseOptions, reporter: Reporter) -> Result:
 
             switched = probed(
                 switching.probe,
-                lambda: switch.run(
+                lambda traffic: switch.run(
                     ctx,
                     to=switching.to,
                     force=switching.force,
@@ -382,6 +384,8 @@ def run(options: PhaseOptions, reporter: Reporter) -> Result:
                     gate_required=gated,
                     baseline=baseline if config is not None else None,
                     allow_no_endpoints=switching.allow_no_endpoints,
+                    undo=switching.undo,
+                    traffic=traffic,
                 ),
                 longest=switching.target.timeout,
                 # a probe URL that never answers is a typo: refused before the switch changes anything
@@ -404,11 +408,12 @@ def run(options: PhaseOptions, reporter: Reporter) -> Result:
             rolling = options
             return probed(
                 rolling.probe,
-                lambda: rollback.run(
+                lambda traffic: rollback.run(
                     context(rolling.target, rolling.writes, reporter),
                     reason=rolling.reason,
                     to=rolling.to,
                     force=rolling.force,
+                    traffic=traffic,
                 ),
                 longest=rolling.target.timeout,
                 refuse_unanswered=False,  # a rollback often runs while the app is failing: warn, go on

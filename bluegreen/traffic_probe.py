@@ -33,6 +33,7 @@ DEFAULT_HEADER = "X-Color"
 DEFAULT_RATE = 50.0  # new connections per second
 DEFAULT_TIMEOUT = 2.0
 MAX_REQUESTS = 5000  # a hard bound on any one probe, whatever its rate and duration
+IN_A_ROW = 5  # answers by the new colour alone, in a row, that say traffic moved
 
 
 @dataclass(frozen=True)
@@ -263,6 +264,29 @@ class TrafficProbe:
             else:
                 self.skipped += 1
 
+    def moved_to(
+        self, color: str, since: float, timeout: float, *, in_a_row: int = IN_A_ROW
+    ) -> tuple[float | None, str]:
+        """Wait until the requests sent after `since` (time.time()) end in `in_a_row` answers by
+        `color` alone (none failed, none from another colour): (ms from `since` to the first of them,
+        what was seen), or (None, what was seen) when `timeout` passes or the probe stops first."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                after = sorted((s for s in self.samples if s.sent >= since), key=lambda s: s.sent)
+            streak = 0
+            for sample in reversed(after):
+                if sample.failed or sample.color != color:
+                    break
+                streak += 1
+            seen = f"{len(after)} requests since the write, the last {streak} answered by {color}"
+            if streak >= in_a_row:
+                first = after[len(after) - streak]
+                return round((first.sent - since) * 1000, 1), seen
+            if time.monotonic() >= deadline or not self._thread.is_alive():
+                return None, seen
+            time.sleep(0.02)
+
     def pause(self, seconds: float) -> None:
         """Wait while the probe runs (it stops early at its own bound)."""
         self._thread.join(timeout=seconds)
@@ -356,17 +380,23 @@ class ProbeOptions:
             ) from None
 
 
+# What a switch is given to verify through the probe: (colour, since as time.time(), timeout) ->
+# (ms until the colour answered alone, or None; what was seen). See TrafficProbe.moved_to.
+TrafficCheck = Callable[[str, float, float], tuple[float | None, str]]
+
+
 def probed(
     options: ProbeOptions | None,
-    switch: Callable[[], Result],
+    switch: Callable[[TrafficCheck | None], Result],
     *,
     longest: float,
     refuse_unanswered: bool,
     reporter: Reporter,
 ) -> Result:
-    """`switch` as it is without a probe; inside one with it (its flags checked before anything runs)."""
+    """`switch` as it is without a probe; inside one with it (its flags checked before anything runs),
+    given the probe's check that traffic moved, which its verification then waits for."""
     if options is None:
-        return switch()
+        return switch(None)
     probe = options.make(longest=longest)
     return around(
         switch,
@@ -380,7 +410,7 @@ def probed(
 
 
 def around(
-    switch: Callable[[], Result],
+    switch: Callable[[TrafficCheck | None], Result],
     probe: TrafficProbe,
     *,
     before: float,
@@ -402,7 +432,7 @@ def around(
     probe.start()
     try:
         probe.pause(before)
-        result = switch()
+        result = switch(lambda color, since, timeout: probe.moved_to(color, since, timeout))
         if write_time_of(result) is not None:
             probe.pause(after)
     finally:

@@ -97,6 +97,7 @@ DEFAULTS: dict[str, str] = {
     "log-format": "text",
     "pushgateway": "",
     "release": "",
+    "undo": "true",
     "github-token": "",
 }
 
@@ -148,6 +149,7 @@ class ActionInputs:
     probe: ProbeOptions | None = None  # probe-url and its companions (switch and rollback)
     log_format: str = "text"  # text, or json: one JSON object a line (logs.py), as --log-format
     pushgateway: str = ""  # where the release metrics are pushed (metrics.py), as --pushgateway; "" none
+    undo: bool = True  # switch: a switch that fails its verification is moved back
 
     def options(self, kubeconfig_path: str | None) -> PhaseOptions:
         """What the engine runs: every input that applies to this phase, typed, and nothing else."""
@@ -191,6 +193,7 @@ class ActionInputs:
                     # with a gate in it, only a gated template is promoted; its watch's checks measure the baseline
                     checks=Checks(config=checks.config),
                     probe=self.probe,
+                    undo=self.undo,
                 )
             case "watch":
                 return WatchOptions(target=target, writes=writes, checks=replace(checks, min_healthy=None))
@@ -302,7 +305,7 @@ def parse(env: Mapping[str, str]) -> ActionInputs:
             parse_url(raw["probe-url"])
         except ValueError as error:
             problems.append(f"probe-url: {error}")
-    for key in ("dry-run", "auto-rollback", "probe-fail-on-error"):
+    for key in ("dry-run", "auto-rollback", "probe-fail-on-error", "undo"):
         value = raw[key].lower()
         need(value in TRUE + FALSE, f"{key}: {raw[key]!r} is not true or false")
         flags[key] = value in TRUE
@@ -372,6 +375,7 @@ def parse(env: Mapping[str, str]) -> ActionInputs:
         log_format=log_format,
         pushgateway=raw["pushgateway"],
         release=raw["release"] or env.get("GITHUB_SHA", ""),
+        undo=flags["undo"],
     )
 
 

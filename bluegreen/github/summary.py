@@ -88,16 +88,25 @@ def timings(result: Result) -> list[str]:
             lines.append(
                 f"| data plane: {cell(str(plane.get('server')))} answers the new address only | {seen} | |"
             )
+    verification = result.details.get("verification") or {}
+    if verification.get("control_plane_ms") is not None and verification.get("data_plane") == "probe":
+        # Behind a proxy converged_ms is the probe's; the control plane's time is shown apart.
+        lines.append(f"| write to the control plane verified | {verification['control_plane_ms']:.0f} | |")
     if result.probe_failed is not None:
         # The probe sees packets through the user's load balancer; converged_ms sees EndpointSlices.
         cutover = f"{result.probe_cutover_ms:.0f}" if result.probe_cutover_ms is not None else "not seen"
         lines.append(f"| probe: write to the new colour answering alone | {cutover} | |")
         lines.append(f"| probe: failed requests | {result.probe_failed} | 0 |")
-    if result.converged_ms is not None and result.probe_failed is None:
+    if (
+        result.converged_ms is not None
+        and result.probe_failed is None
+        and not (plane and plane.get("checked"))
+    ):
         lines += [
             "",
-            "Verified is the control plane (the EndpointSlices), not packets: kube-proxy applies it at its"
-            " next sync, up to a second later on a busy cluster. `probe-url` measures what clients see.",
+            "Verified is the control plane (the EndpointSlices, or the router's object), not packets: "
+            "kube-proxy or a proxy (Traefik re-reads the cluster at most every 2 s) applies it later; the "
+            "data plane was not checked. `probe-url` measures what clients see.",
         ]
     return lines
 

@@ -23,7 +23,14 @@ from bluegreen.routers.service import ServiceRouter
 
 
 @telemetry.traced("rollback")
-def run(ctx: Context, *, reason: str = "", to: Color | None = None, force: bool = False) -> Result:
+def run(
+    ctx: Context,
+    *,
+    reason: str = "",
+    to: Color | None = None,
+    force: bool = False,
+    traffic: switch.TrafficCheck | None = None,
+) -> Result:
     router, state = switch.read_route(ctx)
     # The Service router's read is the live Service, history included: not read a third time.
     annotations = (
@@ -104,6 +111,7 @@ def run(ctx: Context, *, reason: str = "", to: Color | None = None, force: bool 
             force=force,
             read=(router, state),
             held=held,
+            traffic=traffic,
         )
     if result.result == "rolled-back":
         result.messages.append(

@@ -43,6 +43,12 @@ from bluegreen.rollout import fully_available, images_of, pod_problems, rollout_
 from bluegreen.routers.base import Router, RouteState, SwitchWrite, Verification
 from bluegreen.routers.service import ServiceRouter
 
+# The --probe's data-plane check (traffic_probe.TrafficCheck): (target colour, when the write returned
+# as time.time(), timeout) -> (ms from then until requests were answered by the target alone, or
+# None; what it saw).
+TrafficCheck = Callable[[str, float, float], tuple[float | None, str]]
+
+CUT_SHORT = "verification cut short: the run was cancelled"  # not undone: the signal asked to stop
 CONFLICT_RETRIES = 3
 OBSERVE_WAIT = 10.0  # seconds a Deployment's controller gets to observe an annotation write
 VERIFY_TIMEOUT = 60.0
@@ -63,10 +69,15 @@ def run(
     baseline: Callable[[Color], dict[str, Any]] | None = None,
     allow_no_endpoints: bool = False,
     held: dict[Color, dict[str, Any] | None] | None = None,
+    undo: bool = True,
+    traffic: TrafficCheck | None = None,
 ) -> Result:
     """`read`: the router and its state as the caller (rollback) just read them, not read again.
     `held`: the caller holds the Lease already and has just read each colour's Deployment under it
-    (rollback): decided on as read, and not read and decided again before the write."""
+    (rollback): decided on as read, and not read and decided again before the write.
+    `undo`: a switch whose verification fails is written back to the colour it left (--no-undo: left
+    as it is). `traffic`: the --probe's check that requests through the user's URL moved, which then
+    is what "verified" means."""
     router, state = read or read_route(ctx)
     result = Result(
         phase=action, result="noop", app=ctx.app.name, namespace=ctx.app.namespace, dry_run=ctx.dry_run
@@ -150,6 +161,12 @@ def run(
                 allow_no_endpoints=allow_no_endpoints,
                 read=deployments.get(target),  # as decide() read it under the lock, just before
             )
+            # The router's own backend (a colour Service with ready endpoints), before its write.
+            check = getattr(router, "check_backend", None)
+            if check is not None:
+                found = check(target, allow_empty=force and allow_no_endpoints)
+                if found:
+                    result.mark(f"backend: {found}")
 
         with telemetry.span("switch write", **{"bluegreen.router": router.name}) as span:
             state, decision, write, entry = _write(
@@ -183,8 +200,28 @@ def run(
         result.mark(f"switched: {write.before} -> {write.after}")
         result.api_ms = write.api_ms
         result.changes.append(f"{router.name}: {write.before} -> {write.after}")
+        written_at = time.time()
+        # A proxy or mesh in front (ingress, gateway, istio, smi) applies the change after its own
+        # delay: there the probe's traffic is the verification. The service router's EndpointSlices
+        # are what kube-proxy programs; its probe is reported beside it (traffic_probe.attach).
+        through = traffic if getattr(router, "verifies_through_probe", False) else None
         with telemetry.span("switch verify", **{"bluegreen.to": str(target)}) as span:
             verification = _verify(router, target, verify_timeout)
+            control_ms = verification.converged_ms
+            if verification.ok and through is not None:
+                verification = _verify_traffic(through, verification, target, written_at, verify_timeout)
+            # Both, apart: where a proxy lags its control plane (Traefik's 2 s throttle), the gap shows.
+            result.details["verification"] = {
+                "control_plane_ms": round(control_ms, 1),
+                "data_plane_ms": round(verification.converged_ms, 1)
+                if through is not None and verification.ok
+                else None,
+                "data_plane": "probe"
+                if through is not None
+                else "probe reported apart"
+                if traffic is not None
+                else "not checked (no --probe)",
+            }
             telemetry.note(
                 span,
                 **{
@@ -200,8 +237,27 @@ def run(
         )
         result.messages.append(verification.message)
         result.messages.extend(f"not verified: {item}" for item in verification.unverified)
-        if verification.data_plane is not None:
+        if verification.data_plane is not None:  # the dns router's own: the authoritative server asked
             result.details["data_plane"] = verification.data_plane
+            if verification.data_plane.get("checked"):
+                result.details["verification"]["data_plane"] = "dns"
+                result.details["verification"]["data_plane_ms"] = verification.data_plane.get("data_plane_ms")
+            else:
+                result.details["verification"]["data_plane"] = "not checked (no --dns-server)"
+        if (
+            not verification.ok
+            and undo
+            and action == "switch"  # a rollback that fails to verify is not undone onto the rejected colour
+            and verification.message != CUT_SHORT
+            and state.active is not None
+            and not isinstance(router, ServiceRouter)  # its verification waits on the same endpoints
+        ):
+            undone = _undo(ctx, router, state.active, target, result)
+            if undone:
+                result.active_color = str(state.active)
+                result.previous_color = str(state.active)
+                result.result = "failed"
+                return result
         point_preview(ctx, state.active or target.other, result)
         _after(ctx, router, state, target, entry, action=action, reason=reason, result=result)
         timings = {"api_ms": write.api_ms, "converged_ms": verification.converged_ms}
@@ -261,9 +317,76 @@ def _verify(router: Router, target: Color, timeout: float) -> Verification:
         with cancel.interruptible():
             return router.verify(target, timeout=timeout)
     except cancel.Cancelled:
+        return Verification(ok=False, converged_ms=0.0, message=CUT_SHORT)
+
+
+def _verify_traffic(
+    traffic: TrafficCheck, verification: Verification, target: Color, written_at: float, timeout: float
+) -> Verification:
+    """The router's control-plane verification, then the data plane's: the probe's requests through
+    the user's URL answered by `target` alone. A proxy applies a change after its own delay (Traefik
+    re-reads the cluster at most every 2 s), so the control plane is verified before traffic moves."""
+    try:
+        with cancel.interruptible():
+            moved_ms, seen = traffic(str(target), written_at, timeout)
+    except cancel.Cancelled:
+        return Verification(ok=False, converged_ms=0.0, message=CUT_SHORT)
+    control = f"control plane verified at {verification.converged_ms:.0f} ms ({verification.message})"
+    if moved_ms is None:
         return Verification(
-            ok=False, converged_ms=0.0, message="verification cut short: the run was cancelled"
+            ok=False,
+            converged_ms=verification.converged_ms,
+            message=f"{control}; but the probe's requests did not move to {target} alone within "
+            f"{timeout:.0f}s ({seen})",
+            unverified=verification.unverified,
         )
+    return Verification(
+        ok=True,
+        converged_ms=moved_ms,
+        message=f"requests through the probe URL answered by {target} alone from {moved_ms:.0f} ms "
+        f"after the write ({seen}); {control}",
+        # Traffic was seen moving: what the router could not check of its proxy is now checked.
+        unverified=(),
+    )
+
+
+def _undo(ctx: Context, router: Router, back: Color, target: Color, result: Result) -> bool:
+    """A failed verification: write the router back to `back`, the colour it left, and record it.
+    Said plainly either way; False when the undo itself failed (the switch is then left as it is)."""
+    try:
+        state = router.read()
+        if state.active == target or state.active is None:
+            write = router.switch_to(back, state=state)
+            result.changes.append(f"{router.name}: {write.before} -> {write.after} (undone)")
+    except BlueGreenError as error:
+        result.messages.append(
+            f"the switch to {target} did not verify and could not be rolled back ({error}); "
+            f"run `bluegreen rollback` or `bluegreen switch --to {back}`"
+        )
+        return False
+    result.mark(f"rolled back the switch: {router.name} routes to {back} again")
+    entry = history.entry(
+        from_color=str(target),
+        to_color=str(back),
+        images={},
+        run=ctx.run,
+        reason=f"the switch to {target} did not verify",
+        action="undo",
+        timings={},
+    )
+    # The previous colour as it was before this switch (its entry's predecessor says which), so a
+    # later `rollback` does not go to the colour that just failed to verify.
+    try:
+        entries = history.parse(ctx.history_annotations())
+    except BlueGreenError:
+        entries = []
+    before = next((e.get("from") for e in entries[1:2] if e.get("to") == str(back)), None)
+    _record(ctx, entry, active=str(back), previous=before)
+    result.messages.append(
+        f"rolled back the switch: the switch to {target} did not verify, so traffic was moved back to "
+        f"{back} (pass --no-undo to leave a failed switch in place)"
+    )
+    return True
 
 
 def _explain(decision: intent.Decision, result: Result) -> None:

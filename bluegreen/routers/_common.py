@@ -18,6 +18,7 @@ import httpx2
 from lightkube import ApiError, Client
 from lightkube.models.core_v1 import ServicePort, ServiceSpec
 from lightkube.models.meta_v1 import ObjectMeta
+from lightkube.resources.apps_v1 import Deployment
 from lightkube.resources.core_v1 import Service
 from lightkube.resources.discovery_v1 import EndpointSlice
 from lightkube.types import PatchType
@@ -26,6 +27,8 @@ from bluegreen.errors import (
     BlueGreenError,
     ConflictError,
     NotAdoptedError,
+    NotFoundError,
+    NotReadyError,
 )
 from bluegreen.kube import call as kube_call
 from bluegreen.kube import mapped as mapped  # re-exported: the routers map errors with it
@@ -35,6 +38,8 @@ from bluegreen.routers.base import RouteState, SwitchWrite, Verification
 T = TypeVar("T")
 Obj = Mapping[str, Any]
 POLL = 0.05  # seconds between reads while verifying: cheap GETs on a local apiserver
+MANAGED = "bluegreen.io/managed"  # on the colour Services bluegreen created (and may correct)
+ENDPOINTS_WAIT = 10.0  # seconds a colour Service just created or corrected gets to list its endpoints
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -101,28 +106,81 @@ def service_ports_of(service: Obj) -> list[dict[str, Any]]:
     return [{k: p[k] for k in keep if k in p} for p in (service.get("spec") or {}).get("ports") or []]
 
 
-def ensure_color_services(kube: Client, app: AppSpec, *, dry_run: bool = False) -> list[str]:
-    """Create `<app>-blue` and `<app>-green` where missing, each selecting only its colour.
+def color_selector(
+    app: AppSpec, color: Color, deployments: Mapping[Color, Obj | None], stable: Obj | None
+) -> dict[str, str]:
+    """The selector of `color`'s pods of this app (pure): the colour's Deployment's own matchLabels,
+    else the other colour's with the colour label swapped, else the stable Service's selector, each
+    with the colour label set. Derived the way `init` derives the stable Service's: an adopted app's
+    pods carry their own labels (`app: shop`), not necessarily `app.kubernetes.io/name`."""
+    for source in (color, color.other):
+        dep = deployments.get(source)
+        match = ((dep or {}).get("spec") or {}).get("selector") or {}
+        labels = dict(match.get("matchLabels") or {})
+        if labels:
+            return {**labels, app.color_label: str(color)}
+    selector = dict(((stable or {}).get("spec") or {}).get("selector") or {})
+    if selector:
+        return {**selector, app.color_label: str(color)}
+    return app.pod_labels(color)
 
-    Ports are copied from the app's stable Service. Returns the names created (or that would be).
+
+def _get_or_none(kube: Client, resource: Any, name: str, namespace: str) -> dict[str, Any] | None:
+    try:
+        return as_dict(kube.get(resource, name, namespace=namespace))
+    except (ApiError, httpx2.TransportError) as error:
+        if isinstance(error, ApiError) and error.status.code == 404:
+            return None
+        raise mapped(f"reading {resource.__name__} {namespace}/{name}", error) from None
+
+
+def ensure_color_services(kube: Client, app: AppSpec, *, dry_run: bool = False) -> list[str]:
+    """Create `<app>-blue` and `<app>-green` where missing, each selecting exactly its colour's pods
+    of this app (`color_selector`); a colour Service bluegreen created earlier with another selector
+    (before the selector was derived, it was a fixed `app.kubernetes.io/name`) is corrected.
+
+    Ports are copied from the app's stable Service. Returns what was created or corrected (or would be).
     """
-    created: list[str] = []
-    ports: list[dict[str, Any]] | None = None
-    for color in Color:
+    changed: list[str] = []
+    existing = {c: _get_or_none(kube, Service, color_service(app, c), app.namespace) for c in Color}
+    managed = [c for c, svc in existing.items() if svc is None or _managed(svc)]
+    if not managed:
+        return changed
+    deployments = {c: _get_or_none(kube, Deployment, app.deployment(c), app.namespace) for c in Color}
+    stable = _get_or_none(kube, Service, app.service, app.namespace)
+    for color in managed:
         name = color_service(app, color)
-        try:
-            kube.get(Service, name, namespace=app.namespace)
-            continue
-        except (ApiError, httpx2.TransportError) as error:
-            if not (isinstance(error, ApiError) and error.status.code == 404):
-                raise mapped(f"reading Service {app.namespace}/{name}", error) from None
-        if ports is None:
-            stable = call(
-                f"reading Service {app.namespace}/{app.service} to copy its ports",
-                lambda: kube.get(Service, app.service, namespace=app.namespace),
+        selector = color_selector(app, color, deployments, stable)
+        found = existing[color]
+        if found is not None:
+            if dict((found.get("spec") or {}).get("selector") or {}) == selector:
+                continue
+            changed.append(f"Service {name}: selector -> {selector}")
+            if dry_run:
+                continue
+            # A merge patch merges maps: a key of the old selector must be removed by name.
+            old = (found.get("spec") or {}).get("selector") or {}
+            body = {k: None for k in old if k not in selector} | selector
+            call(
+                f"correcting the selector of Service {app.namespace}/{name}",
+                lambda: kube.patch(
+                    Service,
+                    name,
+                    {
+                        "metadata": {"resourceVersion": found["metadata"].get("resourceVersion")},
+                        "spec": {"selector": body},
+                    },
+                    namespace=app.namespace,
+                    patch_type=PatchType.MERGE,
+                ),
             )
-            ports = service_ports_of(as_dict(stable))
-        created.append(name)
+            continue
+        if stable is None:
+            raise NotFoundError(
+                f"Service {app.namespace}/{app.service} does not exist: the colour Services copy its ports",
+                remedy="Create the app's Service (or run `bluegreen init`) first.",
+            )
+        changed.append(f"create Service {name} selecting {selector}")
         if dry_run:
             continue
         service = Service(
@@ -131,12 +189,12 @@ def ensure_color_services(kube: Client, app: AppSpec, *, dry_run: bool = False) 
                 labels={
                     app.name_label: app.name,
                     app.color_label: str(color),
-                    "bluegreen.io/managed": "true",
+                    MANAGED: "true",
                 },
             ),
             spec=ServiceSpec(
-                selector=app.pod_labels(color),
-                ports=[cast(ServicePort, ServicePort.from_dict(p)) for p in ports],
+                selector=selector,
+                ports=[cast(ServicePort, ServicePort.from_dict(p)) for p in service_ports_of(stable)],
             ),
         )
         try:
@@ -144,7 +202,11 @@ def ensure_color_services(kube: Client, app: AppSpec, *, dry_run: bool = False) 
         except ApiError as error:
             if error.status.code != 409:  # 409 here: another run created it meanwhile, which is fine
                 raise mapped(f"creating Service {app.namespace}/{name}", error) from None
-    return created
+    return changed
+
+
+def _managed(service: Obj) -> bool:
+    return ((service.get("metadata") or {}).get("labels") or {}).get(MANAGED) == "true"
 
 
 def ready_endpoints(kube: Client, namespace: str, service: str) -> int:
@@ -178,6 +240,8 @@ class ObjectRouter:
     kind: ClassVar[str]  # for messages: "Ingress", "HTTPRoute"...
     resource: Any  # a lightkube resource class
     uses_color_services: ClassVar[bool] = True
+    # A proxy or mesh applies the write after its own delay: with --probe, verify through its traffic.
+    verifies_through_probe: ClassVar[bool] = True
 
     def __init__(self, app: AppSpec, kube: Client, *, object_name: str = "") -> None:
         self.app = app
@@ -232,6 +296,36 @@ class ObjectRouter:
         """Objects the switch needs besides the one it writes (created if missing)."""
         if self.uses_color_services:
             ensure_color_services(self.kube, self.app, dry_run=dry_run)
+
+    def check_backend(self, color: Color, *, allow_empty: bool = False) -> str:
+        """Before the write: the colour Service exists, selects `color`'s pods, and lists ready
+        endpoints, so the frontend is never pointed at nothing (a proxy answers 404 or 503 for every
+        request then). NotReadyError otherwise, with nothing written to the frontend. `allow_empty`
+        (--force --allow-no-endpoints): say so and go on. Returns what was found."""
+        if not self.uses_color_services:
+            return ""
+        changed = ensure_color_services(self.kube, self.app)
+        service = color_service(self.app, color)
+        deadline = time.monotonic() + (ENDPOINTS_WAIT if changed else 0.0)
+        while True:
+            ready = ready_endpoints(self.kube, self.app.namespace, service)
+            if ready or time.monotonic() >= deadline:
+                break
+            time.sleep(POLL * 4)  # the EndpointSlice controller fills a new Service's slices
+        if ready:
+            return f"Service {service} lists {ready} ready endpoint(s)"
+        problem = f"Service {self.app.namespace}/{service} lists no ready endpoints"
+        if allow_empty:
+            return f"{problem}; switching anyway (--allow-no-endpoints)"
+        raise NotReadyError(
+            f"{problem}: pointing the {self.kind} at it would send every request to nothing; "
+            "nothing was changed",
+            remedy=(
+                f"Check that {self.app.deployment(color)} has ready pods and that `kubectl -n "
+                f"{self.app.namespace} get service {service} -o yaml` selects them (its selector is "
+                "the Deployment's matchLabels plus the colour label)."
+            ),
+        )
 
     def switch_to(self, color: Color, *, state: RouteState, dry_run: bool = False) -> SwitchWrite:
         cached = self._read

@@ -78,6 +78,7 @@ OTHER = {
     "log-format": "json",
     "pushgateway": "http://pushgateway.monitoring:9091",
     "release": "v2-add-full-name",
+    "undo": "false",
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -9,9 +10,12 @@ from lightkube import Client
 from lightkube.resources.core_v1 import Service
 from lightkube.types import PatchType
 
+from bluegreen import history
 from bluegreen.cli import Outcome, execute
 from bluegreen.errors import ConflictError
-from bluegreen.model import AppSpec, Color
+from bluegreen.model import AppSpec, Color, NullReporter
+from bluegreen.phases import switch
+from bluegreen.phases.context import Context
 from bluegreen.routers.gateway import GatewayRouter, HTTPRoute
 from bluegreen.routers.istio import DestinationRule, IstioRouter, VirtualService
 from bluegreen.routers.smi import SmiRouter, traffic_split
@@ -278,3 +282,31 @@ def test_a_history_that_cannot_be_recorded_after_the_switch_is_reported_not_drop
     assert live.metadata is not None and live.metadata.annotations is not None
     # The intent is still there, so status says the history lags.
     assert live.metadata.annotations["bluegreen.io/switching-to"] == "green"
+
+
+@pytest.mark.parametrize("undo", [True, False])
+def test_a_switch_that_does_not_verify_is_undone_unless_no_undo(
+    kube: Client, namespace: str, app: AppSpec, undo: bool
+) -> None:
+    """A gateway controller reports the route Accepted, then never accepts the new weights: the
+    verification fails, and the switch is moved back to blue by itself (or left, with --no-undo)."""
+    kube.create(http_route(namespace, 100, 0), namespace=namespace)
+    set_route_status(kube, namespace, generation=1, accepted="True")
+    ctx = Context(kube=kube, app=app, router="gateway", reporter=NullReporter())
+    result = switch.run(ctx, to=Color.GREEN, verify_timeout=1, undo=undo)
+
+    assert result.result == "failed"
+    assert "not yet 2" in " ".join(result.messages)
+    if undo:
+        assert weights(kube, namespace) == [100, 0]
+        assert result.active_color == "blue"
+        assert any(m.startswith("rolled back the switch") for m in result.messages), result.messages
+        newest = json.loads(
+            kube.get(Service, "shop", namespace=namespace).to_dict()["metadata"]["annotations"][
+                history.HISTORY
+            ]
+        )[0]
+        assert (newest["action"], newest["to"]) == ("undo", "blue")
+    else:
+        assert weights(kube, namespace) == [0, 100]
+        assert not any("rolled back" in m for m in result.messages)
