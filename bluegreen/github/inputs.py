@@ -98,6 +98,7 @@ DEFAULTS: dict[str, str] = {
     "pushgateway": "",
     "release": "",
     "undo": "true",
+    "dns-server": "",
     "github-token": "",
 }
 
@@ -150,6 +151,7 @@ class ActionInputs:
     log_format: str = "text"  # text, or json: one JSON object a line (logs.py), as --log-format
     pushgateway: str = ""  # where the release metrics are pushed (metrics.py), as --pushgateway; "" none
     undo: bool = True  # switch: a switch that fails its verification is moved back
+    dns_server: str = ""  # router dns: the authoritative server asked to verify, host:port; "" none
 
     def options(self, kubeconfig_path: str | None) -> PhaseOptions:
         """What the engine runs: every input that applies to this phase, typed, and nothing else."""
@@ -160,6 +162,7 @@ class ActionInputs:
             context=self.context or None,
             router=self.router,
             timeout=self.timeout,
+            dns_server=self.dns_server,
         )
         writes = Writes(dry_run=self.dry_run, wait_for_lock=self.wait_for_lock, run=self.run)
         images = Images(image=self.image or None, set_images=self.set_images, manifests=self.manifests)
@@ -246,6 +249,12 @@ def parse(env: Mapping[str, str]) -> ActionInputs:
         except ValueError as error:
             problems.append(f"config: {error}")
     router = raw["router"].lower()
+    dns_server = ""
+    try:
+        dns_server = validate.dns_server(raw["dns-server"])
+    except ValueError as error:
+        problems.append(f"dns-server: {error}")
+    need(not dns_server or router == "dns", f"dns-server: for router dns only, not {router}")
     if raw["image"]:
         need(
             valid_image(raw["image"]), f"image: {raw['image']!r} is not an image reference like repo/name:tag"
@@ -376,6 +385,7 @@ def parse(env: Mapping[str, str]) -> ActionInputs:
         pushgateway=raw["pushgateway"],
         release=raw["release"] or env.get("GITHUB_SHA", ""),
         undo=flags["undo"],
+        dns_server=dns_server,
     )
 
 

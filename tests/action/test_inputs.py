@@ -21,6 +21,7 @@ import pytest
 import yaml
 
 from bluegreen.cli import parse_options
+from bluegreen.errors import UsageError
 from bluegreen.github.inputs import PHASES, ActionInputs, env_name, parse
 from bluegreen.model import NullReporter
 from bluegreen.options import PhaseOptions
@@ -37,6 +38,8 @@ PROBE_SIDE = {"probe-url", "probe-header", "probe-pattern", "probe-fail-on-error
 # How the run is observed (log lines, pushed metrics), for every phase and outside its options:
 # tests/action/test_container.py shows both reaching a real step.
 OBSERVED_SIDE = {"log-format", "pushgateway"}
+# Inputs of one router only: compared with that router chosen on both sides.
+ROUTER_SIDE = {"dns-server": "dns"}
 KUBECONFIG = """apiVersion: v1
 kind: Config
 clusters: [{name: c, cluster: {server: "https://127.0.0.1:6443"}}]
@@ -79,6 +82,7 @@ OTHER = {
     "pushgateway": "http://pushgateway.monitoring:9091",
     "release": "v2-add-full-name",
     "undo": "false",
+    "dns-server": "127.0.0.1:5353",
 }
 
 
@@ -187,7 +191,8 @@ def test_the_table_covers_every_input_and_every_phase() -> None:
 def test_an_input_changes_what_its_phase_does(
     name: str, phase: str, workspace: Path, engine: Callable[[PhaseOptions], list[Call]]
 ) -> None:
-    default, other = step(phase), step(phase, **{name: OTHER[name]})
+    base = {"router": ROUTER_SIDE[name]} if name in ROUTER_SIDE else {}
+    default, other = step(phase, **base), step(phase, **base, **{name: OTHER[name]})
     if name in GITHUB_SIDE | OBSERVED_SIDE:  # around the engine: the API calls, the log, the metrics
         assert handed_to_engine(default) == handed_to_engine(other)
         field = name.replace("-", "_")
@@ -268,3 +273,18 @@ def test_the_cli_and_the_action_build_the_same_options(
     for variable in ("GITHUB_RUN_ID", "GITHUB_SERVER_URL", "GITHUB_REPOSITORY", "GITHUB_ACTOR", "USER"):
         monkeypatch.delenv(variable, raising=False)
     assert step(phase, **inputs).options(None) == parse_options([phase, "--app", "shop", *argv])
+
+
+@pytest.mark.parametrize(
+    ("inputs", "said"),
+    [
+        ({"dns-server": "127.0.0.1:5353"}, "dns-server: for router dns only, not service"),
+        ({"router": "dns", "dns-server": "127.0.0.1:99999"}, "dns-server:"),
+    ],
+)
+def test_a_dns_server_input_is_refused_off_the_dns_router_or_malformed(
+    inputs: dict[str, str], said: str
+) -> None:
+    with pytest.raises(UsageError) as refused:
+        step("switch", **inputs)
+    assert said in str(refused.value)
