@@ -22,6 +22,7 @@ from bluegreen.correlation import correlation_id
 from bluegreen.model import AppSpec, Color, Reporter, Result, RunInfo
 
 if TYPE_CHECKING:  # imported where a probe runs: --version and most phases never need it
+    from bluegreen.config import Config
     from bluegreen.traffic_probe import ProbeOptions, TrafficCheck
 
 
@@ -289,7 +290,7 @@ def context(target: Target, writes: Writes | None, reporter: Reporter) -> Any:
 DEFAULT_CONFIG = Path("bluegreen.yaml")
 
 
-def switch_config(path: Path | None) -> Any:
+def switch_config(path: Path | None) -> Config | None:
     """The app's bluegreen.yaml for `switch` (given, or ./bluegreen.yaml if present): when it gates,
     `switch` promotes only a template a gate passed; its watch's Prometheus checks measure the live
     colour's baseline. Read before the cluster is contacted. None without a file: the defaults neither
@@ -392,7 +393,7 @@ def run(options: PhaseOptions, reporter: Reporter) -> Result:
                 refuse_unanswered=not switching.writes.dry_run,
                 reporter=reporter,
             )
-            if config.migrations.post_switch is None:
+            if config is None or config.migrations.post_switch is None:
                 return switched
             from bluegreen.phases import migrate
 
