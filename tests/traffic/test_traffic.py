@@ -250,7 +250,8 @@ def test_keep_alive_connections_move_once_the_switch_drains_the_old_colour(
     wait_answering(url, "blue")
     config = tmp_path / "bluegreen.yaml"
     config.write_text(
-        "checks: []  # no gate: this test is about the drain\ndrain: {http: {path: /drain, port: 8080, method: POST}, timeout: 3s}\n"
+        "checks: []  # no gate: this test is about the drain\n"
+        "drain: {http: {path: /drain, port: 8080, method: POST}, timeout: 3s}\n"
     )
     blue = sorted(
         p.metadata.name
@@ -269,6 +270,8 @@ def test_keep_alive_connections_move_once_the_switch_drains_the_old_colour(
     finally:
         for c in clients:
             c.close()
+    marks = {e["event"].split(":")[0]: e["time"] for e in result["timeline"]}
+    print(f"\ndrain hook: {result['details']['drain_hook']}, timeline: {marks}")
     assert result["result"] == "switched", result
     assert result["details"]["drain_hook"] == {"color": "blue", "drained": blue, "failed": {}}, result
     assert not [s for s in last_blue + after if s.failed]
@@ -288,7 +291,8 @@ def test_a_drain_hook_the_pods_refuse_is_a_warning_not_a_failed_switch(
     wait_answering(url, "blue")
     config = tmp_path / "bluegreen.yaml"
     config.write_text(
-        "checks: []  # no gate: this test is about the drain\ndrain: {http: {path: /drain, port: 9, method: POST}, timeout: 2s}\n"
+        "checks: []  # no gate: this test is about the drain\n"
+        "drain: {http: {path: /drain, port: 9, method: POST}, timeout: 2s}\n"
     )
     result = bluegreen(
         inside, "switch", "--to", "green", "--app", "shop", "-n", namespace, "--config", str(config)
