@@ -224,7 +224,7 @@ def _old_traffic(ctx: Context, config: Config, old: Color, switched_at: float, r
     back to the colour that still has clients would not free them."""
     from bluegreen.phases import keepalive
 
-    judged = keepalive.old_traffic(config, ctx, old, switched_at)
+    judged = keepalive.old_traffic(config, ctx.app, old, switched_at, ctx.reporter.progress)
     if isinstance(judged, str):
         result.details["old_traffic"] = {"state": "unknown", "error": judged}
         result.messages.append(judged)

@@ -12,6 +12,7 @@ is a warning, never a failed switch: traffic has moved, only some clients are la
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import httpx2
 
@@ -20,7 +21,7 @@ from bluegreen.checks import _apiserver
 from bluegreen.checks.prometheus import PrometheusCheck, QueryError
 from bluegreen.config import Config, DrainConfig, PrometheusCheckConfig, render
 from bluegreen.errors import BlueGreenError
-from bluegreen.model import Color, Result
+from bluegreen.model import AppSpec, Color, Result
 from bluegreen.phases.context import Context
 
 MOVED = ("switched", "rolled-back")
@@ -69,13 +70,15 @@ def run_hook(ctx: Context, hook: DrainConfig, color: Color) -> drain.HookOutcome
     return drain.HookOutcome(str(color), tuple(drained), tuple(failed))
 
 
-def old_traffic(config: Config, ctx: Context, old: Color, switched_at: float) -> drain.OldTraffic | str:
+def old_traffic(
+    config: Config, app: AppSpec, old: Color, switched_at: float, progress: Callable[[str], None]
+) -> drain.OldTraffic | str:
     """Read the old colour's request rate until it is zero or `within` has passed since the switch;
     the last judgement, or why it could not be read."""
     hook = config.drain
     assert hook is not None and hook.old_traffic is not None
     o = hook.old_traffic
-    promql = render(o.query, {"color": str(old), "namespace": ctx.app.namespace, "app": ctx.app.name})
+    promql = render(o.query, {"color": str(old), "namespace": app.namespace, "app": app.name})
     prometheus = PrometheusCheck(
         PrometheusCheckConfig(name="old-traffic", url=o.url, query=promql, timeout=o.timeout)
     )
@@ -88,7 +91,7 @@ def old_traffic(config: Config, ctx: Context, old: Color, switched_at: float) ->
             judged = drain.old_traffic(series, elapsed=time.time() - switched_at, within=o.within)
             if judged.state != "draining":
                 return judged
-            ctx.reporter.progress(judged.message(str(old)))
-            cancel.sleep(min(POLL, max(0.0, switched_at + o.within - time.time())))
+            progress(judged.message(str(old)))
+            cancel.sleep(min(POLL, max(0.05, switched_at + o.within - time.time())))
     finally:
         prometheus.close()

@@ -4,16 +4,20 @@ told to drain, what the outcome says, and the old colour's request rate judged a
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pytest
 
 from bluegreen.checks.prometheus import PrometheusCheck
-from bluegreen.config import PrometheusCheckConfig, parse
-from bluegreen.drain import HookOutcome, drainable, hook_path, old_traffic
+from bluegreen.config import Config, PrometheusCheckConfig, parse
+from bluegreen.drain import HookOutcome, OldTraffic, drainable, hook_path, old_traffic
 from bluegreen.errors import ConfigError
+from bluegreen.model import AppSpec, Color
+from bluegreen.phases import keepalive
 from tests.unit.test_checks_prometheus import Stub, stub  # noqa: F401  (the fixture)
 
+APP = AppSpec(name="shop", namespace="shop")
 OLD = (
     '    query: sum by (pod) (rate(http_requests_total{namespace="{{namespace}}",color="{{color}}"}[30s]))\n'
 )
@@ -143,3 +147,40 @@ def test_the_old_colour_rate_is_read_by_pod(stub: Stub) -> None:  # noqa: F811
         assert check.series('sum by (pod) (rate(x{color="blue"}[30s]))') == {"pod=shop-blue-a": 1.5}
     finally:
         check.close()
+
+
+def rates(*pods: tuple[str, str]) -> tuple[int, str]:
+    result = [{"metric": {"pod": name}, "value": [1, value]} for name, value in pods]
+    return 200, json.dumps({"status": "success", "data": {"resultType": "vector", "result": result}})
+
+
+def watch_config(stub: Stub, within: str) -> Config:  # noqa: F811
+    return parse(
+        "drain:\n  http: {}\n  old-traffic:\n"
+        f"    url: {stub.url}\n" + OLD + f"    within: {within}\n    timeout: 2s\n"
+    )
+
+
+def test_the_watch_reads_the_old_colour_until_its_bound_and_names_lingering_pods(stub: Stub) -> None:  # noqa: F811
+    stub.answers = {"blue": rates(("shop-blue-a", "0.8"), ("shop-blue-b", "0"))}
+    seen: list[str] = []
+    judged = keepalive.old_traffic(watch_config(stub, "1s"), APP, Color.BLUE, time.time(), seen.append)
+    assert isinstance(judged, OldTraffic) and judged.state == "lingering"
+    assert judged.by_series == {"pod=shop-blue-a": 0.8}
+    assert seen and "still receives 0.8 requests/s" in seen[0]  # read again while within the bound
+    assert stub.queries[0]["query"] == [
+        'sum by (pod) (rate(http_requests_total{namespace="shop",color="blue"}[30s]))'
+    ]
+
+
+def test_the_watch_stops_reading_once_the_old_colour_is_drained(stub: Stub) -> None:  # noqa: F811
+    stub.answers = {"blue": rates(("shop-blue-a", "0"))}
+    judged = keepalive.old_traffic(watch_config(stub, "5m"), APP, Color.BLUE, time.time(), print)
+    assert isinstance(judged, OldTraffic) and judged.state == "drained"
+    assert len(stub.queries) == 1
+
+
+def test_an_unreadable_rate_is_said_not_judged(stub: Stub) -> None:  # noqa: F811
+    stub.answers = {"blue": (500, json.dumps({"status": "error", "error": "bad query"}))}
+    judged = keepalive.old_traffic(watch_config(stub, "5m"), APP, Color.BLUE, time.time(), print)
+    assert isinstance(judged, str) and "cannot read blue's request rate" in judged and "bad query" in judged
