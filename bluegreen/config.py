@@ -31,6 +31,8 @@ MEASURES = ("error-rate", "p95", "saturation", "value")
 DRAIN_CHECKS = ("warn", "refuse", "off")
 HOOKS = ("expand", "post-switch", "contract")
 ON_FAILURE = ("rollback", "nothing")  # what a failed post-switch hook triggers
+DRAIN_METHODS = ("POST", "PUT", "GET")  # the old colour's drain hook (drain.http.method)
+DRAIN_VARIABLES = ("color", "namespace", "app")  # {{...}} in drain.old-traffic.query
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 _TEMPLATE = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
@@ -212,6 +214,30 @@ class MigrationsConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class OldTrafficConfig:
+    """The watch criterion after a switch: the old colour's request rate falls to zero within a bound."""
+
+    url: str  # the Prometheus HTTP API
+    query: str  # templated with {{color}} (the old colour); `sum by (pod) (...)` names lingering pods
+    within: float = 120.0  # seconds after the switch
+    timeout: float = 10.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class DrainConfig:
+    """The app's drain hook: after a verified switch, one HTTP call to each pod of the old colour
+    (through the apiserver's pod proxy) that makes it close idle keep-alive connections and answer
+    `Connection: close`, so pinned clients reconnect and reach the new colour."""
+
+    line: int = 0
+    path: str = "/drain"
+    port: int = 8080
+    method: str = "POST"
+    timeout: float = 5.0  # per pod
+    old_traffic: OldTrafficConfig | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
 class Config:
     path: Path | None = None  # None: no file, defaults only
     app: str = ""
@@ -221,6 +247,7 @@ class Config:
     watch: WatchConfig = field(default_factory=WatchConfig)
     groups: tuple[Group, ...] = ()  # apps that switch together: see bluegreen/group.py
     migrations: MigrationsConfig = field(default_factory=MigrationsConfig)
+    drain: DrainConfig | None = None  # None: no drain hook; keep-alive clients stay on the old colour
 
     def gate_checks(self) -> tuple[CheckConfig, ...]:
         if not self.gate.checks:
@@ -805,6 +832,56 @@ def _migrations(data: Any, problems: _Problems, line: int, base: Path) -> Migrat
     )
 
 
+def _drain(data: Any, problems: _Problems, line: int) -> DrainConfig | None:
+    if data is None:
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("http"), dict):
+        problems.add(
+            "drain", line, "expected a mapping such as {http: {path: /drain, port: 8080, method: POST}}"
+        )
+        return None
+    s = _Section(data, "drain", problems, ("http", "timeout", "old-traffic"))
+    h = _Section(data["http"], "drain.http", problems, ("path", "port", "method"))
+    d = DrainConfig()
+    path = h.string("path", d.path)
+    if not path.startswith("/") or any(c.isspace() or c in "?#" for c in path):
+        h.fail("path", f"{validate._shown(path)}: a path such as /drain (starts with /, no spaces, ? or #)")
+    method = h.string("method", d.method)
+    if method not in DRAIN_METHODS:
+        h.fail("method", f"expected one of {', '.join(DRAIN_METHODS)}, got {validate._shown(method)}")
+    old: OldTrafficConfig | None = None
+    raw = data.get("old-traffic")
+    if raw is not None:
+        if not isinstance(raw, dict):
+            s.fail("old-traffic", "expected a mapping with `url`, `query` and `within`")
+        else:
+            o = _Section(raw, "drain.old-traffic", problems, ("url", "query", "within", "timeout"))
+            url = o.string("url", required=True)
+            _check_url(o, "url", url)
+            query = o.string("query", required=True)
+            for name in template_names(query):
+                if name not in DRAIN_VARIABLES:
+                    o.fail(
+                        "query", f"unknown template variable {{{{{name}}}}}: use {', '.join(DRAIN_VARIABLES)}"
+                    )
+            if query and "color" not in template_names(query):
+                o.fail("query", "the query must name the old colour with {{color}}")
+            old = OldTrafficConfig(
+                url=url,
+                query=query,
+                within=o.parsed("within", _positive_duration, 120.0),
+                timeout=o.parsed("timeout", _positive_duration, 10.0),
+            )
+    return DrainConfig(
+        line=line,
+        path=path,
+        port=h.integer("port", d.port, minimum=1, maximum=65535),
+        method=method,
+        timeout=s.parsed("timeout", _positive_duration, d.timeout),
+        old_traffic=old,
+    )
+
+
 def _positive_duration(text: str | float | int) -> float:
     return validate.positive_duration(text)
 
@@ -830,7 +907,10 @@ def parse(text: str, *, source: str = "bluegreen.yaml", base: Path = Path()) -> 
         problems.add("(top)", 1, "expected a mapping with keys such as checks, gate and watch")
         problems.raise_if_any()
     top = _Section(
-        data, "", problems, ("version", "app", "namespace", "checks", "gate", "watch", "groups", "migrations")
+        data,
+        "",
+        problems,
+        ("version", "app", "namespace", "checks", "gate", "watch", "groups", "migrations", "drain"),
     )
     if "version" in data and data["version"] != 1:
         top.fail("version", f"unsupported version {data['version']!r}; this bluegreen reads version 1")
@@ -855,6 +935,7 @@ def parse(text: str, *, source: str = "bluegreen.yaml", base: Path = Path()) -> 
     gate = _gate(data.get("gate"), problems, _line(data, "gate"))
     watch = _watch(data.get("watch"), problems, _line(data, "watch"))
     migrations = _migrations(data.get("migrations"), problems, _line(data, "migrations"), base)
+    drain = _drain(data.get("drain"), problems, _line(data, "drain"))
     names = {c.name for c in checks}
     for section, wanted, key in (("gate", gate.checks, "gate"), ("watch", watch.checks, "watch")):
         for name in wanted:
@@ -886,6 +967,7 @@ def parse(text: str, *, source: str = "bluegreen.yaml", base: Path = Path()) -> 
         watch=watch,
         groups=groups,
         migrations=migrations,
+        drain=drain,
     )
 
 

@@ -119,3 +119,100 @@ def check(
             )
         )
     return findings
+
+
+# -- after a switch: the old colour's keep-alive connections -----------------------------------------
+# A selector switch moves new connections only: measured on the traffic rig, 4 keep-alive clients got
+# 80 of 80 answers from the old colour after the Service pointed at the new one. The app's drain hook
+# (bluegreen.yaml `drain`) makes the old pods answer `Connection: close`, so those clients reconnect and
+# reach the new colour; the old colour's request rate (Prometheus) shows whether any traffic lingers.
+
+
+@dataclass(frozen=True)
+class HookOutcome:
+    """The drain hook on the old colour's pods: which answered and which did not (pod -> why)."""
+
+    color: str
+    drained: tuple[str, ...]
+    failed: tuple[tuple[str, str], ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def message(self) -> str:
+        if not self.drained and not self.failed:
+            return f"drain: no running {self.color} pod to drain"
+        text = f"drain: {len(self.drained)} {self.color} pod{'s' if len(self.drained) != 1 else ''} drained"
+        if self.drained:
+            text += f" ({', '.join(self.drained)})"
+        if self.failed:
+            text += "; failed: " + "; ".join(f"{pod}: {why}" for pod, why in self.failed)
+            text += " (their keep-alive clients stay on the old colour until they reconnect)"
+        return text
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"color": self.color, "drained": list(self.drained), "failed": dict(self.failed)}
+
+
+def hook_path(namespace: str, pod: str, port: int, path: str) -> str:
+    """The apiserver's proxy path to one pod's drain endpoint: bluegreen reaches pods from outside
+    the cluster (a CI runner), where pod IPs are not routable."""
+    return f"/api/v1/namespaces/{namespace}/pods/{pod}:{port}/proxy{path}"
+
+
+def drainable(pods: list[dict[str, Any]]) -> list[str]:
+    """The names of the pods that can be told to drain: running, with an IP, not already stopping."""
+    return sorted(
+        p["metadata"]["name"]
+        for p in pods
+        if (p.get("status") or {}).get("podIP")
+        and (p.get("status") or {}).get("phase") == "Running"
+        and not p["metadata"].get("deletionTimestamp")
+    )
+
+
+@dataclass(frozen=True)
+class OldTraffic:
+    """The old colour's request rate some time after the switch, judged against the bound."""
+
+    state: str  # drained | draining | lingering
+    rate: float  # requests per second, all series together
+    by_series: dict[str, float]  # the series still above zero (`pod=shop-blue-1`: rate)
+    elapsed: float
+    within: float
+
+    def message(self, color: str) -> str:
+        if self.state == "drained":
+            return f"old traffic: {color} receives no requests ({self.elapsed:.0f}s after the switch)"
+        who = ", ".join(f"{name or color} {rate:.3g}/s" for name, rate in sorted(self.by_series.items()))
+        if self.state == "draining":
+            return (
+                f"old traffic: {color} still receives {self.rate:.3g} requests/s {self.elapsed:.0f}s after "
+                f"the switch (bound {self.within:.0f}s): {who}"
+            )
+        return (
+            f"old traffic lingers: {color} still receives {self.rate:.3g} requests/s {self.elapsed:.0f}s "
+            f"after the switch, beyond the {self.within:.0f}s bound: {who}. Clients on long-lived "
+            "connections (keep-alive, gRPC) are still pinned: give the app a drain hook (bluegreen.yaml "
+            "`drain`), or find the clients that bypass the Service"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "state": self.state,
+            "rate": self.rate,
+            "lingering": self.by_series,
+            "elapsed_s": round(self.elapsed, 1),
+            "within_s": self.within,
+        }
+
+
+def old_traffic(series: dict[str, float], *, elapsed: float, within: float) -> OldTraffic:
+    """Judge the old colour's request rate `elapsed` seconds after the switch (pure): zero (or no
+    series at all: no request in the window) is drained; above zero is draining until `within`,
+    lingering after it."""
+    still = {name: rate for name, rate in series.items() if rate > 0}
+    total = sum(still.values())
+    state = "drained" if not still else "draining" if elapsed < within else "lingering"
+    return OldTraffic(state=state, rate=total, by_series=still, elapsed=elapsed, within=within)

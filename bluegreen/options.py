@@ -393,6 +393,10 @@ def run(options: PhaseOptions, reporter: Reporter) -> Result:
                 refuse_unanswered=not switching.writes.dry_run,
                 reporter=reporter,
             )
+            if config is not None and config.drain is not None:
+                from bluegreen.phases import keepalive
+
+                switched = keepalive.after_switch(ctx, config, switched)
             if config is None or config.migrations.post_switch is None:
                 return switched
             from bluegreen.phases import migrate

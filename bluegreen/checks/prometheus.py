@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import httpx2
 
@@ -41,8 +41,8 @@ class PrometheusCheck:
     def close(self) -> None:
         self._http.close()
 
-    def query(self, promql: str, *, at: float | None = None) -> float:
-        """The single number `promql` evaluates to; QueryError or NoData otherwise."""
+    def _data(self, promql: str, at: float | None) -> dict[str, Any]:
+        """The `data` of Prometheus's answer to an instant query; QueryError otherwise."""
         params = {"query": promql}
         if at is not None:
             params["time"] = f"{at:.3f}"
@@ -59,7 +59,35 @@ class PrometheusCheck:
                 f"Prometheus refused the query ({response.status_code}): {body.get('error', body)}"
             )
         data = body.get("data", {})
+        return data if isinstance(data, dict) else {}
+
+    def series(self, promql: str) -> dict[str, float]:
+        """Every series `promql` returns now, named by its labels (`pod=shop-blue-1`; "" for none),
+        NaN left out; QueryError if it is not a vector or scalar. For queries `by (pod)`."""
+        data = self._data(promql, None)
         result_type, result = data.get("resultType"), data.get("result")
+        if result_type == "scalar":
+            result = [{"metric": {}, "value": result}]
+        elif result_type != "vector":
+            raise QueryError(f"the query returned a {result_type}; write an instant query")
+        found: dict[str, float] = {}
+        for item in result or []:
+            labels = item.get("metric") or {}
+            name = ",".join(f"{k}={v}" for k, v in sorted(labels.items()) if k != "__name__")
+            try:
+                sample: Any = item.get("value")
+                value = float(sample[1])
+            except (TypeError, ValueError, IndexError):
+                raise QueryError(f"unreadable sample {item!r}") from None
+            if not math.isnan(value):
+                found[name] = value
+        return found
+
+    def query(self, promql: str, *, at: float | None = None) -> float:
+        """The single number `promql` evaluates to; QueryError or NoData otherwise."""
+        data = self._data(promql, at)
+        result_type, result = data.get("resultType"), data.get("result")
+        sample: Any
         if result_type == "scalar":
             sample = result
         elif result_type == "vector":

@@ -212,8 +212,28 @@ def _watch(
         result.active_color, result.previous_color = None, None  # the rollback that took over says where
     result.messages.append(f"watch on {live}: {report.result}: {report.reason}")
     result.details["watch"] = report.to_dict()
+    if config.drain and config.drain.old_traffic and switched_at is not None and not report.rolled_back:
+        _old_traffic(ctx, config, live.other, switched_at, result)
     result.mark(f"watch {report.result}")
     return result
+
+
+def _old_traffic(ctx: Context, config: Config, old: Color, switched_at: float, result: Result) -> None:
+    """The criterion after the watch: the old colour's request rate fell to zero within its bound.
+    Lingering traffic is reported by series (pod) and warned, never rolled back for: moving traffic
+    back to the colour that still has clients would not free them."""
+    from bluegreen.phases import keepalive
+
+    judged = keepalive.old_traffic(config, ctx.app, old, switched_at, ctx.reporter.progress)
+    if isinstance(judged, str):
+        result.details["old_traffic"] = {"state": "unknown", "error": judged}
+        result.messages.append(judged)
+        ctx.reporter.warning(judged)
+        return
+    result.details["old_traffic"] = judged.to_dict()
+    result.messages.append(judged.message(str(old)))
+    if judged.state == "lingering":
+        ctx.reporter.warning(judged.message(str(old)))
 
 
 def _preempted(lock: Lock) -> str:

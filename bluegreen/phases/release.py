@@ -13,7 +13,7 @@ from __future__ import annotations
 from bluegreen.config import Config
 from bluegreen.manifests import Manifests
 from bluegreen.model import Result
-from bluegreen.phases import checked, deploy, migrate, switch, watch
+from bluegreen.phases import checked, deploy, keepalive, migrate, switch, watch
 from bluegreen.phases.context import Context
 
 
@@ -54,6 +54,7 @@ def run(
         candidate=deployed.candidate or "",
         baseline=lambda live: watch.measure_baseline(config, ctx.app, live=live, kube=ctx.kube),
     )
+    switched = keepalive.after_switch(ctx, config, switched)
     if config.migrations.post_switch is not None:
         ctx.reporter.stage("post-switch")
         switched = migrate.post_switch(ctx, config, switched)

@@ -239,3 +239,43 @@ checks:
 watch: {{duration: 4s, interval: 1s, window: 3s, failures: 2, p95-tolerance: 200%}}
 """
     )
+
+
+def drain_watch_config(prometheus: Prometheus) -> Config:
+    query = 'sum by (instance) (rate(http_requests_total{color="{{color}}"}[3s]))'
+    return parse(
+        "checks:\n  - {name: pods, kind: kubernetes}\n"
+        "watch: {duration: 2s, interval: 1s, window: 3s}\n"
+        "drain:\n  http: {}\n  old-traffic:\n"
+        f"    url: {prometheus.url}\n    query: '{query}'\n    within: 3s\n"
+    )
+
+
+def test_after_the_watch_the_old_colours_lingering_traffic_is_named_then_seen_drained(
+    apps: dict[str, sampleapp.SampleApp], tmp_path: Path, kube: Client, namespace: str
+) -> None:
+    """Clients that stay on the old colour after the switch (here: a load sent to blue's own address,
+    as pinned keep-alive clients would) are reported by Prometheus series once `within` has passed;
+    once they stop, the old colour is reported drained. Neither rolls back."""
+    from bluegreen.phases import checked, switch
+    from bluegreen.phases.context import Context
+
+    create_app(kube, namespace, "shop", active="blue")
+    app = AppSpec(name="shop", namespace=namespace)
+    with prom_support.running(tmp_path, {c: a.port for c, a in apps.items()}) as prometheus:
+        config = drain_watch_config(prometheus)
+        pinned = sampleapp.Load([apps["blue"].url]).start()
+        try:
+            prometheus.wait_for('sum(rate(http_requests_total{color="blue"}[3s])) > 0')
+            assert switch.run(Context(kube=kube, app=app), to=Color.GREEN).result == "switched"
+            lingering = checked.watch(Context(kube=kube, app=app), config)
+        finally:
+            pinned.stop()
+        prometheus.wait_for('sum(rate(http_requests_total{color="blue"}[3s])) == 0', timeout=30)
+        drained = checked.watch(Context(kube=kube, app=app), config)
+    old = lingering.details["old_traffic"]
+    assert lingering.result == "passed" and old["state"] == "lingering", lingering.details
+    assert list(old["lingering"]) == [f"instance=127.0.0.1:{apps['blue'].port}"], old
+    assert any(m.startswith("old traffic lingers: blue still receives") for m in lingering.messages)
+    assert drained.details["old_traffic"]["state"] == "drained", drained.details
+    assert live_color(kube, app) == "green"
