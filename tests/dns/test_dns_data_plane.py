@@ -24,7 +24,8 @@ from bluegreen.options import Target, Writes, context
 from bluegreen.phases import switch
 from bluegreen.routers.dns import HOSTNAME, TTL
 from hack.localcluster import LocalCluster
-from tests.support.dnsrig import ZONE, Bind, ExternalDns, color_lb, refusing, wait_refusing
+from tests.support.admission import refusing, wait_refusing
+from tests.support.dnsrig import ZONE, Bind, ExternalDns, color_lb
 
 BLUE_IP, GREEN_IP = "127.0.20.1", "127.0.20.2"
 SAMPLE_EVERY = 0.01

@@ -18,6 +18,7 @@ from lightkube.resources.core_v1 import Pod
 
 from bluegreen.traffic_probe import Sample, TrafficProbe, summarize
 from hack.traffic_rig import Rig
+from tests.support.admission import refusing, wait_refusing
 from tests.support.apps import create_app, deployment, service, wait_available
 from tests.support.traffic import (
     Churn,
@@ -161,6 +162,49 @@ def test_a_group_switch_moves_every_members_traffic(
         after = {s.color for s in samples[app] if s.sent > moved_at + 1.5}
         assert not failed, f"{app}: {len(failed)} requests failed during the group switch"
         assert after == {"green"}, f"{app} was left behind: answers from {after} after the group switch"
+
+
+def test_a_group_switch_that_fails_moves_back_with_no_failed_request(
+    inside: Rig, kube: Client, namespace: str, tmp_path: Path
+) -> None:
+    """web's write is refused (an admission policy, as a user's webhook might): cart, moved already,
+    is moved back, and neither app's clients see a failed request or end on green."""
+    members = ("cart", "web")
+    for app in members:
+        create_app(kube, namespace, app, replicas=1)
+    urls = {app: cluster_url(kube, namespace, app) for app in members}
+    for url in urls.values():
+        wait_answering(url, "blue")
+    config = tmp_path / "bluegreen.yaml"
+    config.write_text(
+        f"groups:\n  - name: storefront\n    namespace: {namespace}\n    members: [cart, web]\n"
+    )
+    to_green = "has(object.spec.selector) && object.spec.selector['bluegreen.io/color'] == 'green'"
+    with refusing(kube, namespace, "web", to_green, f"refuse-{namespace}"):
+        wait_refusing(kube, namespace, "web")
+        probes = {app: load(url, seconds=20).start() for app, url in urls.items()}
+        try:
+            time.sleep(1)
+            result = bluegreen(
+                inside,
+                "group",
+                *("switch", "--to", "green", "--group", "storefront", "--config", str(config)),
+                check=False,
+            )
+            ended_at = time.time()
+            time.sleep(SETTLE)
+        finally:
+            samples = {app: probe.stop() for app, probe in probes.items()}
+    assert result.get("result") == "failed", result
+    assert result["details"]["failed"] == [f"{namespace}/web"], result["details"]
+    assert f"{namespace}/cart" in result["details"]["moved_back"], result["details"]
+    for app in members:
+        failed = [s for s in samples[app] if s.failed]
+        after = {s.color for s in samples[app] if s.sent > ended_at + 1.5}
+        assert not failed, f"{app}: {len(failed)} requests failed during the failed group switch"
+        assert after == {"blue"}, (
+            f"{app} did not end on blue: answers from {after} after the group moved back"
+        )
 
 
 def test_keep_alive_connections_stay_on_the_old_colour_after_a_switch(

@@ -19,7 +19,8 @@ from bluegreen.model import AppSpec, Color
 from bluegreen.routers import dns
 from bluegreen.routers.dns import HOSTNAME, TARGET, TTL, DnsRouter
 from hack.localcluster import LocalCluster
-from tests.support.dnsrig import color_lb, refusing, set_address, wait_refusing
+from tests.support.admission import refusing, wait_refusing
+from tests.support.dnsrig import color_lb, set_address
 
 BLUE_IP, GREEN_IP = "127.0.20.1", "127.0.20.2"
 NAME = "shop.example.test"
