@@ -235,9 +235,10 @@ def _common(parser: argparse.ArgumentParser, *, mutating: bool) -> None:
     )
     group.add_argument(
         "--router",
-        default="service",
+        default=None,
         type=typed(validate.router),
-        help="how traffic is steered: service (default), ingress, gateway, istio, smi, dns",
+        help="how traffic is steered: service, ingress, gateway, istio, smi, dns (default: the one "
+        "`init --router` recorded on the app, else service)",
     )
     group.add_argument(
         "--dns-server",
@@ -295,7 +296,7 @@ def target(args: argparse.Namespace) -> Target:
         namespace=args.namespace,
         kubeconfig=args.kubeconfig,
         context=args.context,
-        router=args.router,
+        router=args.router or "",
         dns_server=args.dns_server,
         color_label=args.color_label,
         service=args.service,

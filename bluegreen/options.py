@@ -34,7 +34,7 @@ class Target:
     namespace: str = "default"
     kubeconfig: str | None = None  # a file; None: $KUBECONFIG, then ~/.kube/config
     context: str | None = None
-    router: str = "service"
+    router: str = ""  # "" -> the one `init --router` recorded on the app's Service, else service
     dns_server: str = ""  # dns router: the zone's authoritative server, HOST:PORT, asked to verify
     color_label: str = "bluegreen.io/color"
     service: str = ""
@@ -266,7 +266,7 @@ def context(target: Target, writes: Writes | None, reporter: Reporter) -> Any:
     from bluegreen.phases.context import Context
 
     writes = writes or Writes()
-    if target.dns_server and target.router != "dns":
+    if target.dns_server and target.router not in ("", "dns"):
         from bluegreen.errors import ConfigError
 
         raise ConfigError(

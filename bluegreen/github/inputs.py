@@ -73,7 +73,7 @@ DEFAULTS: dict[str, str] = {
     "manifests": "",
     "kubeconfig": "",
     "context": "",
-    "router": "service",
+    "router": "",  # "": the router `init` recorded on the app, else service
     "config": "",
     "to": "",
     "candidate": "",
@@ -234,7 +234,7 @@ def parse(env: Mapping[str, str]) -> ActionInputs:
     for key, name_check in (
         ("app", validate.app_name),
         ("namespace", validate.namespace),
-        ("router", validate.router),
+        ("router", lambda v: validate.router(v) if v else ""),
         ("context", validate.text),
         ("reason", validate.reason),
         ("release", lambda v: validate.text(v, kind="a release name")),
@@ -254,7 +254,7 @@ def parse(env: Mapping[str, str]) -> ActionInputs:
         dns_server = validate.dns_server(raw["dns-server"])
     except ValueError as error:
         problems.append(f"dns-server: {error}")
-    need(not dns_server or router == "dns", f"dns-server: for router dns only, not {router}")
+    need(not dns_server or router in ("", "dns"), f"dns-server: for router dns only, not {router}")
     if raw["image"]:
         need(
             valid_image(raw["image"]), f"image: {raw['image']!r} is not an image reference like repo/name:tag"

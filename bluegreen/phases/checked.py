@@ -40,8 +40,8 @@ WATCH_RESULTS = {
 @telemetry.traced("gate")
 def gate(ctx: Context, config: Config) -> Result:
     """The switching gate on the idle colour, compared with live; every measurement in details."""
-    ctx.service()
-    live = routers.make(ctx.router, ctx.app, ctx.kube).read().active
+    live_service = ctx.service()
+    live = routers.make(ctx.router_name(live_service), ctx.app, ctx.kube).read().active
     if live is None:
         raise RefusedError("no colour is live", remedy="Run `bluegreen status`.")
     findings = _drain_findings(ctx, config, live.other)
@@ -138,8 +138,8 @@ def watch(ctx: Context, config: Config) -> Result:
 
     The watch holds the app's Lease, preemptible, for its whole duration: no deploy can redeploy its
     rollback target under it, and a manual rollback takes it over and ends it (`preempted`)."""
-    ctx.service()
-    live = routers.make(ctx.router, ctx.app, ctx.kube).read().active
+    live_service = ctx.service()
+    live = routers.make(ctx.router_name(live_service), ctx.app, ctx.kube).read().active
     if live is None:
         raise RefusedError("no colour is live", remedy="Run `bluegreen status`.")
     switched_at, recorded = baseline_of(ctx.history_annotations(), live)

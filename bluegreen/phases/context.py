@@ -28,12 +28,30 @@ class Context:
     run: RunInfo = field(default_factory=RunInfo)
     reporter: Reporter = field(default_factory=NullReporter)
     dry_run: bool = False
-    router: str = "service"
+    router: str = ""  # as given; "" -> the router recorded on the stable Service, else service
     router_options: dict[str, Any] = field(default_factory=dict)  # the router's own (dns_server)
     lock_wait: float = 0.0
     timeout: float = 600.0
 
     _lock: Lock | None = field(default=None, init=False, repr=False)
+    _router: str | None = field(default=None, init=False, repr=False)
+
+    def router_name(self, service: dict[str, Any] | None = None) -> str:
+        """The router to use: the one given, else the one `init --router` recorded on the stable
+        Service, else `service`; a given one that disagrees with the recorded one is refused
+        (routers.chosen). `service`: the stable Service as just read, to spare a second GET."""
+        if self._router is None:
+            from bluegreen import routers
+
+            live = service if service is not None else self.service()
+            self._router = routers.chosen(
+                self.router,
+                routers.recorded(live),
+                app=self.app.name,
+                namespace=self.app.namespace,
+                service=self.app.service,
+            )
+        return self._router
 
     @contextmanager
     def lock(self, *, preemptible: bool = False, preempt: bool = False) -> Iterator[Lock]:

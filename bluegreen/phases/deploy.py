@@ -65,8 +65,8 @@ def run(
 ) -> Result:
     set_images = set_images or {}
     check_images(image, set_images, manifests=manifests is not None)
-    ctx.service()  # a missing namespace or app fails here, with its own message
-    state = routers.make(ctx.router, ctx.app, ctx.kube).read()
+    live_service = ctx.service()  # a missing namespace or app fails here, with its own message
+    state = routers.make(ctx.router_name(live_service), ctx.app, ctx.kube).read()
     if state.active is None:
         raise split_route(state.detail, "deploy would write onto a colour that serves traffic")
     live_color = state.active
@@ -423,7 +423,7 @@ def _from_manifests(
             remedy=f"Keep the selector the colours have, or delete {ctx.app.deployment(color)} (the idle "
             "colour, not serving) and deploy again.",
         )
-    if ctx.router == "service":
+    if ctx.router_name() == "service":
         selector = dict(((ctx.service().get("spec") or {}).get("selector")) or {})
         selector.pop(ctx.app.color_label, None)
         labels = dep["spec"]["template"]["metadata"]["labels"]

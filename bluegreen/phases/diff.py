@@ -67,7 +67,7 @@ def run(ctx: Context) -> Result:
     try:
         from bluegreen import routers
 
-        state_active = routers.make(ctx.router, ctx.app, ctx.kube).read().active
+        state_active = routers.make(ctx.router_name(), ctx.app, ctx.kube).read().active
     except NotFoundError:
         pass
     result.active_color = str(state_active) if state_active else None

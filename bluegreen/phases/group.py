@@ -96,6 +96,19 @@ def target_ready(kube: Client, app: AppSpec, color: Color) -> str | None:
     )
 
 
+def backend_problem(router: Router, color: Color) -> BaseException | None:
+    """Why the router's own backend for `color` cannot take traffic (ObjectRouter.check_backend: the
+    colour Service lists ready endpoints), or None; routers without such a check have none."""
+    check = getattr(router, "check_backend", None)
+    if check is None:
+        return None
+    try:
+        check(color)
+    except BlueGreenError as error:
+        return error
+    return None
+
+
 def _releases(kube: Client, app: AppSpec) -> dict[Color, Release]:
     """What each colour of a member runs and what deploy, the gate and rollbacks recorded on it."""
     out: dict[Color, Release] = {}
@@ -236,6 +249,18 @@ def run(
                 f"group {group.name} cannot move to {target}: a member stopped being ready, nothing was "
                 "written\n  " + "\n  ".join(unready),
                 remedy="Wait for those members' rollouts, then run again.",
+            )
+        # Each member's own backend, as a single switch checks it: a frontend pointed at a colour
+        # Service with no ready endpoints answers 404/503 for every request. Any refusal: no write.
+        empty = _all(moving, lambda i: backend_problem(routers[i], target))
+        refusals = [
+            f"{outcomes[i].member.key}: {_text(why)}" for i, why in zip(moving, empty, strict=True) if why
+        ]
+        if refusals:
+            raise NotReadyError(
+                f"group {group.name} cannot move to {target}: a member's backend is not there, nothing "
+                "was written\n  " + "\n  ".join(refusals),
+                remedy="Check those members' target colour Services select ready pods, then run again.",
             )
         cancel.check()  # the last moment to stop with nothing written
         with cancel.deferred():  # every member moves, or every member moves back: a signal waits

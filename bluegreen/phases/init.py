@@ -4,6 +4,14 @@
 rolled out does the Service's selector gain `colour=blue`, so the Service always has ready pods behind
 it. The preview Service `<app>-preview` is created selecting green. The original Deployment is left
 running for the user to scale down: bluegreen never deletes what it did not create.
+
+`init --router R` sets the app up for R and records it on the stable Service (annotation
+`bluegreen.io/router`), so later commands need no `--router`. For the routers whose frontend points
+at the colour Services (ingress, gateway, smi) it creates `<app>-blue` / `<app>-green`, each selecting
+its colour's pods as the Deployments select them, and checks that the live colour's lists ready
+endpoints before recording. The dns router's colour Services must be LoadBalancers external-dns
+publishes: init does not create them, it refuses and says what to create. Re-running `init --router R`
+on an adopted app records R (the way to move an app adopted before routers were recorded).
 """
 
 from __future__ import annotations
@@ -15,12 +23,14 @@ from lightkube.resources.apps_v1 import Deployment
 from lightkube.resources.core_v1 import Service
 from lightkube.types import PatchType
 
-from bluegreen import history
-from bluegreen.errors import NotFoundError
+from bluegreen import history, routers
+from bluegreen.errors import ConfigError, NotFoundError
 from bluegreen.kube import call, found, to_dict
 from bluegreen.model import Color, Result
 from bluegreen.phases.context import Context
 from bluegreen.rollout import images_of
+from bluegreen.routers._common import color_service, ensure_color_services
+from bluegreen.routers.dns import create_remedy, unpublishable
 
 
 def run(ctx: Context, *, source: str | None = None) -> Result:
@@ -30,14 +40,20 @@ def run(ctx: Context, *, source: str | None = None) -> Result:
     result = Result(
         phase="init", result="adopted", app=app.name, namespace=app.namespace, dry_run=ctx.dry_run
     )
+    recorded = routers.recorded(service)
+    router = ctx.router_name(service)  # a --router that disagrees with the recorded one stops here
+    record = bool(ctx.router) and ctx.router != recorded
+    if router == "dns":
+        _check_dns_services(ctx)  # before any write: init does not create what external-dns publishes
     if selector.get(app.color_label) in ("blue", "green") and ctx.deployment(
         Color(selector[app.color_label])
     ):
-        result.result = "noop"
         result.active_color = selector[app.color_label]
         result.messages.append(
             f"already adopted: Service {app.service} selects {app.color_label}={result.active_color}"
         )
+        changed = _set_up_router(ctx, router, Color(result.active_color), record=record, result=result)
+        result.result = ("planned" if ctx.dry_run else "adopted") if changed else "noop"
         return result
     source_name = source or app.name
     original = found(
@@ -65,6 +81,7 @@ def run(ctx: Context, *, source: str | None = None) -> Result:
     if ctx.dry_run:
         _create_blue(ctx, blue, dry_run=True)
         _create_preview(ctx, preview, dry_run=True)
+        _set_up_router(ctx, router, Color.BLUE, record=record, result=result)
         result.result = "planned"
         result.messages.append(
             "dry run: the apiserver validated the new objects (dryRun=All); nothing was changed"
@@ -98,6 +115,7 @@ def run(ctx: Context, *, source: str | None = None) -> Result:
             is None
         ):
             _create_preview(ctx, preview, dry_run=False)
+        _set_up_router(ctx, router, Color.BLUE, record=record, result=result)
         history.event(
             ctx.kube,
             app,
@@ -166,3 +184,60 @@ def _create_preview(ctx: Context, preview: dict[str, Any], *, dry_run: bool) -> 
         lambda: ctx.kube.create(obj, dry_run=dry_run),
         idempotent=False,
     )
+
+
+def _set_up_router(ctx: Context, name: str, live: Color, *, record: bool, result: Result) -> bool:
+    """The router's own objects (the colour Services, checked: `live`'s lists ready endpoints), then
+    `name` recorded on the stable Service when it was given and differs from the recorded one. Only
+    after the check: a router whose backend is not there is not recorded. Whether anything changed."""
+    app = ctx.app
+    changes: list[str] = []
+    router = routers.make(name, app, ctx.kube, **(ctx.router_options if name == "dns" else {}))
+    if getattr(router, "uses_color_services", False):
+        changes += ensure_color_services(ctx.kube, app, dry_run=ctx.dry_run)
+        if not ctx.dry_run:
+            with ctx.lock():
+                found = router.check_backend(live)  # type: ignore[attr-defined]
+            result.messages.append(f"{name} router: {found}")
+    if record:
+        changes.append(f"Service {app.service}: annotation {routers.RECORDED}={name}")
+        if not ctx.dry_run:
+            with ctx.lock():
+                call(
+                    f"recording router {name} on Service {app.namespace}/{app.service}",
+                    lambda: ctx.kube.patch(
+                        Service,
+                        app.service,
+                        {"metadata": {"annotations": {routers.RECORDED: name}}},
+                        namespace=app.namespace,
+                        patch_type=PatchType.MERGE,
+                    ),
+                    idempotent=True,  # the same annotation again is the same state
+                )
+            result.messages.append(
+                f"router {name} recorded on Service {app.service}: later commands need no --router"
+            )
+    result.changes += changes
+    return bool(changes)
+
+
+def _check_dns_services(ctx: Context) -> None:
+    """The dns router's colour Services exist as LoadBalancers (external-dns publishes their address);
+    ConfigError naming what to create otherwise. An address not yet assigned is no reason to refuse:
+    a switch to that colour waits for it (and refuses without it)."""
+    app = ctx.app
+    for color in Color:
+        name = color_service(app, color)
+        got = found(
+            f"reading Service {app.namespace}/{name}",
+            lambda name=name: ctx.kube.get(Service, name, namespace=app.namespace),  # type: ignore[misc]
+        )
+        services: dict[Color, dict[str, Any]] = {c: {} for c in Color}
+        services[color] = to_dict(got) if got is not None else {}
+        problem = unpublishable(app, services, color)
+        if problem and "no load-balancer address" not in problem:
+            raise ConfigError(
+                f"dns router: {problem}; bluegreen does not create it (a ClusterIP Service has no "
+                "address external-dns could publish); nothing was changed",
+                remedy=create_remedy(app, color),
+            )

@@ -117,8 +117,8 @@ def wait_drained(ctx: Context, color: Color, selector: dict[str, str], *, timeou
 
 
 def run(ctx: Context, *, after: float = 0.0) -> Result:
-    ctx.service()  # a missing namespace or app fails here, with its own message
-    router = routers.make(ctx.router, ctx.app, ctx.kube)
+    live_service = ctx.service()  # a missing namespace or app fails here, with its own message
+    router = routers.make(ctx.router_name(live_service), ctx.app, ctx.kube)
     state = router.read()
     if state.active is None:
         raise RefusedError("no colour is active", remedy="Run `bluegreen status`.")

@@ -12,8 +12,8 @@ from bluegreen.rollout import images_of, rollout_status
 
 
 def run(ctx: Context) -> Result:
-    ctx.service()  # a missing namespace or app fails here, with its own message
-    state = routers.make(ctx.router, ctx.app, ctx.kube).read()
+    live_service = ctx.service()  # a missing namespace or app fails here, with its own message
+    state = routers.make(ctx.router_name(live_service), ctx.app, ctx.kube).read()
     annotations = ctx.history_annotations()
     result = Result(phase="status", result="status", app=ctx.app.name, namespace=ctx.app.namespace)
     result.active_color = str(state.active) if state.active else None

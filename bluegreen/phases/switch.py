@@ -34,7 +34,14 @@ from lightkube.resources.core_v1 import Service
 from lightkube.types import PatchType
 
 from bluegreen import cancel, history, intent, routers, telemetry
-from bluegreen.errors import BlueGreenError, ConflictError, NotFoundError, NotReadyError, RefusedError
+from bluegreen.errors import (
+    BlueGreenError,
+    ConfigError,
+    ConflictError,
+    NotFoundError,
+    NotReadyError,
+    RefusedError,
+)
 from bluegreen.kube import call
 from bluegreen.lock import current_holder
 from bluegreen.model import AppSpec, Color, Result
@@ -290,17 +297,35 @@ def run(
 
 
 def read_route(ctx: Context) -> tuple[Router, RouteState]:
-    """The app's router and what it reads, a missing app or namespace named as such."""
-    router = routers.make(ctx.router, ctx.app, ctx.kube, **ctx.router_options)
-    if isinstance(router, ServiceRouter) and router.records_history:
-        # The router's read is the live Service's: one GET, whose 404 still gets ctx.service()'s message.
+    """The app's router (given, or recorded by `init --router`) and what it reads, a missing app or
+    namespace named as such."""
+    if ctx.router in ("", "service"):
+        # The service router's read is the live Service's: one GET, which also carries the recorded
+        # router; its 404 still gets ctx.service()'s message.
+        service = ServiceRouter(ctx.app, ctx.kube)
         try:
-            return router, router.read()
+            state = service.read()
         except NotFoundError:
             ctx.service()  # a missing namespace or app fails here, with its own message
             raise
-    ctx.service()  # a missing namespace or app fails here, with its own message
+        recorded = service.annotations.get(routers.RECORDED, "")
+        name = ctx.router_name({"metadata": {"annotations": {routers.RECORDED: recorded}}})
+        if name == "service":
+            return service, state
+    else:
+        name = ctx.router_name(ctx.service())  # a missing namespace or app fails here
+    router = _make(ctx, name)
     return router, router.read()
+
+
+def _make(ctx: Context, name: str) -> Router:
+    """The router `name`, given the router options meant for it (--dns-server: dns only)."""
+    if ctx.router_options and name != "dns":
+        raise ConfigError(
+            f"--dns-server is for the dns router, not {name}",
+            remedy="Drop --dns-server, or pass --router dns.",
+        )
+    return routers.make(name, ctx.app, ctx.kube, **ctx.router_options)
 
 
 def _releases(

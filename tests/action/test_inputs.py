@@ -278,7 +278,11 @@ def test_the_cli_and_the_action_build_the_same_options(
 @pytest.mark.parametrize(
     ("inputs", "said"),
     [
-        ({"dns-server": "127.0.0.1:5353"}, "dns-server: for router dns only, not service"),
+        # No router input: the recorded router decides, and a switch refuses dns-server unless it is dns.
+        (
+            {"router": "service", "dns-server": "127.0.0.1:5353"},
+            "dns-server: for router dns only, not service",
+        ),
         ({"router": "dns", "dns-server": "127.0.0.1:99999"}, "dns-server:"),
     ],
 )

@@ -147,3 +147,23 @@ def test_smi_weights_including_legacy_quantities() -> None:
         {"spec": {"service": "shop", "backends": [{"service": "shop-blue", "weight": 100}]}}, Color.GREEN
     )["spec"]["backends"]
     assert backends == [{"service": "shop-blue", "weight": 0}, {"service": "shop-green", "weight": 100}]
+
+
+def test_the_router_given_else_recorded_else_service() -> None:
+    from bluegreen.routers import chosen, recorded
+
+    service = {"metadata": {"annotations": {"bluegreen.io/router": "ingress"}}}
+    where = {"app": "shop", "namespace": "prod", "service": "shop"}
+    assert chosen("", recorded(service), **where) == "ingress"
+    assert chosen("ingress", recorded(service), **where) == "ingress"
+    assert chosen("gateway", recorded({"metadata": {}}), **where) == "gateway"
+    assert chosen("", recorded(None), **where) == "service"
+
+
+def test_a_given_router_that_disagrees_with_the_recorded_one_is_refused_naming_both() -> None:
+    from bluegreen.errors import ConfigError
+    from bluegreen.routers import chosen
+
+    with pytest.raises(ConfigError, match=r"--router service disagrees .*: ingress") as refused:
+        chosen("service", "ingress", app="shop", namespace="prod", service="shop")
+    assert "kubectl -n prod annotate service shop bluegreen.io/router-" in refused.value.remedy

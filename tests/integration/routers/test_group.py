@@ -9,9 +9,11 @@ import httpx2
 import pytest
 from lightkube import Client
 from lightkube.models.coordination_v1 import LeaseSpec
+from lightkube.models.core_v1 import ServicePort, ServiceSpec
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.coordination_v1 import Lease
 from lightkube.resources.core_v1 import Event, Service
+from lightkube.resources.networking_v1 import Ingress
 from lightkube.types import PatchType
 
 from bluegreen.cli import execute
@@ -361,3 +363,31 @@ def _now() -> Any:
     import datetime as dt
 
     return dt.datetime.now(dt.UTC)
+
+
+def test_a_member_whose_target_service_lists_no_endpoints_is_refused_before_any_write(
+    kube: Client, namespace: str, storefront: Group
+) -> None:
+    # cart's own cart-green (the user's, not bluegreen's: left as it is) selects no pod.
+    kube.create(
+        Service(
+            metadata=ObjectMeta(name="cart-green"),
+            spec=ServiceSpec(selector={"app": "nothing"}, ports=[ServicePort(port=80, targetPort=8080)]),
+        ),
+        namespace=namespace,
+    )
+    frontends = [(Ingress, "shop"), (HTTPRoute, "cart"), (traffic_split(), "pay")]
+
+    def versions() -> list[str | None]:
+        return [
+            kube.get(kind, name, namespace=namespace).metadata.resourceVersion for kind, name in frontends
+        ]
+
+    before = versions()
+    with pytest.raises(
+        NotReadyError, match=r"(?s)nothing was written.*cart: .*cart-green lists no ready endpoints"
+    ):
+        phase.run(kube, storefront, to=Color.GREEN, timeout=30)
+    assert versions() == before  # no member's frontend was written, not even the ready ones
+    assert colors(kube, storefront) == {"shop": Color.BLUE, "cart": Color.BLUE, "pay": Color.BLUE}
+    assert leases(kube, namespace) == []
