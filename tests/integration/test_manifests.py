@@ -19,6 +19,7 @@ from lightkube.resources.core_v1 import ConfigMap, Pod, Secret, Service
 from lightkube.types import PatchType
 
 from bluegreen.cli import Outcome, execute
+from bluegreen.github import summary
 from bluegreen.report import text
 from hack.localcluster import LocalCluster
 from tests.integration.test_engine import versions
@@ -273,3 +274,68 @@ def test_diff_finds_a_direct_edit_of_either_colour_and_none_after_a_clean_releas
     assert "spec.containers[app].env[LOG_LEVEL].value" in {
         d["where"] for d in drifted.result.details["drift"]
     }
+
+
+def test_a_drift_check_fails_the_gate_after_a_direct_edit_and_status_says_drift(
+    kube: Client, namespace: str, bg: Bg, tmp_path: Path
+) -> None:
+    config = tmp_path / "bluegreen.yaml"
+    config.write_text("checks: [{name: same-env, kind: drift}]\ngate: {min-healthy: 0s, interval: 1s}\n")
+    deployed = bg("deploy", "-f", str(V1))
+    assert deployed.exit_code == 0 and deployed.result is not None
+    # The deploy's summary lists what the release changed beyond images (names, never values).
+    shown = summary.markdown(deployed.result, None, phase="deploy", app="shop")
+    assert "### Changed beyond images" in shown
+    assert deployed.result.details["beyond_images"]
+    assert all(f"`{item}`" in shown for item in deployed.result.details["beyond_images"])
+
+    passed = bg("gate", "--config", str(config))
+    assert passed.exit_code == 0 and passed.result is not None, passed.result and passed.result.messages
+    clean = bg("status")
+    assert clean.result is not None and clean.result.details["drift"] == []
+    assert "drift:    none" in text(clean.result)
+
+    # `kubectl set env deploy/shop-green LOG_LEVEL=trace`: the idle colour, after bluegreen deployed it.
+    kube.patch(
+        Deployment,
+        "shop-green",
+        {
+            "spec": {
+                "template": {
+                    "spec": {
+                        "containers": [{"name": "app", "env": [{"name": "LOG_LEVEL", "value": "trace"}]}]
+                    }
+                }
+            }
+        },
+        namespace=namespace,
+        patch_type=PatchType.STRATEGIC,
+        field_manager="kubectl-edit",
+    )
+    wait_available(kube, namespace, "shop-green")
+    failed = bg("gate", "--config", str(config))
+    assert failed.exit_code == 1 and failed.result is not None and failed.result.result == "failed"
+    shown = summary.markdown(failed.result, None, phase="gate", app="shop")
+    assert "### Drift (gate check same-env: failed)" in shown
+    assert (
+        'spec.containers[app].env[LOG_LEVEL].value: blue (absent), green "trace" '
+        '(released as blue (absent), green "info")' in shown
+    )
+
+    status = bg("status")
+    assert status.exit_code == 0 and status.result is not None
+    assert "spec.containers[app].env[LOG_LEVEL].value" in {d["where"] for d in status.result.details["drift"]}
+    said = text(status.result)
+    assert "drift:    DRIFT" in said and "LOG_LEVEL" in said and "trace" in said
+    assert "### Drift" in summary.markdown(status.result, None, phase="status", app="shop")
+    diffed = bg("diff")
+    assert diffed.exit_code == 1 and diffed.result is not None
+    assert "spec.containers[app].env[LOG_LEVEL].value" in summary.markdown(
+        diffed.result, None, phase="diff", app="shop"
+    )
+
+    assert bg("deploy", "-f", str(V1)).exit_code == 0  # the files again: the edit is gone
+    again = bg("gate", "--config", str(config))
+    assert again.exit_code == 0 and again.result is not None, again.result and again.result.messages
+    after = bg("status")
+    assert after.result is not None and after.result.details["drift"] == []
