@@ -301,7 +301,13 @@ def notes(result: Result | None, error: BlueGreenError | None, *, phase: str, ap
                     Annotation(
                         level=level,
                         title=f"{title}: {name} check {judged['check']} {judged['phase']}",
-                        message="; ".join(judged.get("reasons") or []) or judged["phase"],
+                        message=("; ".join(judged.get("reasons") or []) or judged["phase"])
+                        # a drift check's differences, field by field: the reason alone is a count
+                        + (
+                            f"\n{judged['detail']}"
+                            if judged.get("kind") == "drift" and judged.get("detail")
+                            else ""
+                        ),
                     )
                 )
     if result.result == "rolled-back" and phase != "rollback":

@@ -12,7 +12,9 @@ from bluegreen import drift, intent, manifests
 from bluegreen.checks.drift import SHOWN, measurement
 from bluegreen.config import DriftCheckConfig, load
 from bluegreen.errors import ConfigError
-from bluegreen.model import Color
+from bluegreen.github import summary
+from bluegreen.model import Color, Result
+from bluegreen.phases.gate import judged_dict
 from bluegreen.verdict import Phase, judge
 
 LABEL = "bluegreen.io/color"
@@ -103,3 +105,35 @@ def test_the_kind_is_configured_and_takes_no_keys(tmp_path: Any) -> None:
     path.write_text("checks:\n  - name: same-env\n    kind: drift\n    max: 1\n")
     with pytest.raises(ConfigError, match=r"bluegreen.yaml:4: checks\[0\]\.max: unknown key"):
         load(path)
+
+
+def test_the_job_summary_shows_drift_field_by_field_and_what_a_deploy_changed_beyond_images() -> None:
+    blue, green = deployment("blue"), deployment("green", log_level="trace")
+    judgement = drift.judge({Color.BLUE: blue, Color.GREEN: green}, {}, lambda k, n: None, color_label=LABEL)
+    diffed = Result(phase="diff", result="drift", app="shop", namespace="shop")
+    diffed.details = {"drift": [f.to_dict() for f in judgement.drifted]}
+    shown = summary.markdown(diffed, None, phase="diff", app="shop")
+    assert '| spec.containers[app].env[LOG_LEVEL].value | "info" | "trace" |' in shown
+
+    gated = Result(phase="gate", result="failed", app="shop", namespace="shop")
+    judged = judge(measurement("same-env", judgement, target="shop", at=0.0))
+    gated.details = {"gate": {"result": "failed", "rounds": [{"checks": [judged_dict(judged)]}]}}
+    assert "### Drift (gate check same-env: failed)" in summary.markdown(
+        gated, None, phase="gate", app="shop"
+    )
+    (note,) = [n for n in summary.notes(gated, None, phase="gate", app="shop") if "same-env" in n.title]
+    assert "LOG_LEVEL" in note.message and "trace" in note.message
+
+    deployed = Result(phase="deploy", result="deployed", app="shop", namespace="shop")
+    deployed.details = {"beyond_images": ["spec.containers[app].env[LOG_LEVEL]", "ConfigMap shop-config"]}
+    shown = summary.markdown(deployed, None, phase="deploy", app="shop")
+    assert (
+        "### Changed beyond images\n\n- `spec.containers[app].env[LOG_LEVEL]`\n- `ConfigMap shop-config`"
+        in shown
+    )
+    deployed.details = {"beyond_images": []}
+    assert "Nothing: this release changes only images." in summary.markdown(
+        deployed, None, phase="deploy", app="shop"
+    )
+    deployed.details = {}  # an --image deploy: no section
+    assert "Changed beyond images" not in summary.markdown(deployed, None, phase="deploy", app="shop")
