@@ -22,7 +22,7 @@ from bluegreen.group import Group, parse_groups
 from bluegreen.verdict import Limits, Threshold, parse_condition
 
 DEFAULT_PATH = Path("bluegreen.yaml")
-KINDS = ("kubernetes", "http", "command", "job", "prometheus", "probe")
+KINDS = ("kubernetes", "http", "command", "job", "prometheus", "probe", "drift")
 # Checks a watch runs when watch.checks is not given: one-off smoke tests stay in the gate.
 WATCH_DEFAULT_KINDS = ("kubernetes", "http", "prometheus", "probe")
 TEMPLATE_VARIABLES = ("color", "window", "namespace", "app")
@@ -146,6 +146,13 @@ class ProbeCheckConfig(CheckConfig):
 
     def url_for(self, color: str) -> str:
         return self.urls[color] if self.urls else render(self.url, {"color": color})
+
+
+@dataclass(frozen=True, kw_only=True)
+class DriftCheckConfig(CheckConfig):
+    """Both colours the same but for the release (bluegreen/drift.py); no keys of its own."""
+
+    kind: str = "drift"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -438,6 +445,7 @@ _CHECK_KEYS: Mapping[str, tuple[str, ...]] = {
     "job": ("template", "template-file", "timeout", "tail-lines"),
     "prometheus": ("url", "query", "measure", "min", "max", "timeout"),
     "probe": ("url", "urls", "requests", "timeout"),
+    "drift": (),
 }
 
 
@@ -461,6 +469,8 @@ def _check(item: Any, where: str, line: int, problems: _Problems, base: Path) ->
         s.fail("name", f"{name!r}: use lower-case letters, digits and '-' (it names Jobs and report rows)")
     if kind == "kubernetes":
         return KubernetesCheckConfig(name=name, line=line, max_restarts=s.integer("max-restarts", 0))
+    if kind == "drift":
+        return DriftCheckConfig(name=name, line=line)
     if kind == "http":
         url = s.string("url")
         s.template("url", url)

@@ -13,11 +13,11 @@ config copy whose content no longer matches the hash in its name.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from bluegreen import manifests
+from bluegreen import intent, manifests
 from bluegreen.model import Color
 
 DECLARED = "bluegreen.io/declared"
@@ -46,6 +46,77 @@ class Finding:
             "drift": self.drift,
             "why": self.why,
         }
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """The colours judged: every difference, and which deploy's record explained the release."""
+
+    findings: list[Finding]
+    newest: Color | None  # the colour the newest deploy wrote
+    seq: int  # that deploy's sequence number; 0 when no deploy recorded one
+
+    @property
+    def drifted(self) -> list[Finding]:
+        return [f for f in self.findings if f.drift]
+
+    def summary(self) -> str:
+        """One line: the verdict and what to do about it."""
+        count = len(self.drifted)
+        if count:
+            return (
+                f"{count} difference{'s' if count != 1 else ''} beyond the release: deploy the "
+                "release again (`bluegreen deploy -f ...`) to make the idle colour what the files say"
+            )
+        return "no drift: the colours differ only by the release" + (
+            f" (deploy #{self.seq} on {self.newest})" if self.newest else ""
+        )
+
+
+def judge(
+    deployments: Mapping[Color, Mapping[str, Any]],
+    copies: Mapping[tuple[str, str], str],
+    content: Callable[[str, str], Mapping[str, Any] | None],
+    *,
+    color_label: str,
+) -> Judgement:
+    """Both colours' Deployments as stored, judged: `diff` and the gate's `drift` check decide here.
+
+    copies: the app's config copies, (kind, copy name) -> the name it copies; content(kind, name):
+    a copy's content with its `hash` (None: missing), asked only for copies a colour references."""
+    templates = {c: d["spec"]["template"] for c, d in deployments.items()}
+    views = {
+        c: manifests.normalized(t, color_label=color_label, originals=copies, mask_images=True)
+        for c, t in templates.items()
+    }
+    refs = {
+        c: {(kind, copies.get((kind, name), name)): name for kind, name in manifests.references(t)}
+        for c, t in templates.items()
+    }
+    contents: dict[str, Mapping[str, Any] | None] = {}
+    for color_refs in refs.values():
+        for (kind, _), name in color_refs.items():
+            if (kind, name) in copies and name not in contents:
+                contents[name] = content(kind, name)
+    releases = {c: intent.Release.of(c, d, color_label) for c, d in deployments.items()}
+    newest = max(Color, key=lambda c: releases[c].seq) if any(r.seq for r in releases.values()) else None
+    declared = None
+    if newest is not None:
+        declared = decode(
+            ((deployments[newest].get("metadata") or {}).get("annotations") or {}).get(DECLARED)
+        )
+    edited = {}
+    for color, release in releases.items():
+        recorded = (release.candidate or {}).get("hash")
+        if recorded and recorded != release.hash:
+            edited[color] = (
+                f"changed after deploy #{release.seq} wrote it: its template is {release.hash}, "
+                f"deploy recorded {recorded}"
+            )
+    findings = compare(
+        templates=views, refs=refs, contents=contents, newest=newest, declared=declared, edited=edited
+    )
+    return Judgement(findings, newest, releases[newest].seq if newest else 0)
 
 
 def record(

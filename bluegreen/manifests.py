@@ -35,7 +35,16 @@ APP_LABEL = "bluegreen.io/app"  # on every config copy: which app's copies `reti
 COPY_OF = "bluegreen.io/copy-of"  # annotation on a copy: the ConfigMap or Secret it was made from
 HASH_DIGITS = 10
 CONFIG_KINDS = ("ConfigMap", "Secret")
-HANDLED = {("apps/v1", "Deployment"), ("v1", "ConfigMap"), ("v1", "Secret"), ("v1", "Service")}
+# Applied once per colour, targeting that colour: kind -> apiVersion.
+SCALING_KINDS = {"HorizontalPodAutoscaler": "autoscaling/v2", "PodDisruptionBudget": "policy/v1"}
+COLOR_OF = "bluegreen.io/colour-of"  # label on a per-colour HPA or PDB: the colour it targets
+HANDLED = {
+    ("apps/v1", "Deployment"),
+    ("v1", "ConfigMap"),
+    ("v1", "Secret"),
+    ("v1", "Service"),
+    *((version, kind) for kind, version in SCALING_KINDS.items()),
+}
 MAX_FILES = 200  # files a directory or glob may expand to: a typo such as `-f /` stops here
 SUFFIXES = (".yaml", ".yml", ".json")
 MAX_CONFIG_BYTES = 1024 * 1024  # the apiserver's limit for one ConfigMap or Secret
@@ -69,6 +78,7 @@ class Manifests:
     deployment: Doc
     configs: tuple[Doc, ...] = ()
     services: tuple[Doc, ...] = ()
+    scaling: tuple[Doc, ...] = ()  # HorizontalPodAutoscalers and PodDisruptionBudgets, one per colour
     sources: tuple[str, ...] = field(default=())
 
 
@@ -173,8 +183,9 @@ def parse(texts: Sequence[tuple[str, str]], *, app: str, namespace: str) -> Mani
         problems.append(
             "kinds bluegreen does not release: "
             + ", ".join(f"{d.obj['apiVersion']} {d}" for d in unknown)
-            + " (it releases one apps/v1 Deployment with its v1 ConfigMaps and Secrets, and Services "
-            "that do not select the app's pods: leave the others out of -f and apply them yourself)"
+            + " (it releases one apps/v1 Deployment with its v1 ConfigMaps and Secrets, its autoscaling/v2 "
+            "HorizontalPodAutoscalers and policy/v1 PodDisruptionBudgets, and Services that do not select "
+            "the app's pods: leave the others out of -f and apply them yourself)"
         )
     deployments = [d for d in docs if d.kind == "Deployment" and d.obj["apiVersion"] == "apps/v1"]
     if len(deployments) != 1:
@@ -185,14 +196,18 @@ def parse(texts: Sequence[tuple[str, str]], *, app: str, namespace: str) -> Mani
     for doc in docs:
         if doc.kind in CONFIG_KINDS and doc.obj["apiVersion"] == "v1":
             problems.extend(f"{doc}: {p}" for p in _config_problems(doc.obj))
+    scaling = tuple(d for d in docs if (d.obj["apiVersion"], d.kind) in HANDLED and d.kind in SCALING_KINDS)
     if len(deployments) == 1:
         problems.extend(f"{deployments[0]}: {p}" for p in _deployment_problems(deployments[0].obj))
+        for doc in scaling:
+            problems.extend(f"{doc}: {p}" for p in _scaling_problems(doc.obj, deployments[0].obj))
     if problems:
         raise ManifestError("; ".join(problems))
     return Manifests(
         deployment=deployments[0],
         configs=tuple(d for d in docs if d.kind in CONFIG_KINDS),
         services=tuple(d for d in docs if d.kind == "Service"),
+        scaling=scaling,
         sources=tuple(source for source, _ in texts),
     )
 
@@ -228,6 +243,50 @@ def _deployment_problems(dep: dict[str, Any]) -> list[str]:
     if missing:
         return [f"spec.selector.matchLabels {missing} do not match spec.template.metadata.labels"]
     return []
+
+
+def _scaling_problems(obj: dict[str, Any], dep: dict[str, Any]) -> list[str]:
+    """An HPA must scale the app's Deployment, a PDB select its pods: each is made per colour from it."""
+    spec = obj.get("spec")
+    if not isinstance(spec, dict):
+        return ["no spec"]
+    name = (dep.get("metadata") or {}).get("name")
+    if obj["kind"] == "HorizontalPodAutoscaler":
+        ref = spec.get("scaleTargetRef") or {}
+        if (ref.get("apiVersion"), ref.get("kind"), ref.get("name")) != ("apps/v1", "Deployment", name):
+            return [
+                f"spec.scaleTargetRef must be the app's Deployment (apps/v1 Deployment {name}), "
+                f"got {ref.get('apiVersion')} {ref.get('kind')} {ref.get('name')}"
+            ]
+        return []
+    selector = spec.get("selector") or {}
+    wanted = selector.get("matchLabels")
+    labels = (((dep.get("spec") or {}).get("template") or {}).get("metadata") or {}).get("labels") or {}
+    if not isinstance(wanted, dict) or not wanted or set(selector) - {"matchLabels"}:
+        return ["spec.selector must be matchLabels naming the app's pod labels (no matchExpressions)"]
+    missing = {k: v for k, v in wanted.items() if labels.get(k) != v}
+    if missing:
+        return [f"spec.selector.matchLabels {missing} do not select the Deployment's pods"]
+    return []
+
+
+def per_color(
+    obj: Mapping[str, Any], *, app: str, namespace: str, deployment: str, color_label: str, color: str
+) -> dict[str, Any]:
+    """An HPA or PDB of one colour: named `<name>-<colour>`, scaling that colour's Deployment or
+    selecting its pods only (the colour label added); the rest as written."""
+    out = copy.deepcopy(dict(obj))
+    meta = out.get("metadata") or {}
+    kept = {k: meta[k] for k in ("labels", "annotations") if meta.get(k)}
+    out["metadata"] = {**kept, "name": f"{meta['name']}-{color}", "namespace": namespace}
+    out["metadata"].setdefault("labels", {}).update({APP_LABEL: app, COLOR_OF: color})
+    out["metadata"].setdefault("annotations", {})[COPY_OF] = meta["name"]
+    if out["kind"] == "HorizontalPodAutoscaler":
+        out["spec"]["scaleTargetRef"]["name"] = deployment
+    else:
+        out["spec"]["selector"]["matchLabels"][color_label] = color
+    out.pop("status", None)
+    return out
 
 
 def _config_problems(obj: dict[str, Any]) -> list[str]:

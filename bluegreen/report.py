@@ -80,6 +80,13 @@ def _status(result: Result) -> str:
             f"  last migration: {run.get('hook')} {run.get('outcome')}{release} at {run.get('time')}"
             + (f" ({run.get('reason')})" if run.get("reason") else "")
         )
+    drifted = details.get("drift")
+    if drifted is not None:  # None: not judged (one colour only, or the config could not be read)
+        lines.append(
+            f"  drift:    DRIFT, {len(drifted)} difference{'s' if len(drifted) != 1 else ''} beyond the release"
+            if drifted
+            else "  drift:    none (the colours differ only by the release)"
+        )
     lines.append(f"  lock: {details.get('lock_holder') or 'free'}")
     lines += [f"  {message}" for message in result.messages]
     return "\n".join(lines)

@@ -8,6 +8,7 @@ from lightkube.config import client_adapter
 
 from bluegreen.checks.base import Check, Target
 from bluegreen.checks.command import CommandCheck
+from bluegreen.checks.drift import DriftCheck
 from bluegreen.checks.http import HttpCheck
 from bluegreen.checks.job import JobCheck
 from bluegreen.checks.kubernetes import KubernetesCheck
@@ -17,6 +18,7 @@ from bluegreen.config import (
     KINDS,
     CheckConfig,
     CommandCheckConfig,
+    DriftCheckConfig,
     HttpCheckConfig,
     JobCheckConfig,
     KubernetesCheckConfig,
@@ -47,6 +49,8 @@ def build(config: CheckConfig, *, kube: Client | None = None) -> Check:
         return PrometheusCheck(config)
     if isinstance(config, ProbeCheckConfig):
         return ProbeCheck(config)
+    if isinstance(config, DriftCheckConfig):
+        return DriftCheck(config, kube=_need(kube, config))
     raise ConfigError(
         f"check {config.name!r}: no valid kind {config.kind!r}",
         remedy=f"Use one of: {', '.join(KINDS)}.",

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from bluegreen import manifests
 from bluegreen.errors import BlueGreenError
 from bluegreen.github.runner import Annotation, Level
 from bluegreen.model import Result
@@ -144,6 +145,51 @@ def checks(result: Result) -> list[str]:
     return lines
 
 
+def drift(result: Result) -> list[str]:
+    """Differences between the colours beyond the release: diff's and status's findings field by
+    field, and what a gate's `drift` check saw in its last round (values of Secrets are never in them)."""
+    found: list[dict[str, Any]] | None = result.details.get("drift")
+    lines: list[str] = []
+    if found is not None and result.phase in ("diff", "status"):
+        if not found:
+            return ["### Drift", "", "None: the colours differ only by the release.", ""]
+        lines += ["### Drift", "", "| where | blue | green | why |", "|---|---|---|---|"]
+        for item in found:
+            blue = "-" if item.get("blue") is None else manifests.shown(item["blue"])
+            green = "-" if item.get("green") is None else manifests.shown(item["green"])
+            lines.append(
+                f"| {cell(item.get('where', ''))} | {cell(blue)} | {cell(green)} | {cell(item.get('why', ''))} |"
+            )
+        return [
+            *lines,
+            "",
+            "Deploy the release again (`bluegreen deploy -f ...`) to make the idle colour what the files say.",
+            "",
+        ]
+    for name in ("gate", "watch"):
+        rounds = (result.details.get(name) or {}).get("rounds") or []
+        for judged in rounds[-1].get("checks", []) if rounds else []:
+            if judged.get("kind") != "drift":
+                continue
+            lines += [f"### Drift ({name} check {cell(judged['check'])}: {cell(judged['phase'])})", ""]
+            lines += [f"- {cell(line)}" for line in (judged.get("detail") or "").splitlines()]
+            lines += [
+                f"- {cell(reason)}" for reason in judged.get("reasons") or [] if not judged.get("detail")
+            ]
+            lines.append("")
+    return lines
+
+
+def beyond_images(result: Result) -> list[str]:
+    """What a deploy's release changes beyond images against the live colour (paths and names only)."""
+    if "beyond_images" not in result.details:
+        return []
+    changed: list[str] = result.details["beyond_images"] or []
+    if not changed:
+        return ["### Changed beyond images", "", "Nothing: this release changes only images.", ""]
+    return ["### Changed beyond images", "", *(f"- `{cell(item)}`" for item in changed), ""]
+
+
 def _number(value: object) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
@@ -220,6 +266,8 @@ def markdown(
             [*timings(result), ""] if result.api_ms is not None or result.converged_ms is not None else []
         )
         parts += checks(result)
+        parts += drift(result)
+        parts += beyond_images(result)
         parts += migration(result)
         parts += [f"- {cell(m)}" for m in result.messages] + ([""] if result.messages else [])
         if result.changes:
@@ -253,7 +301,13 @@ def notes(result: Result | None, error: BlueGreenError | None, *, phase: str, ap
                     Annotation(
                         level=level,
                         title=f"{title}: {name} check {judged['check']} {judged['phase']}",
-                        message="; ".join(judged.get("reasons") or []) or judged["phase"],
+                        message=("; ".join(judged.get("reasons") or []) or judged["phase"])
+                        # a drift check's differences, field by field: the reason alone is a count
+                        + (
+                            f"\n{judged['detail']}"
+                            if judged.get("kind") == "drift" and judged.get("detail")
+                            else ""
+                        ),
                     )
                 )
     if result.result == "rolled-back" and phase != "rollback":

@@ -13,7 +13,7 @@ from lightkube.resources.core_v1 import Namespace
 
 from bluegreen import cancel
 from bluegreen.errors import ForbiddenError, NotFoundError, RolloutError
-from bluegreen.kube import call, found, get_json, label_selector, metadata_list
+from bluegreen.kube import call, found, get_json, label_selector
 from bluegreen.lock import Lock
 from bluegreen.model import AppSpec, Color, NullReporter, Reporter, RunInfo
 from bluegreen.rollout import pod_problems, rollout_status
@@ -116,26 +116,10 @@ class Context:
         )
 
     def config_copies(self) -> dict[tuple[str, str], str]:
-        """The app's ConfigMap and Secret copies (deploy -f): (kind, copy name) -> the name it copies.
-        Read as metadata only: listing Secrets never fetches their values."""
-        from bluegreen import manifests
+        """The app's ConfigMap and Secret copies (deploy -f): (kind, copy name) -> the name it copies."""
+        from bluegreen import driftread
 
-        out: dict[tuple[str, str], str] = {}
-        for kind, plural in (("ConfigMap", "configmaps"), ("Secret", "secrets")):
-            items = call(
-                f"listing the {kind} copies of {self.app.name}",
-                lambda plural=plural: metadata_list(  # type: ignore[misc]
-                    self.kube,
-                    f"/api/v1/namespaces/{self.app.namespace}/{plural}",
-                    params={"labelSelector": f"{manifests.APP_LABEL}={self.app.name}"},
-                ),
-            )
-            for item in items:
-                meta = item.get("metadata") or {}
-                original = (meta.get("annotations") or {}).get(manifests.COPY_OF)
-                if original:
-                    out[(kind, meta["name"])] = original
-        return out
+        return driftread.config_copies(self.kube, self.app)
 
     def history_annotations(self) -> dict[str, str]:
         return dict((self.service().get("metadata") or {}).get("annotations") or {})

@@ -25,6 +25,7 @@ from bluegreen import drain, drift, intent, routers, telemetry
 from bluegreen.errors import ConflictError, NotFoundError, RefusedError, RolloutError, UsageError
 from bluegreen.kube import call, write_json
 from bluegreen.model import Color, Result
+from bluegreen.phases import scaling
 from bluegreen.phases.context import Context
 from bluegreen.rollout import images_of, recolored, valid_image, with_images
 
@@ -94,11 +95,13 @@ def run(
     replicas = live["spec"].get("replicas", 1)
     label = ctx.app.color_label
     configs = _config_objects(ctx, manifests)
+    per_color = scaling.objects(ctx, manifests, idle_color)  # the idle colour's HPAs and PDBs
     if base is not None:
         # The apiserver validates everything (dryRun=All, unknown fields refused) before the first
         # real write, so a bad manifest changes nothing; and the template it would store, with its
         # defaults filled in, is what the release is judged by (hashes, live's, the drift record).
         _apply(ctx, configs, dry_run=True)
+        scaling.apply(ctx, per_color, dry_run=True)
         trial = _desired(ctx, live, idle, idle_color, template, replicas, {"hash": ""}, base=base)
         trial["metadata"].pop("resourceVersion", None)  # a trial: the real write below is the guarded one
         template = _write(ctx, trial, create=idle is None, dry_run=True)["spec"]["template"]
@@ -204,6 +207,7 @@ def run(
         for c in configs
         if c["kind"] != "Service"
     }
+    result.changes += [f"apply {o['kind']} {o['metadata']['name']}" for o in per_color]
     result.changes.append(
         f"{verb} Deployment {ctx.app.deployment(idle_color)}: images {', '.join(images_of(template))}, replicas {replicas}"
     )
@@ -234,6 +238,10 @@ def run(
             result.candidate = candidate["hash"]
             result.details["candidate"] = {"color": str(idle_color), **candidate}
             result.mark(f"{verb}d {ctx.app.deployment(idle_color)}")
+        if manifests is not None:
+            # After the Deployment they target exists; only the idle colour's, never live's.
+            scaling.apply(ctx, per_color, dry_run=False)
+            result.changes += [f"deleted {gone}" for gone in scaling.prune(ctx, idle_color, per_color)]
         try:
             ctx.wait_rollout(idle_color, timeout=timeout or ctx.timeout)
         except RolloutError as failed:

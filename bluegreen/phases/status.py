@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from bluegreen import history, intent, routers
+from bluegreen import driftread, history, intent, routers
+from bluegreen.errors import ClusterError
 from bluegreen.lock import current_holder
 from bluegreen.model import Color, Result
 from bluegreen.phases.context import Context
@@ -19,8 +20,9 @@ def run(ctx: Context) -> Result:
     result.active_color = str(state.active) if state.active else None
     result.previous_color = annotations.get(history.PREVIOUS)
     colors: dict[str, dict[str, Any]] = {}
+    stored = {color: ctx.deployment(color) for color in Color}
     for color in Color:
-        dep = ctx.deployment(color)
+        dep = stored[color]
         if dep is None:
             colors[str(color)] = {"deployment": None}
             continue
@@ -51,7 +53,9 @@ def run(ctx: Context) -> Result:
     newest = max(colors.items(), key=lambda item: item[1].get("deploy_seq") or 0)
     if newest[1].get("deploy_seq"):
         result.candidate = newest[1]["release"]
+    drifted = _drift(ctx, stored, result.messages)
     result.details = {
+        "drift": drifted,
         "history_lags": lag,
         "router": state.detail,
         "colors": colors,
@@ -61,3 +65,22 @@ def run(ctx: Context) -> Result:
         "lock_holder": current_holder(ctx.kube, ctx.app),
     }
     return result
+
+
+def _drift(
+    ctx: Context, stored: dict[Color, dict[str, Any] | None], messages: list[str]
+) -> list[dict[str, Any]] | None:
+    """The differences beyond the release, as `diff` judges them (None: not judged), said in
+    `messages` field by field. Status still reports the rest when they cannot be read."""
+    if any(dep is None for dep in stored.values()):
+        return None  # one colour only: nothing to compare
+    try:
+        judgement = driftread.judged(ctx.kube, ctx.app, stored)
+    except ClusterError as error:
+        messages.append(f"drift not judged: {error.message}")
+        return None
+    drifted = judgement.drifted
+    if drifted:
+        messages.append(f"drift: {judgement.summary()}")
+        messages.extend(f.line() for f in drifted)
+    return [f.to_dict() for f in drifted]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,10 +16,13 @@ from typing import Any
 import pytest
 from lightkube import Client
 from lightkube.resources.apps_v1 import Deployment
+from lightkube.resources.autoscaling_v2 import HorizontalPodAutoscaler
 from lightkube.resources.core_v1 import ConfigMap, Pod, Secret, Service
+from lightkube.resources.policy_v1 import PodDisruptionBudget
 from lightkube.types import PatchType
 
 from bluegreen.cli import Outcome, execute
+from bluegreen.github import summary
 from bluegreen.report import text
 from hack.localcluster import LocalCluster
 from tests.integration.test_engine import versions
@@ -41,6 +45,24 @@ SECRETS = (
     "czNjcjN0LXYy",
 )  # the fixtures' DB passwords, plain and base64
 Bg = Callable[..., Outcome]
+# An HPA and a PDB as users write them for the app: deploy makes one of each per colour.
+SCALING = """apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata: {name: shop}
+spec:
+  scaleTargetRef: {kind: Deployment, name: shop, apiVersion: apps/v1}
+  minReplicas: 3
+  maxReplicas: 5
+  metrics: [{type: Resource, resource: {name: cpu, target: {type: Utilization, averageUtilization: 80}}}]
+---
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata: {name: shop}
+spec:
+  minAvailable: 1
+  selector:
+    matchLabels: {app.kubernetes.io/name: shop}
+"""
 
 
 @pytest.fixture
@@ -191,9 +213,15 @@ def test_a_release_of_env_and_config_reaches_only_the_idle_colour_and_rollback_b
         ("our Service", "{v1}\n---\n{svc}", "is bluegreen's own Service"),
         (
             "an unknown kind",
-            "{v1}\n---\n{hpa}",
-            "kinds bluegreen does not release: autoscaling/v2 HorizontalPodAutoscaler shop",
+            "{v1}\n---\n{ingress}",
+            "kinds bluegreen does not release: networking.k8s.io/v1 Ingress shop",
         ),
+        (
+            "an HPA of another Deployment",
+            "{v1}\n---\n{hpa}",
+            "spec.scaleTargetRef must be the app's Deployment",
+        ),
+        ("a PDB of other pods", "{v1}\n---\n{pdb}", "do not select the Deployment's pods"),
         ("invalid YAML", "{v1}\n---\nkind: [Deployment\n", "invalid YAML"),
         ("an unknown field", "{typo}", 'unknown field "spec.template.spec.containers[0].imagePullPolicyy"'),
         ("a Secret not base64", "{v1}\n---\n{bad_secret}", "data.TOKEN is not base64"),
@@ -209,7 +237,9 @@ def test_malformed_manifests_are_one_clear_error_and_nothing_is_applied(
         "v1": v1,
         "other": "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: worker}\nspec: {}",
         "svc": "apiVersion: v1\nkind: Service\nmetadata: {name: shop}\nspec: {selector: {app.kubernetes.io/name: shop}}",
-        "hpa": "apiVersion: autoscaling/v2\nkind: HorizontalPodAutoscaler\nmetadata: {name: shop}\nspec: {}",
+        "ingress": "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: shop}\nspec: {}",
+        "hpa": SCALING.replace("name: shop, apiVersion", "name: worker, apiVersion"),
+        "pdb": SCALING.replace("matchLabels: {app.kubernetes.io/name: shop}", "matchLabels: {tier: db}"),
         "typo": v1.replace(
             "image: registry.local", "imagePullPolicyy: Always\n        image: registry.local"
         ),
@@ -272,4 +302,139 @@ def test_diff_finds_a_direct_edit_of_either_colour_and_none_after_a_clean_releas
     assert drifted.exit_code == 1 and drifted.result is not None
     assert "spec.containers[app].env[LOG_LEVEL].value" in {
         d["where"] for d in drifted.result.details["drift"]
+    }
+
+
+def test_a_drift_check_fails_the_gate_after_a_direct_edit_and_status_says_drift(
+    kube: Client, namespace: str, bg: Bg, tmp_path: Path
+) -> None:
+    config = tmp_path / "bluegreen.yaml"
+    config.write_text("checks: [{name: same-env, kind: drift}]\ngate: {min-healthy: 0s, interval: 1s}\n")
+    deployed = bg("deploy", "-f", str(V1))
+    assert deployed.exit_code == 0 and deployed.result is not None
+    # The deploy's summary lists what the release changed beyond images (names, never values).
+    shown = summary.markdown(deployed.result, None, phase="deploy", app="shop")
+    assert "### Changed beyond images" in shown
+    assert deployed.result.details["beyond_images"]
+    assert all(f"`{item}`" in shown for item in deployed.result.details["beyond_images"])
+
+    passed = bg("gate", "--config", str(config))
+    assert passed.exit_code == 0 and passed.result is not None, passed.result and passed.result.messages
+    clean = bg("status")
+    assert clean.result is not None and clean.result.details["drift"] == []
+    assert "drift:    none" in text(clean.result)
+
+    # `kubectl set env deploy/shop-green LOG_LEVEL=trace`: the idle colour, after bluegreen deployed it.
+    kube.patch(
+        Deployment,
+        "shop-green",
+        {
+            "spec": {
+                "template": {
+                    "spec": {
+                        "containers": [{"name": "app", "env": [{"name": "LOG_LEVEL", "value": "trace"}]}]
+                    }
+                }
+            }
+        },
+        namespace=namespace,
+        patch_type=PatchType.STRATEGIC,
+        field_manager="kubectl-edit",
+    )
+    wait_available(kube, namespace, "shop-green")
+    failed = bg("gate", "--config", str(config))
+    assert failed.exit_code == 1 and failed.result is not None and failed.result.result == "failed"
+    shown = summary.markdown(failed.result, None, phase="gate", app="shop")
+    assert "### Drift (gate check same-env: failed)" in shown
+    assert (
+        'spec.containers[app].env[LOG_LEVEL].value: blue (absent), green "trace" '
+        '(released as blue (absent), green "info")' in shown
+    )
+
+    status = bg("status")
+    assert status.exit_code == 0 and status.result is not None
+    assert "spec.containers[app].env[LOG_LEVEL].value" in {d["where"] for d in status.result.details["drift"]}
+    said = text(status.result)
+    assert "drift:    DRIFT" in said and "LOG_LEVEL" in said and "trace" in said
+    assert "### Drift" in summary.markdown(status.result, None, phase="status", app="shop")
+    diffed = bg("diff")
+    assert diffed.exit_code == 1 and diffed.result is not None
+    assert "spec.containers[app].env[LOG_LEVEL].value" in summary.markdown(
+        diffed.result, None, phase="diff", app="shop"
+    )
+
+    assert bg("deploy", "-f", str(V1)).exit_code == 0  # the files again: the edit is gone
+    again = bg("gate", "--config", str(config))
+    assert again.exit_code == 0 and again.result is not None, again.result and again.result.messages
+    after = bg("status")
+    assert after.result is not None and after.result.details["drift"] == []
+
+
+def replicas_of(kube: Client, namespace: str, color: str) -> int | None:
+    spec = kube.get(Deployment, f"shop-{color}", namespace=namespace).spec
+    return spec.replicas if spec else None
+
+
+def wait_for(what: str, predicate: Callable[[], bool], *, timeout: float = 90.0) -> None:
+    """Bounded: the HPA controller acts every 15 s."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"not within {timeout:.0f}s: {what}"
+        time.sleep(1.0)
+
+
+def test_hpa_and_pdb_are_applied_per_colour_and_a_retired_colours_hpa_does_not_scale_it_up(
+    kube: Client, namespace: str, bg: Bg, tmp_path: Path
+) -> None:
+    v1, v2, v3 = tmp_path / "v1.yaml", tmp_path / "v2.yaml", tmp_path / "v3.yaml"
+    v1.write_text(V1.read_text() + "\n---\n" + SCALING)
+    v2.write_text(V2.read_text() + "\n---\n" + SCALING)
+    v3.write_text(V2.read_text().replace("GREETING: hola", "GREETING: bonjour"))  # no HPA, no PDB
+
+    assert bg("deploy", "-f", str(v1)).exit_code == 0  # onto green; blue (live) is left as it was
+    hpa = kube.get(HorizontalPodAutoscaler, "shop-green", namespace=namespace)
+    assert hpa.spec is not None and hpa.spec.scaleTargetRef.name == "shop-green"
+    pdb = kube.get(PodDisruptionBudget, "shop-green", namespace=namespace)
+    assert pdb.spec is not None and pdb.spec.selector is not None
+    assert pdb.spec.selector.matchLabels == {"app.kubernetes.io/name": "shop", COLOR_LABEL: "green"}
+    assert [
+        h.metadata.name for h in kube.list(HorizontalPodAutoscaler, namespace=namespace) if h.metadata
+    ] == ["shop-green"]
+    # The HPA scales green, and green only: its minReplicas (3) is above the live colour's 2.
+    wait_for("green scaled to the HPA's minReplicas", lambda: replicas_of(kube, namespace, "green") == 3)
+    assert replicas_of(kube, namespace, "blue") == 2
+
+    assert bg("switch").exit_code == 0  # green live
+    assert bg("deploy", "-f", str(v2)).exit_code == 0  # onto blue, with blue's own HPA and PDB
+    assert {
+        h.metadata.name for h in kube.list(HorizontalPodAutoscaler, namespace=namespace) if h.metadata
+    } == {
+        "shop-blue",
+        "shop-green",
+    }
+    assert bg("switch").exit_code == 0  # blue live
+    retired = bg("retire")
+    assert retired.exit_code == 0, retired.error
+    assert replicas_of(kube, namespace, "green") == 0
+
+    def disabled() -> bool:
+        status = kube.get(HorizontalPodAutoscaler, "shop-green", namespace=namespace).status
+        return any(
+            c.type == "ScalingActive" and c.reason == "ScalingDisabled"
+            for c in (status and status.conditions) or []
+        )
+
+    # The controller has looked at the retired colour since, and left it at 0.
+    wait_for("the HPA controller to see the retired colour", disabled)
+    assert replicas_of(kube, namespace, "green") == 0
+
+    # A release without them removes the idle colour's HPA and PDB; the live colour's stay.
+    deployed = bg("deploy", "-f", str(v3))
+    assert deployed.exit_code == 0 and deployed.result is not None
+    assert "deleted HorizontalPodAutoscaler shop-green" in deployed.result.changes
+    assert {
+        h.metadata.name for h in kube.list(HorizontalPodAutoscaler, namespace=namespace) if h.metadata
+    } == {"shop-blue"}
+    assert {p.metadata.name for p in kube.list(PodDisruptionBudget, namespace=namespace) if p.metadata} == {
+        "shop-blue"
     }

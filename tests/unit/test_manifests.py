@@ -262,3 +262,68 @@ def test_retire_deletes_only_copies_no_colour_references() -> None:
     stale = {("ConfigMap", "shop-config-old-0123456789"): "shop-config"}
     assert unreferenced({**referenced, **stale}, [template, {"spec": {}}]) == list(stale)
     assert unreferenced({**referenced, **stale}, []) == sorted({**referenced, **stale})
+
+
+SCALING = """
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata: {name: shop, labels: {team: a}}
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: shop}
+  minReplicas: 2
+  maxReplicas: 5
+---
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata: {name: shop}
+spec:
+  minAvailable: 1
+  selector: {matchLabels: {app.kubernetes.io/name: shop}}
+"""
+
+
+def test_an_hpa_and_a_pdb_are_made_per_colour_targeting_that_colour_only() -> None:
+    found = parsed((FIXTURES / "kustomize-v1.yaml").read_text() + "\n---\n" + SCALING)
+    hpa, pdb = (
+        manifests.per_color(
+            d.obj,
+            app="shop",
+            namespace="ns",
+            deployment="shop-green",
+            color_label="bluegreen.io/color",
+            color="green",
+        )
+        for d in found.scaling
+    )
+    assert hpa["metadata"]["name"] == "shop-green" and hpa["spec"]["scaleTargetRef"]["name"] == "shop-green"
+    assert hpa["metadata"]["labels"] == {
+        "team": "a",
+        manifests.APP_LABEL: "shop",
+        manifests.COLOR_OF: "green",
+    }
+    assert hpa["spec"]["minReplicas"] == 2  # the rest as written
+    assert pdb["spec"]["selector"]["matchLabels"] == {
+        "app.kubernetes.io/name": "shop",
+        "bluegreen.io/color": "green",
+    }
+    assert found.scaling[0].obj["spec"]["scaleTargetRef"]["name"] == "shop"  # the parsed files untouched
+
+
+@pytest.mark.parametrize(
+    ("change", "says"),
+    [
+        (
+            ("name: shop}\n  minReplicas", "name: worker}\n  minReplicas"),
+            "spec.scaleTargetRef must be the app's Deployment",
+        ),
+        (
+            ("{matchLabels: {app.kubernetes.io/name: shop}}", "{matchLabels: {tier: db}}"),
+            "do not select the Deployment's pods",
+        ),
+        (("{matchLabels: {app.kubernetes.io/name: shop}}", "{matchExpressions: []}"), "no matchExpressions"),
+    ],
+)
+def test_an_hpa_or_pdb_that_is_not_the_apps_is_refused(change: tuple[str, str], says: str) -> None:
+    text = (FIXTURES / "kustomize-v1.yaml").read_text() + "\n---\n" + SCALING.replace(*change)
+    with pytest.raises(ManifestError, match=says):
+        parsed(text)
