@@ -24,11 +24,7 @@ INSTALL_SCRIPTS = hack/install-prometheus.sh hack/install-pushgateway.sh hack/in
 	hack/install-postgres.sh hack/install-bind.sh
 
 deps: venv  ## everything the tests start: cluster binaries, Prometheus, Docker and the action tools
-	bash hack/build-k8s.sh >/dev/null
-	bash hack/build-toxiproxy.sh >/dev/null
-	bash hack/build-external-dns.sh >/dev/null  # publishes the dns router's records: tests/dns
-	bash hack/build-traefik.sh >/dev/null  # the Ingress and Gateway API proxy: tests/traffic/test_proxy_routers.py
-	bash hack/build-realnode.sh >/dev/null  # kubelet, containerd, the test app: tests/realnode (root)
+	bash hack/build-all.sh  # cluster, real node, Toxiproxy, Traefik, external-dns: two builds at a time
 	@for script in $(INSTALL_SCRIPTS); do \
 		if [ -f $$script ]; then bash $$script || exit 1; fi; done
 
