@@ -36,7 +36,7 @@ demo: venv  ## start the local cluster and run a full blue-green release on it
 	$(BIN)/python -m hack.demo --kubeconfig $(CLUSTER_DIR)/kubeconfig
 
 test: deps  ## unit and integration tests (integration on a real local cluster started for the run)
-	$(BIN)/pytest tests
+	$(BIN)/pytest tests --durations=15
 
 unit: venv  ## the fast tests of pure logic only
 	$(BIN)/pytest tests/unit
