@@ -249,6 +249,12 @@ def mapped(what: str, error: Exception) -> BlueGreenError:
             f"{what}: the Kubernetes API did not answer ({type(error).__name__}: {error})",
             remedy="Check the kubeconfig's server address, the network, and that the cluster is up.",
         )
+    if isinstance(error, msgspec.DecodeError | json.JSONDecodeError):
+        # The connection closed mid-answer (a proxy's limit, a reset): a write may have landed.
+        return UnreachableError(
+            f"{what}: the Kubernetes API's answer was cut short ({error})",
+            remedy="Check the network and any proxy between here and the cluster, then run it again.",
+        )
     if isinstance(error, ApiError):
         code, message = error.status.code or 0, error.status.message or str(error)
     elif isinstance(error, httpx2.HTTPStatusError):
@@ -279,6 +285,8 @@ def _retryable(error: Exception, *, idempotent: bool) -> bool:
         return True  # the request never left: safe whatever it was
     if isinstance(error, httpx2.TimeoutException | httpx2.RemoteProtocolError):
         return idempotent
+    if isinstance(error, msgspec.DecodeError | json.JSONDecodeError):
+        return idempotent  # an answer cut short: a read can be asked again
     code = error.status.code if isinstance(error, ApiError) else None
     return idempotent and code in (429, 500, 502, 503, 504)
 
@@ -309,7 +317,7 @@ def _call(what: str, fn: Callable[[], T], *, idempotent: bool) -> T:
     for attempt in range(1, RETRIES + 1):
         try:
             return fn()
-        except (ApiError, httpx2.HTTPError) as error:
+        except (ApiError, httpx2.HTTPError, msgspec.DecodeError, json.JSONDecodeError) as error:
             if attempt == RETRIES or not _retryable(error, idempotent=idempotent):
                 raise mapped(what, error) from None
         time.sleep(delay)
