@@ -166,7 +166,7 @@ class Rig:
             # build-k8s.sh builds it with the cluster's binaries: missing means a broken cache, not a machine limit
             raise RigError(f"no kube-proxy in {bin_dir}: run `bash hack/build-k8s.sh` (make deps)")
 
-        self._spawn(
+        proxy = self._spawn(
             "kube-proxy",
             [
                 str(bin_dir / "kube-proxy"),
@@ -183,27 +183,30 @@ class Rig:
                 *kube_proxy_args,
             ],
         )
-        self._spawn(
+        pods = self._spawn(
             "pods", [sys.executable, str(Path(__file__).resolve()), "serve-pods", "--dir", str(self.dir)]
         )
         with self.inside():
-            self._wait("kube-proxy", f"http://{HEALTHZ}/healthz", deadline)
-            self._wait("pods", None, deadline)
+            self._wait("kube-proxy", proxy, f"http://{HEALTHZ}/healthz", deadline)
+            self._wait("pods", pods, None, deadline)
 
-    def _spawn(self, name: str, command: list[str]) -> None:
+    def _spawn(self, name: str, command: list[str]) -> int:
+        """Start `command` in the namespace: its pid (`ip netns exec` execs it, keeping the pid)."""
         with (self.logs / f"{name}.log").open("wb") as log:
-            subprocess.Popen(
+            return subprocess.Popen(
                 self.exec_args(*command),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-            )
+            ).pid
 
-    def _wait(self, name: str, url: str | None, deadline: float) -> None:
+    def _wait(self, name: str, pid: int, url: str | None, deadline: float) -> None:
         ready = self.dir / "pods.ready"
         while time.monotonic() < deadline:
-            if name not in _names(self.pids()):
+            # By its pid, not by a look at the namespace's processes: on a busy machine a process just
+            # started may not have entered the namespace yet (seen on CI as "exited during start-up").
+            if not namespaces.alive(pid):
                 raise RigError(f"{name} exited during start-up; the end of its log:\n{self._tail(name)}")
             if url is None and ready.exists():
                 return
@@ -243,22 +246,6 @@ class Rig:
 
     def __exit__(self, *exc: object) -> None:
         self.down()
-
-
-def _names(pids: list[int]) -> set[str]:
-    """Which of the rig's parts are among `pids` (by their command lines)."""
-    names: set[str] = set()
-    for pid in pids:
-        try:
-            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        text = [a.decode(errors="replace") for a in argv]
-        if any(a.endswith("kube-proxy") for a in text) and namespaces.alive(pid):
-            names.add("kube-proxy")
-        if "serve-pods" in text and namespaces.alive(pid):
-            names.add("pods")
-    return names
 
 
 def remove_orphans() -> list[str]:
