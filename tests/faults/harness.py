@@ -228,7 +228,7 @@ def set_up(kube: Client, command: str, kubeconfig: Path, workdir: Path, prefix: 
         for app in GROUP:
             create_app(kube, namespace, app, replicas=1)
         for app in GROUP:  # each member's candidate, as the release workflow deploys them
-            must(run_cli(["deploy", "--app", app, "-n", namespace, "--image", NEW_IMAGE], kubeconfig))
+            set_up_cli(["deploy", "--app", app, "-n", namespace, "--image", NEW_IMAGE], kubeconfig)
         scene.config = workdir / f"{namespace}.yaml"
         scene.config.write_text(
             f"groups:\n  - name: storefront\n    namespace: {namespace}\n    members: [{', '.join(GROUP)}]\n"
@@ -237,7 +237,7 @@ def set_up(kube: Client, command: str, kubeconfig: Path, workdir: Path, prefix: 
     create_app(kube, namespace, "shop", replicas=2)
     who = ["--app", "shop", "-n", namespace]
     if command in ("switch", "rollback"):
-        must(run_cli(["deploy", *who, "--image", NEW_IMAGE, "--timeout", "60s"], kubeconfig))
+        set_up_cli(["deploy", *who, "--image", NEW_IMAGE, "--timeout", "60s"], kubeconfig)
     if command == "rollback":
         must(run_cli(["switch", *who], kubeconfig))
     return scene
@@ -247,6 +247,13 @@ def must(run: Run) -> Run:
     if run.exit_code != 0:
         raise AssertionError(f"set-up command failed: {' '.join(run.argv[3:])}: {run.describe()}")
     return run
+
+
+def set_up_cli(argv: list[str], kubeconfig: Path) -> Run:
+    """A set-up command, asked once more if it failed: a set-up is not under test, and on a loaded
+    2-core CI machine kwok's rollout once exceeded the test app's 30 s progress deadline."""
+    first = run_cli(argv, kubeconfig)
+    return first if first.exit_code == 0 else must(run_cli(argv, kubeconfig))
 
 
 # -- invariants ------------------------------------------------------------------------------------
