@@ -23,8 +23,8 @@ cleanup() { if [ -n "$ours" ]; then rm -f "$policy"; fi; }
 trap cleanup EXIT
 
 export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
-apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+bash "$(dirname "$0")/apt.sh" update -qq
+bash "$(dirname "$0")/apt.sh" install -y -qq --no-install-recommends "$@" >/dev/null
 
 if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$service" 2>/dev/null; then
   systemctl stop "$service" || true

@@ -25,8 +25,8 @@ if [ ${#debian[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "build-realnode: not root, so not installing ${debian[*]}: the real-node tests will be skipped" >&2
   else
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${debian[@]}" >/dev/null \
-      || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${debian[@]}" >/dev/null; }
+    DEBIAN_FRONTEND=noninteractive bash "$(dirname "$0")/apt.sh" install -y -qq --no-install-recommends "${debian[@]}" >/dev/null \
+      || { bash "$(dirname "$0")/apt.sh" update -qq && DEBIAN_FRONTEND=noninteractive bash "$(dirname "$0")/apt.sh" install -y -qq --no-install-recommends "${debian[@]}" >/dev/null; }
   fi
 fi
 

@@ -14,7 +14,7 @@ if docker image inspect "$BASE" >/dev/null 2>&1 && docker image inspect "$JOB" >
   exit 0
 fi
 if [ ! -f "$ROOTFS_TAR" ]; then
-  command -v debootstrap >/dev/null || { apt-get update -qq && apt-get install -y -qq debootstrap >/dev/null; }
+  command -v debootstrap >/dev/null || { bash "$(dirname "$0")/apt.sh" update -qq && bash "$(dirname "$0")/apt.sh" install -y -qq debootstrap >/dev/null; }
   mkdir -p "$CACHE/images"
   work=$(mktemp -d "$CACHE/images/rootfs.XXXXXX")
   trap 'rm -rf "$work"' EXIT

@@ -5,7 +5,7 @@ set -euo pipefail
 CACHE=${BLUEGREEN_CACHE:-$HOME/.cache/bluegreen}
 if docker info >/dev/null 2>&1; then exit 0; fi
 if ! command -v dockerd >/dev/null; then
-  apt-get update -qq && apt-get install -y -qq docker.io >/dev/null
+  bash "$(dirname "$0")/apt.sh" update -qq && bash "$(dirname "$0")/apt.sh" install -y -qq docker.io >/dev/null
 fi
 mkdir -p "$CACHE"
 setsid dockerd >"$CACHE/dockerd.log" 2>&1 < /dev/null &
