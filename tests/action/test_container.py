@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import httpx2
 import pytest
@@ -188,6 +189,32 @@ def test_a_release_step_by_step_with_a_kubeconfig_input(steps: Steps, kube: Clie
     assert service.spec.selector["bluegreen.io/color"] == "blue"
     history = json.loads(done.outputs["report"])["phase"]["details"]["history"]
     assert history[0]["reason"] == "customers say no"
+
+
+def test_a_release_from_the_manifests_in_the_checkout(steps: Steps, kube: Client, namespace: str) -> None:
+    """Issue 11 in a workflow: `manifests` names files of the checkout by glob, relative to the
+    workspace as a step's working directory is; the idle colour gets their env and a per-colour copy of
+    their ConfigMap, the live colour keeps its own, and no Secret value reaches the step's log."""
+    from tests.integration.test_manifests import SECRETS, V2
+
+    create_app(kube, namespace, "shop", active="blue")
+    rendered = steps.runner.workspace / "deploy" / "rendered"
+    rendered.mkdir(parents=True)
+    (rendered / "shop.yaml").write_text(V2.read_text())
+    done = steps.run(phase="deploy", app="shop", namespace=namespace, manifests="deploy/**/*.yaml")
+    assert (done.exit_code, done.outputs["result"]) == (0, "deployed"), done.log[-3000:]
+    assert not [secret for secret in SECRETS if secret in done.log + done.summary], done.log
+    assert "LOG_LEVEL" in done.summary, done.summary  # what the release changed beyond images
+
+    def template(color: str) -> dict[str, Any]:
+        spec: dict[str, Any] = kube.get(Deployment, f"shop-{color}", namespace=namespace).to_dict()["spec"]
+        return dict(spec["template"]["spec"]["containers"][0])
+
+    green, blue = template("green"), template("blue")
+    env = {e["name"]: e for e in green.get("env") or []}
+    assert env["LOG_LEVEL"]["value"] == "debug"
+    copy = env["GREETING"]["valueFrom"]["configMapKeyRef"]["name"]
+    assert copy.startswith("shop-config-") and copy not in json.dumps(blue)
 
 
 @pytest.mark.parametrize("steps", [True], ids=["runner-temp-mounted"], indirect=True)
