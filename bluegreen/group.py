@@ -6,7 +6,7 @@ A `groups` list in bluegreen.yaml names them:
       - name: storefront
         namespace: shop            # default for members; else the file's top-level namespace
         members:
-          - app: cart              # router: service unless given
+          - app: cart              # router: the one `init --router` recorded, else service
           - app: web
             router: gateway
             object: web-route      # the router's object; default: the app's name
@@ -38,7 +38,9 @@ Action = Literal["switch", "rollback"]
 class Member:
     app: str
     namespace: str
-    router: str = "service"
+    # Empty: not named in the group file, so the one `init --router` recorded on the member's Service,
+    # else service (phases.group.resolve_routers fills it in before anything is read or written).
+    router: str = ""
     object: str = ""  # the router's object name; empty: the app's name
 
     @property
@@ -176,8 +178,8 @@ def _members(raw: Any, where: str, line: int, namespace: str, problems: list[Pro
                 bad.append(key)
         if "app" in bad:
             continue
-        router = values["router"] if "router" not in bad and values["router"] else "service"
-        if router not in ROUTERS:
+        router = values["router"] if "router" not in bad and values["router"] else ""
+        if router and router not in ROUTERS:
             problems.append(
                 (
                     _line(item, "router"),

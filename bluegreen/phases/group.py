@@ -17,6 +17,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any, TypeVar
 
 from lightkube import Client
@@ -60,6 +61,26 @@ TYPED = (Deployment, Service, Pod, EndpointSlice, Lease, Ingress, Event)
 
 # ---------------------------------------------------------------------------------------------------
 # The member's router, lock and readiness: the same as a single-app switch uses.
+
+
+def resolve_router(kube: Client, member: Member) -> Member:
+    """The member with its router: the one the group file names, else the one `init --router` recorded
+    on the member's Service, else service. A named one that disagrees with the recorded one is refused
+    (routers.chosen), as for a single app: the frontend the app was set up with would stay on the old
+    colour while another object moved, and the history would say traffic moved."""
+    app = AppSpec(name=member.app, namespace=member.namespace)
+    service = found(
+        f"reading Service {app.namespace}/{app.service}",
+        lambda: kube.get(Service, app.service, namespace=app.namespace),
+    )
+    name = routers_factory.chosen(
+        member.router,
+        routers_factory.recorded(to_dict(service) if service is not None else None),
+        app=app.name,
+        namespace=app.namespace,
+        service=app.service,
+    )
+    return replace(member, router=name)
 
 
 def make_router(member: Member, kube: Client) -> Router:
@@ -141,6 +162,20 @@ def _all(items: Sequence[T], fn: Callable[[T], R]) -> list[R | BaseException]:
         return list(pool.map(guarded, items))
 
 
+def _every(group: Group, found: list[R | BaseException]) -> list[R]:
+    """What each member gave, or one error naming every member that failed (before any write)."""
+    problems = [
+        f"{m.key}: {_text(f)}"
+        for m, f in zip(group.members, found, strict=True)
+        if isinstance(f, BaseException)
+    ]
+    if problems:
+        first = next((f for f in found if isinstance(f, BlueGreenError)), None)
+        kind = type(first) if first else UsageError
+        raise kind(f"cannot read every member of group {group.name}:\n  " + "\n  ".join(problems))
+    return [f for f in found if not isinstance(f, BaseException)]
+
+
 def _text(error: BaseException) -> str:
     return str(error) if isinstance(error, BlueGreenError) else f"{type(error).__name__}: {error}"
 
@@ -164,23 +199,15 @@ def run(
     never raises for a member's failure: the result lists what failed and what was moved back.
     `wait`: seconds to wait for the members' locks held by other runs (--wait-for-lock).
     """
-    result = GroupResult(group=group.name, action=action, dry_run=dry_run)
     prime_decoders(*TYPED)
+    members = _every(group, _all(group.members, lambda m: resolve_router(kube, m)))
+    group = replace(group, members=tuple(members))
+    result = GroupResult(group=group.name, action=action, dry_run=dry_run)
     routers = [make(m, kube) for m in group.members]
     outcomes = [MemberOutcome(member=m) for m in group.members]
     result.members = outcomes
 
-    states = _all(routers, lambda r: r.read())
-    problems = [
-        f"{o.member.key}: {_text(s)}"
-        for o, s in zip(outcomes, states, strict=True)
-        if isinstance(s, BaseException)
-    ]
-    if problems:
-        first = next((s for s in states if isinstance(s, BlueGreenError)), None)
-        kind = type(first) if first else UsageError
-        raise kind(f"cannot read every member of group {group.name}:\n  " + "\n  ".join(problems))
-    read: list[RouteState] = [s for s in states if isinstance(s, RouteState)]
+    read = _every(group, _all(routers, lambda r: r.read()))
     apps = [AppSpec(name=m.app, namespace=m.namespace) for m in group.members]
     if action == "switch" and to is None:
         recorded = _all(apps, lambda app: _releases(kube, app))
@@ -447,9 +474,16 @@ def status(
 ) -> list[tuple[Member, RouteState | str]]:
     """Each member's current route as its router reads it (or why it could not be read)."""
     prime_decoders(*TYPED)
-    routers = [make(m, kube) for m in group.members]
-    states = _all(routers, lambda r: r.read())
-    return [
-        (m, _text(s) if isinstance(s, BaseException) else s)
-        for m, s in zip(group.members, states, strict=True)
-    ]
+    resolved = _all(group.members, lambda m: resolve_router(kube, m))
+    members = [m for m in resolved if isinstance(m, Member)]
+    states = dict(zip((m.key for m in members), _all(members, lambda m: make(m, kube).read()), strict=True))
+    out: list[tuple[Member, RouteState | str]] = []
+    for given, member in zip(group.members, resolved, strict=True):
+        state = member if isinstance(member, BaseException) else states[member.key]
+        out.append(
+            (
+                given if isinstance(member, BaseException) else member,
+                _text(state) if isinstance(state, BaseException) else state,
+            )
+        )
+    return out

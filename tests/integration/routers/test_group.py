@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 import httpx2
@@ -17,10 +18,11 @@ from lightkube.resources.networking_v1 import Ingress
 from lightkube.types import PatchType
 
 from bluegreen.cli import execute
-from bluegreen.errors import ClusterError, LockHeldError, NotReadyError, RefusedError
+from bluegreen.errors import ClusterError, ConfigError, LockHeldError, NotReadyError, RefusedError
 from bluegreen.group import Group, Member
 from bluegreen.model import Color
 from bluegreen.phases import group as phase
+from bluegreen.routers import RECORDED
 from bluegreen.routers.base import Router
 from bluegreen.routers.gateway import HTTPRoute
 from bluegreen.routers.smi import traffic_split
@@ -111,6 +113,34 @@ def test_group_switch_then_rollback_moves_every_member(
     back = phase.run(kube, storefront, action="rollback", timeout=30)
     assert back.ok, back.text()
     assert colors(kube, storefront) == {"shop": Color.BLUE, "cart": Color.BLUE, "pay": Color.BLUE}
+
+
+def test_a_member_the_file_gives_no_router_moves_the_frontend_init_recorded(
+    kube: Client, namespace: str, storefront: Group
+) -> None:
+    """shop was set up behind its Ingress (`init --router ingress` records it on the Service); a group
+    file that names no router for it moves the Ingress, not the Service's selector. One that names
+    another router is refused before anything is written: the frontend would stay on the old colour
+    while the history said traffic moved."""
+    recorded = {"metadata": {"annotations": {RECORDED: "ingress"}}}
+    kube.patch(Service, "shop", recorded, namespace=namespace, patch_type=PatchType.MERGE)
+    selector = kube.get(Service, "shop", namespace=namespace).spec.selector  # type: ignore[union-attr]
+    unnamed = replace(storefront, members=(Member(app="shop", namespace=namespace), *storefront.members[1:]))
+
+    result = phase.run(kube, unnamed, to=Color.GREEN, timeout=30)
+    assert result.ok, result.text()
+    assert "[ingress]" in result.text()
+    assert colors(kube, unnamed) == {"shop": Color.GREEN, "cart": Color.GREEN, "pay": Color.GREEN}
+    assert kube.get(Service, "shop", namespace=namespace).spec.selector == selector  # type: ignore[union-attr]
+
+    named = replace(
+        storefront,
+        members=(Member(app="shop", namespace=namespace, router="service"), *storefront.members[1:]),
+    )
+    with pytest.raises(ConfigError, match="disagrees with the router recorded for app shop: ingress"):
+        phase.run(kube, named, to=Color.BLUE, timeout=30)
+    assert colors(kube, unnamed) == {"shop": Color.GREEN, "cart": Color.GREEN, "pay": Color.GREEN}
+    assert leases(kube, namespace) == []
 
 
 def test_a_failed_verification_moves_the_others_back(kube: Client, namespace: str, storefront: Group) -> None:
