@@ -11,7 +11,7 @@ COPY requirements/ /src/requirements/
 RUN set -eu; \
     if [ -f /src/requirements/build-ca.crt ]; then export PIP_CERT=/src/requirements/build-ca.crt; fi; \
     python3 -m venv /opt/bluegreen; \
-    /opt/bluegreen/bin/pip install --require-hashes --no-deps -r /src/requirements/github.txt; \
+    /opt/bluegreen/bin/pip install --require-hashes --no-deps -r /src/requirements/runtime.txt; \
     /opt/bluegreen/bin/pip uninstall --yes --quiet pip setuptools; \
     /opt/bluegreen/bin/python -m compileall -q -f --invalidation-mode unchecked-hash /opt/bluegreen
 # The package sits beside the entrypoint (Python puts the script's folder on sys.path) instead of being

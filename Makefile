@@ -71,9 +71,8 @@ bench: venv  ## benchmarks on a local cluster: medians and ratios, no pass/fail
 
 lock:  ## re-make the hash-pinned lock files from pyproject.toml (needs uv)
 	uv pip compile -q pyproject.toml --generate-hashes --python-version 3.11 --python-platform x86_64-manylinux_2_28 -o requirements/runtime.txt
-	uv pip compile -q pyproject.toml --extra github --generate-hashes --python-version 3.11 --python-platform x86_64-manylinux_2_28 -o requirements/github.txt
 	uv pip compile -q pyproject.toml --extra otel --generate-hashes --python-version 3.11 --python-platform x86_64-manylinux_2_28 -o requirements/otel.txt
-	uv pip compile -q pyproject.toml --extra github --extra otel --extra dev --generate-hashes --python-version 3.11 --python-platform x86_64-manylinux_2_28 -o requirements/dev.txt
+	uv pip compile -q pyproject.toml --extra otel --extra dev --generate-hashes --python-version 3.11 --python-platform x86_64-manylinux_2_28 -o requirements/dev.txt
 
 clean: cluster-down  ## remove the virtualenv and cluster state (the binary cache stays)
 	rm -rf $(VENV) $(CLUSTER_DIR)

@@ -26,7 +26,7 @@ def run(args: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
 
 def build_context(into: Path) -> Path:
     """The files the Dockerfile copies, taken from the work tree as it is (tracked or not)."""
-    for name in ("Dockerfile", ".dockerignore", "entrypoint.py", "requirements/github.txt"):
+    for name in ("Dockerfile", ".dockerignore", "entrypoint.py", "requirements/runtime.txt"):
         (into / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / name, into / name)
     shutil.copytree(ROOT / "bluegreen", into / "bluegreen", ignore=shutil.ignore_patterns("__pycache__"))
