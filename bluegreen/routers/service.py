@@ -232,15 +232,21 @@ class ServiceRouter:
                 by_slice, version = self._slices()  # no news (or 410 Gone): list again
         elapsed = (time.perf_counter() - started) * 1000
         have = ready_addresses(list(by_slice.values()))
-        # Read once more, converged or not: a sync that wrote the selector back within milliseconds
-        # (faster than the EndpointSlice controller follows) leaves slices that listed the new colour
-        # for a moment. One GET, after the convergence was timed.
-        reverted = self._reverted(color, started)
-        if reverted is None and want and have == want and self.managed and not self.managed.protected:
-            reverted = self._settle(color, started, min(deadline, time.monotonic() + GITOPS_SETTLE))
-        if reverted is not None:
-            return reverted
-        if want and have == want:
+        settled = bool(want) and have == want
+        written_back: Verification | None = None
+        if not settled:  # written back in the last moment before the deadline?
+            written_back = self._reverted(color, started)
+        elif self.managed is not None and not self.managed.protected:
+            # A GitOps tool's sync may write the selector back faster than the EndpointSlice controller
+            # follows (the slices listed the new colour for a moment) or seconds later (Argo CD's
+            # self-heal): read it again and watch it a while, after the convergence was timed. Only
+            # for such a Service: a switch of any other sends no request more (issue 14).
+            written_back = self._reverted(color, started) or self._settle(
+                color, started, min(deadline, time.monotonic() + GITOPS_SETTLE)
+            )
+        if written_back is not None:
+            return written_back
+        if settled:
             return Verification(
                 ok=True,
                 converged_ms=elapsed,
