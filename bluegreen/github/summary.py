@@ -14,6 +14,7 @@ from typing import Any
 from bluegreen import manifests
 from bluegreen.errors import BlueGreenError
 from bluegreen.github.runner import Annotation, Level
+from bluegreen.gitops import DOC as GITOPS_DOC
 from bluegreen.model import Result
 
 SWITCH_TARGET_MS = 1000.0
@@ -180,6 +181,35 @@ def drift(result: Result) -> list[str]:
     return lines
 
 
+def gitops(result: Result) -> list[str]:
+    """The objects Argo CD or Flux manage (status, switch), and a selector one of them wrote back."""
+    managed: dict[str, dict[str, Any]] = result.details.get("gitops") or {}
+    reverted: dict[str, Any] = result.details.get("reverted") or {}
+    if not managed and not reverted:
+        return []
+    lines = ["### GitOps", ""]
+    if reverted:
+        lines += [
+            f"**The selector was written back** to `{cell(reverted.get('to', ''))}` by "
+            f"`{cell(reverted.get('by') or 'an unknown writer')}` after the switch.",
+            "",
+        ]
+    if managed:
+        lines += ["| object | managed by | how we know | keeps off the selector |", "|---|---|---|---|"]
+        for key, found in managed.items():
+            what = "Service" if key == "service" else f"{key} Deployment"
+            tool = f"{found.get('tool', '')} {found.get('owner', '')}".strip()
+            if not found.get("certain"):
+                tool = f"possibly {tool}"
+            lines.append(
+                f"| {cell(what)} | {cell(tool)} | {cell(found.get('evidence', ''))} "
+                f"| {cell(found.get('protected') or 'not seen')} |"
+            )
+        lines.append("")
+    lines += [f"Configure it to leave the Service's selector alone: see bluegreen's `{GITOPS_DOC}`.", ""]
+    return lines
+
+
 def beyond_images(result: Result) -> list[str]:
     """What a deploy's release changes beyond images against the live colour (paths and names only)."""
     if "beyond_images" not in result.details:
@@ -267,6 +297,7 @@ def markdown(
         )
         parts += checks(result)
         parts += drift(result)
+        parts += gitops(result)
         parts += beyond_images(result)
         parts += migration(result)
         parts += [f"- {cell(m)}" for m in result.messages] + ([""] if result.messages else [])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bluegreen import driftread, history, intent, routers
+from bluegreen import driftread, gitops, history, intent, routers
 from bluegreen.errors import ClusterError
 from bluegreen.lock import current_holder
 from bluegreen.model import Color, Result
@@ -54,8 +54,10 @@ def run(ctx: Context) -> Result:
     if newest[1].get("deploy_seq"):
         result.candidate = newest[1]["release"]
     drifted = _drift(ctx, stored, result.messages)
+    managed = _gitops(ctx, live_service, stored, result.messages)
     result.details = {
         "drift": drifted,
+        "gitops": managed,
         "history_lags": lag,
         "router": state.detail,
         "colors": colors,
@@ -84,3 +86,24 @@ def _drift(
         messages.append(f"drift: {judgement.summary()}")
         messages.extend(f.line() for f in drifted)
     return [f.to_dict() for f in drifted]
+
+
+def _gitops(
+    ctx: Context,
+    live_service: dict[str, Any],
+    stored: dict[Color, dict[str, Any] | None],
+    messages: list[str],
+) -> dict[str, dict[str, Any]]:
+    """Which objects Argo CD or Flux manage, keyed "service" and by colour, said in `messages`: their
+    sync writes the selector back after a switch unless told not to (docs/gitops.md)."""
+    found: dict[str, dict[str, Any]] = {}
+    objects = {
+        "service": (live_service, f"Service {ctx.app.service}"),
+        **{str(c): (dep, f"Deployment {ctx.app.deployment(c)}") for c, dep in stored.items()},
+    }
+    for key, (obj, what) in objects.items():
+        managed = gitops.detect(obj)
+        if managed is not None:
+            found[key] = managed.to_dict()
+            messages.append(managed.line(what, service=key == "service"))
+    return found

@@ -91,6 +91,10 @@ def run(
     )
     result.previous_color = str(state.active) if state.active else None
     result.mark(f"read {router.name}: {state.detail}")
+    if isinstance(router, ServiceRouter) and router.managed is not None:
+        # Said before the write: its sync may undo it (the verification tells when it does).
+        result.details["gitops"] = {"service": router.managed.to_dict()}
+        result.messages.append(router.managed.line(f"Service {router.service_name}"))
 
     seen: dict[Color, intent.Release] = {}
     # Each colour's Deployment as last read: read once before the lock (to decide, check readiness and
@@ -256,6 +260,7 @@ def run(
             and undo
             and action == "switch"  # a rollback that fails to verify is not undone onto the rejected colour
             and verification.message != CUT_SHORT
+            and not verification.reverted_to  # written back already, by someone else
             and state.active is not None
             and not isinstance(router, ServiceRouter)  # its verification waits on the same endpoints
         ):
@@ -288,7 +293,15 @@ def run(
     result.active_color = str(target)
     result.previous_color = str(state.active) if state.active else None
     result.result = ("rolled-back" if action == "rollback" else "switched") if verification.ok else "failed"
-    if not verification.ok:
+    if verification.reverted_to:
+        # Traffic is where the writer put it, whatever our record says: the message names who.
+        result.active_color = verification.reverted_to if verification.reverted_to in set(Color) else None
+        result.details["reverted"] = {"to": verification.reverted_to, "by": verification.reverted_by}
+        result.messages.append(
+            f"traffic was moved to {target}, then the selector was written back to {verification.reverted_to}: "
+            f"configure the GitOps tool to leave the selector alone (docs/gitops.md), then switch again"
+        )
+    elif not verification.ok:
         result.messages.append(
             f"traffic was moved to {target} but did not converge in {verify_timeout:.0f}s: "
             f"check the {target} pods, or run `bluegreen rollback`"

@@ -45,6 +45,10 @@ class Verification:
     # What serves traffic, checked apart from the stored objects (dns: the authoritative answer):
     # {"checked": bool, "control_plane_ms", "data_plane_ms", ...}; None when the router has no such check.
     data_plane: dict[str, object] | None = None
+    # Someone wrote the router's object back after the switch (a GitOps controller syncing Git):
+    # the colour it selects now ("" when not reverted) and the field manager that wrote it.
+    reverted_to: str = ""
+    reverted_by: str = ""
 
 
 class Router(Protocol):

@@ -20,6 +20,7 @@ from lightkube import Client
 from lightkube.resources.core_v1 import Service
 from lightkube.types import PatchType
 
+from bluegreen import gitops
 from bluegreen.errors import NotAdoptedError, UsageError
 from bluegreen.kube import call, get_json, initial_events_end, label_selector, to_dict, watch_until
 from bluegreen.model import AppSpec, Color
@@ -27,6 +28,9 @@ from bluegreen.routers.base import RouteState, SwitchWrite, Verification
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 REFRESH = 1.0  # seconds between re-reads of the target pods while verifying
+# Seconds a verified switch keeps watching a Service that Argo CD or Flux manage, for their sync to
+# write the selector back (Argo CD's self-heal follows a change within seconds). Only then.
+GITOPS_SETTLE = 10.0
 
 
 def ready_addresses(slices: list[dict[str, Any]]) -> set[str]:
@@ -68,6 +72,8 @@ class ServiceRouter:
         self._selector: dict[str, str] = {}
         self._annotations: dict[str, str] = {}
         self._write_started: float | None = None
+        self.managed: gitops.Managed | None = None  # Argo CD or Flux, as of the last read
+        self._read_version = ""  # the Service's resourceVersion as _reverted last read it
 
     @property
     def records_history(self) -> bool:
@@ -99,6 +105,7 @@ class ServiceRouter:
             )
         self._selector = selector
         self._annotations = dict((service.get("metadata") or {}).get("annotations") or {})
+        self.managed = gitops.detect(service)
         return RouteState(
             active=Color(value),
             resource_version=service["metadata"]["resourceVersion"],
@@ -204,6 +211,12 @@ class ServiceRouter:
             by_slice, version = self._slices()
             seen_all = True
         while not (want and ready_addresses(list(by_slice.values())) == want) and time.monotonic() < deadline:
+            # Not there yet: the selector may have been written back (Argo CD or Flux syncing a Service
+            # whose colour is in Git). Then the slices never converge, and waiting out the timeout
+            # would only report "did not converge": said at once, with who wrote it.
+            reverted = self._reverted(color, started)
+            if reverted is not None:
+                return reverted
             if ready_addresses(list(by_slice.values())) != want:
                 want = ready_target_pods()
             before = version
@@ -219,7 +232,21 @@ class ServiceRouter:
                 by_slice, version = self._slices()  # no news (or 410 Gone): list again
         elapsed = (time.perf_counter() - started) * 1000
         have = ready_addresses(list(by_slice.values()))
-        if want and have == want:
+        settled = bool(want) and have == want
+        written_back: Verification | None = None
+        if not settled:  # written back in the last moment before the deadline?
+            written_back = self._reverted(color, started)
+        elif self.managed is not None and not self.managed.protected:
+            # A GitOps tool's sync may write the selector back faster than the EndpointSlice controller
+            # follows (the slices listed the new colour for a moment) or seconds later (Argo CD's
+            # self-heal): read it again and watch it a while, after the convergence was timed. Only
+            # for such a Service: a switch of any other sends no request more (issue 14).
+            written_back = self._reverted(color, started) or self._settle(
+                color, started, min(deadline, time.monotonic() + GITOPS_SETTLE)
+            )
+        if written_back is not None:
+            return written_back
+        if settled:
             return Verification(
                 ok=True,
                 converged_ms=elapsed,
@@ -234,6 +261,66 @@ class ServiceRouter:
             if want
             else f"no {color} pod is Ready, so {self._where()} has no endpoints to converge on",
         )
+
+    def _reverted(self, color: Color, started: float) -> Verification | None:
+        """A Verification naming the revert when the Service no longer selects `color`; None while it
+        does. Remembers the resourceVersion read, for _settle to watch from."""
+        service = to_dict(
+            call(
+                f"reading {self._where()}",
+                lambda: self.kube.get(Service, self.service_name, namespace=self.app.namespace),
+            )
+        )
+        self._read_version = str(service["metadata"].get("resourceVersion") or "")
+        return self._revert_in(service, color, started)
+
+    def _revert_in(self, service: dict[str, Any], color: Color, started: float) -> Verification | None:
+        now = selector_of(service).get(self.app.color_label, "")
+        if now == str(color):
+            return None
+        manager = gitops.selector_writer(service, self.app.color_label)
+        return Verification(
+            ok=False,
+            converged_ms=(time.perf_counter() - started) * 1000,
+            message=f"the selector of {self._where()} was changed back to {self.app.color_label}={now or '(none)'} "
+            f"by {gitops.describe_writer(manager, service)} after the switch to {color}: a GitOps controller "
+            f"syncing the Service from Git? Make it leave the selector alone, see {gitops.DOC}",
+            reverted_to=now or "(none)",
+            reverted_by=manager,
+        )
+
+    def _settle(self, color: Color, started: float, deadline: float) -> Verification | None:
+        """Watch the Service until `deadline` for a write that takes the selector off `color`.
+
+        Only for a Service that Argo CD or Flux manage with nothing seen that keeps them off it: their
+        sync follows a change within seconds (Argo CD's self-heal), after the EndpointSlices converged."""
+        found: list[Verification] = []
+
+        def changed(kind: str, service: dict[str, Any]) -> bool:
+            if kind in ("ADDED", "MODIFIED"):
+                reverted = self._revert_in(service, color, started)
+                if reverted is not None:
+                    found.append(reverted)
+                    return True
+            return False
+
+        version = self._read_version
+        while not found and time.monotonic() < deadline:
+            before = version
+            version = watch_until(
+                self.kube,
+                f"/api/v1/namespaces/{self.app.namespace}/services",
+                params={"fieldSelector": f"metadata.name={self.service_name}"},
+                resource_version=version,
+                deadline=deadline,
+                on_event=changed,
+            )
+            if version == before and not found and time.monotonic() < deadline:
+                reverted = self._reverted(color, started)  # no news (or 410 Gone): read it again
+                if reverted is not None:
+                    return reverted
+                version = self._read_version
+        return found[0] if found else None
 
     def _slices(self) -> tuple[dict[str, dict[str, Any]], str]:
         def listed() -> tuple[dict[str, dict[str, Any]], str]:

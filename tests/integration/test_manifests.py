@@ -1,7 +1,8 @@
 """`deploy -f` and `diff` on the real local cluster, under the shipped least-privilege Role.
 
-The fixtures (tests/fixtures/manifests) are the app `shop` as `kustomize build` prints it: release 1
-and release 2, which changes an env var, a ConfigMap value and a Secret value.
+The fixtures (tests/fixtures/manifests) are the app `shop` as kustomize v5.8.1 and helm v3.22.0 render
+it (hack/render-fixtures.sh, from examples/kustomize and examples/helm/shop): release 1 and release 2,
+which changes an env var, a ConfigMap value and a Secret value; and the Helm chart's output.
 """
 
 from __future__ import annotations
@@ -38,11 +39,13 @@ from tests.support.apps import (
 pytestmark = pytest.mark.cluster
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "manifests"
 V1, V2 = FIXTURES / "kustomize-v1.yaml", FIXTURES / "kustomize-v2.yaml"
+HELM = FIXTURES / "helm.yaml"
 SECRETS = (
     "s3cr3t-v1",
     "s3cr3t-v2",
     "czNjcjN0LXYx",
     "czNjcjN0LXYy",
+    "s3cr3t-helm",
 )  # the fixtures' DB passwords, plain and base64
 Bg = Callable[..., Outcome]
 # An HPA and a PDB as users write them for the app: deploy makes one of each per colour.
@@ -156,7 +159,7 @@ def test_a_release_of_env_and_config_reaches_only_the_idle_colour_and_rollback_b
     assert env_of(blue)["LOG_LEVEL"]["value"] == "debug"
     assert blue["containers"][0]["image"] == "registry.local/shop:2.0"
     copy = env_of(blue)["GREETING"]["valueFrom"]["configMapKeyRef"]["name"]
-    assert copy.startswith("shop-config-f7c4hb2m9d-") and greeting_of(kube, namespace, blue) == "hola"
+    assert copy.startswith("shop-config-4956fb4f4b-") and greeting_of(kube, namespace, blue) == "hola"
     secret = blue["containers"][0]["envFrom"][0]["secretRef"]["name"]
     stored = kube.get(Secret, secret, namespace=namespace)
     assert base64.b64decode((stored.data or {})["DB_PASSWORD"]) == b"s3cr3t-v2" and stored.immutable
@@ -438,3 +441,40 @@ def test_hpa_and_pdb_are_applied_per_colour_and_a_retired_colours_hpa_does_not_s
     assert {p.metadata.name for p in kube.list(PodDisruptionBudget, namespace=namespace) if p.metadata} == {
         "shop-blue"
     }
+
+
+def test_helm_template_output_deploys_with_the_charts_names_and_labels(
+    kube: Client, namespace: str, bg: Bg
+) -> None:
+    # The chart selects name and instance (as `helm create` makes it), the test app's colours the name
+    # only, and a Deployment's selector cannot change: deploy says so, and writes nothing.
+    refused = bg("deploy", "-f", str(HELM))
+    assert refused.exit_code == 2 and refused.error is not None
+    assert "a Deployment's selector cannot change" in refused.error.message
+    kube.delete(Deployment, "shop-green", namespace=namespace)  # the idle colour, made anew from the chart
+    deployed = bg("deploy", "-f", str(HELM))
+
+    assert deployed.exit_code == 0, deployed.error
+    green = kube.get(Deployment, "shop-green", namespace=namespace).to_dict()
+    labels = green["metadata"]["labels"]
+    assert (labels["helm.sh/chart"], labels["app.kubernetes.io/managed-by"]) == ("shop-0.3.1", "Helm")
+    assert green["spec"]["selector"]["matchLabels"] == {
+        "app.kubernetes.io/name": "shop",
+        "app.kubernetes.io/instance": "shop",
+        COLOR_LABEL: "green",
+    }
+    spec = green["spec"]["template"]["spec"]
+    env = env_of(spec)
+    cm, secret = (
+        env["GREETING"]["valueFrom"]["configMapKeyRef"],
+        env["DB_PASSWORD"]["valueFrom"]["secretKeyRef"],
+    )
+    # The chart's names, suffixed by content for this colour; the values as the chart rendered them.
+    assert cm["name"].startswith("shop-config-") and greeting_of(kube, namespace, spec) == "hello"
+    stored = kube.get(Secret, secret["name"], namespace=namespace)
+    assert secret["name"].startswith("shop-db-") and stored.immutable
+    assert base64.b64decode((stored.data or {})["DB_PASSWORD"]) == b"s3cr3t-helm"
+    wait_available(kube, namespace, "shop-green")
+    # The chart's instance label is Helm's, not Argo CD's: status does not take it for a GitOps tool.
+    status = bg("status")
+    assert status.result is not None and "green" not in status.result.details["gitops"]

@@ -70,9 +70,26 @@ def test_a_copy_is_named_by_its_content_immutable_and_labelled_for_cleanup() -> 
 
 
 def test_helm_output_parses_with_its_labels_kept() -> None:
-    found = fixture("helm.yaml")
-    assert [d.kind for d in found.configs] == ["ConfigMap", "Secret"]
-    assert green(found)["metadata"]["labels"]["helm.sh/chart"] == "shop-0.3.1"
+    found = fixture(
+        "helm.yaml"
+    )  # `helm template` prints Secrets before ConfigMaps, each with its `# Source:`
+    assert [(d.kind, d.obj["metadata"]["name"]) for d in found.configs] == [
+        ("Secret", "shop-db"),
+        ("ConfigMap", "shop-config"),
+    ]
+    dep = green(found)
+    assert dep["metadata"]["labels"]["helm.sh/chart"] == "shop-0.3.1"
+    assert dep["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "Helm"
+    # The chart's selector (name and instance) kept, the colour beside it; references to the copies.
+    assert dep["spec"]["selector"]["matchLabels"] == {
+        "app.kubernetes.io/name": "shop",
+        "app.kubernetes.io/instance": "shop",
+        LABEL: "green",
+    }
+    assert manifests.references(dep["spec"]["template"]) == {
+        ("ConfigMap", manifests.copy_name(found.configs[1].obj)),
+        ("Secret", manifests.copy_name(found.configs[0].obj)),
+    }
 
 
 @pytest.mark.parametrize(
@@ -200,7 +217,7 @@ def test_a_declared_release_is_not_drift_and_an_edit_after_it_is() -> None:
     # kustomize renames a changed ConfigMap (its own hash suffix): the references change with the value.
     assert "spec.containers[app].env[LOG_LEVEL].value" in record["template"]
     assert {p.rsplit(".", 1)[1] for p in record["template"]} == {"value", "name"}
-    assert "ConfigMap shop-config-f7c4hb2m9d" in record["config"]
+    assert "ConfigMap shop-config-4956fb4f4b" in record["config"]
     # The record describes the release: nothing is drift, though the colours differ.
     findings = judge(v1, v2, declared=record)
     assert findings and not [f for f in findings if f.drift]
@@ -230,11 +247,11 @@ def test_config_content_is_compared_and_a_secret_value_never_shown() -> None:
     findings = judge(v1, v2, declared=None, contents=contents)
     lines = [f.line() for f in findings]
     assert (
-        "drift: ConfigMap shop-config-8m2tk9fb5g / shop-config-f7c4hb2m9d: GREETING: "
+        "drift: ConfigMap shop-config-g48668m5c4 / shop-config-4956fb4f4b: GREETING: "
         'blue "hello", green "hola" (config not part of any release bluegreen deployed)' in lines
     )
     assert (
-        'drift: Secret shop-db-kc9b7h7c4t / shop-db-9hd2g7tk6m: DB_PASSWORD: blue "(value hidden)", green "(value hidden)" (config not part of any release bluegreen deployed)'
+        'drift: Secret shop-db-m69k67c89g / shop-db-fcbt6hh57d: DB_PASSWORD: blue "(value hidden)", green "(value hidden)" (config not part of any release bluegreen deployed)'
         in lines
     )
     assert not [line for line in lines if "czNjcjN0" in line or "s3cr3t" in line]
@@ -243,7 +260,7 @@ def test_config_content_is_compared_and_a_secret_value_never_shown() -> None:
     released = judge(v1, v2, declared=record, contents=contents)
     assert not [f for f in released if f.drift]
     assert (
-        'release: ConfigMap shop-config-8m2tk9fb5g / shop-config-f7c4hb2m9d: GREETING: blue "hello", green "hola"'
+        'release: ConfigMap shop-config-g48668m5c4 / shop-config-4956fb4f4b: GREETING: blue "hello", green "hola"'
         in [f.line() for f in released]
     )
     # A copy whose content no longer matches its name was changed after bluegreen made it.
