@@ -121,7 +121,9 @@ def not_built() -> str | None:
         text=True,
         check=False,
     )
-    return None if done.returncode == 0 else done.stderr.strip().removeprefix("build-realnode: ") or "not built"
+    return (
+        None if done.returncode == 0 else done.stderr.strip().removeprefix("build-realnode: ") or "not built"
+    )
 
 
 def cgroup_hierarchies() -> list[Path]:
