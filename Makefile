@@ -29,9 +29,9 @@ deps: venv  ## everything the tests start: cluster binaries, Prometheus, Docker 
 jaeger:  ## build the real Jaeger the trace test sends to (opt-in: ~30 min on 2 cores; the test is not run without it)
 	BLUEGREEN_BUILD_JAEGER=1 bash hack/build-jaeger.sh
 
-demo: venv  ## start the local cluster and run a full blue-green release on it
+demo: venv  ## start the local cluster and run a full blue-green release on it (real pods where root allows; DEMO_FLAGS=--stand-in: never)
 	$(PYTHON) hack/localcluster.py up --dir $(CLUSTER_DIR) >/dev/null
-	$(BIN)/python -m hack.demo --kubeconfig $(CLUSTER_DIR)/kubeconfig
+	$(BIN)/python -m hack.demo --kubeconfig $(CLUSTER_DIR)/kubeconfig $(DEMO_FLAGS)
 
 test: deps  ## unit and integration tests (integration on a real local cluster started for the run)
 	$(BIN)/pytest tests --durations=15

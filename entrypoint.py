@@ -178,6 +178,9 @@ def outputs(outcome: Outcome) -> dict[str, str]:
     def ms(value: float | None) -> str:
         return f"{value:.1f}" if value is not None else ""
 
+    # A switch's planes apart (phases/switch.py planes): the data plane is the probe's, or the dns router's answer.
+    verification: dict[str, Any] = dict((result.details.get("verification") or {}) if result else {})
+
     return {
         "result": result_name(outcome),
         "active-color": (result.active_color or "") if result else "",
@@ -185,6 +188,8 @@ def outputs(outcome: Outcome) -> dict[str, str]:
         "candidate": (result.candidate or "") if result else "",
         "api-ms": ms(result.api_ms) if result else "",
         "converged-ms": ms(result.converged_ms) if result else "",
+        "control-plane-ms": ms(verification.get("control_plane_ms")),
+        "data-plane-ms": ms(verification.get("data_plane_ms")),
         "probe-failed": str(result.probe_failed) if result and result.probe_failed is not None else "",
         "probe-cutover-ms": ms(result.probe_cutover_ms) if result else "",
         "report": json.dumps(report, separators=(",", ":"), default=str),

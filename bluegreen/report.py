@@ -36,7 +36,7 @@ def text(result: Result) -> str:
         lines.append(f"  switch write: {result.api_ms:.0f} ms")
     if result.converged_ms is not None:
         lines.append(f"  write to verified: {result.converged_ms:.0f} ms")
-    lines += data_plane_lines(result)
+    lines += data_plane_lines(result) or verification_lines(result)
     for color, images in sorted(result.images.items()):
         lines.append(f"  {color}: {', '.join(images) or '-'}")
     if result.changes:
@@ -103,3 +103,24 @@ def data_plane_lines(result: Result) -> list[str]:
     took = plane.get("data_plane_ms")
     seen = f"{took:.0f} ms" if took is not None else "not seen"
     return [*lines, f"  data plane (answer of {plane.get('server')}): {seen}"]
+
+
+def verification_lines(result: Result) -> list[str]:
+    """Control plane and data plane apart (a switch's `details["verification"]`): with --probe the
+    probe's requests are what "verified" waited for; without, that the data plane was not checked."""
+    verification = result.details.get("verification")
+    if not verification:
+        return []
+    lines = [f"  control plane (stored objects, EndpointSlices): {verification['control_plane_ms']:.0f} ms"]
+    plane = verification.get("data_plane")
+    took = verification.get("data_plane_ms")
+    if plane == "probe":
+        seen = f"{took:.0f} ms" if took is not None else "NOT SEEN (the probe never saw the new colour alone)"
+        return [*lines, f"  data plane (--probe requests answered by the new colour alone): {seen}"]
+    if plane == "probe reported apart":
+        return lines
+    return [
+        *lines,
+        "  data plane: NOT CHECKED (no --probe): kube-proxy or a proxy applies the change later, "
+        "up to ~1 s on a busy node",
+    ]

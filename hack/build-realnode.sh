@@ -15,6 +15,14 @@ bin=$cache/realnode-k8s-$K8S_VERSION-containerd-$CONTAINERD_VERSION/bin
 app_sum=$(cat "$here/realnode-app/go.mod" "$here/realnode-app/main.go" | sha256sum | cut -c1-12)
 wanted=(kubelet kube-proxy containerd containerd-shim-runc-v2 ctr "app-$app_sum")
 
+have_all() { for b in "${wanted[@]}"; do [ -x "$bin/$b" ] || return 1; done; }
+# --cached-only: print the bin directory when every binary is built, else say so (exit 3) without
+# building or installing anything (`make demo` asks, and falls back to stand-in pods).
+if [ "${1:-}" = "--cached-only" ]; then
+  if have_all; then echo "$bin"; exit 0; fi
+  echo "build-realnode: the real node is not built; run make deps (hack/build-realnode.sh)" >&2; exit 3
+fi
+
 debian=()
 command -v runc >/dev/null 2>&1 || debian+=(runc)
 [ -x /usr/lib/cni/bridge ] || debian+=(containernetworking-plugins)
@@ -30,7 +38,6 @@ if [ ${#debian[@]} -gt 0 ]; then
   fi
 fi
 
-have_all() { for b in "${wanted[@]}"; do [ -x "$bin/$b" ] || return 1; done; }
 if have_all; then echo "$bin"; exit 0; fi
 
 command -v go >/dev/null || { echo "build-realnode: Go is needed to build the real node's binaries" >&2; exit 1; }

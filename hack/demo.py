@@ -5,10 +5,13 @@ It sets up the app a team has before bluegreen (Deployment `shop` and its Servic
 release never reaches traffic, rolls back, then runs a switch as a GitHub Action step (the image's
 entrypoint, with its outputs and job summary), and prints each command with what it answered.
 
-Where the machine allows (root and network namespaces) it all runs in the traffic rig
-(hack/traffic_rig.py: kube-proxy and a server per pod), with a live load of new connections at the
-Service's ClusterIP from before the adoption to the end; each switch reports when traffic moved, and
-the demo ends with the total of requests and failures. Elsewhere it says why and runs without traffic.
+Where the machine allows (root, network namespaces and the real node built by `make deps`) the app
+runs as real pods on a real node (hack/realnode.py: kubelet, containerd, runc, CNI and kube-proxy in
+namespaces of their own), with a live load of new connections at the Service's ClusterIP through the
+real kube-proxy from before the adoption to the end; each switch reports when traffic moved, and the
+demo ends with the total of requests and failures. Where the real node cannot run it says why in one
+line and falls back to stand-in pods: the traffic rig (hack/traffic_rig.py: kube-proxy and a server
+per pod), or, without root and namespaces, the local cluster without traffic.
 """
 
 from __future__ import annotations
@@ -20,9 +23,10 @@ import shlex
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 from lightkube import ApiError, Client, KubeConfig
 from lightkube.models.meta_v1 import ObjectMeta
@@ -32,6 +36,7 @@ from lightkube.resources.core_v1 import Namespace
 from bluegreen.model import Result
 from bluegreen.report import text
 from bluegreen.traffic_probe import Sample, TrafficProbe, summarize, write_time_of
+from hack import realnode
 from hack.traffic_rig import Rig, RigError, RigUnavailable, unavailable
 from tests.support.apps import CRASHLOOP_IMAGE, deployment, service, wait_available
 from tests.support.traffic import cluster_url, wait_answering
@@ -59,19 +64,76 @@ def reset_namespace(kube: Client) -> None:
     kube.create(Namespace(metadata=ObjectMeta(name=NAMESPACE)))
 
 
-def plain_app(kube: Client) -> None:
+@dataclass(frozen=True)
+class Pods:
+    """What the app runs as: stand-in pods (kwok's, served by the traffic rig) or real ones."""
+
+    kind: str
+    releases: dict[str, str]  # the demo's release -> its image
+    crash: str  # an image whose pods crash
+    ready_timeout: float  # seconds a rollout of the plain app may take
+
+    def template(self, image: str) -> dict[str, Any]:
+        """Deployment `shop`, labelled without colours: an app before bluegreen."""
+        before = deployment(APP, "blue", replicas=3, image=image).to_dict()
+        before["metadata"]["name"] = APP
+        for labels in (
+            before["metadata"]["labels"],
+            before["spec"]["selector"]["matchLabels"],
+            before["spec"]["template"]["metadata"]["labels"],
+        ):
+            labels.pop("bluegreen.io/color", None)
+        if self.kind == "real":
+            # The documented drain settings (docs/real-pods.md): readiness probe, preStop 5 s, grace 30 s;
+            # the app answers with its colour label (empty before bluegreen adopts it) in X-Color.
+            pod = before["spec"]["template"]["spec"]
+            pod.update(
+                automountServiceAccountToken=False, enableServiceLinks=False, terminationGracePeriodSeconds=30
+            )
+            pod["containers"][0].update(
+                env=[
+                    {
+                        "name": "COLOR",
+                        "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['bluegreen.io/color']"}},
+                    },
+                    {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                ],
+                readinessProbe={"httpGet": {"path": "/ready", "port": 8080}, "periodSeconds": 1},
+                lifecycle={"preStop": {"sleep": {"seconds": 5}}},
+            )
+            before["spec"]["strategy"] = {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+            }
+            before["spec"]["progressDeadlineSeconds"] = 120
+        return before
+
+
+STAND_IN = Pods(
+    kind="stand-in",
+    releases={r: f"registry.local/shop:{r}" for r in ("1.0", "2.0", "3.0")},
+    crash=CRASHLOOP_IMAGE,
+    ready_timeout=60,
+)
+REAL = Pods(
+    kind="real",
+    # v3 of the node's test app answers 500 (the real-node tests' bad release): 3.0 is v4.
+    releases={
+        "1.0": f"{realnode.APP_IMAGE}:v1",
+        "2.0": f"{realnode.APP_IMAGE}:v2",
+        "3.0": f"{realnode.APP_IMAGE}:v4",
+    },
+    crash=realnode.CRASH_IMAGE,
+    ready_timeout=180,
+)
+
+
+def plain_app(kube: Client, pods: Pods) -> None:
     """Deployment `shop` and Service `shop`, labelled without colours: an app before bluegreen."""
-    before = deployment(APP, "blue", replicas=3, image="registry.local/shop:1.0").to_dict()
-    before["metadata"]["name"] = APP
-    for labels in (
-        before["metadata"]["labels"],
-        before["spec"]["selector"]["matchLabels"],
-        before["spec"]["template"]["metadata"]["labels"],
-    ):
-        labels.pop("bluegreen.io/color", None)
+    before = pods.template(pods.releases["1.0"])
     kube.create(cast(Deployment, Deployment.from_dict(before)), namespace=NAMESPACE)
     kube.create(service(APP, APP, None), namespace=NAMESPACE)
-    wait_available(kube, NAMESPACE, APP)
+    wait_available(kube, NAMESPACE, APP, timeout=pods.ready_timeout)
 
 
 class Traffic:
@@ -194,18 +256,20 @@ def phase_result(outputs: str) -> Result | None:
     return None
 
 
-def demo(kubeconfig: Path, *, live: bool) -> int:
+def demo(kubeconfig: Path, *, live: bool, pods: Pods = STAND_IN) -> int:
     kube = Client(KubeConfig.from_file(kubeconfig), field_manager="bluegreen-demo")
+    image = pods.releases
 
     print(
-        f"== the app before bluegreen: Deployment {APP} (registry.local/shop:1.0) and Service {APP} in {NAMESPACE}"
+        f"== the app before bluegreen: Deployment {APP} ({image['1.0']}, {pods.kind} pods) "
+        f"and Service {APP} in {NAMESPACE}"
     )
     reset_namespace(kube)
-    plain_app(kube)
+    plain_app(kube, pods)
     traffic = None
     if live:
         url = cluster_url(kube, NAMESPACE, APP)
-        wait_answering(url, "")
+        wait_answering(url, "", timeout=pods.ready_timeout)
         traffic = Traffic(url)
         traffic.probe.start()
         print(f"== live traffic: {Traffic.RATE:.0f} new connections a second at {url} from now to the end")
@@ -213,11 +277,11 @@ def demo(kubeconfig: Path, *, live: bool) -> int:
     print("\n== adopt it: shop-blue from the same template, the Service on blue, never without endpoints")
     bluegreen(kubeconfig, "init", traffic=traffic)
     print("\n== release 2.0: deploy to green, gate it, switch in one verified write, watch it")
-    bluegreen(kubeconfig, "release", "--image", "registry.local/shop:2.0", *QUICK, traffic=traffic)
+    bluegreen(kubeconfig, "release", "--image", image["2.0"], *QUICK, traffic=traffic)
     print(
         "\n== a release whose pods crash: the deploy fails, traffic never moves, blue is put back as it was"
     )
-    bluegreen(kubeconfig, "release", "--image", CRASHLOOP_IMAGE, "--timeout", "10s", *QUICK, expect=1)
+    bluegreen(kubeconfig, "release", "--image", pods.crash, "--timeout", "10s", *QUICK, expect=1)
     print("\n== one-click rollback: back to 1.0 on blue; green keeps running for the post-mortem")
     probe = ["--probe", traffic.url] if traffic else []
     bluegreen(kubeconfig, "rollback", "--reason", "demo: rollback drill", *probe, traffic=traffic)
@@ -225,7 +289,7 @@ def demo(kubeconfig: Path, *, live: bool) -> int:
     print("\n== a re-run of the switch: 2.0 was rolled back (rejected), so it is refused, never switched to")
     bluegreen(kubeconfig, "switch", expect=1)
     print("\n== release 3.0 goes to green: deploy records it as the candidate")
-    bluegreen(kubeconfig, "deploy", "--image", "registry.local/shop:3.0", traffic=traffic)
+    bluegreen(kubeconfig, "deploy", "--image", image["3.0"], traffic=traffic)
     print(
         "\n== the same engine as a GitHub Action step: switch promotes the candidate, with outputs and a job summary"
     )
@@ -242,14 +306,40 @@ def demo(kubeconfig: Path, *, live: bool) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--kubeconfig", type=Path, required=True)
+    parser.add_argument(
+        "--stand-in", action="store_true", help="stand-in pods even where a real node could run (quicker)"
+    )
     args = parser.parse_args()
+    why = "asked for (--stand-in)" if args.stand_in else realnode.unavailable() or realnode.not_built()
+    if why is None:
+        node = realnode.RealNode(args.kubeconfig.parent / "realnode")
+        print(
+            f"== starting the real node: network namespace {node.name}, its own cluster, kubelet, containerd, "
+            "kube-proxy; the app's pods run for real"
+        )
+        try:
+            node.up()
+        except (realnode.NodeUnavailable, realnode.NodeError) as error:
+            why = f"the real node did not start: {str(error).splitlines()[0]}"
+        else:
+            try:
+                with node.inside():
+                    return demo(node.kubeconfig, live=True, pods=REAL)
+            finally:
+                node.down()
+    print(f"(stand-in pods in this demo, not real ones: {why})")
+    return stand_in(args.kubeconfig)
+
+
+def stand_in(kubeconfig: Path) -> int:
+    """The demo on stand-in pods: in the traffic rig where it runs, else without a data plane."""
     reason = unavailable()
     if reason:
         print(
             f"(no live traffic in this demo: {reason}; it runs on the local cluster, without a data plane)\n"
         )
-        return demo(args.kubeconfig, live=False)
-    rig = Rig(args.kubeconfig.parent / "traffic-rig")
+        return demo(kubeconfig, live=False)
+    rig = Rig(kubeconfig.parent / "traffic-rig")
     print(
         f"== starting the traffic rig: network namespace {rig.name}, its own cluster, kube-proxy, a server per pod"
     )
@@ -257,7 +347,7 @@ def main() -> int:
         rig.up()
     except (RigUnavailable, RigError) as error:
         print(f"(no live traffic in this demo: the rig did not start: {error})\n")
-        return demo(args.kubeconfig, live=False)
+        return demo(kubeconfig, live=False)
     try:
         with rig.inside():
             return demo(rig.kubeconfig, live=True)

@@ -15,8 +15,9 @@ inside namespaces the rig makes, so the host keeps its addresses, netfilter rule
 - a cgroup root of its own in every (v1) hierarchy, removed on the way down.
 
 Images are docker-archive tars made here from one static binary (hack/realnode-app) and imported
-with `ctr` (no registry): `bluegreen.local/app:v1`..`v3` (the release in the image's env) and the
-pinned sandbox (pause) image. Binaries: hack/build-realnode.sh. Root with CAP_SYS_ADMIN and
+with `ctr` (no registry): `bluegreen.local/app:v1`..`v4` (the release in the image's env),
+`bluegreen.local/app:crash` (exits at once: `make demo`'s crashing release) and the pinned sandbox
+(pause) image. Binaries: hack/build-realnode.sh. Root with CAP_SYS_ADMIN and
 CAP_NET_ADMIN only; `unavailable()` says why not.
 
     python3 hack/realnode.py up [--dir .realnode]     # prints the namespace and the kubeconfig
@@ -64,7 +65,8 @@ PROXY_HEALTHZ = "127.0.0.1:10256"
 PROXY_METRICS = "127.0.0.1:10249"
 APP_IMAGE = "bluegreen.local/app"
 # Releases of the test app; v3 is a bad one: it answers 500 (the watch's auto-rollback has a reason).
-RELEASES = {"v1": [], "v2": [], "v3": ["FAIL_STATUS=500"]}
+RELEASES = {"v1": [], "v2": [], "v3": ["FAIL_STATUS=500"], "v4": []}
+CRASH_IMAGE = f"{APP_IMAGE}:crash"  # its pods exit at once and restart (CrashLoopBackOff)
 SANDBOX_IMAGE = "registry.k8s.io/pause:3.10.1"
 # Paths kubelet and containerd use whatever their flags say: a tmpfs over each, in the rig's mount ns.
 TMPFS = ("/var/lib/kubelet", "/var/log/pods", "/var/log/containers", "/run/containerd")
@@ -109,6 +111,19 @@ def unavailable() -> str | None:
     if not cgroup_hierarchies():
         return "no cgroup hierarchy mounted under /sys/fs/cgroup"
     return None
+
+
+def not_built() -> str | None:
+    """Why the real node's binaries are not here, or None when they are (never builds: `make demo`)."""
+    done = subprocess.run(
+        ["bash", str(HACK / "build-realnode.sh"), "--cached-only"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return (
+        None if done.returncode == 0 else done.stderr.strip().removeprefix("build-realnode: ") or "not built"
+    )
 
 
 def cgroup_hierarchies() -> list[Path]:
@@ -284,6 +299,7 @@ class RealNode:
         self._wait("containerd", lambda: self._in_ns_exists(socket), deadline)
         app = next(binaries.glob("app-*"))
         images = {f"{APP_IMAGE}:{r}": (["/app"], env) for r, env in RELEASES.items()}
+        images[CRASH_IMAGE] = (["/app", "sleep", "0"], [])
         images[SANDBOX_IMAGE] = (["/app", "pause"], [])
         archive = self.dir / "images.tar"
         archive.write_bytes(docker_archive(app, images))

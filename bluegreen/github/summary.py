@@ -92,10 +92,15 @@ def timings(result: Result) -> list[str]:
             )
     verification = result.details.get("verification") or {}
     if verification.get("control_plane_ms") is not None and verification.get("data_plane") == "probe":
-        # Behind a proxy converged_ms is the probe's; the control plane's time is shown apart.
+        # With a probe converged_ms waits for its traffic; each plane's time is shown apart.
         lines.append(f"| write to the control plane verified | {verification['control_plane_ms']:.0f} | |")
+        took = verification.get("data_plane_ms")
+        lines.append(
+            "| write to the data plane verified (probe: the new colour alone) | "
+            + (f"{took:.0f} | |" if took is not None else "not seen | |")
+        )
     if result.probe_failed is not None:
-        # The probe sees packets through the user's load balancer; converged_ms sees EndpointSlices.
+        # The probe's own figures: packets through the user's load balancer, over its whole run.
         cutover = f"{result.probe_cutover_ms:.0f}" if result.probe_cutover_ms is not None else "not seen"
         lines.append(f"| probe: write to the new colour answering alone | {cutover} | |")
         lines.append(f"| probe: failed requests | {result.probe_failed} | 0 |")

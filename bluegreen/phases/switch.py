@@ -211,28 +211,26 @@ def run(
         result.mark(f"switched: {write.before} -> {write.after}")
         result.api_ms = write.api_ms
         result.changes.append(f"{router.name}: {write.before} -> {write.after}")
-        written_at = time.time()
-        # A proxy or mesh in front (ingress, gateway, istio, smi) applies the change after its own
-        # delay: there the probe's traffic is the verification. The service router's EndpointSlices
-        # are what kube-proxy programs; its probe is reported beside it (traffic_probe.attach).
+        # From the moment the write was sent, as the router's converged_ms: both planes on one clock.
+        sent_at = time.time() - write.api_ms / 1000
+        # With --probe, "verified" waits for the probe's requests to reach the target alone, whatever
+        # the router: a proxy or mesh in front (ingress, gateway, istio, smi) applies the change after
+        # its own delay, and kube-proxy applies the service router's EndpointSlices at most once per its
+        # min sync period (1 s), so on a busy node they are verified up to ~1 s before packets move
+        # (issue 19). Routers with a data-plane check of their own (dns) report the probe apart.
         through = traffic if getattr(router, "verifies_through_probe", False) else None
         with telemetry.span("switch verify", **{"bluegreen.to": str(target)}) as span:
             verification = _verify(router, target, verify_timeout)
             control_ms = verification.converged_ms
+            moved_ms: float | None = None
             if verification.ok and through is not None:
-                verification = _verify_traffic(through, verification, target, written_at, verify_timeout)
-            # Both, apart: where a proxy lags its control plane (Traefik's 2 s throttle), the gap shows.
-            result.details["verification"] = {
-                "control_plane_ms": round(control_ms, 1),
-                "data_plane_ms": round(verification.converged_ms, 1)
-                if through is not None and verification.ok
-                else None,
-                "data_plane": "probe"
-                if through is not None
-                else "probe reported apart"
-                if traffic is not None
-                else "not checked (no --probe)",
-            }
+                verification, moved_ms = _verify_traffic(
+                    through, verification, target, sent_at, verify_timeout
+                )
+            # Both, apart: where a proxy or kube-proxy lags the control plane, the gap shows.
+            result.details["verification"] = planes(
+                control_ms, moved_ms, probe=through is not None, reported_apart=traffic is not None
+            )
             telemetry.note(
                 span,
                 **{
@@ -262,7 +260,13 @@ def run(
             and verification.message != CUT_SHORT
             and not verification.reverted_to  # written back already, by someone else
             and state.active is not None
-            and not isinstance(router, ServiceRouter)  # its verification waits on the same endpoints
+            # Not the service router: its switch and record are one write, and its EndpointSlices
+            # (checked first) list the target's ready pods, which the switch's readiness check has just
+            # seen. When only its --probe failed, the cluster routes to the target already; what did
+            # not follow is the probe's own path (a load balancer, or a URL not behind this Service),
+            # which a write back would not mend either: left in place, reported not verified (exit 1)
+            # with the command that moves it back.
+            and not isinstance(router, ServiceRouter)
         ):
             undone = _undo(ctx, router, state.active, target, result)
             if undone:
@@ -359,33 +363,51 @@ def _verify(router: Router, target: Color, timeout: float) -> Verification:
 
 
 def _verify_traffic(
-    traffic: TrafficCheck, verification: Verification, target: Color, written_at: float, timeout: float
-) -> Verification:
+    traffic: TrafficCheck, verification: Verification, target: Color, sent_at: float, timeout: float
+) -> tuple[Verification, float | None]:
     """The router's control-plane verification, then the data plane's: the probe's requests through
     the user's URL answered by `target` alone. A proxy applies a change after its own delay (Traefik
-    re-reads the cluster at most every 2 s), so the control plane is verified before traffic moves."""
+    re-reads the cluster at most every 2 s), and kube-proxy at its next sync (at most once a second),
+    so the control plane is verified before traffic moves. Also returns when traffic moved (ms from
+    `sent_at`, None if it did not): converged_ms is then the later of the two planes."""
     try:
         with cancel.interruptible():
-            moved_ms, seen = traffic(str(target), written_at, timeout)
+            moved_ms, seen = traffic(str(target), sent_at, timeout)
     except cancel.Cancelled:
-        return Verification(ok=False, converged_ms=0.0, message=CUT_SHORT)
+        return Verification(ok=False, converged_ms=0.0, message=CUT_SHORT), None
     control = f"control plane verified at {verification.converged_ms:.0f} ms ({verification.message})"
     if moved_ms is None:
         return Verification(
             ok=False,
             converged_ms=verification.converged_ms,
-            message=f"{control}; but the probe's requests did not move to {target} alone within "
-            f"{timeout:.0f}s ({seen})",
+            # Up to `timeout`, or less when the probe reached its own bound (--timeout) first.
+            message=f"{control}; but the probe's requests did not move to {target} alone in "
+            f"{time.time() - sent_at:.1f}s after the write ({seen})",
             unverified=verification.unverified,
-        )
+        ), None
     return Verification(
         ok=True,
-        converged_ms=moved_ms,
+        converged_ms=max(moved_ms, verification.converged_ms),
         message=f"requests through the probe URL answered by {target} alone from {moved_ms:.0f} ms "
         f"after the write ({seen}); {control}",
         # Traffic was seen moving: what the router could not check of its proxy is now checked.
         unverified=(),
-    )
+    ), moved_ms
+
+
+def planes(control_ms: float, moved_ms: float | None, *, probe: bool, reported_apart: bool) -> dict[str, Any]:
+    """Pure: `details["verification"]`, the control plane's time and the data plane's apart.
+    `probe`: the probe was the verification; `reported_apart`: a probe ran beside a router that checks
+    its own data plane (dns)."""
+    return {
+        "control_plane_ms": round(control_ms, 1),
+        "data_plane_ms": round(moved_ms, 1) if probe and moved_ms is not None else None,
+        "data_plane": "probe"
+        if probe
+        else "probe reported apart"
+        if reported_apart
+        else "not checked (no --probe)",
+    }
 
 
 def _undo(ctx: Context, router: Router, back: Color, target: Color, result: Result) -> bool:

@@ -5,8 +5,10 @@ annotations (active and previous colour, the history with the new entry) go in t
 selector, guarded by the same resourceVersion: no reader ever sees traffic and record disagree.
 
 Verification watches the Service's EndpointSlices until their ready addresses are exactly the target
-colour's ready pods: the moment kube-proxy and every load balancer built on EndpointSlices send new
-connections only to the new colour.
+colour's ready pods: the control plane has decided, and kube-proxy and every load balancer built on
+EndpointSlices send new connections only to the new colour once they apply it (kube-proxy: at its next
+sync, at most once per its 1 s min sync period). With --probe the switch then waits for the probe's
+requests too (phases/switch.py): the data plane, reported apart.
 """
 
 from __future__ import annotations
@@ -65,6 +67,9 @@ def selector_of(service: dict[str, Any]) -> dict[str, str]:
 
 class ServiceRouter:
     name: ClassVar[str] = "service"
+    # Its EndpointSlices are what kube-proxy programs, at most once per its min sync period (1 s): on
+    # a busy node packets move up to ~1 s after they are verified. With --probe, verify through traffic.
+    verifies_through_probe: ClassVar[bool] = True
 
     def __init__(self, app: AppSpec, kube: Client, *, object_name: str = "") -> None:
         self.app, self.kube = app, kube

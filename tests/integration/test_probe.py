@@ -46,23 +46,33 @@ def switch(cluster: LocalCluster, namespace: str, *flags: str) -> tuple[int, dic
     return outcome.exit_code, outcome.result.to_dict()
 
 
-def test_the_probe_reports_requests_and_the_colour_that_answered(
+def test_a_probe_that_never_sees_the_new_colour_leaves_the_switch_not_verified(
     kube: Client, cluster: LocalCluster, namespace: str
 ) -> None:
+    """The probe is the verification for the service router too: EndpointSlices on green are not
+    "verified" while requests through the probe's URL are still answered by blue."""
     create_app(kube, namespace, replicas=1)
     with running("blue") as apps:
         code, result = switch(
             cluster, namespace, "--probe", f"{apps['blue'].url}/", "--probe-pattern", BODY_COLOUR,
-            "--probe-rate", "50", "--probe-after", "1s",
+            "--probe-rate", "50", "--probe-after", "1s", "--timeout", "2s",
         )  # fmt: skip
-    assert code == 0, result
-    assert result["result"] == "switched"
+    assert code == 1, result
+    assert result["result"] == "failed"
     probe = result["details"]["probe"]  # type: ignore[index]
     assert result["probe_failed"] == 0
     assert probe["answers"] == {"blue": probe["requests"]} and probe["requests"] >= 50
     # The URL kept answering blue although the Service moved: no cutover seen from outside, and said so.
     assert result["probe_cutover_ms"] is None
     assert any("green never answered alone" in m for m in result["messages"])  # type: ignore[attr-defined]
+    verification = result["details"]["verification"]  # type: ignore[index]
+    assert verification["data_plane"] == "probe" and verification["data_plane_ms"] is None, verification
+    assert verification["control_plane_ms"] > 0, verification
+    assert not any(e["event"].startswith("verified") for e in result["timeline"]), result["timeline"]  # type: ignore[attr-defined]
+    assert any("did not move to green alone" in m for m in result["messages"])  # type: ignore[attr-defined]
+    # Not written back (the service router's switch is never undone): left on green, said so.
+    assert selector_color(kube, namespace, "shop") == "green"
+    assert any("run `bluegreen rollback`" in m for m in result["messages"])  # type: ignore[attr-defined]
 
 
 def test_probe_fail_on_error_fails_the_step_when_a_request_fails(
@@ -73,7 +83,7 @@ def test_probe_fail_on_error_fails_the_step_when_a_request_fails(
         apps["blue"].set(error_rate=0.2, latency=0.0)
         code, result = switch(
             cluster, namespace, "--probe", f"{apps['blue'].url}/", "--probe-pattern", BODY_COLOUR,
-            "--probe-rate", "50", "--probe-after", "1s", "--probe-fail-on-error",
+            "--probe-rate", "50", "--probe-after", "1s", "--probe-fail-on-error", "--timeout", "2s",
         )  # fmt: skip
     assert code == 1, result
     assert result["result"] == "failed"
@@ -120,8 +130,11 @@ def test_the_action_step_reports_the_probe_in_outputs_and_summary(
             probe_url=f"{apps['blue'].url}/",
             probe_pattern=BODY_COLOUR,
             probe_fail_on_error="true",
+            timeout="2s",  # the probe's bound: blue never moves, so it is not verified
         )
     assert code == 1, stdout
     assert out["result"] == "failed" and int(out["probe-failed"]) > 0
     assert out["probe-cutover-ms"] == ""  # the sample app never answered green
     assert "| probe: failed requests |" in summary
+    assert "| write to the data plane verified (probe: the new colour alone) | not seen |" in summary
+    assert out["data-plane-ms"] == "" and float(out["control-plane-ms"]) > 0

@@ -8,6 +8,7 @@ switch only the target colour answering. Timings are printed by bench/traffic.py
 from __future__ import annotations
 
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import cast
 
@@ -345,3 +346,55 @@ def test_a_drain_hook_the_pods_refuse_is_a_warning_not_a_failed_switch(
     hook = result["details"]["drain_hook"]
     assert hook["drained"] == [] and len(hook["failed"]) == 1, hook
     assert any(m.startswith("drain: 0 blue pods drained; failed: ") for m in result["messages"]), result
+
+
+def test_on_a_busy_cluster_a_probed_switch_is_verified_only_once_traffic_moved(
+    inside: Rig, kube: Client, namespace: str
+) -> None:
+    """kube-proxy applies our EndpointSlices at its next sync, up to 1 s after they list the new pods:
+    with --probe, the service router's switch and rollback say "verified" only once the probe's requests
+    are answered by the new colour alone; a separate load sees no old-colour answer after that."""
+    create_app(kube, namespace, replicas=2)
+    create_app(kube, namespace, "noise", replicas=1)
+    kube.create(service("noise-churn", "noise", "blue"), namespace=namespace)
+    url = cluster_url(kube, namespace, "shop")
+    wait_answering(url, "blue")
+    probe = ("--probe", url, "--probe-rate", "50", "--probe-after", "1s")
+    churn = Churn(kube, namespace, "noise-churn", max_seconds=90).start()
+    try:
+        with load(url, seconds=60) as watching:
+            time.sleep(1)
+            switched = bluegreen(inside, "switch", "--to", "green", "--app", "shop", "-n", namespace, *probe)
+            time.sleep(SETTLE)
+            rolled = bluegreen(
+                inside, "rollback", "--app", "shop", "-n", namespace, "--reason", "test", *probe
+            )
+            time.sleep(SETTLE)
+    finally:
+        flips = churn.stop()
+    assert flips > 5, "the cluster was not busy"
+    back = write_time(rolled) - 0.2  # the rollback's write was sent before it returned
+    for result, old, new, end in ((switched, "blue", "green", back), (rolled, "green", "blue", 1e12)):
+        assert result["result"] in ("switched", "rolled-back"), result
+        planes = result["details"]["verification"]
+        assert planes["data_plane"] == "probe" and planes["data_plane_ms"] is not None, planes
+        # converged_ms is the later of the two (the details are rounded to 0.1 ms).
+        assert result["converged_ms"] >= max(planes["data_plane_ms"], planes["control_plane_ms"]) - 0.1, (
+            result
+        )
+        verified = next(
+            datetime.fromisoformat(e["time"]).timestamp()
+            for e in result["timeline"]
+            if e["event"].startswith("verified")
+        )
+        # What "verified" promises a user: from then on no new connection reaches the old colour.
+        late = [s for s in watching.samples if verified <= s.sent < end and (s.failed or s.color != new)]
+        assert late == [], f"{old} or failures after {new} was verified: {late[:5]}"
+        print(
+            f"\n{result['phase']} to {new} on a busy cluster: control plane {planes['control_plane_ms']:.0f} ms, "
+            f"data plane (probe) {planes['data_plane_ms']:.0f} ms, verified at {result['converged_ms']:.0f} ms"
+        )
+    before = [s for s in watching.samples if s.sent < back]
+    assert_moved(before, write=write_time(switched), old="blue", new="green")
+    after = [s for s in watching.samples if s.sent >= back]
+    assert_moved(after, write=write_time(rolled), old="green", new="blue")

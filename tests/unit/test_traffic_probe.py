@@ -5,14 +5,20 @@ from __future__ import annotations
 import socket
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
+import yaml
 
-from bluegreen.cli import COMMANDS, parser
+from bluegreen.cli import COMMANDS, Outcome, parser
 from bluegreen.errors import UsageError
+from bluegreen.github import summary
 from bluegreen.github.inputs import parse as parse_inputs
-from bluegreen.model import Result
+from bluegreen.model import Color, Result
 from bluegreen.options import RollbackOptions, SwitchOptions
+from bluegreen.phases.switch import _verify_traffic, planes
+from bluegreen.report import text
+from bluegreen.routers.base import Verification
 from bluegreen.traffic_probe import (
     ColorReader,
     ProbeOptions,
@@ -22,6 +28,7 @@ from bluegreen.traffic_probe import (
     percentile,
     summarize,
 )
+from entrypoint import outputs
 from hack.traffic_rig import serving
 
 WRITE = 1000.0
@@ -248,3 +255,73 @@ def test_a_url_that_never_answers_is_not_queued_behind_busy_workers() -> None:
         assert time.monotonic() - began < 1.5
     assert len(samples) == 2 and all(s.error == "TimeoutError" for s in samples)
     assert probe.skipped > 20
+
+
+# -- the probe as the switch's verification (issue 19: `converged` means traffic) -----------------
+
+
+def control_plane(ms: float) -> Verification:
+    return Verification(ok=True, converged_ms=ms, message="2 endpoints, all green")
+
+
+def test_a_switch_is_verified_no_earlier_than_its_probe_saw_the_new_colour_alone() -> None:
+    # kube-proxy on a busy node: EndpointSlices at 30 ms, packets at its next sync, 800 ms.
+    checked, moved = _verify_traffic(
+        lambda color, since, timeout: (800.0, f"50 requests, the last 5 answered by {color}"),
+        control_plane(30.0),
+        Color.GREEN,
+        time.time(),
+        60.0,
+    )
+    assert checked.ok and moved == 800.0 and checked.converged_ms == 800.0
+    assert planes(30.0, moved, probe=True, reported_apart=True) == {
+        "control_plane_ms": 30.0,
+        "data_plane_ms": 800.0,
+        "data_plane": "probe",
+    }
+    # A probe stamp earlier than the control plane was seen (the watch's own lag) is not verified earlier.
+    early, _ = _verify_traffic(lambda *_: (12.0, "seen"), control_plane(30.0), Color.GREEN, time.time(), 60.0)
+    assert early.ok and early.converged_ms == 30.0
+
+
+def test_a_probe_that_never_saw_the_new_colour_alone_is_not_verified() -> None:
+    checked, moved = _verify_traffic(
+        lambda *_: (None, "80 requests, the last 0 answered by green"),
+        control_plane(30.0),
+        Color.GREEN,
+        time.time(),
+        60.0,
+    )
+    assert not checked.ok and moved is None
+    assert "did not move to green alone" in checked.message and "control plane verified" in checked.message
+    details = planes(30.0, moved, probe=True, reported_apart=True)
+    assert details["data_plane"] == "probe" and details["data_plane_ms"] is None
+
+
+def switched_with(verification: dict[str, object]) -> Result:
+    result = Result(phase="switch", result="switched", app="shop", namespace="shop")
+    result.active_color, result.previous_color = "green", "blue"
+    result.api_ms, result.converged_ms = 6.0, 800.0
+    result.details["verification"] = verification
+    return result
+
+
+def test_the_report_and_the_outputs_give_each_plane_apart() -> None:
+    probed = switched_with(planes(30.0, 800.0, probe=True, reported_apart=True))
+    lines = text(probed)
+    assert "control plane (stored objects, EndpointSlices): 30 ms" in lines
+    assert "data plane (--probe requests answered by the new colour alone): 800 ms" in lines
+    out = outputs(Outcome(exit_code=0, result=probed))
+    assert (out["control-plane-ms"], out["data-plane-ms"], out["converged-ms"]) == ("30.0", "800.0", "800.0")
+    assert "| write to the data plane verified (probe: the new colour alone) | 800 | |" in summary.timings(
+        probed
+    )
+    # Every output the entrypoint writes is declared in action.yml, and none declared is missing.
+    declared = yaml.safe_load((Path(__file__).resolve().parents[2] / "action.yml").read_text())["outputs"]
+    assert set(out) == set(declared)
+
+
+def test_without_a_probe_the_report_says_the_data_plane_was_not_checked() -> None:
+    plain = switched_with(planes(30.0, None, probe=False, reported_apart=False))
+    assert "data plane: NOT CHECKED (no --probe)" in text(plain)
+    assert outputs(Outcome(exit_code=0, result=plain))["data-plane-ms"] == ""
