@@ -24,7 +24,7 @@ INSTALL_SCRIPTS = hack/install-prometheus.sh hack/install-pushgateway.sh hack/in
 	hack/install-postgres.sh hack/install-bind.sh
 
 deps: venv  ## everything the tests start: cluster binaries, Prometheus, Docker and the action tools
-	bash hack/build-all.sh  # cluster, real node, Toxiproxy, Traefik, external-dns: two builds at a time
+	bash hack/build-all.sh  # cluster, real node, Toxiproxy, the OTLP collector, Traefik, external-dns: two builds at a time
 	@for script in $(INSTALL_SCRIPTS); do \
 		if [ -f $$script ]; then bash $$script || exit 1; fi; done
 
