@@ -1,6 +1,6 @@
 // Builds a minimal OpenTelemetry Collector (OTLP/HTTP in, OTLP JSON lines to a file out) for the
 // trace and metric tests: see hack/build-otelcol.sh. All collector modules at one release
-// (v0.161.0 with v1.67.0; fileexporter's newer releases fail on this Go).
+// (v0.161.0 with v1.67.0: fileexporter v0.161.0 is the newest known to build with Go 1.26 here).
 module bluegreen.local/hack/otelcol
 
 go 1.26.0
