@@ -24,7 +24,7 @@ INSTALL_SCRIPTS = hack/install-prometheus.sh hack/install-pushgateway.sh hack/in
 	hack/install-postgres.sh hack/install-bind.sh
 
 deps: venv  ## everything the tests start: cluster binaries, Prometheus, Docker and the action tools
-	bash hack/deps.sh $(INSTALL_SCRIPTS)  # the Go builds (two at a time) beside the Debian installs
+	bash hack/deps.sh $(INSTALL_SCRIPTS)  # the Go builds (hack/build-all.sh, two at a time) beside the Debian installs
 
 jaeger:  ## build the real Jaeger the trace test sends to (opt-in: ~30 min on 2 cores; the test is not run without it)
 	BLUEGREEN_BUILD_JAEGER=1 bash hack/build-jaeger.sh

@@ -1,5 +1,6 @@
 """What tracing costs at start-up: importing the CLI and setting up telemetry, with
-OTEL_EXPORTER_OTLP_ENDPOINT unset (off: the SDK is never imported) and set (on: SDK + OTLP exporter).
+OTEL_EXPORTER_OTLP_ENDPOINT unset (off: the SDK is never imported) and set (on: SDK + the OTLP span
+and metric exporters).
 
 Prints the medians of RUNS fresh interpreters each way and their difference. It prints; it never fails
 on a number.

@@ -1,4 +1,6 @@
-"""Release metrics, pushed to a Prometheus Pushgateway when one is configured.
+"""Release metrics, pushed to a Prometheus Pushgateway when one is configured, and sent as OTLP
+metrics when OTEL_EXPORTER_OTLP_ENDPOINT is (bluegreen.telemetry; the same names, with app and
+namespace as attributes; a counter there is what the phase added: 1).
 
 `--pushgateway URL` or BLUEGREEN_PUSHGATEWAY. Each app is one group (job="bluegreen", app, namespace);
 a phase pushes when it starts (in progress, its deadline) and when it ends (result, timings, live
@@ -43,6 +45,7 @@ KINDS: dict[str, tuple[str, str]] = {
     "bluegreen_last_deploy_timestamp_seconds": ("gauge", "When the idle colour was last deployed."),
 }
 COUNTERS = ("bluegreen_releases_total", "bluegreen_rollbacks_total")
+Counters = dict[tuple[str, frozenset[tuple[str, str]]], float]  # (name, labels) -> value
 
 
 @dataclass(frozen=True)
@@ -59,9 +62,7 @@ def started(*, phase: str, deadline_seconds: float, now: float) -> list[Sample]:
     ]
 
 
-def finished(
-    result: Result, *, counters: dict[tuple[str, frozenset[tuple[str, str]]], float], now: float
-) -> list[Sample]:
+def finished(result: Result, *, counters: Counters, now: float) -> list[Sample]:
     """What a phase that ended reports (pure): `counters` are the values the Pushgateway holds."""
     samples = [Sample("bluegreen_release_in_progress", 0, {"phase": result.phase})]
     if result.dry_run or result.phase == "status":
@@ -126,12 +127,12 @@ class Pushgateway:
         self.namespace = namespace
         self.timeout = timeout
 
-    def counters(self) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    def counters(self) -> Counters:
         """The counters this app's group holds now (empty for a new group)."""
         import httpx2
 
         body = httpx2.get(f"{self.base}/api/v1/metrics", timeout=self.timeout).raise_for_status().json()
-        found: dict[tuple[str, frozenset[tuple[str, str]]], float] = {}
+        found: Counters = {}
         for group in body.get("data") or []:
             labels = group.get("labels") or {}
             if (labels.get("job"), labels.get("app"), labels.get("namespace")) != (
@@ -172,42 +173,52 @@ def observed(
     reporter: Reporter,
     run: Callable[[], Result],
     clock: Callable[[], float] = time.time,
+    otlp: bool = False,
 ) -> Result:
-    """Run one phase, pushing its metrics before and after when `url` names a Pushgateway."""
-    if not url or not app or not namespace:
+    """Run one phase, reporting its metrics before and after: pushed when `url` names a
+    Pushgateway, recorded as OTLP metrics when `otlp`."""
+    if not (url or otlp) or not app or not namespace:
         return run()
-    gateway = Pushgateway(url, app=app, namespace=namespace)
-    _quietly(
-        reporter,
-        url,
-        lambda: gateway.push(started(phase=phase, deadline_seconds=deadline_seconds, now=clock())),
-    )
+    gateway = Pushgateway(url, app=app, namespace=namespace) if url else None
+
+    def report(samples: Callable[[Counters], list[Sample]], *, counted: bool = False) -> None:
+        if gateway is not None:
+            _quietly(
+                reporter,
+                f"push metrics to {gateway.base}",
+                lambda: gateway.push(samples(gateway.counters() if counted else {})),
+            )
+        if otlp:
+            # Counted from none: a counter over OTLP is what this phase adds.
+            points = [_point(s, app=app, namespace=namespace) for s in samples({})]
+            _quietly(reporter, "send OTLP metrics", lambda: telemetry.record(points))
+
+    report(lambda _: started(phase=phase, deadline_seconds=deadline_seconds, now=clock()))
     try:
         result = run()
     except Exception:
         # The phase stopped with an error (the cluster, a conflict): counted as a result `error`.
         failed = Result(phase=phase, result="error", app=app, namespace=namespace)
-        _quietly(
-            reporter, url, lambda: gateway.push(finished(failed, counters=gateway.counters(), now=clock()))
-        )
+        report(lambda counters: finished(failed, counters=counters, now=clock()), counted=True)
         raise
     except BaseException:
         # Interrupted (SIGTERM, Ctrl-C): no longer in progress, nothing counted.
-        _quietly(
-            reporter,
-            url,
-            lambda: gateway.push([Sample("bluegreen_release_in_progress", 0, {"phase": phase})]),
-        )
+        report(lambda _: [Sample("bluegreen_release_in_progress", 0, {"phase": phase})])
         raise
-    _quietly(reporter, url, lambda: gateway.push(finished(result, counters=gateway.counters(), now=clock())))
+    report(lambda counters: finished(result, counters=counters, now=clock()), counted=True)
     return result
 
 
-def _quietly(reporter: Reporter, url: str, push: Callable[[], Any]) -> None:
+def _point(sample: Sample, *, app: str, namespace: str) -> tuple[str, str, str, float, dict[str, str]]:
+    kind, description = KINDS[sample.name]
+    return sample.name, kind, description, sample.value, {"app": app, "namespace": namespace, **sample.labels}
+
+
+def _quietly(reporter: Reporter, what: str, push: Callable[[], Any]) -> None:
     try:
         push()
     except Exception as error:  # metrics never fail a release
-        reporter.warning(f"could not push metrics to {url}: {type(error).__name__}: {error}")
+        reporter.warning(f"could not {what}: {type(error).__name__}: {error}")
 
 
 def run(url: str | None, options: Any, reporter: Reporter) -> Result:
@@ -243,7 +254,8 @@ def _pushed(url: str | None, options: Any, reporter: Reporter) -> Result:
 
     name = type(options).__name__.removesuffix("Options").lower()
     writes = getattr(options, "writes", None)
-    if not url or name == "status" or (writes is not None and writes.dry_run):
+    otlp = telemetry.metering()
+    if not (url or otlp) or name == "status" or (writes is not None and writes.dry_run):
         return phases.run(options, reporter)
     deadline = float(options.target.timeout)
     checks = getattr(options, "checks", None)
@@ -261,4 +273,5 @@ def _pushed(url: str | None, options: Any, reporter: Reporter) -> Result:
         deadline_seconds=deadline,
         reporter=reporter,
         run=lambda: phases.run(options, reporter),
+        otlp=otlp,
     )

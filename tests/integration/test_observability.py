@@ -3,6 +3,8 @@
 The CLI runs as a user runs it (a subprocess with GitHub's variables and a parent TRACEPARENT) against
 the real local cluster, its gate checking real sample apps over HTTP; the log lines are validated
 against docs/schemas/log-line.schema.json by check-jsonschema (installed by hack/install-action-tools.sh).
+Traces and OTLP metrics go to a real OpenTelemetry Collector (built by `make deps`) and, opt-in, to a
+real Jaeger (`make jaeger`); the Pushgateway's metrics to a real Pushgateway scraped by Prometheus.
 """
 
 from __future__ import annotations
@@ -11,9 +13,12 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from lightkube import Client
@@ -22,7 +27,7 @@ from lightkube.resources.core_v1 import Event, Service
 from bluegreen.cli import execute
 from hack.localcluster import LocalCluster
 from tests.support import jaeger as jaeger_support
-from tests.support import otlp, pushgateway, sampleapp
+from tests.support import otelcol, otlp, pushgateway, sampleapp
 from tests.support import prometheus as prom_support
 from tests.support.apps import create_app
 
@@ -168,19 +173,33 @@ def test_release_and_rollback_metrics_reach_prometheus_through_the_pushgateway(
         prometheus.wait_for(f'bluegreen_releases_total{{{app},phase="release",result="switched"}} == 2')
 
 
+@dataclass
+class Receiver:
+    env: dict[str, str]  # the OTEL_* variables that send to it
+    spans: Callable[[int], list[otlp.Span]]  # the spans of TRACE, once at least n arrived
+    points: Callable[[], list[otlp.Point]] | None  # the metric points so far; None: takes no metrics
+
+
 @contextmanager
-def otlp_receiver(kind: str, workdir: Path) -> Iterator[tuple[str, Callable[[int], list[otlp.Span]]]]:
-    """(the OTLP/HTTP endpoint, spans of TRACE once at least n arrived) of a real Jaeger or of the
-    protobuf-decoding endpoint of tests/support/otlp.py."""
+def otlp_receiver(kind: str, workdir: Path) -> Iterator[Receiver]:
+    """A real OpenTelemetry Collector (built by `make deps`, run on CI) or a real Jaeger (opt-in:
+    `make jaeger`); Jaeger takes traces only, so it gets the traces' own endpoint variable."""
     if kind == "jaeger":
         with jaeger_support.running(workdir) as jaeger:
-            yield jaeger.otlp, lambda n: jaeger.trace(TRACE, at_least=n)
+            env = {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": f"{jaeger.otlp}/v1/traces"}
+            yield Receiver(env, lambda n: jaeger.trace(TRACE, at_least=n), None)
     else:
-        with otlp.receiver() as got:
-            yield got.url, lambda n: got.trace(TRACE, at_least=n)
+        with otelcol.running(workdir) as collector:
+            env = {"OTEL_EXPORTER_OTLP_ENDPOINT": collector.otlp}
+
+            def points() -> list[otlp.Point]:
+                # The counter is sent as the phase ends: then every metric is there.
+                return collector.points(until="bluegreen_releases_total")
+
+            yield Receiver(env, lambda n: collector.trace(TRACE, at_least=n), points)
 
 
-@pytest.mark.parametrize("receiver", ["otlp-http", "jaeger"])
+@pytest.mark.parametrize("receiver", ["otelcol", "jaeger"])
 def test_a_release_is_traced_under_the_ci_parent_span(
     cluster: LocalCluster,
     kube: Client,
@@ -201,13 +220,14 @@ gate: {{min-healthy: 0s, interval: 0.2s}}
 watch: {{duration: 0s}}
 """
     )
-    with otlp_receiver(receiver, tmp_path) as (endpoint, spans_of):
+    with otlp_receiver(receiver, tmp_path) as got:
         env = {
             k: v
             for k, v in os.environ.items()
             if not k.startswith(("GITHUB_", "BLUEGREEN_", "OTEL_")) and k != "TRACEPARENT"
         }
-        env |= {"TRACEPARENT": PARENT, "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "GITHUB_RUN_ID": "99"}
+        env |= {"TRACEPARENT": PARENT, "GITHUB_RUN_ID": "99", **got.env}
+        before = time.time()
         done = subprocess.run(
             [
                 sys.executable, "-m", "bluegreen.cli", "release", "--app", "shop", "-n", namespace,
@@ -217,7 +237,9 @@ watch: {{duration: 0s}}
             capture_output=True, text=True, env=env, cwd=ROOT, timeout=300, check=False,
         )  # fmt: skip
         assert done.returncode == 0, done.stderr
-        spans = spans_of(9)
+        assert "could not" not in done.stderr, done.stderr  # every export went through
+        spans = got.spans(9)
+        points = got.points() if got.points else []
 
     by_id = {s.span_id: s for s in spans}
 
@@ -251,3 +273,36 @@ watch: {{duration: 0s}}
     for request in seen:
         _, trace, span_id, _ = request["traceparent"].split("-")
         assert trace == TRACE and by_id[span_id].name == "check round"
+
+    if got.points is None:
+        return  # Jaeger takes no metrics
+    # The release metrics, as the Pushgateway gets them, here over OTLP: the phase exported them when it
+    # started (in progress) and when it ended; the last point of each series is the one that stands.
+    last: dict[tuple[str, frozenset[tuple[str, Any]]], otlp.Point] = {}
+    for point in points:
+        assert point.service == "bluegreen"
+        assert (point.attributes["app"], point.attributes["namespace"]) == ("shop", namespace)
+        labels = {k: v for k, v in point.attributes.items() if k not in ("app", "namespace")}
+        last[(point.name, frozenset(labels.items()))] = point
+
+    def series(name: str, **labels: str) -> otlp.Point:
+        return last[(name, frozenset(labels.items()))]
+
+    def value(name: str, **labels: str) -> float:
+        return series(name, **labels).value
+
+    assert any(p.name == "bluegreen_release_in_progress" and p.value == 1 for p in points)
+    assert value("bluegreen_release_in_progress", phase="release") == 0
+    counted = series("bluegreen_releases_total", phase="release", result="switched")
+    assert (counted.kind, counted.monotonic, counted.value) == ("sum", True, 1)
+    assert not [p for p in points if p.name == "bluegreen_rollbacks_total"]
+    assert value("bluegreen_live_color", color="green") == 1
+    assert value("bluegreen_live_color", color="blue") == 0
+    # The same measurements as the release's span carries.
+    api_ms, converged_ms = root.attributes["bluegreen.api_ms"], root.attributes["bluegreen.converged_ms"]
+    assert value("bluegreen_switch_duration_seconds", measure="api") == api_ms / 1000
+    assert value("bluegreen_switch_duration_seconds", measure="converged") == converged_ms / 1000
+    assert 0 < value("bluegreen_gate_duration_seconds", result="successful") < time.time() - before
+    assert value("bluegreen_release_deadline_timestamp_seconds") > time.time()
+    assert before <= value("bluegreen_last_switch_timestamp_seconds") <= time.time()
+    assert before <= value("bluegreen_last_deploy_timestamp_seconds") <= time.time()

@@ -1,8 +1,11 @@
-"""Release metrics: what each outcome reports, in the text format (pure), and a lost Pushgateway."""
+"""Release metrics: what each outcome reports, in the text format (pure), a lost Pushgateway, and what
+goes to the OpenTelemetry SDK when metrics go over OTLP."""
 
 from __future__ import annotations
 
-from bluegreen import metrics
+import pytest
+
+from bluegreen import metrics, telemetry
 from bluegreen.model import Result
 from tests.support.prometheus import free_port
 
@@ -93,3 +96,39 @@ def test_a_pushgateway_that_does_not_answer_is_a_warning_never_a_failed_release(
     )
     assert result is done
     assert len(reporter.seen) == 2 and all(f"could not push metrics to {url}" in w for w in reporter.seen)
+
+
+def test_over_otlp_a_phase_that_failed_counts_one_error_and_is_no_longer_in_progress(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The SDK's own in-memory reader in place of the OTLP exporter: what `record` hands the SDK.
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader, NumberDataPoint
+
+    reader = InMemoryMetricReader()
+    monkeypatch.setattr(telemetry._state, "meters", MeterProvider(metric_readers=[reader]))
+    monkeypatch.setattr(telemetry, "_instruments", {})
+
+    def broken() -> Result:
+        raise RuntimeError("the cluster went away")
+
+    with pytest.raises(RuntimeError):
+        metrics.observed(
+            None, app="shop", namespace="prod", phase="switch", deadline_seconds=60,
+            reporter=Warnings(), run=broken, clock=lambda: 1000.0, otlp=True,
+        )  # fmt: skip
+    data = reader.get_metrics_data()
+    assert data is not None
+    got = {
+        (m.name, tuple(sorted((p.attributes or {}).items()))): p.value
+        for r in data.resource_metrics
+        for s in r.scope_metrics
+        for m in s.metrics
+        for p in m.data.data_points
+        if isinstance(p, NumberDataPoint)
+    }
+    shop = (("app", "shop"), ("namespace", "prod"))
+    assert got[("bluegreen_releases_total", (*shop, ("phase", "switch"), ("result", "error")))] == 1
+    assert got[("bluegreen_release_in_progress", (*shop, ("phase", "switch")))] == 0
+    assert got[("bluegreen_release_deadline_timestamp_seconds", shop)] == 1000.0 + 60 + metrics.SLACK
+    assert not any(name == "bluegreen_live_color" for name, _ in got)
