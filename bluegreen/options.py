@@ -161,6 +161,17 @@ class DeployOptions:
 
 
 @dataclass(frozen=True, kw_only=True)
+class PatchOptions:
+    """The idle colour (the rollback target) re-deployed with patched images; traffic not moved."""
+
+    target: Target
+    writes: Writes = field(default_factory=Writes)
+    images: Images
+    reason: str = ""
+    phase: str = "patch"
+
+
+@dataclass(frozen=True, kw_only=True)
 class GateOptions:
     target: Target
     checks: Checks = field(default_factory=Checks)
@@ -237,6 +248,7 @@ PhaseOptions = (
     | DiffOptions
     | InitOptions
     | DeployOptions
+    | PatchOptions
     | GateOptions
     | SwitchOptions
     | WatchOptions
@@ -355,6 +367,17 @@ def run(options: PhaseOptions, reporter: Reporter) -> Result:
                 set_images=dict(options.images.set_images),
                 keep_failed=options.images.keep_failed,
                 manifests=found,
+            )
+        case PatchOptions():
+            from bluegreen.phases import deploy, patch
+
+            deploy.check_images(options.images.image, dict(options.images.set_images))
+            return patch.run(
+                context(options.target, options.writes, reporter),
+                image=options.images.image,
+                set_images=dict(options.images.set_images),
+                reason=options.reason,
+                keep_failed=options.images.keep_failed,
             )
         case GateOptions():
             from bluegreen.phases import checked

@@ -31,6 +31,7 @@ from bluegreen.options import (
     Images,
     InitOptions,
     MigrateOptions,
+    PatchOptions,
     PhaseOptions,
     ReleaseOptions,
     RetireOptions,
@@ -58,6 +59,7 @@ PHASES = (
     "expand",
     "contract",
     "diff",
+    "patch",
 )
 ROUTERS = ("service", "ingress", "gateway", "istio", "smi", "dns")
 DNS_1123 = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
@@ -184,6 +186,13 @@ class ActionInputs:
                 return InitOptions(target=target, writes=writes)
             case "deploy":
                 return DeployOptions(target=target, writes=writes, images=images)
+            case "patch":
+                return PatchOptions(
+                    target=target,
+                    writes=writes,
+                    images=Images(image=self.image or None, set_images=self.set_images),
+                    reason=self.reason,
+                )
             case "gate":
                 return GateOptions(target=target, checks=replace(checks, duration=None, auto_rollback=None))
             case "switch":
@@ -288,6 +297,8 @@ def parse(env: Mapping[str, str]) -> ActionInputs:
             bool(raw["image"] or set_images or manifests),
             f"image: phase {phase} needs `image`, `set-images` or `manifests`",
         )
+    if phase == "patch":
+        need(bool(raw["image"] or set_images), "image: phase patch needs `image` or `set-images`")
     to: Color | None = None
     if raw["to"]:
         try:

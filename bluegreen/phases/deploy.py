@@ -25,6 +25,7 @@ from bluegreen import drain, drift, intent, routers, telemetry
 from bluegreen.errors import ConflictError, NotFoundError, RefusedError, RolloutError, UsageError
 from bluegreen.kube import call, write_json
 from bluegreen.model import Color, Result
+from bluegreen.patching import PATCHED
 from bluegreen.phases import scaling
 from bluegreen.phases.context import Context
 from bluegreen.rollout import images_of, recolored, valid_image, with_images
@@ -381,6 +382,8 @@ def _desired(
     annotations = desired["metadata"].setdefault("annotations", {}) or {}
     if (intent.stamp(annotations, intent.GATE) or {}).get("hash") != candidate["hash"]:
         annotations.pop(intent.GATE, None)
+    if (intent.stamp(annotations, PATCHED) or {}).get("hash") != candidate["hash"]:
+        annotations.pop(PATCHED, None)  # a patch stamp describes the template this write replaces
     annotations[intent.CANDIDATE] = intent.encode(candidate)
     desired["metadata"]["annotations"] = annotations
     return desired
