@@ -234,3 +234,82 @@ def test_a_patch_cancelled_while_waiting_for_its_rollout(cli: Cli, kube: Client,
     again, report, err = cli.run("patch", "--image", "fault.local/unready:0", "--reason", "back")
     assert again == 0, err
     assert report["result"]["result"] == "patched"
+
+
+def test_a_retired_rollback_target_is_patched_and_the_rollback_scales_up_patched_pods(
+    bg: Bg, kube: Client, namespace: str
+) -> None:
+    released(bg, kube, namespace)
+    assert bg("retire").exit_code == 0  # blue scaled to zero
+
+    outcome = bg("patch", "--image", PATCHED)
+
+    assert outcome.exit_code == 0, outcome.error
+    assert outcome.result is not None and outcome.result.result == "patched"
+    assert deployment_dict(kube, namespace, "shop-blue")["spec"]["replicas"] == 0  # still retired
+    assert bg("rollback").exit_code == 0
+    assert selector_color(kube, namespace) == "blue"
+    assert pod_images(kube, namespace, "blue") == {PATCHED}
+
+
+def test_a_patch_whose_history_entry_was_lost_is_recorded_by_the_next_run_once(
+    bg: Bg, kube: Client, namespace: str
+) -> None:
+    released(bg, kube, namespace)
+    assert bg("patch", "--image", PATCHED).exit_code == 0
+    (entry,) = json.loads(service_annotations(kube, namespace)["bluegreen.io/patches"])
+    # As a SIGTERM between the Deployment's write and the history's leaves it: the stamp, no entry.
+    kube.patch(
+        Service,
+        "shop",
+        {"metadata": {"annotations": {"bluegreen.io/patches": None}}},
+        namespace=namespace,
+        patch_type=PatchType.MERGE,
+    )
+    blue = deployment_dict(kube, namespace, "shop-blue")["metadata"]["resourceVersion"]
+
+    again = bg("patch", "--image", PATCHED)
+
+    assert again.exit_code == 0, again.error
+    assert again.result is not None and again.result.result == "noop"
+    assert deployment_dict(kube, namespace, "shop-blue")["metadata"]["resourceVersion"] == blue
+    (recorded,) = json.loads(service_annotations(kube, namespace)["bluegreen.io/patches"])
+    assert recorded == entry
+    assert bg("patch", "--image", PATCHED).exit_code == 0
+    assert len(json.loads(service_annotations(kube, namespace)["bluegreen.io/patches"])) == 1
+
+
+def test_a_dry_run_patch_is_validated_by_the_apiserver_and_changes_nothing(
+    bg: Bg, kube: Client, namespace: str
+) -> None:
+    released(bg, kube, namespace)
+    before = versions(kube, namespace)
+
+    outcome = bg("patch", "--image", PATCHED, "--dry-run")
+
+    assert outcome.exit_code == 0, outcome.error
+    assert outcome.result is not None and outcome.result.result == "planned"
+    assert outcome.result.changes == [
+        f"update Deployment shop-blue: app registry.local/shop:1.0 -> {PATCHED}"
+    ]
+    assert versions(kube, namespace) == before
+
+
+def test_a_patch_whose_pods_fail_puts_the_rollback_target_back_and_records_nothing(
+    bg: Bg, kube: Client, namespace: str
+) -> None:
+    # fault.local/crashloop:1 crash-loops (hack/kwok-stages.yaml); :0 of the same repository runs.
+    create_app(kube, namespace, "shop", replicas=1, image="fault.local/crashloop:0")
+    assert bg("switch", "--to", "green").exit_code == 0
+    route = live_route(kube, namespace)
+
+    outcome = bg("patch", "--image", "fault.local/crashloop:1", "--timeout", "5s")
+
+    assert outcome.exit_code == 1
+    assert outcome.error is not None and "rollout of shop-blue" in outcome.error.message
+    assert "put back" in outcome.error.remedy
+    blue = deployment_dict(kube, namespace, "shop-blue")
+    assert [c["image"] for c in blue["spec"]["template"]["spec"]["containers"]] == ["fault.local/crashloop:0"]
+    assert "bluegreen.io/patched" not in blue["metadata"].get("annotations", {})
+    assert "bluegreen.io/patches" not in service_annotations(kube, namespace)
+    assert live_route(kube, namespace) == route
