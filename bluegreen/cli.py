@@ -384,6 +384,12 @@ def _image_flags(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="leave a failed rollout in place instead of restoring the idle colour",
     )
+    parser.add_argument(
+        "--copy-cluster-config",
+        action="store_true",
+        help="copy the ConfigMaps and Secrets the pod template names from the cluster per colour "
+        "(content-hash names, as -f copies the files' own), and point the idle colour at the copies",
+    )
 
 
 def images(args: argparse.Namespace) -> Images:
@@ -392,6 +398,7 @@ def images(args: argparse.Namespace) -> Images:
         set_images=tuple(args.set_image),
         keep_failed=args.keep_failed,
         manifests=tuple(args.manifests),
+        copy_cluster_config=args.copy_cluster_config,
     )
 
 

@@ -100,6 +100,8 @@ class Images:
     set_images: tuple[tuple[str, str], ...] = ()
     keep_failed: bool = False
     manifests: tuple[str, ...] = ()  # -f: files, directories, globs, `-` for stdin
+    # the ConfigMaps and Secrets the template names, read from the cluster and copied per colour
+    copy_cluster_config: bool = False
 
     def check(self) -> None:
         from bluegreen.phases import deploy
@@ -367,6 +369,7 @@ def run(options: PhaseOptions, reporter: Reporter) -> Result:
                 set_images=dict(options.images.set_images),
                 keep_failed=options.images.keep_failed,
                 manifests=found,
+                copy_cluster_config=options.images.copy_cluster_config,
             )
         case PatchOptions():
             from bluegreen.phases import deploy, patch
@@ -477,4 +480,5 @@ def run(options: PhaseOptions, reporter: Reporter) -> Result:
                 set_images=dict(options.images.set_images),
                 keep_failed=options.images.keep_failed,
                 manifests=found,
+                copy_cluster_config=options.images.copy_cluster_config,
             )

@@ -73,6 +73,7 @@ DEFAULTS: dict[str, str] = {
     "image": "",
     "set-images": "",
     "manifests": "",
+    "copy-cluster-config": "false",
     "kubeconfig": "",
     "context": "",
     "router": "",  # "": the router `init` recorded on the app, else service
@@ -127,6 +128,7 @@ class ActionInputs:
     image: str
     set_images: tuple[tuple[str, str], ...]
     manifests: tuple[str, ...]  # paths or globs, expanded when the phase runs (in the workspace)
+    copy_cluster_config: bool
     kubeconfig: str  # the content, decoded; "" means $KUBECONFIG
     context: str
     router: str
@@ -167,7 +169,12 @@ class ActionInputs:
             dns_server=self.dns_server,
         )
         writes = Writes(dry_run=self.dry_run, wait_for_lock=self.wait_for_lock, run=self.run)
-        images = Images(image=self.image or None, set_images=self.set_images, manifests=self.manifests)
+        images = Images(
+            image=self.image or None,
+            set_images=self.set_images,
+            manifests=self.manifests,
+            copy_cluster_config=self.copy_cluster_config,
+        )
         checks = Checks(
             config=Path(self.config) if self.config else None,
             min_healthy=self.min_healthy or None,
@@ -325,7 +332,7 @@ def parse(env: Mapping[str, str]) -> ActionInputs:
             parse_url(raw["probe-url"])
         except ValueError as error:
             problems.append(f"probe-url: {error}")
-    for key in ("dry-run", "auto-rollback", "probe-fail-on-error", "undo"):
+    for key in ("dry-run", "auto-rollback", "probe-fail-on-error", "undo", "copy-cluster-config"):
         value = raw[key].lower()
         need(value in TRUE + FALSE, f"{key}: {raw[key]!r} is not true or false")
         flags[key] = value in TRUE
@@ -370,6 +377,7 @@ def parse(env: Mapping[str, str]) -> ActionInputs:
         image=raw["image"],
         set_images=tuple(set_images),
         manifests=tuple(manifests),
+        copy_cluster_config=flags["copy-cluster-config"],
         kubeconfig=kubeconfig,
         context=raw["context"],
         router=router,

@@ -23,7 +23,7 @@ from lightkube.types import PatchType
 
 from bluegreen import drain, drift, intent, routers, telemetry
 from bluegreen.errors import ConflictError, NotFoundError, RefusedError, RolloutError, UsageError
-from bluegreen.kube import call, write_json
+from bluegreen.kube import call, found, get_json, write_json
 from bluegreen.model import Color, Result
 from bluegreen.patching import PATCHED
 from bluegreen.phases import scaling
@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
 CONFLICT_RETRIES = 3
 PLURALS = {"ConfigMap": "configmaps", "Secret": "secrets", "Service": "services"}
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 
 
 def check_images(image: str | None, set_images: dict[str, str], *, manifests: bool = False) -> None:
@@ -64,6 +65,7 @@ def run(
     timeout: float | None = None,
     keep_failed: bool = False,
     manifests: Manifests | None = None,
+    copy_cluster_config: bool = False,
 ) -> Result:
     set_images = set_images or {}
     check_images(image, set_images, manifests=manifests is not None)
@@ -96,6 +98,11 @@ def run(
     replicas = live["spec"].get("replicas", 1)
     label = ctx.app.color_label
     configs = _config_objects(ctx, manifests)
+    if copy_cluster_config:
+        # After the files' own config was renamed: what the template still names is in the cluster.
+        ours = {(c["kind"], c["metadata"]["name"]) for c in configs}
+        template, found = _cluster_config(ctx, template, ours)
+        configs = [*found, *configs]
     per_color = scaling.objects(ctx, manifests, idle_color)  # the idle colour's HPAs and PDBs
     if base is not None:
         # The apiserver validates everything (dryRun=All, unknown fields refused) before the first
@@ -159,7 +166,7 @@ def run(
         }
     )
     desired = _desired(ctx, live, idle, idle_color, template, replicas, candidate, base=base)
-    copies = ctx.config_copies() if manifests is not None else {}
+    copies = ctx.config_copies() if manifests is not None or copy_cluster_config else {}
     copies.update(
         {(c["kind"], c["metadata"]["name"]): c["metadata"]["annotations"][COPY_OF] for c in configs}
     )
@@ -460,6 +467,46 @@ def _config_objects(ctx: Context, found: Manifests | None) -> list[dict[str, Any
         service["metadata"]["namespace"] = ctx.app.namespace
         out.append(service)
     return out
+
+
+def _cluster_config(
+    ctx: Context, template: dict[str, Any], ours: set[tuple[str, str]]
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """--copy-cluster-config: the ConfigMaps and Secrets the template names, read from the cluster
+    and copied for this colour as the manifests' are (content-hash names, immutable), with the
+    template pointing at the copies. A reference to a copy is taken back to its original, so each
+    release copies the original's content as it is then (the same content, the same copy). What is
+    not in the cluster is left as written (an optional reference, or one the pods will report)."""
+    from bluegreen import driftread, manifests
+
+    out: list[dict[str, Any]] = []
+    renames: dict[tuple[str, str], str] = {}
+    for (kind, name), source in manifests.cluster_sources(template, ctx.config_copies()).items():
+        if (kind, name) in ours:
+            continue  # the manifests' own copy, made from the files
+        obj = found(
+            f"reading {kind} {ctx.app.namespace}/{source}",
+            lambda kind=kind, source=source: get_json(  # type: ignore[misc]
+                ctx.kube, f"/api/v1/namespaces/{ctx.app.namespace}/{driftread.PLURALS[kind]}/{source}"
+            ),
+        )
+        if obj is None:
+            if source != name:
+                continue  # its original is gone: the existing copy stays referenced
+            ctx.reporter.warning(
+                f"{kind} {source}, which the pod template names, is not in the cluster: not copied"
+            )
+            continue
+        meta = obj.get("metadata") or {}
+        if manifests.COPY_OF in (meta.get("annotations") or {}):
+            continue  # a copy already (of another app, or unlabelled): immutable, shared as it is
+        # kubectl's last-applied annotation holds a Secret's values in clear: never copied along.
+        meta["annotations"] = {k: v for k, v in (meta.get("annotations") or {}).items() if k != LAST_APPLIED}
+        made = manifests.config_copy(obj, app=ctx.app.name, namespace=ctx.app.namespace)
+        renames[(kind, name)] = made["metadata"]["name"]
+        if all(c["metadata"]["name"] != made["metadata"]["name"] or c["kind"] != kind for c in out):
+            out.append(made)
+    return manifests.renamed(template, renames), out
 
 
 def _apply(ctx: Context, objects: list[dict[str, Any]], *, dry_run: bool) -> None:

@@ -54,6 +54,7 @@ OTHER = {
     "image": "registry.local/shop:9.9",
     "set-images": "web=registry.local/web:9.9",
     "manifests": "manifests/*.yaml",
+    "copy-cluster-config": "true",
     "kubeconfig": KUBECONFIG,
     "context": "staging",
     "router": "gateway",
