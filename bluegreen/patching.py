@@ -73,8 +73,8 @@ def plan(
         )
     if target.seq > releases[live].seq:
         raise RefusedError(
-            f"{target.label} holds a candidate that was never promoted (live is {releases[live].label}): "
-            "patch only keeps the rollback target patched",
+            f"{target.label} is newer than the live release {releases[live].label}: a candidate never "
+            "promoted (or switched away from), not the rollback target that patch keeps patched",
             remedy="Deploy the patched images as the candidate (`bluegreen deploy --image ...`), then gate "
             "and switch it as usual.",
         )
@@ -127,6 +127,14 @@ def last_patched(deployment: Mapping[str, Any] | None, color_label: str) -> dict
     if found is None or found.get("hash") != intent.template_hash(template, color_label):
         return None
     return found
+
+
+def released_as(deployment: Mapping[str, Any] | None, color_label: str) -> list[str]:
+    """The release hashes the colour ran before its patches (while its patch stamp holds): a deploy of
+    one of them is that release, patched since, and never undoes the patch."""
+    found = last_patched(deployment, color_label) or {}
+    hashes = found.get("released_as")
+    return [h for h in hashes if isinstance(h, str)] if isinstance(hashes, list) else []
 
 
 def encode(value: Mapping[str, Any]) -> str:

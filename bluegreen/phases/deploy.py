@@ -25,7 +25,7 @@ from bluegreen import drain, drift, intent, routers, telemetry
 from bluegreen.errors import ConflictError, NotFoundError, RefusedError, RolloutError, UsageError
 from bluegreen.kube import call, found, get_json, write_json
 from bluegreen.model import Color, Result
-from bluegreen.patching import PATCHED
+from bluegreen.patching import PATCHED, released_as
 from bluegreen.phases import scaling
 from bluegreen.phases.context import Context
 from bluegreen.rollout import images_of, recolored, valid_image, with_images
@@ -118,6 +118,14 @@ def run(
         idle_color: intent.Release.of(idle_color, idle, label),
     }
     release = intent.template_hash(template, label)
+    patched_note = ""
+    for color, dep in ((live_color, live), (idle_color, idle)):
+        if dep is not None and release in released_as(dep, label):
+            # That colour runs this release, patched since (`bluegreen patch`): the patched template is
+            # this release, so a re-run of its deploy never puts the unpatched images back.
+            template, release = dep["spec"]["template"], releases[color].hash
+            patched_note = f"{color} runs this release with patched images since: kept as it is"
+            break
 
     result = Result(
         phase="deploy", result="deployed", app=ctx.app.name, namespace=ctx.app.namespace, dry_run=ctx.dry_run
@@ -128,6 +136,8 @@ def run(
         str(live_color): images_of(live["spec"]["template"]),
         str(idle_color): images_of(template),
     }
+    if patched_note:
+        result.messages.append(patched_note)
     if releases[live_color].hash == release:
         # A re-run after the switch: the idle colour is the rollback target, never overwrite it.
         result.result = "noop"

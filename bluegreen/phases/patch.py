@@ -54,7 +54,7 @@ def run(
         idle = deployments[found.color] or {}
         _write(
             ctx,
-            _desired(ctx, deployments, found, _entry(ctx, live, found, reason)),
+            _desired(ctx, deployments, found, _entry(ctx, live, found, reason, deployments[found.color])),
             idle,
             found.color,
             dry_run=True,
@@ -71,7 +71,7 @@ def run(
         if not found.changed:
             return _unchanged(ctx, result, live, found, deployments, timeout)
         _describe(ctx, result, live, found, deployments)
-        entry = _entry(ctx, live, found, reason)
+        entry = _entry(ctx, live, found, reason, deployments[found.color])
         before = deployments[found.color]
         assert before is not None  # patching.plan refuses a missing idle colour
         stored = _write(ctx, _desired(ctx, deployments, found, entry), before, found.color, dry_run=False)
@@ -135,7 +135,9 @@ def _describe(
     result.changes.append(f"update Deployment {ctx.app.deployment(found.color)}: {shown}")
 
 
-def _entry(ctx: Context, live: Color, found: patching.Plan, reason: str) -> dict[str, Any]:
+def _entry(
+    ctx: Context, live: Color, found: patching.Plan, reason: str, idle: dict[str, Any] | None
+) -> dict[str, Any]:
     """The history entry of this patch; also stamped on the Deployment, with the template's hash."""
     new = history.entry(
         from_color=str(found.color),
@@ -152,6 +154,9 @@ def _entry(ctx: Context, live: Color, found: patching.Plan, reason: str) -> dict
         },
     )
     new["hash"] = intent.template_hash(found.template, ctx.app.color_label)
+    # The release as deployed (and as earlier patches left it): a re-run of its deploy is this patch.
+    before = patching.released_as(idle, ctx.app.color_label)
+    new["released_as"] = list(dict.fromkeys([*before, found.release.hash]))
     return new
 
 

@@ -313,3 +313,28 @@ def test_a_patch_whose_pods_fail_puts_the_rollback_target_back_and_records_nothi
     assert "bluegreen.io/patched" not in blue["metadata"].get("annotations", {})
     assert "bluegreen.io/patches" not in service_annotations(kube, namespace)
     assert live_route(kube, namespace) == route
+
+
+def test_a_rerun_of_the_patched_releases_own_deploy_does_not_undo_the_patch(
+    bg: Bg, kube: Client, namespace: str
+) -> None:
+    released(bg, kube, namespace)  # green: 2.0, deploy #1
+    assert bg("release", "--image", "registry.local/shop:3.0", *QUICK).exit_code == 0  # blue: 3.0, #2, live
+    assert bg("patch", "--image", "registry.local/shop:2.0-p1").exit_code == 0
+    assert bg("patch", "--image", "registry.local/shop:2.0-p2").exit_code == 0  # a second patch
+    green = deployment_dict(kube, namespace, "shop-green")["metadata"]["resourceVersion"]
+
+    rerun = bg("deploy", "--image", "registry.local/shop:2.0")  # release 2.0's deploy job, re-run
+
+    assert rerun.exit_code == 0, rerun.error
+    assert rerun.result is not None
+    assert "green runs this release with patched images since: kept as it is" in rerun.result.messages
+    assert deployment_dict(kube, namespace, "shop-green")["metadata"]["resourceVersion"] == green
+    switched = bg("switch")
+    assert switched.result is not None and switched.result.result == "noop"  # nothing newer to promote
+    assert selector_color(kube, namespace) == "blue"
+
+    assert bg("rollback").exit_code == 0  # green, patched, is live now: its old deploy is a no-op
+    again = bg("deploy", "--image", "registry.local/shop:2.0")
+    assert again.result is not None and again.result.result == "noop"
+    assert pod_images(kube, namespace, "green") == {"registry.local/shop:2.0-p2"}
