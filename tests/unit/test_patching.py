@@ -146,3 +146,13 @@ def test_the_status_summary_says_when_each_colour_was_last_patched() -> None:
     shown = summary.markdown(result, None, phase="status", app="shop")
     assert "| blue | 2026-12-02T04:00:00+00:00 |" in shown
     assert "| green | not since its deploy |" in shown
+
+
+def test_the_releases_a_colour_ran_before_its_patches_hold_only_with_its_stamp() -> None:
+    green = dep("green", {"app": "shop:2.0-p2"}, seq=1)
+    hash_ = intent.template_hash(green["spec"]["template"], LABEL)
+    stamp = {"hash": hash_, "released_as": ["h-2.0", "h-2.0-p1", 7]}
+    green["metadata"]["annotations"][patching.PATCHED] = patching.encode(stamp)
+    assert patching.released_as(green, LABEL) == ["h-2.0", "h-2.0-p1"]
+    green["spec"]["template"]["spec"]["containers"][0]["image"] = "shop:3.0"  # replaced by a release
+    assert patching.released_as(green, LABEL) == []
