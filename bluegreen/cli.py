@@ -35,6 +35,7 @@ from bluegreen.options import (
     Images,
     InitOptions,
     MigrateOptions,
+    PatchOptions,
     PhaseOptions,
     ReleaseOptions,
     RetireOptions,
@@ -383,6 +384,12 @@ def _image_flags(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="leave a failed rollout in place instead of restoring the idle colour",
     )
+    parser.add_argument(
+        "--copy-cluster-config",
+        action="store_true",
+        help="copy the ConfigMaps and Secrets the pod template names from the cluster per colour "
+        "(content-hash names, as -f copies the files' own), and point the idle colour at the copies",
+    )
 
 
 def images(args: argparse.Namespace) -> Images:
@@ -391,6 +398,7 @@ def images(args: argparse.Namespace) -> Images:
         set_images=tuple(args.set_image),
         keep_failed=args.keep_failed,
         manifests=tuple(args.manifests),
+        copy_cluster_config=args.copy_cluster_config,
     )
 
 
@@ -400,6 +408,42 @@ def images(args: argparse.Namespace) -> Images:
 def _deploy(parser: argparse.ArgumentParser) -> Build:
     _image_flags(parser)
     return lambda args: DeployOptions(target=target(args), writes=writes(args), images=images(args))
+
+
+@phase(
+    "patch",
+    "re-deploy the idle colour (the rollback target) with patched images of its release; traffic stays",
+    mutating=True,
+)
+def _patch(parser: argparse.ArgumentParser) -> Build:
+    parser.add_argument(
+        "--image",
+        default=None,
+        type=typed(validate.text),
+        help="the patched image, for a pod with one container (same repository, new tag or digest)",
+    )
+    parser.add_argument(
+        "--set-image",
+        type=set_image,
+        action="append",
+        default=[],
+        metavar="CONTAINER=IMAGE",
+        help="repeatable",
+    )
+    parser.add_argument(
+        "--reason", default="", type=typed(validate.reason), help="why: recorded in the history and the Event"
+    )
+    parser.add_argument(
+        "--keep-failed",
+        action="store_true",
+        help="leave a failed rollout in place instead of putting the idle colour back",
+    )
+    return lambda args: PatchOptions(
+        target=target(args),
+        writes=writes(args),
+        images=Images(image=args.image, set_images=tuple(args.set_image), keep_failed=args.keep_failed),
+        reason=args.reason,
+    )
 
 
 def _probe_flags(parser: argparse.ArgumentParser) -> None:

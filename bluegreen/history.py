@@ -35,6 +35,9 @@ SWITCHING_TO = "bluegreen.io/switching-to"
 # Migration hook runs (expand, post-switch, contract), newest first: apart from the switch history,
 # whose newest entry is the last switch (retire's window and rollback read it as such).
 MIGRATIONS = "bluegreen.io/migrations"
+# Patches of a colour's images that moved no traffic (`bluegreen patch`), newest first, entries with
+# action "patch": apart from the switch history for the same reason as the migrations.
+PATCHES = "bluegreen.io/patches"
 KEEP = 20
 MAX_BYTES = 64 * 1024  # the history annotation's size; the apiserver allows 256 KiB for all annotations
 MAX_REASON = 1000  # characters of a reason kept in the history (the Event's note is cut at 1024)
@@ -142,6 +145,31 @@ def record_migration(kube: Client, app: AppSpec, new: dict[str, Any]) -> list[di
     )
 
 
+def patches(annotations: dict[str, str] | None) -> list[dict[str, Any]]:
+    """The recorded patches, newest first; a damaged annotation reads as empty (pure)."""
+    return parse({HISTORY: (annotations or {}).get(PATCHES, "")})
+
+
+def with_patch(annotations: dict[str, str] | None, new: dict[str, Any]) -> str | None:
+    """The patch history with `new` first, bounded like the switch history; None when an entry with
+    its id is already there (a re-run, or a retry whose first answer was lost) (pure)."""
+    found = patches(annotations)
+    if any(e.get("id") == new.get("id") for e in found):
+        return None
+    return encoded([new, *found])
+
+
+def record_patch(kube: Client, app: AppSpec, new: dict[str, Any]) -> list[dict[str, Any]]:
+    """Prepend a patch to the patch history (once per entry id); returns it as written, newest first
+    (NotRecorded if other writers won every attempt)."""
+
+    def build(found: dict[str, str]) -> dict[str, str | None] | None:
+        text = with_patch(found, new)
+        return None if text is None else {PATCHES: text}
+
+    return _patch_service(kube, app, f"recording the patch of {new.get('to')}", build)
+
+
 def lags(annotations: dict[str, str] | None, live: str | None) -> str:
     """Why the recorded state disagrees with `live`, the colour the router reads; '' when it agrees
     or nothing is recorded (pure)."""
@@ -189,6 +217,8 @@ def _patch_service(
             )
             if MIGRATIONS in annotations:
                 return parse({HISTORY: annotations.get(MIGRATIONS) or ""})
+            if PATCHES in annotations:
+                return parse({HISTORY: annotations.get(PATCHES) or ""})
             return parse({HISTORY: annotations.get(HISTORY) or ""}) if HISTORY in annotations else []
         except ConflictError:
             continue

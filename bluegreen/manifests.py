@@ -442,6 +442,16 @@ def renamed(template: Mapping[str, Any], names: Mapping[tuple[str, str], str]) -
     return out
 
 
+def cluster_sources(
+    template: Mapping[str, Any], copies: Mapping[tuple[str, str], str]
+) -> dict[tuple[str, str], str]:
+    """deploy --copy-cluster-config: for each ConfigMap and Secret the pod template names, the object
+    in the cluster its per-colour copy is made from: the original a copy was made from (so a release
+    takes the original's content as it is now), or the object named (pure). `copies`: the app's
+    copies, (kind, copy name) -> the name it copies."""
+    return {(kind, name): copies.get((kind, name), name) for kind, name in sorted(references(template))}
+
+
 def colored(
     manifests: Manifests, *, name: str, namespace: str, color_label: str, color: str
 ) -> dict[str, Any]:

@@ -100,6 +100,8 @@ class Images:
     set_images: tuple[tuple[str, str], ...] = ()
     keep_failed: bool = False
     manifests: tuple[str, ...] = ()  # -f: files, directories, globs, `-` for stdin
+    # the ConfigMaps and Secrets the template names, read from the cluster and copied per colour
+    copy_cluster_config: bool = False
 
     def check(self) -> None:
         from bluegreen.phases import deploy
@@ -158,6 +160,17 @@ class DeployOptions:
     writes: Writes = field(default_factory=Writes)
     images: Images
     phase: str = "deploy"
+
+
+@dataclass(frozen=True, kw_only=True)
+class PatchOptions:
+    """The idle colour (the rollback target) re-deployed with patched images; traffic not moved."""
+
+    target: Target
+    writes: Writes = field(default_factory=Writes)
+    images: Images
+    reason: str = ""
+    phase: str = "patch"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -237,6 +250,7 @@ PhaseOptions = (
     | DiffOptions
     | InitOptions
     | DeployOptions
+    | PatchOptions
     | GateOptions
     | SwitchOptions
     | WatchOptions
@@ -355,6 +369,18 @@ def run(options: PhaseOptions, reporter: Reporter) -> Result:
                 set_images=dict(options.images.set_images),
                 keep_failed=options.images.keep_failed,
                 manifests=found,
+                copy_cluster_config=options.images.copy_cluster_config,
+            )
+        case PatchOptions():
+            from bluegreen.phases import deploy, patch
+
+            deploy.check_images(options.images.image, dict(options.images.set_images))
+            return patch.run(
+                context(options.target, options.writes, reporter),
+                image=options.images.image,
+                set_images=dict(options.images.set_images),
+                reason=options.reason,
+                keep_failed=options.images.keep_failed,
             )
         case GateOptions():
             from bluegreen.phases import checked
@@ -454,4 +480,5 @@ def run(options: PhaseOptions, reporter: Reporter) -> Result:
                 set_images=dict(options.images.set_images),
                 keep_failed=options.images.keep_failed,
                 manifests=found,
+                copy_cluster_config=options.images.copy_cluster_config,
             )

@@ -14,6 +14,7 @@ BANNERS = {
     "planned": "dry run: planned",
     "adopted": "adopted",
     "retired": "retired",
+    "patched": "patched (traffic not moved)",
     "failed": "FAILED",
     "refused": "refused",
 }
@@ -63,9 +64,10 @@ def _status(result: Result) -> str:
             for word, on in (("gated", info.get("gated")), ("REJECTED", info.get("rejected")))
             if on
         )
+        patched = f", patched {info['last_patched']}" if info.get("last_patched") else ""
         lines.append(
             f"  {color:6}    {info['ready']}/{info['replicas']} ready, {state}: {', '.join(info['images'])}"
-            f" (release {info.get('release') or '-'}{marks})"
+            f" (release {info.get('release') or '-'}{marks}{patched})"
         )
     last = details.get("last_switch")
     if last:
@@ -79,6 +81,10 @@ def _status(result: Result) -> str:
         lines.append(
             f"  last migration: {run.get('hook')} {run.get('outcome')}{release} at {run.get('time')}"
             + (f" ({run.get('reason')})" if run.get("reason") else "")
+        )
+    for done in (details.get("patches") or [])[:1]:
+        lines.append(
+            f"  last patch: {done.get('to')} at {done.get('time')} ({done.get('reason') or 'patch'})"
         )
     drifted = details.get("drift")
     if drifted is not None:  # None: not judged (one colour only, or the config could not be read)

@@ -31,6 +31,7 @@ from bluegreen.options import (
     Images,
     InitOptions,
     MigrateOptions,
+    PatchOptions,
     PhaseOptions,
     ReleaseOptions,
     RetireOptions,
@@ -58,6 +59,7 @@ PHASES = (
     "expand",
     "contract",
     "diff",
+    "patch",
 )
 ROUTERS = ("service", "ingress", "gateway", "istio", "smi", "dns")
 DNS_1123 = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
@@ -71,6 +73,7 @@ DEFAULTS: dict[str, str] = {
     "image": "",
     "set-images": "",
     "manifests": "",
+    "copy-cluster-config": "false",
     "kubeconfig": "",
     "context": "",
     "router": "",  # "": the router `init` recorded on the app, else service
@@ -125,6 +128,7 @@ class ActionInputs:
     image: str
     set_images: tuple[tuple[str, str], ...]
     manifests: tuple[str, ...]  # paths or globs, expanded when the phase runs (in the workspace)
+    copy_cluster_config: bool
     kubeconfig: str  # the content, decoded; "" means $KUBECONFIG
     context: str
     router: str
@@ -165,7 +169,12 @@ class ActionInputs:
             dns_server=self.dns_server,
         )
         writes = Writes(dry_run=self.dry_run, wait_for_lock=self.wait_for_lock, run=self.run)
-        images = Images(image=self.image or None, set_images=self.set_images, manifests=self.manifests)
+        images = Images(
+            image=self.image or None,
+            set_images=self.set_images,
+            manifests=self.manifests,
+            copy_cluster_config=self.copy_cluster_config,
+        )
         checks = Checks(
             config=Path(self.config) if self.config else None,
             min_healthy=self.min_healthy or None,
@@ -184,6 +193,13 @@ class ActionInputs:
                 return InitOptions(target=target, writes=writes)
             case "deploy":
                 return DeployOptions(target=target, writes=writes, images=images)
+            case "patch":
+                return PatchOptions(
+                    target=target,
+                    writes=writes,
+                    images=Images(image=self.image or None, set_images=self.set_images),
+                    reason=self.reason,
+                )
             case "gate":
                 return GateOptions(target=target, checks=replace(checks, duration=None, auto_rollback=None))
             case "switch":
@@ -288,6 +304,8 @@ def parse(env: Mapping[str, str]) -> ActionInputs:
             bool(raw["image"] or set_images or manifests),
             f"image: phase {phase} needs `image`, `set-images` or `manifests`",
         )
+    if phase == "patch":
+        need(bool(raw["image"] or set_images), "image: phase patch needs `image` or `set-images`")
     to: Color | None = None
     if raw["to"]:
         try:
@@ -314,7 +332,7 @@ def parse(env: Mapping[str, str]) -> ActionInputs:
             parse_url(raw["probe-url"])
         except ValueError as error:
             problems.append(f"probe-url: {error}")
-    for key in ("dry-run", "auto-rollback", "probe-fail-on-error", "undo"):
+    for key in ("dry-run", "auto-rollback", "probe-fail-on-error", "undo", "copy-cluster-config"):
         value = raw[key].lower()
         need(value in TRUE + FALSE, f"{key}: {raw[key]!r} is not true or false")
         flags[key] = value in TRUE
@@ -359,6 +377,7 @@ def parse(env: Mapping[str, str]) -> ActionInputs:
         image=raw["image"],
         set_images=tuple(set_images),
         manifests=tuple(manifests),
+        copy_cluster_config=flags["copy-cluster-config"],
         kubeconfig=kubeconfig,
         context=raw["context"],
         router=router,

@@ -18,7 +18,18 @@ from bluegreen.gitops import DOC as GITOPS_DOC
 from bluegreen.model import Result
 
 SWITCH_TARGET_MS = 1000.0
-GOOD = {"deployed", "passed", "switched", "noop", "retired", "adopted", "status", "planned", "preempted"}
+GOOD = {
+    "deployed",
+    "passed",
+    "switched",
+    "noop",
+    "retired",
+    "adopted",
+    "status",
+    "planned",
+    "preempted",
+    "patched",
+}
 HEADLINES = {
     "deployed": "deployed to the idle colour",
     "passed": "gate passed",
@@ -29,6 +40,7 @@ HEADLINES = {
     "rolled-back": "rolled back",
     "refused": "refused",
     "retired": "idle colour retired",
+    "patched": "rollback target patched, traffic not moved",
     "adopted": "adopted",
     "status": "status",
     "planned": "dry run: nothing changed",
@@ -269,6 +281,37 @@ def history(result: Result) -> list[str]:
     return [*lines, ""]
 
 
+def patch(result: Result) -> list[str]:
+    """What a patch changed on the rollback target (patch), or when each colour was last patched (status)."""
+    done: dict[str, Any] = result.details.get("patch") or {}
+    if done:
+        changed: dict[str, dict[str, str]] = done.get("changed") or {}
+        lines = [
+            f"### Patch of {cell(done.get('color', ''))} (the rollback target)",
+            "",
+            f"Traffic was not moved: it stays on {cell(result.active_color or '-')}.",
+            "",
+        ]
+        if not changed:
+            return [*lines, "Nothing to patch: it already runs these images.", ""]
+        lines += ["| container | before | after |", "|---|---|---|"]
+        lines += [
+            f"| {cell(name)} | `{cell(pair.get('from'))}` | `{cell(pair.get('to'))}` |"
+            for name, pair in sorted(changed.items())
+        ]
+        return [*lines, ""]
+    colors: dict[str, dict[str, Any]] = result.details.get("colors") or {}
+    if result.phase != "status" or not colors:
+        return []
+    lines = ["### Last patched", "", "| colour | last patched |", "|---|---|"]
+    lines += [
+        f"| {cell(color)} | {cell(info.get('last_patched') or 'not since its deploy')} |"
+        for color, info in sorted(colors.items())
+        if info.get("deployment")
+    ]
+    return [*lines, ""]
+
+
 def migration(result: Result) -> list[str]:
     """The migration hook this phase ran (expand, contract, or post-switch after a switch)."""
     run: dict[str, Any] = result.details.get("migration") or {}
@@ -304,6 +347,7 @@ def markdown(
         parts += drift(result)
         parts += gitops(result)
         parts += beyond_images(result)
+        parts += patch(result)
         parts += migration(result)
         parts += [f"- {cell(m)}" for m in result.messages] + ([""] if result.messages else [])
         if result.changes:

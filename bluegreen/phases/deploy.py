@@ -23,8 +23,9 @@ from lightkube.types import PatchType
 
 from bluegreen import drain, drift, intent, routers, telemetry
 from bluegreen.errors import ConflictError, NotFoundError, RefusedError, RolloutError, UsageError
-from bluegreen.kube import call, write_json
+from bluegreen.kube import call, found, get_json, write_json
 from bluegreen.model import Color, Result
+from bluegreen.patching import PATCHED, released_as
 from bluegreen.phases import scaling
 from bluegreen.phases.context import Context
 from bluegreen.rollout import images_of, recolored, valid_image, with_images
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
 
 CONFLICT_RETRIES = 3
 PLURALS = {"ConfigMap": "configmaps", "Secret": "secrets", "Service": "services"}
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 
 
 def check_images(image: str | None, set_images: dict[str, str], *, manifests: bool = False) -> None:
@@ -63,6 +65,7 @@ def run(
     timeout: float | None = None,
     keep_failed: bool = False,
     manifests: Manifests | None = None,
+    copy_cluster_config: bool = False,
 ) -> Result:
     set_images = set_images or {}
     check_images(image, set_images, manifests=manifests is not None)
@@ -95,6 +98,11 @@ def run(
     replicas = live["spec"].get("replicas", 1)
     label = ctx.app.color_label
     configs = _config_objects(ctx, manifests)
+    if copy_cluster_config:
+        # After the files' own config was renamed: what the template still names is in the cluster.
+        ours = {(c["kind"], c["metadata"]["name"]) for c in configs}
+        template, found = _cluster_config(ctx, template, ours)
+        configs = [*found, *configs]
     per_color = scaling.objects(ctx, manifests, idle_color)  # the idle colour's HPAs and PDBs
     if base is not None:
         # The apiserver validates everything (dryRun=All, unknown fields refused) before the first
@@ -110,6 +118,14 @@ def run(
         idle_color: intent.Release.of(idle_color, idle, label),
     }
     release = intent.template_hash(template, label)
+    patched_note = ""
+    for color, dep in ((live_color, live), (idle_color, idle)):
+        if dep is not None and release in released_as(dep, label):
+            # That colour runs this release, patched since (`bluegreen patch`): the patched template is
+            # this release, so a re-run of its deploy never puts the unpatched images back.
+            template, release = dep["spec"]["template"], releases[color].hash
+            patched_note = f"{color} runs this release with patched images since: kept as it is"
+            break
 
     result = Result(
         phase="deploy", result="deployed", app=ctx.app.name, namespace=ctx.app.namespace, dry_run=ctx.dry_run
@@ -120,6 +136,8 @@ def run(
         str(live_color): images_of(live["spec"]["template"]),
         str(idle_color): images_of(template),
     }
+    if patched_note:
+        result.messages.append(patched_note)
     if releases[live_color].hash == release:
         # A re-run after the switch: the idle colour is the rollback target, never overwrite it.
         result.result = "noop"
@@ -158,7 +176,7 @@ def run(
         }
     )
     desired = _desired(ctx, live, idle, idle_color, template, replicas, candidate, base=base)
-    copies = ctx.config_copies() if manifests is not None else {}
+    copies = ctx.config_copies() if manifests is not None or copy_cluster_config else {}
     copies.update(
         {(c["kind"], c["metadata"]["name"]): c["metadata"]["annotations"][COPY_OF] for c in configs}
     )
@@ -381,6 +399,8 @@ def _desired(
     annotations = desired["metadata"].setdefault("annotations", {}) or {}
     if (intent.stamp(annotations, intent.GATE) or {}).get("hash") != candidate["hash"]:
         annotations.pop(intent.GATE, None)
+    if (intent.stamp(annotations, PATCHED) or {}).get("hash") != candidate["hash"]:
+        annotations.pop(PATCHED, None)  # a patch stamp describes the template this write replaces
     annotations[intent.CANDIDATE] = intent.encode(candidate)
     desired["metadata"]["annotations"] = annotations
     return desired
@@ -457,6 +477,46 @@ def _config_objects(ctx: Context, found: Manifests | None) -> list[dict[str, Any
         service["metadata"]["namespace"] = ctx.app.namespace
         out.append(service)
     return out
+
+
+def _cluster_config(
+    ctx: Context, template: dict[str, Any], ours: set[tuple[str, str]]
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """--copy-cluster-config: the ConfigMaps and Secrets the template names, read from the cluster
+    and copied for this colour as the manifests' are (content-hash names, immutable), with the
+    template pointing at the copies. A reference to a copy is taken back to its original, so each
+    release copies the original's content as it is then (the same content, the same copy). What is
+    not in the cluster is left as written (an optional reference, or one the pods will report)."""
+    from bluegreen import driftread, manifests
+
+    out: list[dict[str, Any]] = []
+    renames: dict[tuple[str, str], str] = {}
+    for (kind, name), source in manifests.cluster_sources(template, ctx.config_copies()).items():
+        if (kind, name) in ours:
+            continue  # the manifests' own copy, made from the files
+        obj = found(
+            f"reading {kind} {ctx.app.namespace}/{source}",
+            lambda kind=kind, source=source: get_json(  # type: ignore[misc]
+                ctx.kube, f"/api/v1/namespaces/{ctx.app.namespace}/{driftread.PLURALS[kind]}/{source}"
+            ),
+        )
+        if obj is None:
+            if source != name:
+                continue  # its original is gone: the existing copy stays referenced
+            ctx.reporter.warning(
+                f"{kind} {source}, which the pod template names, is not in the cluster: not copied"
+            )
+            continue
+        meta = obj.get("metadata") or {}
+        if manifests.COPY_OF in (meta.get("annotations") or {}):
+            continue  # a copy already (of another app, or unlabelled): immutable, shared as it is
+        # kubectl's last-applied annotation holds a Secret's values in clear: never copied along.
+        meta["annotations"] = {k: v for k, v in (meta.get("annotations") or {}).items() if k != LAST_APPLIED}
+        made = manifests.config_copy(obj, app=ctx.app.name, namespace=ctx.app.namespace)
+        renames[(kind, name)] = made["metadata"]["name"]
+        if all(c["metadata"]["name"] != made["metadata"]["name"] or c["kind"] != kind for c in out):
+            out.append(made)
+    return manifests.renamed(template, renames), out
 
 
 def _apply(ctx: Context, objects: list[dict[str, Any]], *, dry_run: bool) -> None:

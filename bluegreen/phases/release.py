@@ -25,6 +25,7 @@ def run(
     set_images: dict[str, str] | None = None,
     manifests: Manifests | None = None,
     keep_failed: bool = False,
+    copy_cluster_config: bool = False,
 ) -> Result:
     steps: list[Result] = []
     if config.migrations.expand is not None:
@@ -36,7 +37,12 @@ def run(
             return _combined(steps)
     ctx.reporter.stage("deploy")
     deployed = deploy.run(
-        ctx, image=image, set_images=set_images, keep_failed=keep_failed, manifests=manifests
+        ctx,
+        image=image,
+        set_images=set_images,
+        keep_failed=keep_failed,
+        manifests=manifests,
+        copy_cluster_config=copy_cluster_config,
     )
     steps.append(deployed)
     if ctx.dry_run or deployed.result == "noop":  # noop: live already runs this release

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bluegreen import driftread, gitops, history, intent, routers
+from bluegreen import driftread, gitops, history, intent, patching, routers
 from bluegreen.errors import ClusterError
 from bluegreen.lock import current_holder
 from bluegreen.model import Color, Result
@@ -40,6 +40,8 @@ def run(ctx: Context) -> Result:
             "deploy_seq": release.seq,
             "gated": (release.gate or {}).get("hash") == release.hash,
             "rejected": release.is_rejected,
+            # when its images were last patched in place (`bluegreen patch`); None: not since deployed
+            "last_patched": (patching.last_patched(dep, ctx.app.color_label) or {}).get("time"),
         }
     entries = history.parse(annotations)
     # The router is the truth; the history is what bluegreen recorded, and may lag it.
@@ -64,6 +66,7 @@ def run(ctx: Context) -> Result:
         "last_switch": entries[0] if entries else None,
         "history": entries,
         "migrations": history.migrations(annotations),
+        "patches": history.patches(annotations),
         "lock_holder": current_holder(ctx.kube, ctx.app),
     }
     return result

@@ -54,6 +54,7 @@ OTHER = {
     "image": "registry.local/shop:9.9",
     "set-images": "web=registry.local/web:9.9",
     "manifests": "manifests/*.yaml",
+    "copy-cluster-config": "true",
     "kubeconfig": KUBECONFIG,
     "context": "staging",
     "router": "gateway",
@@ -119,7 +120,7 @@ def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def step(phase: str, **inputs: str) -> ActionInputs:
     env = {env_name("phase"): phase, env_name("app"): "shop"}
-    if phase in ("deploy", "release") and "set-images" not in inputs:  # the two are exclusive
+    if phase in ("deploy", "release", "patch") and "set-images" not in inputs:  # the two are exclusive
         env[env_name("image")] = "registry.local/shop:1.0"
     env.update({env_name(name): value for name, value in inputs.items()})
     return parse(env)
@@ -144,6 +145,7 @@ def engine(monkeypatch: pytest.MonkeyPatch) -> Callable[[PhaseOptions], list[Cal
         diff,
         init,
         migrate,
+        patch,
         release,
         retire,
         rollback,
@@ -158,6 +160,7 @@ def engine(monkeypatch: pytest.MonkeyPatch) -> Callable[[PhaseOptions], list[Cal
         (diff, "run"),
         (init, "run"),
         (deploy, "run"),
+        (patch, "run"),
         (checked, "gate"),
         (checked, "watch"),
         (switch, "run"),
@@ -260,6 +263,11 @@ def test_the_phase_input_picks_the_phase(phase: str, workspace: Path) -> None:
             ],
         ),
         ("diff", {"namespace": "prod"}, ["-n", "prod"]),
+        (
+            "patch",
+            {"set-images": "app=registry.local/shop:1.0-p1", "reason": "CVE-2026-1", "timeout": "2m"},
+            ["--set-image", "app=registry.local/shop:1.0-p1", "--reason", "CVE-2026-1", "--timeout", "2m"],
+        ),
         (
             "release",
             {"auto-rollback": "false", "timeout": "5m", "namespace": "prod"},

@@ -143,6 +143,7 @@ COMMANDS = {
     "gate": ["gate", "--app", "shop"],
     "watch": ["watch", "--app", "shop"],
     "release": ["release", "--app", "shop", "--image", "registry.local/shop:2"],
+    "patch": ["patch", "--app", "shop", "--image", "registry.local/shop:2-p1"],
     "group": ["group", "switch", "--group", "g"],
 }
 DURATIONS_OK = ["0s", "500ms", "30s", "5m", "1h30m", "24h", "90"]
@@ -268,7 +269,7 @@ def input_sets(draw: st.DrawFn) -> tuple[dict[str, str], str]:
     """A valid `with:` block, then at most one input given a wild value; returns it with that input."""
     phase = draw(st.sampled_from(inputs.PHASES))
     values = {"phase": phase, "app": draw(st.sampled_from(["shop", "web-2"]))}
-    if phase in ("deploy", "release"):
+    if phase in ("deploy", "release", "patch"):
         if draw(st.booleans()):
             values["image"] = "registry.local/shop:2"
         else:

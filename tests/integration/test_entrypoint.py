@@ -270,3 +270,34 @@ def test_an_unknown_log_format_is_refused(step: Step) -> None:
     code, out, summary, _ = step.run(phase="status", app="shop", namespace="shop", log_format="yaml")
     assert code == 2 and out["result"] == "error"
     assert "use one of text, json" in summary
+
+
+def test_patch_as_a_step_patches_the_rollback_target_and_says_traffic_stayed(
+    step: Step, kube: Client, namespace: str
+) -> None:
+    create_app(kube, namespace, "shop", active="blue")
+    code, out, _, stdout = step.run(phase="switch", app="shop", namespace=namespace, to="green")
+    assert code == 0, stdout
+
+    code, out, summary, stdout = step.run(
+        phase="patch", app="shop", namespace=namespace, image="registry.local/shop:1.0-p1", reason="CVE-1"
+    )
+
+    assert code == 0, stdout
+    assert (out["result"], out["active-color"]) == ("patched", "green")
+    assert "> **shop patch: rollback target patched, traffic not moved**" in summary
+    assert "### Patch of blue (the rollback target)" in summary
+    assert "| app | `registry.local/shop:1.0` | `registry.local/shop:1.0-p1` |" in summary
+    assert "| patch | blue | blue |" in summary and "CVE-1" in summary  # the patch history
+    report = json.loads(out["report"])
+    assert report["phase"]["details"]["patch"]["color"] == "blue"
+    svc = kube.get(Service, "shop", namespace=namespace)
+    assert svc.spec is not None and svc.spec.selector is not None
+    assert svc.spec.selector["bluegreen.io/color"] == "green"
+
+    code, out, summary, stdout = step.run(
+        phase="patch", app="shop", namespace=namespace, image="registry.local/shop:1.0-p1"
+    )
+    assert code == 0, stdout
+    assert out["result"] == "noop"
+    assert "Nothing to patch: it already runs these images." in summary

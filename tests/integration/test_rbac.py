@@ -43,6 +43,7 @@ def test_a_whole_release_and_rollback_run_under_the_shipped_role(
         return outcome.exit_code
 
     assert bg("release", "--image", "registry.local/shop:2.0", *QUICK) == 0
+    assert bg("patch", "--image", "registry.local/shop:1.0-p1", "--reason", "CVE") == 0  # the rollback target
     assert bg("status") == 0
     assert bg("rollback", "--reason", "drill") == 0
     assert bg("retire") == 0

@@ -344,3 +344,24 @@ def test_an_hpa_or_pdb_that_is_not_the_apps_is_refused(change: tuple[str, str], 
     text = (FIXTURES / "kustomize-v1.yaml").read_text() + "\n---\n" + SCALING.replace(*change)
     with pytest.raises(ManifestError, match=says):
         parsed(text)
+
+
+def test_copy_cluster_config_copies_each_named_object_or_the_original_of_a_copy() -> None:
+    template = {
+        "spec": {
+            "containers": [
+                {
+                    "name": "app",
+                    "envFrom": [{"configMapRef": {"name": "shop-config-81e47dec67"}}],
+                    "env": [{"name": "P", "valueFrom": {"secretKeyRef": {"name": "shop-db", "key": "p"}}}],
+                }
+            ],
+            "volumes": [{"name": "v", "secret": {"secretName": "tls"}}],
+        }
+    }
+    copies = {("ConfigMap", "shop-config-81e47dec67"): "shop-config"}
+    assert manifests.cluster_sources(template, copies) == {
+        ("ConfigMap", "shop-config-81e47dec67"): "shop-config",  # back to its original, as it is now
+        ("Secret", "shop-db"): "shop-db",
+        ("Secret", "tls"): "tls",
+    }
