@@ -19,6 +19,7 @@ from typing import Any
 import httpx2
 import pytest
 
+from tests.support import processes
 from tests.support.otlp import Span
 from tests.support.prometheus import free_port
 
@@ -108,33 +109,15 @@ def running(workdir: Path, *, timeout: float = 60) -> Iterator[Jaeger]:
     }
     path = workdir / "jaeger.yaml"
     path.write_text(json.dumps(config))  # JSON is YAML
-    log = workdir / "jaeger.log"
-    with log.open("ab") as out:
-        process = subprocess.Popen(
-            [binary(), "--config", str(path)], stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
     jaeger = Jaeger(otlp=f"http://127.0.0.1:{otlp}", query=f"http://127.0.0.1:{query}")
-    try:
-        deadline = time.monotonic() + timeout
-        with httpx2.Client(timeout=1) as http:
-            while True:
-                if process.poll() is not None:
-                    raise RuntimeError(f"jaeger exited {process.returncode}: {log.read_text()[-3000:]}")
-                try:
-                    ready = http.get(f"{jaeger.query}/api/services").status_code == 200
-                    ready = ready and http.post(f"{jaeger.otlp}/v1/traces", json={}).status_code < 500
-                except httpx2.HTTPError:
-                    ready = False
-                if ready:
-                    break
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"jaeger not ready after {timeout}s: {log.read_text()[-3000:]}")
-                time.sleep(0.2)
+
+    def ready(http: httpx2.Client) -> bool:
+        return (
+            http.get(f"{jaeger.query}/api/services").status_code == 200
+            and http.post(f"{jaeger.otlp}/v1/traces", json={}).status_code < 500
+        )
+
+    with processes.serving(
+        "jaeger", [binary(), "--config", str(path)], log=workdir / "jaeger.log", ready=ready, timeout=timeout
+    ):
         yield jaeger
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()

@@ -18,6 +18,7 @@ from typing import Any
 import httpx2
 import pytest
 
+from tests.support import processes
 from tests.support.otlp import Point, Span
 from tests.support.prometheus import free_port
 
@@ -147,32 +148,17 @@ def running(workdir: Path, *, timeout: float = 30) -> Iterator[Collector]:
     }
     path = workdir / "otelcol.yaml"
     path.write_text(json.dumps(config))  # JSON is YAML
-    log = workdir / "otelcol.log"
-    with log.open("ab") as out:
-        process = subprocess.Popen(
-            [binary(), "--config", str(path)], stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
     collector = Collector(otlp=f"http://127.0.0.1:{port}", output=output)
-    try:
-        deadline = time.monotonic() + timeout
-        with httpx2.Client(timeout=1) as http:
-            while True:
-                if process.poll() is not None:
-                    raise RuntimeError(f"otelcol exited {process.returncode}: {log.read_text()[-3000:]}")
-                try:
-                    # An empty export request: answered once the receiver and its pipelines are up.
-                    if http.post(f"{collector.otlp}/v1/traces", json={}).status_code == 200:
-                        break
-                except httpx2.HTTPError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"otelcol not ready after {timeout}s: {log.read_text()[-3000:]}")
-                time.sleep(0.2)
+
+    def ready(http: httpx2.Client) -> bool:
+        # An empty export request: answered once the receiver and its pipelines are up.
+        return http.post(f"{collector.otlp}/v1/traces", json={}).status_code == 200
+
+    with processes.serving(
+        "otelcol",
+        [binary(), "--config", str(path)],
+        log=workdir / "otelcol.log",
+        ready=ready,
+        timeout=timeout,
+    ):
         yield collector
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()

@@ -22,6 +22,8 @@ from typing import Any
 
 import httpx2
 
+from tests.support import processes
+
 CACHE = Path(os.environ.get("BLUEGREEN_CACHE") or Path.home() / ".cache" / "bluegreen") / "prism"
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -137,6 +139,5 @@ def prism() -> Iterator[Recorder]:
     finally:
         if server is not None:
             server.shutdown()
-        process.terminate()
-        process.wait(timeout=10)
+        processes.stop(process)
         log.close()

@@ -22,6 +22,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from tests.support import processes
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -142,9 +144,4 @@ def toxiproxy_server(log: Path) -> Iterator[Toxiproxy]:
                 time.sleep(0.05)
         yield server
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        processes.stop(process)
