@@ -92,26 +92,36 @@ def answering_blue() -> Iterator[str]:
         server.server_close()
 
 
-def ingress_scene(kube: Client, kubeconfig: Path, *flags: str) -> Scene:
-    """App `shop` on blue behind its Ingress (backend shop-blue); the command: a switch to green."""
+def ingress_scene(kube: Client, kubeconfig: Path, *flags: str, group: Path | None = None) -> Scene:
+    """Blue live behind each app's Ingress (named as the app, backend `<app>-blue`); the command: a
+    switch to green (of app `shop`, or of the group of cart and web, each member moved by its Ingress,
+    with its group file written in the directory `group`)."""
     namespace = new_namespace(kube, "term")
-    create_app(kube, namespace, "shop", replicas=1)
-    kube.create(ingress("shop-blue"), namespace=namespace)
-    return Scene(
-        "switch",
-        namespace,
-        kubeconfig,
-        flags=("--to", "green", "--router", "ingress", *flags),
-        router="ingress",
-    )
+    scene = Scene("switch" if group is None else "group switch", namespace, kubeconfig, router="ingress")
+    for app in scene.apps:
+        create_app(kube, namespace, app, replicas=1)
+        frontend = ingress(f"{app}-blue")
+        frontend.metadata.name = app  # type: ignore[union-attr]
+        kube.create(frontend, namespace=namespace)
+    if group is not None:
+        scene.config = group / f"{namespace}.yaml"
+        members = "".join(f"      - {{app: {app}, router: ingress}}\n" for app in scene.apps)
+        scene.config.write_text(
+            f"groups:\n  - name: storefront\n    namespace: {namespace}\n    members:\n{members}"
+        )
+    scene.flags = ("--to", "green", *(() if group else ("--router", "ingress")), *flags)
+    return scene
 
 
-def written(kube: Client, namespace: str) -> dict[str, str]:
-    """The resourceVersions of what a switch writes: the Ingress, and the live Service (the history)."""
-    return {
-        "Ingress shop": str(kube.get(Ingress, "shop", namespace=namespace).metadata.resourceVersion),  # type: ignore[union-attr]
-        "Service shop": str(kube.get(Service, "shop", namespace=namespace).metadata.resourceVersion),  # type: ignore[union-attr]
-    }
+def written(kube: Client, scene: Scene) -> dict[str, str]:
+    """The resourceVersions of what a switch writes: each app's Ingress, and its live Service (the history)."""
+    versions: dict[str, str] = {}
+    for app in scene.apps:
+        frontend: dict[str, Any] = kube.get(Ingress, app, namespace=scene.namespace).to_dict()
+        live: dict[str, Any] = kube.get(Service, app, namespace=scene.namespace).to_dict()
+        versions[f"Ingress {app}"] = frontend["metadata"]["resourceVersion"]
+        versions[f"Service {app}"] = live["metadata"]["resourceVersion"]
+    return versions
 
 
 def entries(kube: Client, scene: Scene) -> list[dict[str, Any]]:
@@ -215,23 +225,33 @@ def test_sigterm_during_the_drain_hook_leaves_the_switch_recorded(
     settled(row)
 
 
-@pytest.mark.parametrize("services", ["created by this run", "already there"])
+@pytest.mark.parametrize(
+    ("command", "services"),
+    [("switch", "created by this run"), ("switch", "already there"), ("group switch", "created by this run")],
+)
 def test_sigterm_at_the_endpoint_check_writes_nothing(
-    kube: Client, cluster_kubeconfig: Path, proxied_kubeconfig: Path, fault_proxy: FaultProxy, services: str
+    kube: Client,
+    cluster_kubeconfig: Path,
+    proxied_kubeconfig: Path,
+    fault_proxy: FaultProxy,
+    tmp_path: Path,
+    command: str,
+    services: str,
 ) -> None:
     row = LEDGER.add(
         Row(
             FAULT,
-            "switch --router ingress",
+            f"{command} --router ingress",
             f"the endpoint check's read in flight (colour Services {services})",
         )
     )
-    scene = ingress_scene(kube, cluster_kubeconfig)
+    scene = ingress_scene(kube, cluster_kubeconfig, group=tmp_path if command == "group switch" else None)
     if services == "already there":
         ensure_color_services(kube, AppSpec(name="shop", namespace=scene.namespace))
-    before = written(kube, scene.namespace)
+    before = written(kube, scene)
+    # The first EndpointSlices read in a trace of either command is the check, under the Lease(s).
     cancel_at(kube, scene, proxied_kubeconfig, fault_proxy, ENDPOINT_CHECK, 1, row)
-    after = written(kube, scene.namespace)
+    after = written(kube, scene)
     row.problems += [f"{what} was written after the signal" for what in before if before[what] != after[what]]
     next_run(kube, scene, row)
     drop(kube, scene)
