@@ -21,6 +21,7 @@ from bluegreen.routers._common import (
     call,
     mapped,
     not_adopted,
+    read,
 )
 
 VirtualService = create_namespaced_resource("networking.istio.io", "v1", "VirtualService", "virtualservices")
@@ -138,7 +139,7 @@ class IstioRouter(SplitRouter):
         problem, obj = super()._check(color)
         if problem is None:
             rule = as_dict(
-                call(
+                read(
                     f"reading DestinationRule {self.app.namespace}/{self.destination_rule}",
                     lambda: self.kube.get(
                         DestinationRule, self.destination_rule, namespace=self.app.namespace

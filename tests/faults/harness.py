@@ -196,13 +196,15 @@ class Scene:
     namespace: str
     kubeconfig: Path  # direct to the apiserver: for set-up and the next run
     config: Path | None = None
+    flags: tuple[str, ...] = ()  # given to every run of the command (--router, --config, --probe)
+    router: str = "service"  # what carries traffic: the live Service's selector, or the Ingress
 
     @property
     def apps(self) -> tuple[str, ...]:
         return GROUP if self.command == "group switch" else ("shop",)
 
     def args(self, *extra: str) -> list[str]:
-        return [*command_args(self.command, self.namespace, self.config), *extra]
+        return [*command_args(self.command, self.namespace, self.config), *self.flags, *extra]
 
     @property
     def goal(self) -> str:
@@ -287,6 +289,21 @@ def traffic(kube: Client, namespace: str, app: str, *, settle: float = 15.0) -> 
         time.sleep(0.25)
 
 
+def ingress_traffic(kube: Client, namespace: str, app: str) -> tuple[str | None, list[str]]:
+    """The colour the app's Ingress sends traffic to (its backend `<app>-<colour>`), and what is wrong."""
+    from lightkube.resources.networking_v1 import Ingress
+
+    found: dict[str, Any] = kube.get(Ingress, app, namespace=namespace).to_dict()
+    paths = [
+        p for rule in found["spec"].get("rules") or [] for p in (rule.get("http") or {}).get("paths") or []
+    ]
+    names = {p["backend"]["service"]["name"] for p in paths if p["path"] == "/"}
+    colors = {name.removeprefix(f"{app}-") for name in names}
+    if len(colors) != 1 or not colors <= {"blue", "green"}:
+        return None, [f"{app}: the Ingress's / backends are {sorted(names)}, not one colour Service"]
+    return colors.pop(), []
+
+
 def history_problem(kube: Client, namespace: str, app: str, color: str | None) -> str | None:
     """What is wrong with the recorded history, given the colour the router reads (None: it agrees).
 
@@ -335,7 +352,8 @@ def observe(kube: Client, scene: Scene, *, lease_must_be_free: bool = False) -> 
     problems: list[str] = []
     leases: list[str] = []
     for app in scene.apps:
-        color, wrong = traffic(kube, scene.namespace, app)
+        routed = ingress_traffic if scene.router == "ingress" else traffic
+        color, wrong = routed(kube, scene.namespace, app)
         colors[app] = color
         problems += wrong
         if (problem := history_problem(kube, scene.namespace, app, color)) is not None:

@@ -20,6 +20,7 @@ from tests.faults.harness import (
     WIDTH,
     Cli,
     Row,
+    Run,
     Scene,
     concurrently,
     guarded,
@@ -70,6 +71,11 @@ def cancel_at(
         scene,
         expect={0, 143} if releasing else {143},
     )
+    within_bound(row, cli, run)
+
+
+def within_bound(row: Row, cli: Cli, run: Run) -> None:
+    """How long the run took from its SIGTERM to its exit, in the row's moment; over the bound, a problem."""
     if cli.signalled is not None and run.exit_code is not None:
         took = cli.started + run.elapsed - cli.signalled
         row.moment += f" (exit {took:.1f}s after the signal)"
