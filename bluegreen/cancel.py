@@ -201,11 +201,14 @@ def before_write(what: str) -> None:
         guard(what)
 
 
-def wrote(what: str) -> None:
-    """Called by the cluster seam after a write landed."""
+def wrote(what: str, *, begins_step: bool = True) -> None:
+    """Called by the cluster seam after a write landed. `begins_step=False`: a preparation that leaves
+    nothing half-done if the run stops right after it (a colour Service created before the switch's
+    write), so a signal still stops the run before the step's first real write."""
     _done.append(what)
-    frames = _frames()
-    frames[:] = [True] * len(frames)
+    if begins_step:
+        frames = _frames()
+        frames[:] = [True] * len(frames)
 
 
 def writes() -> list[str]:

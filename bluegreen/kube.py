@@ -291,13 +291,15 @@ def _retryable(error: Exception, *, idempotent: bool) -> bool:
     return idempotent and code in (429, 500, 502, 503, 504)
 
 
-def call(what: str, fn: Callable[[], T], *, idempotent: bool = True, guard: bool = True) -> T:
+def call(
+    what: str, fn: Callable[[], T], *, idempotent: bool = True, guard: bool = True, begins_step: bool = True
+) -> T:
     """Run one API call; retry what is safe to retry, with backoff; map every failure to ours.
 
     `idempotent=False` for writes: a write that timed out may have landed, so it is not sent again.
     Once the run is cancelled no call is started (cancel.before_read), nor a write once it has lost
     its Lease (cancel.before_write); `guard=False` for the Lease's own calls, which releasing needs.
-    A write once sent is awaited: a signal cannot cut it.
+    A write once sent is awaited: a signal cannot cut it. `begins_step=False`: see cancel.wrote.
     """
     if idempotent:
         if guard:
@@ -308,7 +310,7 @@ def call(what: str, fn: Callable[[], T], *, idempotent: bool = True, guard: bool
     with cancel.shield():
         done = _call(what, fn, idempotent=False)
         if guard:
-            cancel.wrote(what)
+            cancel.wrote(what, begins_step=begins_step)
         return done
 
 

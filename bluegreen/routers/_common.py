@@ -10,12 +10,12 @@ The cluster calls go through `call()`, which is kube.py's seam: errors mapped to
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar, TypeVar, cast
 
-import httpx2
-from lightkube import ApiError, Client
+from lightkube import Client
 from lightkube.models.core_v1 import ServicePort, ServiceSpec
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.apps_v1 import Deployment
@@ -31,6 +31,7 @@ from bluegreen.errors import (
     NotReadyError,
 )
 from bluegreen.kube import call as kube_call
+from bluegreen.kube import found as kube_found
 from bluegreen.kube import mapped as mapped  # re-exported: the routers map errors with it
 from bluegreen.model import AppSpec, Color
 from bluegreen.routers.base import RouteState, SwitchWrite, Verification
@@ -101,6 +102,13 @@ def read(what: str, fn: Callable[[], T]) -> T:
     return kube_call(what, fn)
 
 
+def prepare(what: str, fn: Callable[[], T]) -> T:
+    """A write that prepares the switch (a colour Service created or corrected) through the seam: the
+    Lease checked first, not sent twice, and not the step's first write, so a signal right after it
+    still stops the run before the frontend is written (kube.call's begins_step)."""
+    return kube_call(what, fn, idempotent=False, begins_step=False)
+
+
 def as_dict(obj: Any) -> dict[str, Any]:
     """A lightkube object (typed or generic) as the plain dict the apiserver sent."""
     out: dict[str, Any] = obj.to_dict()
@@ -133,12 +141,11 @@ def color_selector(
 
 
 def _get_or_none(kube: Client, resource: Any, name: str, namespace: str) -> dict[str, Any] | None:
-    try:
-        return as_dict(kube.get(resource, name, namespace=namespace))
-    except (ApiError, httpx2.TransportError) as error:
-        if isinstance(error, ApiError) and error.status.code == 404:
-            return None
-        raise mapped(f"reading {resource.__name__} {namespace}/{name}", error) from None
+    obj = kube_found(
+        f"reading {resource.__name__} {namespace}/{name}",
+        lambda: kube.get(resource, name, namespace=namespace),
+    )
+    return as_dict(obj) if obj is not None else None
 
 
 def ensure_color_services(kube: Client, app: AppSpec, *, dry_run: bool = False) -> list[str]:
@@ -168,7 +175,7 @@ def ensure_color_services(kube: Client, app: AppSpec, *, dry_run: bool = False) 
             # A merge patch merges maps: a key of the old selector must be removed by name.
             old = (found.get("spec") or {}).get("selector") or {}
             body = {k: None for k in old if k not in selector} | selector
-            call(
+            prepare(
                 f"correcting the selector of Service {app.namespace}/{name}",
                 lambda: kube.patch(
                     Service,
@@ -204,11 +211,11 @@ def ensure_color_services(kube: Client, app: AppSpec, *, dry_run: bool = False) 
                 ports=[cast(ServicePort, ServicePort.from_dict(p)) for p in service_ports_of(stable)],
             ),
         )
-        try:
-            kube.create(service, namespace=app.namespace)
-        except ApiError as error:
-            if error.status.code != 409:  # 409 here: another run created it meanwhile, which is fine
-                raise mapped(f"creating Service {app.namespace}/{name}", error) from None
+        with contextlib.suppress(ConflictError):  # another run created it meanwhile, which is fine
+            prepare(
+                f"creating Service {app.namespace}/{name}",
+                lambda: kube.create(service, namespace=app.namespace),
+            )
     return changed
 
 
