@@ -137,6 +137,7 @@ class WatchResult(enum.StrEnum):
     INCONCLUSIVE = "inconclusive"
     ERROR = "error"
     PREEMPTED = "preempted"  # a rollback took the watch's Lease over: it ends, no rollback of its own
+    MOVED = "moved"  # traffic left the watched colour (a GitOps sync, a hand edit): nothing left to judge
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -15,7 +15,7 @@ from lightkube.types import PatchType
 
 from bluegreen import drain, history, intent, routers, telemetry
 from bluegreen.config import Config
-from bluegreen.errors import ConflictError, LockLostError, RefusedError
+from bluegreen.errors import BlueGreenError, ConflictError, LockLostError, RefusedError
 from bluegreen.gate import WatchResult
 from bluegreen.kube import call
 from bluegreen.lock import Lock
@@ -25,6 +25,7 @@ from bluegreen.phases.context import Context
 from bluegreen.phases.gate import run_gate
 from bluegreen.phases.switch import wait_observed
 from bluegreen.phases.watch import run_watch
+from bluegreen.routers.base import Router
 
 GATE_RESULTS = {"successful": "passed", "failed": "failed", "inconclusive": "inconclusive", "error": "error"}
 WATCH_RESULTS = {
@@ -34,6 +35,7 @@ WATCH_RESULTS = {
     "inconclusive": "inconclusive",
     "error": "error",
     "preempted": "preempted",
+    "moved": "failed",
 }
 
 
@@ -139,12 +141,13 @@ def watch(ctx: Context, config: Config) -> Result:
     The watch holds the app's Lease, preemptible, for its whole duration: no deploy can redeploy its
     rollback target under it, and a manual rollback takes it over and ends it (`preempted`)."""
     live_service = ctx.service()
-    live = routers.make(ctx.router_name(live_service), ctx.app, ctx.kube).read().active
+    router = routers.make(ctx.router_name(live_service), ctx.app, ctx.kube)
+    live = router.read().active
     if live is None:
         raise RefusedError("no colour is live", remedy="Run `bluegreen status`.")
     switched_at, recorded = baseline_of(ctx.history_annotations(), live)
     with ctx.lock(preemptible=True) as lock:
-        return _watch(ctx, config, live, lock, switched_at, recorded)
+        return _watch(ctx, config, live, lock, switched_at, recorded, router)
 
 
 def baseline_of(annotations: dict[str, str], live: Color) -> tuple[float | None, dict[str, Any]]:
@@ -170,8 +173,31 @@ def _watch(
     lock: Lock,
     switched_at: float | None,
     recorded: dict[str, Any],
+    router: Router | None = None,
 ) -> Result:
     rolled: dict[str, Any] = {}
+    now_on: dict[str, Color | None] = {}
+
+    def moved() -> str:
+        """How traffic left `live` since the watch began ('' while it is there): one read of the
+        router's object a round. A GitOps sync writing the selector back is named with its writer."""
+        if router is None:
+            return ""
+        named = getattr(router, "moved_off", None)
+        try:
+            state = router.read()
+            if state.active == live:
+                return ""
+            told = named(live) if named is not None else None
+        except BlueGreenError:  # not known this round (the API lost a moment): asked again next round
+            return ""
+        if _preempted(lock):  # a rollback took the Lease over and moved traffic: it is `preempted`
+            return ""
+        now_on["color"] = state.active
+        return (
+            told
+            or f"traffic left {live} during the watch: {router.name} now routes to {state.active or 'no colour'} ({state.detail})"
+        )
 
     def roll_back(reason: str) -> object:
         try:
@@ -193,6 +219,7 @@ def _watch(
         switched_at=switched_at,
         recorded=recorded,
         preempted=lambda: _preempted(lock),
+        moved=moved,
     )
     if report.rolled_back and lock.preempted_by and "result" not in rolled:
         report = replace(
@@ -210,6 +237,10 @@ def _watch(
     result.previous_color = str(live if report.rolled_back else live.other)
     if report.result is WatchResult.PREEMPTED:
         result.active_color, result.previous_color = None, None  # the rollback that took over says where
+    if report.result is WatchResult.MOVED:  # where traffic is now, not where the switch put it
+        moved_to = now_on.get("color")
+        result.active_color, result.previous_color = (str(moved_to) if moved_to else None), str(live)
+        ctx.reporter.warning(report.reason)
     result.messages.append(f"watch on {live}: {report.result}: {report.reason}")
     result.details["watch"] = report.to_dict()
     if config.drain and config.drain.old_traffic and switched_at is not None and not report.rolled_back:

@@ -78,11 +78,14 @@ def run_watch(
     switched_at: float | None = None,
     recorded: Mapping[str, Mapping[str, float]] | None = None,
     preempted: Callable[[], str] | None = None,
+    moved: Callable[[], str] | None = None,
 ) -> WatchReport:
     """Watch `live` (just switched to) against the previous colour; `rollback(reason)` on a spent budget.
 
     `switched_at` (wall time) and `recorded` (values by check) are the baseline the switch left in the
-    history; `preempted()` says why to stop ('' to go on): a rollback that took the Lease over."""
+    history; `preempted()` says why to stop ('' to go on): a rollback that took the Lease over.
+    `moved()` says how traffic left `live` ('' while it is there): the watch then ends `moved`, without
+    a rollback (traffic is not on the colour it would roll back from)."""
     say = progress or (lambda _line: None)
     watch = config.watch
     started = clock()
@@ -113,6 +116,19 @@ def run_watch(
                 return WatchReport(
                     result=WatchResult.PREEMPTED,
                     reason=why,
+                    color=live,
+                    previous=live.other,
+                    rolled_back=False,
+                    started=started,
+                    finished=clock(),
+                    rounds=tuple(rounds),
+                )
+            left = moved() if moved else ""
+            if left:
+                say(f"watch: {left}: ending without a rollback")
+                return WatchReport(
+                    result=WatchResult.MOVED,
+                    reason=left,
                     color=live,
                     previous=live.other,
                     rolled_back=False,

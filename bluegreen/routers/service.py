@@ -267,6 +267,12 @@ class ServiceRouter:
             else f"no {color} pod is Ready, so {self._where()} has no endpoints to converge on",
         )
 
+    def moved_off(self, color: Color) -> str | None:
+        """Why the Service no longer selects `color`, naming who wrote it (the watch asks each round);
+        None while it does."""
+        reverted = self._reverted(color, time.perf_counter())
+        return reverted.message if reverted is not None else None
+
     def _reverted(self, color: Color, started: float) -> Verification | None:
         """A Verification naming the revert when the Service no longer selects `color`; None while it
         does. Remembers the resourceVersion read, for _settle to watch from."""

@@ -166,3 +166,44 @@ def test_a_flux_service_kept_off_by_its_ssa_annotation_switches_and_verifies_as_
     assert result is not None and result.result == "switched" and result.active_color == "green"
     assert result.details["gitops"]["service"]["protected"] == "kustomize.toolkit.fluxcd.io/ssa: IfNotPresent"
     assert any("keeps it from reverting the selector" in m for m in result.messages)
+
+
+def test_a_selector_written_back_during_the_watch_ends_it_naming_the_writer_without_a_rollback(
+    bg: Bg, kube: Client, cluster: LocalCluster, namespace: str, tmp_path: Path
+) -> None:
+    """A sync that comes later than the switch's own look (Flux's interval is minutes): the watch,
+    which reads the router each round, ends `moved` (exit 1) naming who wrote the selector back, and
+    does not roll back: traffic is not on the colour it would roll back from."""
+    create_app(kube, namespace, "shop", replicas=1)
+    assert bg("switch", "--to", "green").exit_code == 0
+    config = tmp_path / "bluegreen.yaml"
+    config.write_text("checks: [{name: pods, kind: kubernetes}]\n")
+    sync = Client(KubeConfig.from_file(cluster.kubeconfig), field_manager="kustomize-controller")
+
+    def write_back_later() -> None:
+        time.sleep(3)  # after the watch read where traffic is, before its 30 s end
+        sync.patch(
+            Service,
+            "shop",
+            {"spec": {"selector": {KEY: "blue"}}},
+            namespace=namespace,
+            patch_type=PatchType.MERGE,
+        )
+
+    later = threading.Thread(target=write_back_later, daemon=True)
+    later.start()
+    outcome = bg("watch", "--config", str(config), "--duration", "30s", "--interval", "1s")
+    later.join(timeout=10)
+
+    result = outcome.result
+    assert result is not None and outcome.exit_code == 1, outcome.error
+    assert (result.result, result.details["watch"]["result"]) == ("failed", "moved")
+    said = "\n".join(result.messages)
+    assert "changed back to bluegreen.io/color=blue by kustomize-controller (Flux)" in said, said
+    assert result.active_color == "blue"
+    assert not result.details["watch"]["rolled_back"]
+    assert result.details["watch"]["duration_seconds"] < 25, "ended at once, not at the watch's end"
+    history = bg("status", "-o", "json")
+    assert history.result is not None
+    newest = history.result.details["history"][0]
+    assert (newest["action"], newest["to"]) == ("switch", "green"), "no rollback was recorded"
