@@ -110,32 +110,22 @@ def run_watch(
     rounds: list[Round] = []
     try:
         while True:
-            why = preempted() if preempted else ""
-            if why:
-                say(f"watch: {why}: ending without a rollback of its own")
-                return WatchReport(
-                    result=WatchResult.PREEMPTED,
-                    reason=why,
-                    color=live,
-                    previous=live.other,
-                    rolled_back=False,
-                    started=started,
-                    finished=clock(),
-                    rounds=tuple(rounds),
-                )
-            left = moved() if moved else ""
-            if left:
-                say(f"watch: {left}: ending without a rollback")
-                return WatchReport(
-                    result=WatchResult.MOVED,
-                    reason=left,
-                    color=live,
-                    previous=live.other,
-                    rolled_back=False,
-                    started=started,
-                    finished=clock(),
-                    rounds=tuple(rounds),
-                )
+            # Ended before this round by another hand: a rollback that took the Lease over, or traffic
+            # moved off `live`. Either way, no rollback of its own.
+            for result, ask in ((WatchResult.PREEMPTED, preempted), (WatchResult.MOVED, moved)):
+                why = ask() if ask else ""
+                if why:
+                    say(f"watch: {why}: ending without a rollback of its own")
+                    return WatchReport(
+                        result=result,
+                        reason=why,
+                        color=live,
+                        previous=live.other,
+                        rolled_back=False,
+                        started=started,
+                        finished=clock(),
+                        rounds=tuple(rounds),
+                    )
             at = clock()
             round_ = measure_round(checks, target, skip=set(), at=at)
             rounds.append(round_)
