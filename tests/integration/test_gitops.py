@@ -10,9 +10,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from lightkube import Client
+from lightkube import ApiError, Client
 from lightkube.config.kubeconfig import KubeConfig
 from lightkube.resources.apps_v1 import Deployment
+from lightkube.resources.coordination_v1 import Lease
 from lightkube.resources.core_v1 import Service
 from lightkube.types import PatchType
 
@@ -180,8 +181,19 @@ def test_a_selector_written_back_during_the_watch_ends_it_naming_the_writer_with
     config.write_text("checks: [{name: pods, kind: kubernetes}]\n")
     sync = Client(KubeConfig.from_file(cluster.kubeconfig), field_manager="kustomize-controller")
 
+    def watching() -> bool:
+        """The watch holds the app's Lease: it has read where traffic is (green)."""
+        try:
+            spec = sync.get(Lease, "bluegreen-shop", namespace=namespace).spec
+        except ApiError:  # not there yet
+            return False
+        return bool(spec and spec.holderIdentity)
+
     def write_back_later() -> None:
-        time.sleep(3)  # after the watch read where traffic is, before its 30 s end
+        deadline = time.monotonic() + 20
+        while not watching() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(1)  # a round or so into the watch
         sync.patch(
             Service,
             "shop",
