@@ -38,7 +38,7 @@ from lightkube.resources.apps_v1 import Deployment
 from lightkube.resources.coordination_v1 import Lease
 from lightkube.resources.core_v1 import Namespace, Service
 
-from tests.support.apps import create_app, endpoint_ips, ready_pod_ips
+from tests.support.apps import create_app, endpoint_ips, ready_pod_ips, wait_available
 
 OLD_IMAGE = "registry.local/shop:1.0"
 NEW_IMAGE = "registry.local/shop:2.0"
@@ -47,6 +47,7 @@ ACTIVE = "bluegreen.io/active-color"
 BOUND_S = 120.0  # the longest any faulted command may run (a stalled API costs ~60 s: 10 s per try)
 WIDTH = 6  # rows run at once: most of a row is waiting (for rollouts, timeouts, an expiring Lease)
 TERM_BOUND_S = 5.0  # from SIGTERM to exit: the issue's safe-point budget
+SET_UP_WAIT = 180.0  # seconds a scene's app may take to be available (set_up_app)
 
 
 # -- what the engine on this branch cannot do yet ------------------------------------------------
@@ -228,7 +229,7 @@ def set_up(kube: Client, command: str, kubeconfig: Path, workdir: Path, prefix: 
     scene = Scene(command, namespace, kubeconfig)
     if command == "group switch":
         for app in GROUP:
-            create_app(kube, namespace, app, replicas=1)
+            set_up_app(kube, namespace, app, replicas=1)
         for app in GROUP:  # each member's candidate, as the release workflow deploys them
             set_up_cli(["deploy", "--app", app, "-n", namespace, "--image", NEW_IMAGE], kubeconfig)
         scene.config = workdir / f"{namespace}.yaml"
@@ -236,13 +237,22 @@ def set_up(kube: Client, command: str, kubeconfig: Path, workdir: Path, prefix: 
             f"groups:\n  - name: storefront\n    namespace: {namespace}\n    members: [{', '.join(GROUP)}]\n"
         )
         return scene
-    create_app(kube, namespace, "shop", replicas=2)
+    set_up_app(kube, namespace, "shop", replicas=2)
     who = ["--app", "shop", "-n", namespace]
     if command in ("switch", "rollback"):
         set_up_cli(["deploy", *who, "--image", NEW_IMAGE, "--timeout", "60s"], kubeconfig)
     if command == "rollback":
         must(run_cli(["switch", *who], kubeconfig))
     return scene
+
+
+def set_up_app(kube: Client, namespace: str, app: str, *, replicas: int) -> None:
+    """The app, both colours available, waited for longer than a test waits: a set-up is not under test,
+    and after test_apiserver.py kills its cluster's apiserver, kwok's watches took 56 s to catch up
+    once on CI (the pods of the next row's set-up were made ready then, past a 60 s wait)."""
+    create_app(kube, namespace, app, replicas=replicas, wait=False)
+    for color in ("blue", "green"):
+        wait_available(kube, namespace, f"{app}-{color}", timeout=SET_UP_WAIT)
 
 
 def must(run: Run) -> Run:

@@ -22,12 +22,14 @@ from lightkube import Client, KubeConfig
 from hack.localcluster import ClusterError, LocalCluster, _alive, _request, _spawn
 from tests.faults.harness import (
     LEDGER,
+    SET_UP_WAIT,
     Cli,
     Row,
     Scene,
     guarded,
     kubeconfig_via,
     needs,
+    new_namespace,
     next_run_now_or_later,
     observe,
     run_later,
@@ -36,6 +38,7 @@ from tests.faults.harness import (
 )
 from tests.faults.httpfaults import FaultProxy, Request, Rule
 from tests.faults.test_requests import ordinal, short
+from tests.support.apps import deployment, wait_available
 
 pytestmark = pytest.mark.cluster
 
@@ -177,13 +180,16 @@ def apiserver_faults(private: Private, tmp_path_factory: pytest.TempPathFactory)
             cli = Cli(scene.args(), private.proxied)
             while not private.apiserver.killed.wait(0.1) and cli.process.poll() is None:
                 pass
-            if private.apiserver.killed.is_set():
+            killed = private.apiserver.killed.is_set()
+            if killed:
                 time.sleep(1)
                 private.apiserver.restart()
             run = cli.wait()
             private.apiserver.wait_ready()
             time.sleep(3)  # past any freeze: nothing is read from a frozen apiserver
             private.apiserver.wait_ready()
+            if killed:
+                settled(private.kube())
             if not rule.fired.is_set():
                 row.problems.append("the fault never fired: the run did not send that request")
             kube = private.kube()
@@ -193,6 +199,15 @@ def apiserver_faults(private: Private, tmp_path_factory: pytest.TempPathFactory)
         guarded(row, one)
     run_later(private.kube(), later)
     return rows
+
+
+def settled(kube: Client) -> None:
+    """After a restart, the controllers and kwok caught up with the new apiserver (a new Deployment
+    becomes available), so the re-run and the next row measure bluegreen, not their relist: on CI
+    kwok once took 56 s to see new pods after the apiserver came back."""
+    namespace = new_namespace(kube, "settle")
+    kube.create(deployment("canary", "blue", replicas=1), namespace=namespace)
+    wait_available(kube, namespace, "canary-blue", timeout=SET_UP_WAIT)
 
 
 # Faults that stop the command before its write applied leave nothing for a re-run to flip back.

@@ -44,12 +44,12 @@ from tests.faults.harness import (
     observe,
     run_cli,
     set_up,
+    set_up_app,
     verdict,
 )
 from tests.faults.httpfaults import FaultProxy
 from tests.faults.test_signals import cancel_at, within_bound
 from tests.integration.routers.test_routers_ingress import ingress
-from tests.support.apps import create_app
 
 pytestmark = pytest.mark.cluster
 
@@ -99,7 +99,7 @@ def ingress_scene(kube: Client, kubeconfig: Path, *flags: str, group: Path | Non
     namespace = new_namespace(kube, "term")
     scene = Scene("switch" if group is None else "group switch", namespace, kubeconfig, router="ingress")
     for app in scene.apps:
-        create_app(kube, namespace, app, replicas=1)
+        set_up_app(kube, namespace, app, replicas=1)
         frontend = ingress(f"{app}-blue")
         frontend.metadata.name = app  # type: ignore[union-attr]
         kube.create(frontend, namespace=namespace)
