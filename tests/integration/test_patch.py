@@ -34,7 +34,7 @@ from tests.integration.test_engine import (
     service_annotations,
     versions,
 )
-from tests.support.apps import create_app, endpoint_ips, ready_pod_ips
+from tests.support.apps import create_app, endpoint_ips, ready_pod_ips, wait_available
 
 pytestmark = pytest.mark.cluster
 
@@ -136,6 +136,9 @@ def test_patch_updates_the_rollback_target_alone_and_a_rollback_then_serves_it(
 def test_patch_run_again_with_the_same_images_is_a_noop(bg: Bg, kube: Client, namespace: str) -> None:
     released(bg, kube, namespace)
     assert bg("patch", "--image", PATCHED).exit_code == 0
+    # Its rollout done to the last old pod: the controller's own status writes are over (a CI run saw
+    # one land between the two reads), so a changed resourceVersion below is a write of the re-run.
+    wait_available(kube, namespace, "shop-blue")
     before = versions(kube, namespace)
 
     again = bg("patch", "--image", PATCHED)
