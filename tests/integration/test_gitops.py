@@ -68,10 +68,8 @@ def reverting(kubeconfig: Path, namespace: str, *, back_to: str, manager: str) -
         thread.join(timeout=10)
 
 
-def test_a_selector_written_back_after_the_switch_is_named_with_its_writer(
-    bg: Bg, kube: Client, cluster: LocalCluster, namespace: str
-) -> None:
-    create_app(kube, namespace, "shop", replicas=1)
+def tracked_by_argo_cd(kube: Client, namespace: str) -> None:
+    """The live Service as Argo CD's Application `shop-prod` leaves it: its tracking annotation."""
     kube.patch(
         Service,
         "shop",
@@ -79,6 +77,13 @@ def test_a_selector_written_back_after_the_switch_is_named_with_its_writer(
         namespace=namespace,
         patch_type=PatchType.MERGE,
     )
+
+
+def test_a_selector_written_back_after_the_switch_is_named_with_its_writer(
+    bg: Bg, kube: Client, cluster: LocalCluster, namespace: str
+) -> None:
+    create_app(kube, namespace, "shop", replicas=1)
+    tracked_by_argo_cd(kube, namespace)
     started = time.monotonic()
     with reverting(cluster.kubeconfig, namespace, back_to="blue", manager="argocd-controller") as reverted:
         outcome = bg("switch", "--to", "green")
@@ -104,13 +109,7 @@ def test_a_selector_written_back_after_the_switch_is_named_with_its_writer(
 
 def test_status_says_which_objects_argo_cd_and_flux_manage(bg: Bg, kube: Client, namespace: str) -> None:
     create_app(kube, namespace, "shop", replicas=1)
-    kube.patch(
-        Service,
-        "shop",
-        {"metadata": {"annotations": {"argocd.argoproj.io/tracking-id": "shop-prod:/Service:shop/shop"}}},
-        namespace=namespace,
-        patch_type=PatchType.MERGE,
-    )
+    tracked_by_argo_cd(kube, namespace)
     kube.patch(
         Deployment,
         "shop-green",
