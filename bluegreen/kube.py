@@ -375,6 +375,38 @@ def write_json(
     return out
 
 
+PATCH_TYPES = {
+    "merge": "application/merge-patch+json",
+    "strategic": "application/strategic-merge-patch+json",
+    "json": "application/json-patch+json",  # RFC 6902: a list of operations, "test" ones included
+}
+
+
+def patch_json(
+    kube: Client,
+    path: str,
+    body: dict[str, Any] | list[dict[str, Any]],
+    *,
+    patch: str = "merge",
+    dry_run: bool = False,
+) -> dict[str, Any]:
+    """PATCH one object with `body` (`patch`: merge, strategic or json) as our field manager; the
+    object as the apiserver returned it, as a plain dict. A failed JSON-patch "test" is a 422."""
+    params = {"fieldManager": FIELD_MANAGER}
+    if dry_run:
+        params["dryRun"] = "All"
+    response = kube._client._client.request(
+        "PATCH",
+        path,
+        params=params,
+        headers={"Content-Type": PATCH_TYPES[patch]},
+        content=json.dumps(body).encode(),
+    )
+    kube._client.raise_for_status(response)  # type: ignore[no-untyped-call]
+    out: dict[str, Any] = json.loads(response.content)
+    return out
+
+
 def delete_json(kube: Client, path: str, *, dry_run: bool = False) -> None:
     params = {"dryRun": "All"} if dry_run else None
     response = kube._client._client.request("DELETE", path, params=params)
