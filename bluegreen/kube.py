@@ -10,22 +10,19 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import functools
 import json
 import os
 import ssl
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
-import httpx2
-import msgspec
-import yaml
-from lightkube import ApiError, Client, ConfigError, KubeConfig
-from lightkube.config import models as kubeconfig_models
-
 from bluegreen import cancel, validate
+from bluegreen.apiclient import Api, ApiStatusError, NoAnswer, plain_server
 from bluegreen.errors import (
     BlueGreenError,
     ClusterError,
@@ -36,6 +33,10 @@ from bluegreen.errors import (
     UsageError,
 )
 
+if TYPE_CHECKING:
+    import httpx2
+    from lightkube import Client, KubeConfig
+
 T = TypeVar("T")
 FIELD_MANAGER = "bluegreen"
 RETRIES = 4  # attempts for a call whose request never reached the apiserver
@@ -45,15 +46,164 @@ RBAC_REMEDY = "Grant it to this identity: deploy/rbac.yaml lists every verb blue
 # bench and the tests can count what a phase sends. Read once, at connect; unset costs nothing more.
 REQUEST_LOG = "BLUEGREEN_REQUEST_LOG"
 INITIAL_EVENTS_END = "k8s.io/initial-events-end"
+RETRY_STATUS = (429, 500, 502, 503, 504)  # overloaded or a proxy that lost the apiserver: a read again
+SERVICE_ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 
 
 def connect(*, kubeconfig: str | None = None, context: str | None = None, timeout: float = 10.0) -> Client:
     """A client for the cluster named by `kubeconfig` (else $KUBECONFIG, ~/.kube/config, in-cluster).
 
     The kubeconfig is read through the same safe YAML as bluegreen.yaml and its shape checked field by
-    field (kubeconfig_data), so a hand-edited file gets a message naming the bad field, exit 2."""
+    field (kubeconfig_data), so a hand-edited file gets a message naming the bad field, exit 2.
+
+    A plain kubeconfig (apiclient.plain_server) gets the lean client: the plain-dict calls of this
+    module never import lightkube, and typed calls build lightkube's Client on first use. Anything
+    else (exec plugins, token files, proxies, the in-cluster account) is lightkube's from the start."""
     where = kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config or the in-cluster account"
     remedy = "Pass --kubeconfig (and --context) naming a cluster you can reach."
+    in_cluster = not kubeconfig and bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
+    if not in_cluster:
+        path = Path(kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config").expanduser()
+        lean = _lean(path, context, timeout, explicit=bool(kubeconfig))
+        if lean is not None:
+            return lean
+    return _lightkube(kubeconfig=kubeconfig, context=context, timeout=timeout, where=where, remedy=remedy)
+
+
+def _lean(path: Path, context: str | None, timeout: float, *, explicit: bool) -> Client | None:
+    """The lean client when the kubeconfig is plain and its checks pass, else None (the full path then
+    reads it again and says what is wrong, as before)."""
+    if not path.is_file():
+        return None
+    try:
+        with path.open("rb") as file:
+            raw = file.read(validate.MAX_YAML_BYTES + 1)
+        data = validate.load_yaml(validate.yaml_text(raw, source=str(path)))
+        cluster, user = _chosen(data, context)
+        if cluster is None or not _sound(data):
+            return None
+        server = plain_server(cluster, user, path.resolve().parent)
+    except Exception:  # anything odd: the full path decides, and words the error
+        return None
+    if server is None:
+        return None
+    log = os.environ.get(REQUEST_LOG)
+
+    def typed() -> Client:
+        return _typed_client(data, path, context, timeout, server.tls, Path(log) if log else None)
+
+    from bluegreen import __version__
+
+    return Api(  # type: ignore[return-value]  # a Client to its users: lightkube's calls are delegated
+        server,
+        timeout=timeout,
+        typed=typed,
+        request_log=Path(log) if log else None,
+        user_agent=f"bluegreen/{__version__}",
+    )
+
+
+def _chosen(data: Any, context: str | None) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    """The cluster and user sections of the context asked for (else the current one), or None."""
+    if not isinstance(data, dict):
+        return None, {}
+    name = context or data.get("current-context")
+    entries = {
+        key: {e["name"]: e.get(field) for e in data.get(key) or [] if isinstance(e, dict) and "name" in e}
+        for key, field in (("contexts", "context"), ("clusters", "cluster"), ("users", "user"))
+    }
+    chosen = entries["contexts"].get(name)
+    if not isinstance(chosen, dict):
+        return None, {}
+    cluster = entries["clusters"].get(chosen.get("cluster"))
+    user = entries["users"].get(chosen.get("user"), {}) if chosen.get("user") else {}
+    if not isinstance(cluster, dict) or not isinstance(user, dict):
+        return None, {}
+    return cluster, user
+
+
+def _sound(data: dict[str, Any]) -> bool:
+    """Every entry of the file of the plain shape, each reference resolved: what kubeconfig_data would
+    accept, checked without msgspec. False sends the file to the full check, which names the fault."""
+    sections = (("clusters", "cluster"), ("contexts", "context"), ("users", "user"))
+    names: dict[str, set[str]] = {}
+    for key, field in sections:
+        entries = data.get(key, [] if key == "users" else None)
+        if not isinstance(entries, list):
+            return False
+        names[key] = set()
+        for entry in entries:
+            if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+                return False
+            body = entry.get(field)
+            if not isinstance(body, dict):
+                return False
+            if not all(isinstance(v, str) for k, v in body.items() if k != "insecure-skip-tls-verify"):
+                return False
+            names[key].add(entry["name"])
+    for entry in data["clusters"]:
+        cluster = entry["cluster"]
+        if not isinstance(cluster.get("server", ""), str) or not _pem_ok(
+            cluster, "certificate-authority-data"
+        ):
+            return False
+    for entry in data.get("users") or []:
+        user = entry["user"]
+        if not (_pem_ok(user, "client-certificate-data") and _pem_ok(user, "client-key-data")):
+            return False
+        if bool(user.get("client-certificate") or user.get("client-certificate-data")) != bool(
+            user.get("client-key") or user.get("client-key-data")
+        ):
+            return False
+    for entry in data["contexts"]:
+        context = entry["context"]
+        if context.get("cluster") not in names["clusters"]:
+            return False
+        if context.get("user") and context["user"] not in names["users"]:
+            return False
+    current = data.get("current-context")
+    return current is None or current in names["contexts"]
+
+
+def _pem_ok(section: dict[str, Any], key: str) -> bool:
+    try:
+        _pem(section, key, "")
+    except ValueError:
+        return False
+    return True
+
+
+def _typed_client(
+    data: dict[str, Any],
+    path: Path,
+    context: str | None,
+    timeout: float,
+    tls: ssl.SSLContext | None,
+    log: Path | None,
+) -> Client:
+    """lightkube's Client for the lean client's typed calls: same kubeconfig, same TLS context."""
+    import httpx2
+    from lightkube import Client, KubeConfig
+
+    from bluegreen.transport import StdlibTransport
+
+    config = KubeConfig.from_dict(data, fname=path)
+    single = config.get(context_name=context) if context else config.get()
+    client = Client(
+        single, timeout=httpx2.Timeout(timeout), field_manager=FIELD_MANAGER, transport=StdlibTransport(tls)
+    )
+    if log is not None:
+        _log_requests(client, log)
+    return client
+
+
+def _lightkube(
+    *, kubeconfig: str | None, context: str | None, timeout: float, where: str, remedy: str
+) -> Client:
+    import httpx2
+    import yaml
+    from lightkube import Client, ConfigError, KubeConfig
+
     try:
         if kubeconfig:
             config = _from_file(Path(kubeconfig).expanduser(), explicit=True)
@@ -109,6 +259,8 @@ def _log_requests(client: Client, path: Path) -> None:
 
 
 def _from_file(path: Path, *, explicit: bool) -> KubeConfig:
+    from lightkube import KubeConfig
+
     if not path.is_file():
         raise UsageError(
             f"kubeconfig {path} does not exist",
@@ -122,28 +274,26 @@ def _from_file(path: Path, *, explicit: bool) -> KubeConfig:
     return KubeConfig.from_dict(data, fname=path)
 
 
-class _NamedCluster(msgspec.Struct):
-    name: str
-    cluster: kubeconfig_models.Cluster
+@functools.cache
+def _kubeconfig_shape() -> Any:
+    """The shape lightkube reads, field by field, as msgspec Structs (built when the full check runs:
+    msgspec and lightkube's models are imported only then); msgspec names the path of whatever does
+    not fit."""
+    import msgspec
+    from lightkube.config import models as kubeconfig_models
 
+    def named(kind: str, field: str, model: type) -> Any:
+        return msgspec.defstruct(f"_Named{kind}", [("name", str), (field, model)])
 
-class _NamedContext(msgspec.Struct):
-    name: str
-    context: kubeconfig_models.Context
-
-
-class _NamedUser(msgspec.Struct):
-    name: str
-    user: kubeconfig_models.User
-
-
-class _Kubeconfig(msgspec.Struct):
-    """The shape lightkube reads, field by field; msgspec names the path of whatever does not fit."""
-
-    clusters: list[_NamedCluster]
-    contexts: list[_NamedContext]
-    users: list[_NamedUser] = []
-    current_context: str | None = msgspec.field(name="current-context", default=None)
+    return msgspec.defstruct(
+        "_Kubeconfig",
+        [
+            ("clusters", list[named("Cluster", "cluster", kubeconfig_models.Cluster)]),  # type: ignore[misc]
+            ("contexts", list[named("Context", "context", kubeconfig_models.Context)]),  # type: ignore[misc]
+            ("users", list[named("User", "user", kubeconfig_models.User)], []),  # type: ignore[misc]
+            ("current_context", str | None, msgspec.field(name="current-context", default=None)),
+        ],
+    )
 
 
 _PEM_FIELDS = ("certificate-authority-data", "client-certificate-data", "client-key-data")
@@ -156,6 +306,10 @@ def kubeconfig_data(text: str, *, source: str = "kubeconfig") -> dict[str, Any]:
     server that is not an http(s) URL with a host, certificate data that is not base64 PEM, a context
     naming a cluster or user that is not there. Aliases, depth and size are refused by the safe YAML.
     """
+    import httpx2
+    import msgspec
+    import yaml
+
     try:
         data = validate.load_yaml(text)
     except yaml.MarkedYAMLError as error:
@@ -172,7 +326,7 @@ def kubeconfig_data(text: str, *, source: str = "kubeconfig") -> dict[str, Any]:
             f"{source}: expected a mapping with clusters, contexts and users, got a {type(data).__name__}"
         )
     try:
-        shape = msgspec.convert(data, _Kubeconfig, strict=True)
+        shape = msgspec.convert(data, _kubeconfig_shape(), strict=True)
     except msgspec.ValidationError as error:
         raise ValueError(f"{source}: {error}".replace("`$.", "`").replace(" - at `$`", "")) from None
     clusters = {c.name for c in shape.clusters}
@@ -240,28 +394,75 @@ def _pem(section: dict[str, Any], key: str, where: str) -> None:
             raise ValueError(f"{where}.{key}: not a usable CA certificate ({error})") from None
 
 
+def _foreign(name: str, attribute: str) -> type | None:
+    """An error class of lightkube, httpx2 or msgspec if that module is loaded, else None: an error of
+    a library this process never imported cannot be raised, so it is never imported to be checked."""
+    module = sys.modules.get(name)
+    found: type | None = getattr(module, attribute, None) if module is not None else None
+    return found
+
+
+def _status_of(error: Exception) -> tuple[int, str] | None:
+    """The HTTP status and message of an error answer, from our client or lightkube's."""
+    if isinstance(error, ApiStatusError):
+        return error.code, error.message
+    api_error = _foreign("lightkube.core.exceptions", "ApiError")
+    if api_error is not None and isinstance(error, api_error):
+        status: Any = error.status  # type: ignore[attr-defined]
+        return status.code or 0, status.message or str(error)
+    status_error = _foreign("httpx2", "HTTPStatusError")
+    if status_error is not None and isinstance(error, status_error):
+        # lightkube raises ApiError only for a JSON body; proxies in front of the API answer otherwise.
+        response: Any = error.response  # type: ignore[attr-defined]
+        return response.status_code, response.text[:300]
+    return None
+
+
+def _no_answer(error: Exception) -> bool:
+    transport_error = _foreign("httpx2", "TransportError")
+    return isinstance(error, NoAnswer) or (transport_error is not None and isinstance(error, transport_error))
+
+
+def _cut_short(error: Exception) -> bool:
+    decode_error = _foreign("msgspec", "DecodeError")
+    return isinstance(error, json.JSONDecodeError) or (
+        decode_error is not None and isinstance(error, decode_error)
+    )
+
+
+def _api_failure(error: Exception) -> bool:
+    """One of the failures `call` maps: an error answer, no answer, or an answer cut short."""
+    http_error = _foreign("httpx2", "HTTPError")
+    return (
+        isinstance(error, ApiStatusError | NoAnswer | json.JSONDecodeError)
+        or (http_error is not None and isinstance(error, http_error))
+        or _cut_short(error)
+        or _status_of(error) is not None
+    )
+
+
 def mapped(what: str, error: Exception) -> BlueGreenError:
-    """Our error for a lightkube ApiError or an httpx2 failure met while doing `what`."""
+    """Our error for an error answer, no answer or a cut answer (of our client or lightkube's) met
+    while doing `what`."""
     if isinstance(error, BlueGreenError):
         return error
-    if isinstance(error, httpx2.TransportError):
+    if _no_answer(error):
+        name = type(error).__name__
+        detail = str(error) if isinstance(error, NoAnswer) else f"{name}: {error}"
         return UnreachableError(
-            f"{what}: the Kubernetes API did not answer ({type(error).__name__}: {error})",
+            f"{what}: the Kubernetes API did not answer ({detail})",
             remedy="Check the kubeconfig's server address, the network, and that the cluster is up.",
         )
-    if isinstance(error, msgspec.DecodeError | json.JSONDecodeError):
+    if _cut_short(error):
         # The connection closed mid-answer (a proxy's limit, a reset): a write may have landed.
         return UnreachableError(
             f"{what}: the Kubernetes API's answer was cut short ({error})",
             remedy="Check the network and any proxy between here and the cluster, then run it again.",
         )
-    if isinstance(error, ApiError):
-        code, message = error.status.code or 0, error.status.message or str(error)
-    elif isinstance(error, httpx2.HTTPStatusError):
-        # lightkube raises ApiError only for a JSON body; proxies in front of the API answer otherwise.
-        code, message = error.response.status_code, error.response.text[:300]
-    else:
+    status = _status_of(error)
+    if status is None:
         return ClusterError(f"{what}: {error}")
+    code, message = status
     if code == 409:
         return ConflictError(
             f"{what}: {message}",
@@ -281,14 +482,24 @@ def mapped(what: str, error: Exception) -> BlueGreenError:
 
 
 def _retryable(error: Exception, *, idempotent: bool) -> bool:
-    if isinstance(error, httpx2.ConnectError):
-        return True  # the request never left: safe whatever it was
-    if isinstance(error, httpx2.TimeoutException | httpx2.RemoteProtocolError):
+    if isinstance(error, NoAnswer):
+        if not error.sent:
+            return True  # the request never left: safe whatever it was
+        return idempotent and error.kind in ("timeout", "protocol")
+    connect_error = _foreign("httpx2", "ConnectError")
+    if connect_error is not None and isinstance(error, connect_error):
+        return True
+    timeout, protocol = _foreign("httpx2", "TimeoutException"), _foreign("httpx2", "RemoteProtocolError")
+    if timeout is not None and protocol is not None and isinstance(error, timeout | protocol):
         return idempotent
-    if isinstance(error, msgspec.DecodeError | json.JSONDecodeError):
+    if _cut_short(error):
         return idempotent  # an answer cut short: a read can be asked again
-    code = error.status.code if isinstance(error, ApiError) else None
-    return idempotent and code in (429, 500, 502, 503, 504)
+    if isinstance(error, ApiStatusError):
+        return idempotent and error.code in RETRY_STATUS
+    api_error = _foreign("lightkube.core.exceptions", "ApiError")
+    if api_error is not None and isinstance(error, api_error):
+        return idempotent and error.status.code in RETRY_STATUS  # type: ignore[attr-defined]
+    return False
 
 
 def call(
@@ -319,7 +530,9 @@ def _call(what: str, fn: Callable[[], T], *, idempotent: bool) -> T:
     for attempt in range(1, RETRIES + 1):
         try:
             return fn()
-        except (ApiError, httpx2.HTTPError, msgspec.DecodeError, json.JSONDecodeError) as error:
+        except Exception as error:
+            if not _api_failure(error):
+                raise
             if attempt == RETRIES or not _retryable(error, idempotent=idempotent):
                 raise mapped(what, error) from None
         time.sleep(delay)
@@ -335,16 +548,33 @@ def found(what: str, fn: Callable[[], T], *, guard: bool = True) -> T | None:
         return None
 
 
+def _send(
+    kube: Client,
+    method: str,
+    path: str,
+    *,
+    params: dict[str, str] | None = None,
+    headers: dict[str, str] | None = None,
+    body: bytes | None = None,
+) -> bytes:
+    """One request through the lean client, or through the HTTP client of a lightkube Client (the
+    tests', the fallback's): the body of a 2xx answer; the client's own errors otherwise, which `call`
+    maps and retries alike."""
+    if isinstance(kube, Api):
+        return kube.request(method, path, params=params, headers=headers, body=body)
+    response = kube._client._client.request(method, path, params=params, headers=headers, content=body)
+    kube._client.raise_for_status(response)  # type: ignore[no-untyped-call]
+    content: bytes = response.content
+    return content
+
+
 def get_json(kube: Client, path: str, *, params: dict[str, str] | None = None) -> dict[str, Any]:
     """GET an API path as the plain dict the apiserver sent (an object, or a list with its items).
 
     For reads that pure decision code takes as dicts anyway: decoding into lightkube's typed model
     first builds msgspec decoders for the model's whole type tree on first use (a Deployment: ~25 ms
-    of CPU, a Pod list ~8 ms, in every process), only for to_dict() to undo it. Failures are the same
-    ApiError and httpx2 errors as from `kube.get`, so `call` maps and retries them alike."""
-    response = kube._client._client.get(path, params=params)
-    kube._client.raise_for_status(response)  # type: ignore[no-untyped-call]
-    out: dict[str, Any] = json.loads(response.content)
+    of CPU, a Pod list ~8 ms, in every process), only for to_dict() to undo it."""
+    out: dict[str, Any] = json.loads(_send(kube, "GET", path, params=params))
     return out
 
 
@@ -367,11 +597,8 @@ def write_json(
     if apply:
         params["force"] = "true"
         headers["Content-Type"] = "application/apply-patch+yaml"  # JSON is YAML
-    response = kube._client._client.request(
-        method, path, params=params, headers=headers, content=json.dumps(body).encode()
-    )
-    kube._client.raise_for_status(response)  # type: ignore[no-untyped-call]
-    out: dict[str, Any] = json.loads(response.content)
+    sent = _send(kube, method, path, params=params, headers=headers, body=json.dumps(body).encode())
+    out: dict[str, Any] = json.loads(sent)
     return out
 
 
@@ -395,31 +622,23 @@ def patch_json(
     params = {"fieldManager": FIELD_MANAGER}
     if dry_run:
         params["dryRun"] = "All"
-    response = kube._client._client.request(
-        "PATCH",
-        path,
-        params=params,
-        headers={"Content-Type": PATCH_TYPES[patch]},
-        content=json.dumps(body).encode(),
+    headers = {"Content-Type": PATCH_TYPES[patch]}
+    out: dict[str, Any] = json.loads(
+        _send(kube, "PATCH", path, params=params, headers=headers, body=json.dumps(body).encode())
     )
-    kube._client.raise_for_status(response)  # type: ignore[no-untyped-call]
-    out: dict[str, Any] = json.loads(response.content)
     return out
 
 
 def delete_json(kube: Client, path: str, *, dry_run: bool = False) -> None:
-    params = {"dryRun": "All"} if dry_run else None
-    response = kube._client._client.request("DELETE", path, params=params)
-    kube._client.raise_for_status(response)  # type: ignore[no-untyped-call]
+    _send(kube, "DELETE", path, params={"dryRun": "All"} if dry_run else None)
 
 
 def metadata_list(kube: Client, path: str, *, params: dict[str, str] | None = None) -> list[dict[str, Any]]:
     """The objects at a list path as metadata only (PartialObjectMetadataList): a list of Secrets
     without their values."""
     accept = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
-    response = kube._client._client.get(path, params=params, headers={"Accept": accept})
-    kube._client.raise_for_status(response)  # type: ignore[no-untyped-call]
-    items: list[dict[str, Any]] = json.loads(response.content).get("items") or []
+    sent = _send(kube, "GET", path, params=params, headers={"Accept": accept})
+    items: list[dict[str, Any]] = json.loads(sent).get("items") or []
     return items
 
 
@@ -432,6 +651,23 @@ def to_dict(obj: Any) -> dict[str, Any]:
     """A lightkube object as the plain dict the apiserver sent: what pure decision code takes."""
     out: dict[str, Any] = obj.to_dict()
     return out
+
+
+@contextlib.contextmanager
+def _lines(kube: Client, path: str, params: dict[str, str], read_timeout: float) -> Iterator[Iterator[bytes]]:
+    """A streamed GET's lines, through the lean client or lightkube's HTTP client."""
+    if isinstance(kube, Api):
+        with kube.stream(path, params=params, read_timeout=read_timeout) as lines:
+            yield lines
+        return
+    import httpx2
+
+    http: httpx2.Client = kube._client._client  # the authenticated HTTP client lightkube built
+    with http.stream("GET", path, params=params, timeout=httpx2.Timeout(10.0, read=read_timeout)) as response:
+        if response.status_code != 200:
+            response.read()
+            response.raise_for_status()
+        yield (line.encode() for line in response.iter_lines())
 
 
 def watch_until(
@@ -458,7 +694,6 @@ def watch_until(
     remaining = deadline - time.monotonic()
     if remaining <= 0:
         return resource_version
-    http: httpx2.Client = kube._client._client  # the authenticated HTTP client lightkube built
     query = {
         **params,
         "watch": "1",
@@ -469,14 +704,9 @@ def watch_until(
     if initial_events:
         query.update(sendInitialEvents="true", resourceVersionMatch="NotOlderThan")
     try:
-        with http.stream(
-            "GET", path, params=query, timeout=httpx2.Timeout(10.0, read=remaining + 5)
-        ) as response:
-            if response.status_code != 200:
-                response.read()
-                response.raise_for_status()
-            for line in response.iter_lines():
-                if not line:
+        with _lines(kube, path, query, remaining + 5) as lines:
+            for line in lines:
+                if not line.strip():
                     continue
                 event = json.loads(line)
                 obj = event.get("object") or {}
@@ -487,7 +717,9 @@ def watch_until(
                     break
                 if time.monotonic() >= deadline:
                     break
-    except (httpx2.HTTPError, json.JSONDecodeError) as error:
+    except Exception as error:
+        if not _api_failure(error):
+            raise
         raise mapped(f"watching {path}", error) from None
     return resource_version
 
