@@ -9,11 +9,8 @@ or derived from the correlation ID, so the app's traces of gate traffic are foun
 from __future__ import annotations
 
 import functools
-import hashlib
 import os
 import re
-import secrets
-import uuid
 from collections.abc import Mapping
 
 ENV = "BLUEGREEN_CORRELATION_ID"
@@ -33,8 +30,9 @@ def correlation_id(env: Mapping[str, str] | None = None) -> str:
 
 @functools.cache
 def _generated() -> str:
-    # Once per process: the logs, the history and the headers of one run must agree.
-    return uuid.uuid4().hex
+    # Once per process: the logs, the history and the headers of one run must agree. 128 random bits
+    # as 32 hex digits, as uuid4().hex, without importing uuid (and platform, hashlib) for it.
+    return os.urandom(16).hex()
 
 
 def parent(env: Mapping[str, str] | None = None) -> tuple[str, str] | None:
@@ -53,6 +51,8 @@ def trace_id(cid: str, env: Mapping[str, str] | None = None) -> str:
         return inherited[0]
     if re.fullmatch(r"[0-9a-f]{32}", cid) and set(cid) != {"0"}:
         return cid
+    import hashlib
+
     return hashlib.sha256(cid.encode()).hexdigest()[:32]
 
 
@@ -64,5 +64,5 @@ def headers(env: Mapping[str, str] | None = None) -> dict[str, str]:
     traced = telemetry.traceparent()  # with tracing on: the current span (a check round) is the parent
     return {
         "X-Request-Id": cid,
-        "traceparent": traced or f"00-{trace_id(cid, env)}-{secrets.token_hex(8)}-01",
+        "traceparent": traced or f"00-{trace_id(cid, env)}-{os.urandom(8).hex()}-01",
     }

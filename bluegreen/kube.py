@@ -78,7 +78,7 @@ def _lean(path: Path, context: str | None, timeout: float, *, explicit: bool) ->
     try:
         with path.open("rb") as file:
             raw = file.read(validate.MAX_YAML_BYTES + 1)
-        data = validate.load_yaml(validate.yaml_text(raw, source=str(path)))
+        data = _parsed(validate.yaml_text(raw, source=str(path)))
         cluster, user = _chosen(data, context)
         if cluster is None or not _sound(data):
             return None
@@ -101,6 +101,31 @@ def _lean(path: Path, context: str | None, timeout: float, *, explicit: bool) ->
         request_log=Path(log) if log else None,
         user_agent=f"bluegreen/{__version__}",
     )
+
+
+def _parsed(text: str) -> Any:
+    """The kubeconfig's document: as JSON when it is JSON (`kubectl config view -o json`, the local
+    cluster's) within the YAML bounds, which spares PyYAML's import; else through the safe YAML."""
+    if text.lstrip().startswith("{"):
+        try:
+            data = json.loads(text)
+        except (ValueError, RecursionError):
+            data = None
+        if data is not None and _depth(data) <= validate.MAX_DEPTH:
+            return data
+    return validate.load_yaml(text)
+
+
+def _depth(data: Any) -> int:
+    deepest, stack = 0, [(data, 1)]
+    while stack:
+        node, level = stack.pop()
+        deepest = max(deepest, level)
+        if isinstance(node, dict):
+            stack.extend((v, level + 1) for v in node.values())
+        elif isinstance(node, list):
+            stack.extend((v, level + 1) for v in node)
+    return deepest
 
 
 def _chosen(data: Any, context: str | None) -> tuple[dict[str, Any] | None, dict[str, Any]]:
