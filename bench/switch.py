@@ -2,8 +2,9 @@
 
 On the local cluster, one app (3 pods per colour) and a second Service `floor` selecting the same pods.
 Each round runs, alternately: kubectl patches `floor` to the other colour (the floor), `bluegreen switch
---to` the other colour (with --force: the rollback before marked that release rejected), kubectl patches
-`floor` back, `bluegreen rollback`. For every command it takes, from the moment the bench starts it:
+--to` the other colour (the rollback before marked that release rejected: the bench clears the mark
+first, untimed, so the switch is a plain one), kubectl patches `floor` back, `bluegreen rollback`. For every command it takes, from the moment the
+bench starts it:
 
 - write sent: the request that moves traffic leaves the process (from the CLI's request log,
   BLUEGREEN_REQUEST_LOG; kubectl's is its only request, so the floor has no such figure),
@@ -42,10 +43,13 @@ from typing import Any
 
 from lightkube import Client, KubeConfig
 from lightkube.models.meta_v1 import ObjectMeta
+from lightkube.resources.apps_v1 import Deployment
 from lightkube.resources.core_v1 import Namespace
 from lightkube.resources.discovery_v1 import EndpointSlice
+from lightkube.types import PatchType
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bluegreen.intent import REJECTED
 from tests.support.apps import COLOR_LABEL, NAME_LABEL, create_app, ready_pod_ips, service
 
 ROUNDS = 10
@@ -195,6 +199,11 @@ def imported(argv: list[str], tree: Path | None) -> tuple[float, int]:
     return total / 1000, modules
 
 
+def clear_rejected(kube: Client, namespace: str, deployment: str) -> None:
+    patch = {"metadata": {"annotations": {REJECTED: None}}}
+    kube.patch(Deployment, deployment, patch, namespace=namespace, patch_type=PatchType.MERGE)
+
+
 def median(values: Sequence[float | None]) -> str:
     known = [v for v in values if v is not None]
     return f"{statistics.median(known):7.0f}" if known else "      -"
@@ -254,8 +263,11 @@ def main() -> int:
             for _ in range(args.rounds):
                 for tree, suffix in versions:
                     runs[f"floor{suffix}"].append(run_floor(floor("green"), watch, pods["green"]))
-                    # --force: the rollback of the round before marked green's release rejected.
-                    switch = [bluegreen, "switch", "--to", "green", "--force", *common]
+                    # The rollback of the round before marked green's release rejected: the mark is
+                    # cleared here, untimed, so that each round measures a plain switch (a switch
+                    # with --force onto a rejected release also clears it: one request more).
+                    clear_rejected(kube, namespace, "shop-green")
+                    switch = [bluegreen, "switch", "--to", "green", *common]
                     runs[f"switch{suffix}"].append(
                         run_bluegreen(switch, watch, namespace, pods["green"], Path(logs), tree)
                     )
