@@ -3,8 +3,8 @@
 On the local cluster, one app (3 pods per colour) and a second Service `floor` selecting the same pods.
 Each round runs, alternately: kubectl patches `floor` to the other colour (the floor), `bluegreen switch
 --to` the other colour (the rollback before marked that release rejected: the bench clears the mark
-first, untimed, so the switch is a plain one), kubectl patches `floor` back, `bluegreen rollback`. For every command it takes, from the moment the
-bench starts it:
+first, untimed, so the switch is a plain one), kubectl patches `floor` back, `bluegreen rollback`.
+For every command it takes, from the moment the bench starts it:
 
 - write sent: the request that moves traffic leaves the process (from the CLI's request log,
   BLUEGREEN_REQUEST_LOG; kubectl's is its only request, so the floor has no such figure),
