@@ -10,14 +10,11 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from lightkube.resources.apps_v1 import Deployment
-from lightkube.types import PatchType
-
 from bluegreen import drain, history, intent, routers, telemetry
 from bluegreen.config import Config
 from bluegreen.errors import BlueGreenError, ConflictError, LockLostError, RefusedError
 from bluegreen.gate import WatchResult
-from bluegreen.kube import call
+from bluegreen.kube import call, patch_json
 from bluegreen.lock import Lock
 from bluegreen.model import Color, Result
 from bluegreen.phases import rollback
@@ -100,7 +97,7 @@ def _release(ctx: Context, color: Color) -> intent.Release:
 def _stamp(ctx: Context, color: Color, judged: str, seconds: float) -> bool:
     """Stamp `color`'s Deployment with the template hash the gate judged, in a write guarded by the
     resourceVersion read; False when the template is no longer the one judged."""
-    name = ctx.app.deployment(color)
+    name, ns = ctx.app.deployment(color), ctx.app.namespace
     for _ in range(3):
         dep = ctx.deployment(color)
         if dep is None or intent.template_hash(dep["spec"]["template"], ctx.app.color_label) != judged:
@@ -120,10 +117,8 @@ def _stamp(ctx: Context, color: Color, judged: str, seconds: float) -> bool:
         }
         try:
             call(
-                f"stamping Deployment {ctx.app.namespace}/{name} as gated",
-                lambda: ctx.kube.patch(
-                    Deployment, name, patch, namespace=ctx.app.namespace, patch_type=PatchType.MERGE
-                ),
+                f"stamping Deployment {ns}/{name} as gated",
+                lambda: patch_json(ctx.kube, f"/apis/apps/v1/namespaces/{ns}/deployments/{name}", patch),
                 idempotent=False,
             )
             # The annotation is a new generation of the Deployment: end once its controller saw it.

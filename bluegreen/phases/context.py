@@ -6,10 +6,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
-
-from lightkube import Client
-from lightkube.resources.core_v1 import Namespace
+from typing import TYPE_CHECKING, Any
 
 from bluegreen import cancel
 from bluegreen.errors import ForbiddenError, NotFoundError, RolloutError
@@ -17,6 +14,9 @@ from bluegreen.kube import call, found, get_json, label_selector
 from bluegreen.lock import Lock
 from bluegreen.model import AppSpec, Color, NullReporter, Reporter, RunInfo
 from bluegreen.rollout import pod_problems, rollout_status
+
+if TYPE_CHECKING:
+    from lightkube import Client
 
 PROGRESS_EVERY = 3.0  # seconds between progress lines while waiting
 
@@ -74,7 +74,10 @@ class Context:
     def require_namespace(self) -> None:
         ns = self.app.namespace
         try:
-            exists = found(f"reading Namespace {ns}", lambda: self.kube.get(Namespace, ns)) is not None
+            exists = (
+                found(f"reading Namespace {ns}", lambda: get_json(self.kube, f"/api/v1/namespaces/{ns}"))
+                is not None
+            )
         except ForbiddenError:
             return  # least-privilege RBAC cannot read Namespaces: the caller's message covers both
         if not exists:
@@ -103,6 +106,36 @@ class Context:
             f"reading Deployment {ns}/{name}",
             lambda: get_json(self.kube, f"/apis/apps/v1/namespaces/{ns}/deployments/{name}"),
         )
+
+    def deployments(self) -> dict[Color, dict[str, Any] | None]:
+        """Both colours' Deployments (None: missing) in one request instead of two (issue 14).
+
+        The list is narrowed by the colour label, which init and deploy put on every colour's
+        Deployment, and each colour is picked from it by name: the name is what names it, the label
+        only narrows the list (it also holds other apps' colours in the namespace). No label selects
+        exactly this app's two: the name label is the pods', and an adopted Deployment keeps the labels
+        it had. A colour not in the list (missing, or made by hand without the label) is read by name
+        as deployment() reads it, so a missing one is None as before; so are both under a Role without
+        `list` on deployments (deploy/rbac.yaml grants it since this change)."""
+        ns = self.app.namespace
+        selector = f"{self.app.color_label} in ({','.join(str(c) for c in Color)})"
+        try:
+            listed = call(
+                f"listing the Deployments of app {self.app.name} in {ns}",
+                lambda: get_json(
+                    self.kube,
+                    f"/apis/apps/v1/namespaces/{ns}/deployments",
+                    params={"labelSelector": selector},
+                )["items"],
+            )
+        except ForbiddenError:
+            listed = []
+        by_name = {(dep.get("metadata") or {}).get("name"): dep for dep in listed}
+        return {
+            color: by_name[name] if name in by_name else self.deployment(color)
+            for color in Color
+            for name in [self.app.deployment(color)]
+        }
 
     def pods(self, color: Color, selector: dict[str, str]) -> list[dict[str, Any]]:
         labels: dict[str, Any] = {**selector, self.app.color_label: str(color)}

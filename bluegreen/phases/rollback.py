@@ -10,12 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from lightkube.resources.apps_v1 import Deployment
-from lightkube.types import PatchType
-
 from bluegreen import history, ordering, telemetry
 from bluegreen.errors import NotFoundError, RefusedError
-from bluegreen.kube import call
+from bluegreen.kube import call, patch_json
 from bluegreen.model import Color, Result
 from bluegreen.phases import switch
 from bluegreen.phases.context import Context
@@ -63,7 +60,7 @@ def run(
         )
     if not ctx.dry_run:
         ctx.peek_lock()  # before the Deployments are read: see switch.run and Lock.undisturbed
-    before = {c: ctx.deployment(c) for c in Color}
+    before = ctx.deployments()  # both colours, in one request
     dep = before[target]
     if dep is None:
         raise NotFoundError(
@@ -84,9 +81,7 @@ def run(
         # Both colours again under the lock (the target may have been retired meanwhile), unless the
         # Lease was taken from the free Lease read before them (no other run held it since): the switch
         # decides on these reads and checks the target's readiness on them, without reading again.
-        held: dict[Color, dict[str, Any] | None] | None = (
-            before if lock.undisturbed else {c: ctx.deployment(c) for c in Color}
-        )
+        held: dict[Color, dict[str, Any] | None] | None = before if lock.undisturbed else ctx.deployments()
         dep = (held or {}).get(target) or dep
         if dep["spec"].get("replicas", 1) == 0 and not ctx.dry_run:
             live = (held or {}).get(state.active) if state.active else None
@@ -94,12 +89,10 @@ def run(
             replicas = (live or {}).get("spec", {}).get("replicas", 1) or 1
             ctx.reporter.progress(f"{target} was retired: scaling it to {replicas} replicas first")
             patch: dict[str, Any] = {"spec": {"replicas": replicas}}
-            name = ctx.app.deployment(target)
+            name, ns = ctx.app.deployment(target), ctx.app.namespace
             call(
-                f"scaling Deployment {ctx.app.namespace}/{name} to {replicas}",
-                lambda: ctx.kube.patch(
-                    Deployment, name, patch, namespace=ctx.app.namespace, patch_type=PatchType.MERGE
-                ),
+                f"scaling Deployment {ns}/{name} to {replicas}",
+                lambda: patch_json(ctx.kube, f"/apis/apps/v1/namespaces/{ns}/deployments/{name}", patch),
                 idempotent=False,
             )
             ctx.wait_rollout(target, timeout=ctx.timeout)

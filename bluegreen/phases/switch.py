@@ -26,12 +26,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
-
-from lightkube import Client
-from lightkube.resources.apps_v1 import Deployment
-from lightkube.resources.core_v1 import Service
-from lightkube.types import PatchType
+from typing import TYPE_CHECKING, Any
 
 from bluegreen import cancel, history, intent, routers, telemetry
 from bluegreen.errors import (
@@ -42,13 +37,16 @@ from bluegreen.errors import (
     NotReadyError,
     RefusedError,
 )
-from bluegreen.kube import call
+from bluegreen.kube import call, patch_json
 from bluegreen.lock import current_holder
 from bluegreen.model import AppSpec, Color, Result
 from bluegreen.phases.context import Context
 from bluegreen.rollout import fully_available, images_of, pod_problems, rollout_status
 from bluegreen.routers.base import Router, RouteState, SwitchWrite, Verification
 from bluegreen.routers.service import ServiceRouter
+
+if TYPE_CHECKING:
+    from lightkube import Client
 
 # The --probe's data-plane check (traffic_probe.TrafficCheck): (target colour, when the write returned
 # as time.time(), timeout) -> (ms from then until requests were answered by the target alone, or
@@ -98,7 +96,8 @@ def run(
 
     seen: dict[Color, intent.Release] = {}
     # Each colour's Deployment as last read: read once before the lock (to decide, check readiness and
-    # name the images) and once more under it, each time by decide() (issue 14: fewer requests).
+    # name the images) and once more under it, each time by decide(), both in one list request
+    # (ctx.deployments; issue 14: fewer requests).
     deployments: dict[Color, dict[str, Any] | None] = {}
     given = dict(held or {})  # used by the first decision only: after a 409, everything is read again
 
@@ -112,7 +111,10 @@ def run(
                     remedy="Settle it: `bluegreen switch --to blue` (or green) moves all traffic to one colour.",
                 )
             return intent.Decision(target=to, notes=[f"settling a split route ({state.detail}) on {to}"])
-        deployments.update({c: given.pop(c) if c in given else ctx.deployment(c) for c in Color})
+        if all(c in given for c in Color):
+            deployments.update({c: given.pop(c) for c in Color})
+        else:
+            deployments.update(ctx.deployments())
         seen.update(_releases(ctx, deployments))
         return intent.decide(
             state.active,
@@ -134,17 +136,18 @@ def run(
         return _noop(ctx, router, state, decision, result, deployments)
     target = decision.target
 
+    # A split route settled by --to decided without reading the Deployments: both read here, at once.
+    read_now = deployments if all(c in deployments for c in Color) else ctx.deployments()
     forced = _require_available(
         ctx,
         target,
         force=force,
         result=result,
         allow_no_endpoints=allow_no_endpoints,
-        read=deployments.get(target),
+        read=read_now.get(target),
     )
     if forced:
         reason = f"{reason} [{forced}]" if reason else forced
-    read_now = {c: deployments[c] if c in deployments else ctx.deployment(c) for c in Color}
     images = {str(c): images_of((read_now[c] or {}).get("spec", {}).get("template", {})) for c in Color}
     result.images = images
 
@@ -348,7 +351,7 @@ def _make(ctx: Context, name: str) -> Router:
 def _releases(
     ctx: Context, deployments: dict[Color, dict[str, Any] | None] | None = None
 ) -> dict[Color, intent.Release]:
-    read = deployments if deployments is not None else {c: ctx.deployment(c) for c in Color}
+    read = deployments if deployments is not None else ctx.deployments()
     return {c: intent.Release.of(c, read.get(c), ctx.app.color_label) for c in Color}
 
 
@@ -703,14 +706,12 @@ def _after(
     if mark is None:
         return
     color, value_text = mark
-    name = ctx.app.deployment(color)
+    name, ns = ctx.app.deployment(color), ctx.app.namespace
     patch: dict[str, Any] = {"metadata": {"annotations": {intent.REJECTED: value_text}}}
     try:
         call(
-            f"marking Deployment {ctx.app.namespace}/{name}",
-            lambda: ctx.kube.patch(
-                Deployment, name, patch, namespace=ctx.app.namespace, patch_type=PatchType.MERGE
-            ),
+            f"marking Deployment {ns}/{name}",
+            lambda: patch_json(ctx.kube, f"/apis/apps/v1/namespaces/{ns}/deployments/{name}", patch),
             idempotent=False,
         )
         what = "rejected" if value_text else "no longer rejected"
@@ -827,8 +828,8 @@ def repoint_preview(kube: Client, app: AppSpec, idle: Color) -> str:
     try:  # no read first: a merge patch of a Service that does not exist is a 404, and changes nothing
         call(
             f"pointing {what} at {idle}",
-            lambda: kube.patch(
-                Service, app.preview_service, patch, namespace=app.namespace, patch_type=PatchType.MERGE
+            lambda: patch_json(
+                kube, f"/api/v1/namespaces/{app.namespace}/services/{app.preview_service}", patch
             ),
             idempotent=False,
         )

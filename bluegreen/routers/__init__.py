@@ -7,13 +7,14 @@ commands need no `--router`; `chosen` decides between the name given and the one
 from __future__ import annotations
 
 import importlib
-from typing import Any
-
-from lightkube import Client
+from typing import TYPE_CHECKING, Any
 
 from bluegreen.errors import ConfigError
 from bluegreen.model import AppSpec
 from bluegreen.routers.base import Router
+
+if TYPE_CHECKING:
+    from lightkube import Client
 
 RECORDED = "bluegreen.io/router"  # on the stable Service: the router `init` set the app up for
 DEFAULT = "service"

@@ -13,15 +13,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, ClassVar, TypeVar, cast
-
-from lightkube import Client
-from lightkube.models.core_v1 import ServicePort, ServiceSpec
-from lightkube.models.meta_v1 import ObjectMeta
-from lightkube.resources.apps_v1 import Deployment
-from lightkube.resources.core_v1 import Service
-from lightkube.resources.discovery_v1 import EndpointSlice
-from lightkube.types import PatchType
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, cast
 
 from bluegreen.errors import (
     BlueGreenError,
@@ -35,6 +27,9 @@ from bluegreen.kube import found as kube_found
 from bluegreen.kube import mapped as mapped  # re-exported: the routers map errors with it
 from bluegreen.model import AppSpec, Color
 from bluegreen.routers.base import RouteState, SwitchWrite, Verification
+
+if TYPE_CHECKING:
+    from lightkube import Client
 
 T = TypeVar("T")
 Obj = Mapping[str, Any]
@@ -155,6 +150,13 @@ def ensure_color_services(kube: Client, app: AppSpec, *, dry_run: bool = False) 
 
     Ports are copied from the app's stable Service. Returns what was created or corrected (or would be).
     """
+    # Imported on use: a module that imports this one for its pure helpers loads no lightkube.
+    from lightkube.models.core_v1 import ServicePort, ServiceSpec
+    from lightkube.models.meta_v1 import ObjectMeta
+    from lightkube.resources.apps_v1 import Deployment
+    from lightkube.resources.core_v1 import Service
+    from lightkube.types import PatchType
+
     changed: list[str] = []
     existing = {c: _get_or_none(kube, Service, color_service(app, c), app.namespace) for c in Color}
     managed = [c for c, svc in existing.items() if svc is None or _managed(svc)]
@@ -225,6 +227,8 @@ def _managed(service: Obj) -> bool:
 
 def ready_endpoints(kube: Client, namespace: str, service: str) -> int:
     """How many ready addresses the Service's EndpointSlices list."""
+    from lightkube.resources.discovery_v1 import EndpointSlice
+
     slices = read(
         f"listing EndpointSlices of Service {namespace}/{service}",
         lambda: list(
@@ -358,6 +362,8 @@ class ObjectRouter:
             )
         body = self.patch_for(obj, color)
         self.prepare(color, dry_run=dry_run)
+        from lightkube.types import PatchType
+
         patch: dict[str, Any] = {"metadata": {"resourceVersion": state.resource_version}, **body}
         started = time.monotonic()
         written = call(

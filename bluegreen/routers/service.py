@@ -16,17 +16,16 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Mapping
-from typing import Any, ClassVar
-
-from lightkube import Client
-from lightkube.resources.core_v1 import Service
-from lightkube.types import PatchType
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from bluegreen import gitops
 from bluegreen.errors import NotAdoptedError, UsageError
-from bluegreen.kube import call, get_json, initial_events_end, label_selector, to_dict, watch_until
+from bluegreen.kube import call, get_json, initial_events_end, label_selector, patch_json, watch_until
 from bluegreen.model import AppSpec, Color
 from bluegreen.routers.base import RouteState, SwitchWrite, Verification
+
+if TYPE_CHECKING:
+    from lightkube import Client
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 REFRESH = 1.0  # seconds between re-reads of the target pods while verifying
@@ -93,13 +92,11 @@ class ServiceRouter:
     def _where(self) -> str:
         return f"Service {self.app.namespace}/{self.service_name}"
 
+    def _path(self) -> str:
+        return f"/api/v1/namespaces/{self.app.namespace}/services/{self.service_name}"
+
     def read(self) -> RouteState:
-        service = to_dict(
-            call(
-                f"reading {self._where()}",
-                lambda: self.kube.get(Service, self.service_name, namespace=self.app.namespace),
-            )
-        )
+        service = call(f"reading {self._where()}", lambda: get_json(self.kube, self._path()))
         selector = selector_of(service)
         value = selector.get(self.app.color_label)
         if value is None or value not in {c.value for c in Color}:
@@ -143,27 +140,20 @@ class ServiceRouter:
         self._write_started = started
         stored = call(
             f"patching {self._where()}",
-            lambda: self.kube.patch(
-                Service,
-                self.service_name,
-                patch,
-                namespace=self.app.namespace,
-                patch_type=PatchType.MERGE,
-                dry_run=dry_run,
-            ),
+            lambda: patch_json(self.kube, self._path(), patch, dry_run=dry_run),
             idempotent=False,
         )
         written_at = time.perf_counter()
-        assert stored.metadata is not None
+        meta = stored.get("metadata") or {}
         if not dry_run:  # what the Service holds now: a later guarded write of ours starts from it
-            self._annotations = dict(stored.metadata.annotations or {})
+            self._annotations = dict(meta.get("annotations") or {})
         return SwitchWrite(
             changed=True,
             api_ms=(written_at - started) * 1000,
             before=before,
             after=after,
             patch=patch,
-            resource_version=stored.metadata.resourceVersion or "",
+            resource_version=str(meta.get("resourceVersion") or ""),
         )
 
     def verify(self, color: Color, *, timeout: float) -> Verification:
@@ -276,12 +266,7 @@ class ServiceRouter:
     def _reverted(self, color: Color, started: float) -> Verification | None:
         """A Verification naming the revert when the Service no longer selects `color`; None while it
         does. Remembers the resourceVersion read, for _settle to watch from."""
-        service = to_dict(
-            call(
-                f"reading {self._where()}",
-                lambda: self.kube.get(Service, self.service_name, namespace=self.app.namespace),
-            )
-        )
+        service = call(f"reading {self._where()}", lambda: get_json(self.kube, self._path()))
         self._read_version = str(service["metadata"].get("resourceVersion") or "")
         return self._revert_in(service, color, started)
 

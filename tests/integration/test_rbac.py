@@ -77,3 +77,38 @@ def test_a_role_without_patch_on_services_is_refused_with_the_missing_verb_and_n
     assert {k: v for k, v in after.items() if not k.startswith("Lease")} == {
         k: v for k, v in state.items() if not k.startswith("Lease")
     }
+
+
+def test_a_role_from_before_the_deployments_list_still_switches_and_rolls_back(
+    kube: Client, cluster: LocalCluster, namespace: str, tmp_path: Path
+) -> None:
+    """A Role installed before switch read both colours in one list (no `list` on deployments): the
+    switch and the rollback read them one by one instead, as they did, rather than fail an upgrade."""
+    create_app(kube, namespace, "shop", replicas=1)
+    install_rbac(kube, namespace)
+    role = kube.get(Role, "bluegreen", namespace=namespace)
+    assert role.rules is not None
+    for rule in role.rules:
+        if rule.resources == ["deployments"]:
+            rule.verbs = [verb for verb in rule.verbs if verb != "list"]
+    kube.replace(role)
+    config = service_account_kubeconfig(
+        kube, cluster.kubeconfig, namespace, "bluegreen", tmp_path / "sa.kubeconfig"
+    )
+    log = tmp_path / "requests.log"
+
+    def bg(*args: str) -> tuple[str, list[str]]:
+        log.unlink(missing_ok=True)
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("BLUEGREEN_REQUEST_LOG", str(log))
+            outcome = execute([*args, "--app", "shop", "-n", namespace, "--kubeconfig", str(config)])
+        assert outcome.error is None, outcome.error
+        assert outcome.result is not None
+        return outcome.result.result, log.read_text().splitlines()
+
+    switched, sent = bg("switch", "--to", "green")
+    assert switched == "switched"
+    # The list refused (403), then each colour read by name.
+    assert sum(f"/namespaces/{namespace}/deployments/shop-" in line for line in sent) == 2, "\n".join(sent)
+    rolled, _ = bg("rollback")
+    assert rolled == "rolled-back"

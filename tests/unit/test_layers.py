@@ -64,3 +64,64 @@ def test_the_checker_sees_a_violation(tmp_path: Path) -> None:
     bad = tmp_path / "bad.py"
     bad.write_text("from bluegreen.github import runner\nimport bluegreen.cli\n")
     assert imports_of(bad) >= {"bluegreen.github", "bluegreen.github.runner", "bluegreen.cli"}
+
+
+# What `bluegreen switch` and `bluegreen rollback` with the service router import (besides kube, lock
+# and history): lightkube costs ~80 ms of a ~200 ms switch to import, so none of these may import it
+# when loaded; the Client type is for the type checker only, other routers' resources on their own path.
+SWITCH_PATH = (
+    "phases/switch.py",
+    "phases/rollback.py",
+    "phases/context.py",
+    "routers/__init__.py",
+    "routers/base.py",
+    "routers/service.py",
+    "rollout.py",
+    "gitops.py",
+    "telemetry.py",
+    "intent.py",
+    "ordering.py",
+)
+
+
+def loaded_imports(tree: ast.Module) -> set[str]:
+    """The modules a module imports when it is loaded: not inside a function, nor `if TYPE_CHECKING:`."""
+    found: set[str] = set()
+
+    def visit(nodes: list[ast.stmt]) -> None:
+        for node in nodes:
+            if isinstance(node, ast.Import):
+                found.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                found.add(node.module)
+            elif isinstance(node, ast.If):
+                if not (isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING"):
+                    visit(node.body)
+                visit(node.orelse)
+            elif isinstance(node, ast.Try):
+                visit([*node.body, *node.orelse, *node.finalbody])
+                for handler in node.handlers:
+                    visit(handler.body)
+            elif isinstance(node, ast.With | ast.ClassDef):
+                visit(node.body)
+
+    visit(tree.body)
+    return found
+
+
+def test_the_service_router_switch_path_does_not_load_lightkube() -> None:
+    offenders = {
+        name: sorted(
+            i for i in loaded_imports(ast.parse((PACKAGE / name).read_text())) if i.startswith("lightkube")
+        )
+        for name in SWITCH_PATH
+    }
+    assert {name: bad for name, bad in offenders.items() if bad} == {}
+
+
+def test_an_import_under_type_checking_is_not_counted_as_loaded() -> None:
+    tree = ast.parse(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from lightkube import Client\n"
+        "import json\ndef f() -> None:\n    import lightkube\n"
+    )
+    assert loaded_imports(tree) == {"typing", "json"}
