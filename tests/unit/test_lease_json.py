@@ -7,6 +7,8 @@ from __future__ import annotations
 import copy
 import json
 import re
+import subprocess
+import sys
 from datetime import UTC, datetime
 from typing import Any
 
@@ -230,3 +232,19 @@ def test_the_history_is_a_merge_patch_guarded_by_the_version_read(monkeypatch: p
     body = {"metadata": {"resourceVersion": "6", "annotations": {history.SWITCHING_TO: None}}}
     assert patched[1] == ("/api/v1/namespaces/ns/services/shop", body, "merge")
     assert patched[0][1]["metadata"]["resourceVersion"] == "5"
+
+
+def test_the_lock_and_the_history_import_no_client_library() -> None:
+    """In a fresh interpreter, with the client seam (bluegreen.kube, the lead's to make lean) stood
+    in for: importing lock and history loads neither lightkube nor its HTTP stack nor msgspec."""
+    code = (
+        "import json, sys, types\n"
+        "seam = types.ModuleType('bluegreen.kube')\n"
+        "for name in ('call', 'found', 'get_json', 'write_json', 'patch_json'):\n"
+        "    setattr(seam, name, None)\n"
+        "sys.modules['bluegreen.kube'] = seam\n"
+        "import bluegreen.history, bluegreen.lock\n"
+        "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert {"lightkube", "httpx2", "msgspec"} & set(json.loads(out.stdout)) == set()
