@@ -15,18 +15,15 @@ import json
 import secrets
 import socket
 from datetime import UTC, datetime
-from typing import Any
-
-from lightkube import Client
-from lightkube.models.core_v1 import ObjectReference
-from lightkube.models.meta_v1 import ObjectMeta
-from lightkube.resources.core_v1 import Service
-from lightkube.resources.events_v1 import Event
-from lightkube.types import PatchType
+from typing import TYPE_CHECKING, Any
 
 from bluegreen.errors import ConflictError
-from bluegreen.kube import call
+from bluegreen.kube import call, get_json, patch_json, write_json
+from bluegreen.lock import micro_time
 from bluegreen.model import AppSpec, RunInfo
+
+if TYPE_CHECKING:
+    from lightkube import Client
 
 ACTIVE = "bluegreen.io/active-color"
 PREVIOUS = "bluegreen.io/previous-color"
@@ -184,6 +181,11 @@ def lags(annotations: dict[str, str] | None, live: str | None) -> str:
     return ""
 
 
+def service_path(app: AppSpec) -> str:
+    """The API path of the app's live Service."""
+    return f"/api/v1/namespaces/{app.namespace}/services/{app.service}"
+
+
 def _patch_service(
     kube: Client, app: AppSpec, what: str, build: Any, known: tuple[str, dict[str, str]] | None = None
 ) -> list[dict[str, Any]]:
@@ -198,11 +200,10 @@ def _patch_service(
             known = None
         else:
             service = call(
-                f"reading Service {app.namespace}/{app.service}",
-                lambda: kube.get(Service, app.service, namespace=app.namespace),
+                f"reading Service {app.namespace}/{app.service}", lambda: get_json(kube, service_path(app))
             )
-            assert service.metadata is not None
-            version, found = service.metadata.resourceVersion or "", dict(service.metadata.annotations or {})
+            metadata = service.get("metadata") or {}
+            version, found = metadata.get("resourceVersion") or "", dict(metadata.get("annotations") or {})
         annotations = build(dict(found))
         if annotations is None:
             return parse(found)
@@ -210,9 +211,7 @@ def _patch_service(
         try:
             call(
                 f"{what} on Service {app.namespace}/{app.service}",
-                lambda: kube.patch(
-                    Service, app.service, patch, namespace=app.namespace, patch_type=PatchType.MERGE
-                ),
+                lambda: patch_json(kube, service_path(app), patch, patch="merge"),
                 idempotent=False,
             )
             if MIGRATIONS in annotations:
@@ -273,21 +272,24 @@ def amend(
 
 def event(kube: Client, app: AppSpec, *, reason: str, note: str, warning: bool = False) -> None:
     """A Kubernetes Event on the live Service, where `kubectl describe service` shows it."""
-    now = datetime.now(UTC)
-    created = Event(
-        metadata=ObjectMeta(generateName=f"{app.service}.bluegreen-", namespace=app.namespace),
-        eventTime=now,
-        reportingController="bluegreen.io/bluegreen",
-        reportingInstance=socket.gethostname()[:128],
-        action=reason,
-        reason=reason,
-        note=note[:1024],
-        type="Warning" if warning else "Normal",
-        regarding=ObjectReference(apiVersion="v1", kind="Service", name=app.service, namespace=app.namespace),
-    )
+    created = {
+        "apiVersion": "events.k8s.io/v1",
+        "kind": "Event",
+        "metadata": {"generateName": f"{app.service}.bluegreen-", "namespace": app.namespace},
+        "eventTime": micro_time(datetime.now(UTC)),
+        "reportingController": "bluegreen.io/bluegreen",
+        "reportingInstance": socket.gethostname()[:128],
+        "action": reason,
+        "reason": reason,
+        "note": note[:1024],
+        "type": "Warning" if warning else "Normal",
+        "regarding": {"apiVersion": "v1", "kind": "Service", "name": app.service, "namespace": app.namespace},
+    }
     call(
         f"posting an Event on Service {app.namespace}/{app.service}",
-        lambda: kube.create(created),
+        lambda: write_json(
+            kube, "POST", f"/apis/events.k8s.io/v1/namespaces/{app.namespace}/events", created
+        ),
         idempotent=False,
     )
 

@@ -32,16 +32,19 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
-
-from lightkube import Client
-from lightkube.models.coordination_v1 import LeaseSpec
-from lightkube.models.meta_v1 import ObjectMeta
-from lightkube.resources.coordination_v1 import Lease
+from typing import TYPE_CHECKING, Any
 
 from bluegreen import cancel
 from bluegreen.errors import ClusterError, ConflictError, LockHeldError, LockLostError
-from bluegreen.kube import call, found
+from bluegreen.kube import call, found, get_json, write_json
 from bluegreen.model import AppSpec, NullReporter, Reporter, RunInfo
+
+if TYPE_CHECKING:
+    from lightkube import Client
+
+# The Lease as the apiserver sends it: a plain dict, not lightkube's typed model, whose import and
+# decoders cost a switch more than its requests do (issue 14).
+Lease = dict[str, Any]
 
 DURATION_S = 60
 RENEW_DEADLINE = 2 / 3  # of the duration: past it without a renewal, the holder stops writing
@@ -52,6 +55,27 @@ RELEASE_BACKOFF_S = 0.25  # seconds before the second try, doubled for the third
 MODE = "bluegreen.io/lock-mode"  # "preemptible" while a watch holds it
 PREEMPTIBLE = "preemptible"
 PREEMPTED_BY = "bluegreen.io/preempted-by"  # set by the rollback that took it over
+API = "/apis/coordination.k8s.io/v1"
+
+
+def leases_path(namespace: str, name: str | None = None) -> str:
+    """The API path of the namespace's Leases, or of the Lease `name`."""
+    return f"{API}/namespaces/{namespace}/leases" + (f"/{name}" if name else "")
+
+
+def micro_time(when: datetime) -> str:
+    """A MicroTime as lightkube wrote one (RFC 3339, UTC, microseconds, Z) (pure)."""
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parsed_time(value: object) -> datetime | None:
+    """A MicroTime as read, as a datetime; None when absent or unreadable (it is only shown) (pure)."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        return None
 
 
 @dataclass(frozen=True)
@@ -75,23 +99,24 @@ def judge(lease: Lease | None, seen: Seen | None, now: float) -> tuple[Holder | 
 
     `seen` is what the caller saw before (or None); `now` the caller's monotonic clock. Returns the
     holder and what to remember for the next read."""
-    spec = lease.spec if lease is not None else None
-    if lease is None or spec is None or not spec.holderIdentity:
+    spec = lease.get("spec") if lease is not None else None
+    if lease is None or spec is None or not spec.get("holderIdentity"):
         return None, None
-    renewed = str(spec.renewTime or spec.acquireTime or "")
-    version = (lease.metadata.resourceVersion if lease.metadata else None) or ""
-    record = (spec.holderIdentity, renewed, version)
+    metadata = lease.get("metadata") or {}
+    renewed = str(spec.get("renewTime") or spec.get("acquireTime") or "")
+    version = metadata.get("resourceVersion") or ""
+    record = (str(spec["holderIdentity"]), renewed, version)
     if seen is None or seen.record != record:
         seen = Seen(record=record, at=now)
-    duration = spec.leaseDurationSeconds or DURATION_S
+    duration = spec.get("leaseDurationSeconds") or DURATION_S
     left = duration - (now - seen.at)
     if left <= 0:
         return None, seen
-    annotations = (lease.metadata.annotations if lease.metadata else None) or {}
+    annotations = metadata.get("annotations") or {}
     return (
         Holder(
-            identity=spec.holderIdentity,
-            since=spec.acquireTime,
+            identity=str(spec["holderIdentity"]),
+            since=parsed_time(spec.get("acquireTime")),
             left=left,
             preemptible=annotations.get(MODE) == PREEMPTIBLE,
         ),
@@ -172,7 +197,7 @@ class Lock:
         lease = self._read()
         if lease is None:
             self._peeked_none = True
-        elif lease.spec is None or not lease.spec.holderIdentity:
+        elif not (lease.get("spec") or {}).get("holderIdentity"):
             self._peeked = lease
 
     def _enter(self, *, preemptible: bool, preempt: bool) -> None:
@@ -224,8 +249,8 @@ class Lock:
         """Read the Lease now; returns why it is no longer ours ('' while it is). The watch calls this
         every interval, so a rollback that took it over is seen within one interval."""
         lease = self._read()
-        spec = lease.spec if lease else None
-        if spec is None or spec.holderIdentity != self.identity:
+        spec = lease.get("spec") if lease else None
+        if spec is None or spec.get("holderIdentity") != self.identity:
             self._mark_lost(lease)
         return self.lost()
 
@@ -234,10 +259,13 @@ class Lock:
     def _what(self) -> str:
         return f"lock Lease {self.app.namespace}/{self.app.lease}"
 
+    def _path(self) -> str:
+        return leases_path(self.app.namespace, self.app.lease)
+
     def _read(self) -> Lease | None:
         return found(
             f"reading {self._what()}",
-            lambda: self.kube.get(Lease, self.app.lease, namespace=self.app.namespace),
+            lambda: get_json(self.kube, self._path()),
             guard=False,  # releasing reads it too, after a signal
         )
 
@@ -292,56 +320,64 @@ class Lock:
         )
         self._renewer.start()
 
-    def _spec(self, previous: LeaseSpec | None) -> LeaseSpec:
-        now = datetime.now(UTC)  # written for people to read; no decision uses it
-        ours = previous is not None and previous.holderIdentity == self.identity
-        transitions = (previous.leaseTransitions or 0) if previous else 0
-        return LeaseSpec(
-            holderIdentity=self.identity,
-            leaseDurationSeconds=self.duration,
-            acquireTime=previous.acquireTime if ours and previous else now,
-            renewTime=now,
-            leaseTransitions=transitions if ours or previous is None else transitions + 1,
-        )
+    def _spec(self, previous: dict[str, Any] | None) -> dict[str, Any]:
+        now = micro_time(datetime.now(UTC))  # written for people to read; no decision uses it
+        ours = previous is not None and previous.get("holderIdentity") == self.identity
+        transitions = (previous.get("leaseTransitions") or 0) if previous is not None else 0
+        spec = {
+            "holderIdentity": self.identity,
+            "leaseDurationSeconds": self.duration,
+            "acquireTime": previous.get("acquireTime") if ours and previous is not None else now,
+            "renewTime": now,
+            "leaseTransitions": transitions if ours or previous is None else transitions + 1,
+        }
+        return {key: value for key, value in spec.items() if value is not None}  # as lightkube left them out
 
     def _stamped(self, now: float, lease: Lease) -> None:
         self._lease, self._renewed = lease, now
 
     def _create(self, *, preemptible: bool) -> None:
-        annotations = {MODE: PREEMPTIBLE} if preemptible else None
-        lease = Lease(
-            metadata=ObjectMeta(
-                name=self.app.lease,
-                labels={"app.kubernetes.io/managed-by": "bluegreen"},
-                annotations=annotations,
-            ),
-            spec=self._spec(None),
-        )
+        metadata: dict[str, Any] = {
+            "name": self.app.lease,
+            "labels": {"app.kubernetes.io/managed-by": "bluegreen"},
+        }
+        if preemptible:
+            metadata["annotations"] = {MODE: PREEMPTIBLE}
+        lease = {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": metadata,
+            "spec": self._spec(None),
+        }
         sent = time.monotonic()
         created = call(
             f"creating {self._what()}",
-            lambda: self.kube.create(lease, namespace=self.app.namespace),
+            lambda: write_json(self.kube, "POST", leases_path(self.app.namespace), lease),
             idempotent=False,
             guard=False,
         )
         self._stamped(sent, created)
 
     def _take(self, lease: Lease, *, preemptible: bool, preempting: bool) -> None:
-        # replace() sends the resourceVersion we read: a concurrent taker makes this a 409.
-        metadata = lease.metadata or ObjectMeta()
-        annotations = {k: v for k, v in (metadata.annotations or {}).items() if k not in (MODE, PREEMPTED_BY)}
+        # The PUT sends the resourceVersion we read: a concurrent taker makes this a 409.
+        metadata = lease.get("metadata") or {}
+        annotations = {
+            k: v for k, v in (metadata.get("annotations") or {}).items() if k not in (MODE, PREEMPTED_BY)
+        }
         if preemptible:
             annotations[MODE] = PREEMPTIBLE
         if preempting:
             annotations[PREEMPTED_BY] = self.identity
-        metadata.annotations = annotations
-        lease.metadata = metadata
-        lease.spec = self._spec(lease.spec)
+        metadata["annotations"] = annotations
+        lease["metadata"] = metadata
+        lease["spec"] = self._spec(lease.get("spec"))
         sent = time.monotonic()
-        taken = call(
-            f"taking {self._what()}", lambda: self.kube.replace(lease), idempotent=False, guard=False
-        )
+        taken = call(f"taking {self._what()}", lambda: self._put(lease), idempotent=False, guard=False)
         self._stamped(sent, taken)
+
+    def _put(self, lease: Lease) -> Lease:
+        """Replace the Lease with `lease`, guarded by the resourceVersion it carries (409 if changed)."""
+        return write_json(self.kube, "PUT", self._path(), lease)
 
     def _write(self, *, mode: str | None) -> None:
         """Renew the Lease (and set its mode when `mode` is not None), guarded by its resourceVersion.
@@ -350,30 +386,27 @@ class Lock:
         with self._mutex:
             for _ in range(3):
                 lease = self._lease
-                if lease is None or lease.spec is None or self._lost:
+                if lease is None or lease.get("spec") is None or self._lost:
                     return
-                if mode is not None and lease.metadata is not None:
-                    annotations = dict(lease.metadata.annotations or {})
+                if mode is not None and lease.get("metadata") is not None:
+                    annotations = dict(lease["metadata"].get("annotations") or {})
                     annotations.pop(MODE, None)
                     if mode:
                         annotations[MODE] = mode
-                    lease.metadata.annotations = annotations
-                lease.spec.renewTime = datetime.now(UTC)
+                    lease["metadata"]["annotations"] = annotations
+                lease["spec"]["renewTime"] = micro_time(datetime.now(UTC))
                 sent = time.monotonic()
                 try:
                     written = call(
                         f"renewing {self._what()}",
-                        lambda: self.kube.replace(lease),
+                        lambda: self._put(lease),
                         idempotent=False,
                         guard=False,
                     )
                 except ConflictError:
                     current = self._read()
-                    if (
-                        current is None
-                        or current.spec is None
-                        or current.spec.holderIdentity != self.identity
-                    ):
+                    spec = current.get("spec") if current is not None else None
+                    if spec is None or spec.get("holderIdentity") != self.identity:
                         self._mark_lost(current)
                         return
                     self._lease = current
@@ -382,9 +415,9 @@ class Lock:
                 return
 
     def _mark_lost(self, lease: Lease | None) -> None:
-        spec = lease.spec if lease else None
-        annotations = (lease.metadata.annotations if lease and lease.metadata else None) or {}
-        other = spec.holderIdentity if spec else None
+        spec = (lease.get("spec") if lease else None) or {}
+        annotations = ((lease.get("metadata") if lease else None) or {}).get("annotations") or {}
+        other = spec.get("holderIdentity")
         preempter = annotations.get(PREEMPTED_BY, "")
         if preempter and preempter != self.identity:
             # Our own take cleared the mark: it was written since, by a rollback that may be done
@@ -400,7 +433,7 @@ class Lock:
         """A nested exclusive use of a preemptible hold (the watch rolling back by itself): from now on
         a rollback must wait, or, if one took it over already, this run stops before writing."""
         lease = self._lease
-        annotations = (lease.metadata.annotations if lease and lease.metadata else None) or {}
+        annotations = ((lease.get("metadata") if lease else None) or {}).get("annotations") or {}
         if annotations.get(MODE) == PREEMPTIBLE:
             self._write(mode="")
         self.check_held("holding the lock for a rollback")
@@ -444,7 +477,7 @@ class Lock:
         # First from the copy our last write returned: its resourceVersion guards the write, so one
         # request instead of a read and a write (issue 14).
         held = self._lease
-        if held is not None and held.spec is not None and held.spec.holderIdentity == self.identity:
+        if held is not None and (held.get("spec") or {}).get("holderIdentity") == self.identity:
             try:
                 self._clear(held)
                 return
@@ -453,7 +486,7 @@ class Lock:
         delay = RELEASE_BACKOFF_S
         for attempt in range(1, RELEASE_TRIES + 1):
             lease = self._read()
-            if lease is None or lease.spec is None or lease.spec.holderIdentity != self.identity:
+            if lease is None or (lease.get("spec") or {}).get("holderIdentity") != self.identity:
                 return  # free, or another run's: nothing of ours to give back
             try:
                 self._clear(lease)
@@ -468,13 +501,14 @@ class Lock:
 
     def _clear(self, lease: Lease) -> None:
         """Clear the holder, keeping the object; guarded by `lease`'s resourceVersion."""
-        assert lease.spec is not None
-        lease.spec.holderIdentity = None
-        lease.spec.renewTime = None
-        if lease.metadata is not None and lease.metadata.annotations:
+        spec = lease["spec"]
+        spec.pop("holderIdentity", None)
+        spec.pop("renewTime", None)
+        metadata = lease.get("metadata")
+        if metadata is not None and metadata.get("annotations"):
             # preempted-by stays: the watch it preempted may read the Lease only after this release.
-            lease.metadata.annotations = {k: v for k, v in lease.metadata.annotations.items() if k != MODE}
-        call(f"releasing {self._what()}", lambda: self.kube.replace(lease), idempotent=False, guard=False)
+            metadata["annotations"] = {k: v for k, v in metadata["annotations"].items() if k != MODE}
+        call(f"releasing {self._what()}", lambda: self._put(lease), idempotent=False, guard=False)
 
 
 def current_holder(kube: Client, app: AppSpec) -> str | None:
@@ -483,12 +517,12 @@ def current_holder(kube: Client, app: AppSpec) -> str | None:
     One read cannot tell a live holder from one that died: that takes watching it (judge)."""
     lease = found(
         f"reading lock Lease {app.namespace}/{app.lease}",
-        lambda: kube.get(Lease, app.lease, namespace=app.namespace),
+        lambda: get_json(kube, leases_path(app.namespace, app.lease)),
     )
     holder, _ = judge(lease, None, time.monotonic())
-    if holder is None or lease is None or lease.spec is None:
+    if holder is None or lease is None:
         return None
-    renewed = lease.spec.renewTime
+    renewed = parsed_time(lease["spec"].get("renewTime"))
     when = f", last renewed {renewed.isoformat(timespec='seconds')} by its clock" if renewed else ""
     mode = " (a watch: a rollback takes it over)" if holder.preemptible else ""
     since = f" since {holder.since.isoformat(timespec='seconds')}" if holder.since else ""

@@ -8,7 +8,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx2
 import pytest
 from lightkube import Client
 from lightkube.models.coordination_v1 import LeaseSpec
@@ -17,9 +16,10 @@ from lightkube.resources.coordination_v1 import Lease
 from lightkube.resources.core_v1 import Service
 from lightkube.types import PatchType
 
+import bluegreen.lock
 from bluegreen.cli import execute
-from bluegreen.errors import LockHeldError, LockLostError
-from bluegreen.kube import call
+from bluegreen.errors import LockHeldError, LockLostError, UnreachableError
+from bluegreen.kube import call, write_json
 from bluegreen.lock import Lock
 from bluegreen.model import AppSpec, NullReporter, RunInfo
 from bluegreen.phases.context import Context
@@ -117,26 +117,33 @@ def test_a_run_that_lost_its_lease_stops_before_its_next_write(kube: Client, nam
 
 
 class ReleaseFailsOnce:
-    """The real client, but the first write that clears the Lease's holder fails as a connection
+    """The real API calls, but the first write that clears the Lease's holder fails as a connection
     reset: before the apiserver saw it, or after it applied it (the answer lost). `meanwhile` runs
     at that moment (another run taking the Lease)."""
 
-    def __init__(self, kube: Client, *, applied: bool, meanwhile: Callable[[], None] | None = None) -> None:
-        self.kube, self.applied, self.meanwhile, self.failed = kube, applied, meanwhile, False
+    def __init__(
+        self, monkeypatch: pytest.MonkeyPatch, *, applied: bool, meanwhile: Callable[[], None] | None = None
+    ) -> None:
+        self.applied, self.meanwhile, self.failed = applied, meanwhile, False
+        self.write_json = write_json
+        monkeypatch.setattr(bluegreen.lock, "write_json", self.write)
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.kube, name)
-
-    def replace(self, obj: Any, *args: Any, **kwargs: Any) -> Any:
-        releasing = isinstance(obj, Lease) and obj.spec is not None and obj.spec.holderIdentity is None
+    def write(
+        self, kube: Client, method: str, path: str, body: dict[str, Any], **kwargs: Any
+    ) -> dict[str, Any]:
+        releasing = method == "PUT" and not (body.get("spec") or {}).get("holderIdentity")
         if releasing and not self.failed:
             self.failed = True
             if self.applied:
-                self.kube.replace(obj, *args, **kwargs)
+                self.write_json(kube, method, path, body, **kwargs)
             if self.meanwhile:
                 self.meanwhile()
-            raise httpx2.RemoteProtocolError("Server disconnected without sending a response.")
-        return self.kube.replace(obj, *args, **kwargs)
+            # What `call` makes of a reset answer to a write (it is not sent again).
+            raise UnreachableError(
+                f"releasing {path}: the Kubernetes API did not answer (RemoteProtocolError: "
+                "Server disconnected without sending a response.)"
+            )
+        return self.write_json(kube, method, path, body, **kwargs)
 
 
 class Warnings(NullReporter):
@@ -149,12 +156,12 @@ class Warnings(NullReporter):
 
 @pytest.mark.parametrize("applied", [False, True], ids=["reset-before", "reset-after-applied"])
 def test_a_release_whose_write_failed_is_retried_and_leaves_the_lease_free(
-    kube: Client, namespace: str, applied: bool
+    kube: Client, namespace: str, applied: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Before, one failed release write left the Lease held for its 60 s and every re-run refused."""
-    flaky = ReleaseFailsOnce(kube, applied=applied)
+    flaky = ReleaseFailsOnce(monkeypatch, applied=applied)
     reporter = Warnings()
-    with Lock(flaky, AppSpec(name="shop", namespace=namespace), RunInfo(run_id="1"), reporter=reporter):  # type: ignore[arg-type]
+    with Lock(kube, AppSpec(name="shop", namespace=namespace), RunInfo(run_id="1"), reporter=reporter):
         pass
     assert flaky.failed
     assert holder(kube, namespace) is None
@@ -164,7 +171,9 @@ def test_a_release_whose_write_failed_is_retried_and_leaves_the_lease_free(
     second.release()
 
 
-def test_a_retried_release_never_clears_another_runs_lease(kube: Client, namespace: str) -> None:
+def test_a_retried_release_never_clears_another_runs_lease(
+    kube: Client, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def another_run_takes_it() -> None:
         kube.patch(
             Lease,
@@ -174,8 +183,8 @@ def test_a_retried_release_never_clears_another_runs_lease(kube: Client, namespa
             patch_type=PatchType.MERGE,
         )
 
-    flaky = ReleaseFailsOnce(kube, applied=False, meanwhile=another_run_takes_it)
-    with Lock(flaky, AppSpec(name="shop", namespace=namespace), RunInfo(run_id="1")):  # type: ignore[arg-type]
+    flaky = ReleaseFailsOnce(monkeypatch, applied=False, meanwhile=another_run_takes_it)
+    with Lock(kube, AppSpec(name="shop", namespace=namespace), RunInfo(run_id="1")):
         pass
     assert flaky.failed
     assert holder(kube, namespace) == "run 2"

@@ -11,12 +11,11 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import httpx2
 import pytest
-from lightkube import ApiError
 
+import bluegreen.lock
 from bluegreen import cancel
-from bluegreen.errors import LockLostError, NotReadyError
+from bluegreen.errors import LockLostError, NotFoundError, NotReadyError, UnreachableError
 from bluegreen.kube import call
 from bluegreen.lock import Lock
 from bluegreen.model import AppSpec, RunInfo
@@ -95,26 +94,30 @@ def test_sleep_ends_early_when_cancelled() -> None:
 
 
 class FlakyLeases:
-    """A stand-in for the cluster that serves one Lease and fails every write after the first."""
+    """A stand-in for the cluster that serves one Lease and fails every write after the first.
 
-    def __init__(self) -> None:
-        self.lease: Any = None
+    It stands in for the Lease's API calls (bluegreen.lock's get_json and write_json), whatever client
+    is under them."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.lease: dict[str, Any] | None = None
         self.writes = 0
+        monkeypatch.setattr(bluegreen.lock, "get_json", self.get_json)
+        monkeypatch.setattr(bluegreen.lock, "write_json", self.write_json)
 
-    def get(self, _kind: object, _name: str, *, namespace: str) -> Any:
+    def get_json(self, _kube: object, path: str) -> dict[str, Any]:
+        assert path == "/apis/coordination.k8s.io/v1/namespaces/ns/leases/bluegreen-shop"
         if self.lease is None:
-            raise ApiError(response=httpx2.Response(404, json={"code": 404, "message": "not found"}))
+            raise NotFoundError(f"{path}: not found")
         return copy.deepcopy(self.lease)
 
-    def create(self, lease: Any, *, namespace: str) -> Any:
+    def write_json(self, _kube: object, method: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
         self.writes += 1
-        lease.metadata.resourceVersion = "1"
-        self.lease = copy.deepcopy(lease)
-        return lease
-
-    def replace(self, _lease: Any) -> Any:
-        self.writes += 1
-        raise httpx2.ConnectError("connection refused")
+        if method == "POST" and self.lease is None:
+            assert path == "/apis/coordination.k8s.io/v1/namespaces/ns/leases"
+            self.lease = {**copy.deepcopy(body), "metadata": {**body["metadata"], "resourceVersion": "1"}}
+            return copy.deepcopy(self.lease)
+        raise UnreachableError(f"{method} {path}: connection refused")
 
 
 class Warnings:
@@ -131,10 +134,12 @@ class Warnings:
         pass
 
 
-def test_an_error_releasing_the_lock_never_replaces_the_runs_own_error() -> None:
-    kube = FlakyLeases()
+def test_an_error_releasing_the_lock_never_replaces_the_runs_own_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    FlakyLeases(monkeypatch)
     said = Warnings()
-    lock = Lock(kube, AppSpec(name="shop", namespace="ns"), RunInfo(), reporter=said)  # type: ignore[arg-type]
+    lock = Lock(None, AppSpec(name="shop", namespace="ns"), RunInfo(), reporter=said)  # type: ignore[arg-type]
     with pytest.raises(NotReadyError, match="green is not ready"), lock.hold():
         raise NotReadyError("green is not ready")
     assert any("could not release lock Lease ns/bluegreen-shop" in w for w in said.said), said.said
@@ -158,11 +163,13 @@ def test_after_a_steps_first_write_its_other_writes_are_made_then_it_stops() -> 
     assert sent == ["selector", "history"]
 
 
-def test_a_run_whose_renewals_failed_too_long_stops_before_its_next_write() -> None:
+def test_a_run_whose_renewals_failed_too_long_stops_before_its_next_write(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """Others judge the Lease gone after its duration without a change: past RENEW_DEADLINE of that
     without a successful renewal, the holder stops writing (renewals here all fail)."""
-    kube = FlakyLeases()
-    lock = Lock(kube, AppSpec(name="shop", namespace="ns"), RunInfo(), reporter=Warnings())  # type: ignore[arg-type]
+    FlakyLeases(monkeypatch)
+    lock = Lock(None, AppSpec(name="shop", namespace="ns"), RunInfo(), reporter=Warnings())  # type: ignore[arg-type]
     sent: list[str] = []
 
     def run() -> None:

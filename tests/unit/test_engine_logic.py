@@ -7,13 +7,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from lightkube.models.coordination_v1 import LeaseSpec
-from lightkube.models.meta_v1 import ObjectMeta
-from lightkube.resources.coordination_v1 import Lease
 
 from bluegreen import history
 from bluegreen.cli import execute, exit_code_for
-from bluegreen.lock import MODE, PREEMPTIBLE, describe, judge
+from bluegreen.lock import MODE, PREEMPTIBLE, describe, judge, micro_time
 from bluegreen.model import Color, Result
 from bluegreen.phases.retire import seconds_left
 from bluegreen.rollout import fully_available, pod_problems, rollout_status, valid_image, with_images
@@ -161,13 +158,17 @@ def test_history_keeps_the_newest_entries_first_and_survives_damage() -> None:
     assert history.parse({history.HISTORY: "{not json"}) == []
 
 
-def lease(holder: str | None, renewed: datetime, version: str = "1", *, preemptible: bool = False) -> Lease:
-    return Lease(
-        metadata=ObjectMeta(
-            resourceVersion=version, annotations={MODE: PREEMPTIBLE} if preemptible else None
-        ),
-        spec=LeaseSpec(holderIdentity=holder, renewTime=renewed, leaseDurationSeconds=60),
-    )
+def lease(
+    holder: str | None, renewed: datetime, version: str = "1", *, preemptible: bool = False
+) -> dict[str, Any]:
+    """A Lease as the apiserver sends it."""
+    metadata: dict[str, Any] = {"resourceVersion": version}
+    if preemptible:
+        metadata["annotations"] = {MODE: PREEMPTIBLE}
+    spec: dict[str, Any] = {"renewTime": micro_time(renewed), "leaseDurationSeconds": 60}
+    if holder is not None:
+        spec["holderIdentity"] = holder
+    return {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": metadata, "spec": spec}
 
 
 def test_a_lease_is_judged_by_the_readers_clock_never_by_the_holders() -> None:
