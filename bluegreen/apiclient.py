@@ -26,7 +26,6 @@ import os
 import select
 import socket
 import ssl
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -136,6 +135,8 @@ def _pem_file(user: dict[str, Any], key: str, base: Path) -> Iterator[str]:
     if not data:
         yield str(base / user[key])
         return
+    import tempfile  # only for certificate data: most kubeconfigs a CI job gets hold a token
+
     with tempfile.NamedTemporaryFile(prefix="bluegreen-") as file:  # mode 0600
         file.write(base64.b64decode("".join(data.split())))
         file.flush()

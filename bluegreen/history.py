@@ -12,7 +12,7 @@ switch and clear the intent; `lags()` tells whoever reads the history whether it
 from __future__ import annotations
 
 import json
-import secrets
+import os
 import socket
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -57,7 +57,7 @@ def entry(
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     return {
-        "id": secrets.token_hex(6),  # names this entry for the amendment that adds its timings
+        "id": os.urandom(6).hex(),  # names this entry for the amendment that adds its timings
         "time": datetime.now(UTC).isoformat(timespec="seconds"),
         "action": action,
         "from": from_color,

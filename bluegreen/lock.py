@@ -26,7 +26,6 @@ import os
 import socket
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -149,7 +148,7 @@ class Lock:
         self.kube, self.app, self.wait, self.duration = kube, app, wait, duration
         self.reporter = reporter or NullReporter()
         # Unique per process: two runs by the same actor still exclude each other.
-        self.identity = f"{run.holder} on {socket.gethostname()} pid {os.getpid()} [{uuid.uuid4().hex[:8]}]"
+        self.identity = f"{run.holder} on {socket.gethostname()} pid {os.getpid()} [{os.urandom(4).hex()}]"
         self._lease: Lease | None = None
         self._depth = 0
         self._lost = ""  # why the Lease is no longer ours ('' while it is)

@@ -223,6 +223,8 @@ def run(
         # (issue 19). Routers with a data-plane check of their own (dns) report the probe apart.
         through = traffic if getattr(router, "verifies_through_probe", False) else None
         with telemetry.span("switch verify", **{"bluegreen.to": str(target)}) as span:
+            if isinstance(router, ServiceRouter):
+                router.expect(target, deployments.get(target), deployments.get(target.other))
             verification = _verify(router, target, verify_timeout)
             control_ms = verification.converged_ms
             moved_ms: float | None = None

@@ -167,3 +167,49 @@ def test_a_given_router_that_disagrees_with_the_recorded_one_is_refused_naming_b
     with pytest.raises(ConfigError, match=r"--router service disagrees .*: ingress") as refused:
         chosen("service", "ingress", app="shop", namespace="prod", service="shop")
     assert "kubectl -n prod annotate service shop bluegreen.io/router-" in refused.value.remedy
+
+
+def deployment(name: str, *, replicas: int = 3, ready: int = 3, observed: int = 2) -> dict[str, Any]:
+    counts = {"replicas": replicas, "updatedReplicas": replicas, "availableReplicas": ready}
+    return {
+        "metadata": {"name": name, "generation": 2},
+        "spec": {"replicas": replicas},
+        "status": {**counts, "readyReplicas": ready, "observedGeneration": observed},
+    }
+
+
+def endpoint(pod: str, *, ready: bool = True, kind: str = "Pod") -> dict[str, Any]:
+    return {
+        "addresses": ["10.0.0.1"],
+        "conditions": {"ready": ready},
+        "targetRef": {"kind": kind, "name": pod},
+    }
+
+
+def test_the_target_pods_are_known_unlisted_only_from_a_complete_rollout_with_an_unambiguous_name() -> None:
+    from bluegreen.routers.service import expected_pods
+
+    assert expected_pods(deployment("shop-green"), deployment("shop-blue")) == ("shop-green-", 3)
+    assert expected_pods(deployment("shop-green", ready=2), None) is None  # not every replica Ready
+    assert expected_pods(deployment("shop-green", observed=1), None) is None  # spec not yet observed
+    assert expected_pods(deployment("shop-green", replicas=0, ready=0), None) is None
+    assert expected_pods(deployment("shop"), deployment("shop-canary")) is None  # one prefixes the other
+    assert expected_pods(deployment("x" * 47), None) is None  # pod names may cut the Deployment's name
+    assert expected_pods(None, deployment("shop-blue")) is None
+
+
+def test_slices_list_exactly_the_target_pods_counted_once_per_pod() -> None:
+    from bluegreen.routers.service import lists_exactly
+
+    green = [endpoint(f"shop-green-5d8f-{n}") for n in ("a", "b", "c")]
+    assert lists_exactly([{"endpoints": green}], "shop-green-", 3)
+    # Dual stack: an IPv4 and an IPv6 slice list the same pods.
+    assert lists_exactly([{"endpoints": green}, {"endpoints": green}], "shop-green-", 3)
+    assert not lists_exactly([{"endpoints": green[:2]}], "shop-green-", 3)  # one missing
+    old = endpoint("shop-blue-77aa-d")
+    assert not lists_exactly([{"endpoints": [*green, old]}], "shop-green-", 3)  # the old colour still in
+    terminating = endpoint("shop-blue-77aa-d", ready=False)
+    assert lists_exactly([{"endpoints": [*green, terminating]}], "shop-green-", 3)  # offers no traffic
+    assert not lists_exactly(
+        [{"endpoints": [*green, endpoint("shop-green-x", kind="Node")]}], "shop-green-", 3
+    )
