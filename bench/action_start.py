@@ -6,8 +6,9 @@ the kubeconfig input), through a loopback TCP forwarder that notes when the firs
 `status` RUNS times, then (after an untimed `init`) RUNS rounds of `switch` to green and `rollback`,
 the steps a rollback-in-a-hurry pays for (the rollback's mark on green's release is cleared, untimed,
 before each switch, so each is a plain one). Prints the image size and, per phase, the medians of:
-`docker run` to the first API connection, and `docker run` to the container's exit. It prints; it
-never fails on a number.
+`docker run` to the first API connection, and `docker run` to the container's exit; then, from one
+more switch and rollback run with PYTHONPROFILEIMPORTTIME=1 (`python -X importtime`), the step's
+import time and modules, and which client libraries it loaded. It prints; it never fails on a number.
 
     .venv/bin/python bench/action_start.py --kubeconfig .cluster/kubeconfig
 """
@@ -108,7 +109,8 @@ def main() -> None:
             # Started exactly as GitHub's runner starts a Docker action (tests/action/runner.py).
             runner = Runner(Path(home) / "runner", IMAGE)
 
-            def step(phase: str, **inputs: str) -> None:
+            def step(phase: str, env: dict[str, str] | None = None, **inputs: str) -> str:
+                """The step's log; its times noted, unless it was run for its import figures."""
                 forwarder = Forwarder((server.hostname or "127.0.0.1", server.port or 443))
                 config["clusters"][0]["cluster"]["server"] = f"https://127.0.0.1:{forwarder.port}"
                 with_ = {
@@ -117,13 +119,14 @@ def main() -> None:
                     "namespace": namespace,
                     "kubeconfig": json.dumps(config),
                 }
-                done = runner.step({**with_, **inputs})
+                done = runner.step({**with_, **inputs}, env=env)
                 forwarder.listener.close()
                 if done.exit_code != 0 or forwarder.first is None:
                     sys.exit(f"{phase} in the container failed:\n{done.log}")
-                if phase in first_request:
+                if phase in first_request and not env:
                     first_request[phase].append((forwarder.first - done.started) * 1000)
                     whole[phase].append((done.ended - done.started) * 1000)
+                return done.log
 
             for _ in range(RUNS):
                 step("status")
@@ -133,6 +136,14 @@ def main() -> None:
                 kube.patch(Deployment, "shop-green", clear, namespace=namespace, patch_type=PatchType.MERGE)
                 step("switch", to="green")
                 step("rollback")
+            # Once more each, as `python -X importtime` in the container (untimed: the profile costs).
+            profile = {"PYTHONPROFILEIMPORTTIME": "1"}
+            clear = {"metadata": {"annotations": {REJECTED: None}}}
+            kube.patch(Deployment, "shop-green", clear, namespace=namespace, patch_type=PatchType.MERGE)
+            imports = {
+                "switch": import_figures(step("switch", profile, to="green")),
+                "rollback": import_figures(step("rollback", profile)),
+            }
     finally:
         kube.delete(Namespace, namespace)
     print(
@@ -144,6 +155,28 @@ def main() -> None:
             f"(min {min(firsts):.0f}, max {max(firsts):.0f}, {RUNS} runs); "
             f"-> container exit: median {statistics.median(whole[phase]):.0f} ms"
         )
+    for phase, (total_ms, count, heavy) in imports.items():
+        print(
+            f"{phase:8}: imports in the container (-X importtime, whole step): {total_ms:.0f} ms, "
+            f"{count} modules; client libraries among them: {', '.join(heavy) or 'none'}"
+        )
+
+
+HEAVY = ("lightkube", "httpx2", "httpcore2", "msgspec", "yaml", "anyio", "h2", "asyncio")
+
+
+def import_figures(log: str) -> tuple[float, int, list[str]]:
+    """From a step's -X importtime lines: the sum of the top-level imports' cumulative times (ms), the
+    number of modules, and which client libraries (HEAVY) were imported."""
+    total, names = 0, []
+    for line in log.splitlines():
+        if not line.startswith("import time:") or line.endswith("imported package"):
+            continue
+        _, cumulative, name = line.split("|")
+        names.append(name.strip())
+        if not name.startswith("  "):  # a top-level import: its nested ones are in its cumulative time
+            total += int(cumulative)
+    return total / 1000, len(names), sorted({n.split(".")[0] for n in names} & set(HEAVY))
 
 
 if __name__ == "__main__":
