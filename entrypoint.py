@@ -28,7 +28,6 @@ from bluegreen.errors import (
     RolloutError,
     UsageError,
 )
-from bluegreen.github import summary
 from bluegreen.github.inputs import ActionInputs, decode_kubeconfig, env_name, kubeconfig_secrets, parse
 from bluegreen.github.runner import Annotation, Runner, command
 
@@ -200,6 +199,7 @@ def publish(
     runner: Runner, inputs: ActionInputs, outcome: Outcome, markdown: str, notes: list[Annotation]
 ) -> None:
     """The check run and the GitHub Deployment; a refusal is a warning, never a failed step."""
+    from bluegreen.github import summary
     from bluegreen.github.api import Publication
     from bluegreen.github.api import publish as send
     from bluegreen.github.event import GitHubContext
@@ -270,6 +270,8 @@ def main(env: MutableMapping[str, str] | None = None) -> int:
 
 
 def fail_early(runner: Runner, error: BlueGreenError, *, phase: str, app: str) -> int:
+    from bluegreen.github import summary
+
     outcome = Outcome(EXIT_USAGE, error=error, output="json")
     runner.set_outputs(outputs(outcome))
     for note in summary.notes(None, error, phase=phase, app=app):
@@ -281,6 +283,10 @@ def fail_early(runner: Runner, error: BlueGreenError, *, phase: str, app: str) -
 
 
 def finish(runner: Runner, inputs: ActionInputs, outcome: Outcome, *, started: float) -> int:
+    # The summary's module here, once the phase is done: a switch or rollback step imports before its
+    # first request only what the phase needs (issue 14); so does publish() its API client.
+    from bluegreen.github import summary
+
     markdown = summary.markdown(
         outcome.result,
         outcome.error,

@@ -1,10 +1,14 @@
 """The Action's image: its size, and how soon a started container talks to the cluster.
 
-Builds the image on the local Docker engine (as tests/action do), then runs the `status` phase in it
-RUNS times against the local cluster, started as GitHub's runner starts it (tests/action/runner.py:
-every variable, the mounts, the kubeconfig input), through a loopback TCP forwarder that notes when the
-first connection arrives. Prints the image size and the medians of: `docker run` to the first API
-connection, and `docker run` to the container's exit. It prints; it never fails on a number.
+Builds the image on the local Docker engine (as tests/action do), then runs phases in it against the
+local cluster, started as GitHub's runner starts it (tests/action/runner.py: every variable, the mounts,
+the kubeconfig input), through a loopback TCP forwarder that notes when the first connection arrives:
+`status` RUNS times, then (after an untimed `init`) RUNS rounds of `switch` to green and `rollback`,
+the steps a rollback-in-a-hurry pays for (the rollback's mark on green's release is cleared, untimed,
+before each switch, so each is a plain one). Prints the image size and, per phase, the medians of:
+`docker run` to the first API connection, and `docker run` to the container's exit; then, from one
+more switch and rollback run with PYTHONPROFILEIMPORTTIME=1 (`python -X importtime`), the step's
+import time and modules, and which client libraries it loaded. It prints; it never fails on a number.
 
     .venv/bin/python bench/action_start.py --kubeconfig .cluster/kubeconfig
 """
@@ -27,9 +31,12 @@ from urllib.parse import urlparse
 
 from lightkube import Client, KubeConfig
 from lightkube.models.meta_v1 import ObjectMeta
+from lightkube.resources.apps_v1 import Deployment
 from lightkube.resources.core_v1 import Namespace
+from lightkube.types import PatchType
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bluegreen.intent import REJECTED
 from tests.action.conftest import BASE_IMAGE, build_context, run
 from tests.action.runner import Runner
 from tests.support.apps import create_app
@@ -96,36 +103,80 @@ def main() -> None:
         create_app(kube, namespace, "shop", replicas=2)
         config = json.loads(Path(args.kubeconfig).read_text())
         server = urlparse(config["clusters"][0]["cluster"]["server"])
-        first_request, whole = [], []
+        first_request: dict[str, list[float]] = {"status": [], "switch": [], "rollback": []}
+        whole: dict[str, list[float]] = {phase: [] for phase in first_request}
         with tempfile.TemporaryDirectory() as home:
             # Started exactly as GitHub's runner starts a Docker action (tests/action/runner.py).
             runner = Runner(Path(home) / "runner", IMAGE)
-            for _ in range(RUNS):
+
+            def step(phase: str, env: dict[str, str] | None = None, **inputs: str) -> str:
+                """The step's log; its times noted, unless it was run for its import figures."""
                 forwarder = Forwarder((server.hostname or "127.0.0.1", server.port or 443))
                 config["clusters"][0]["cluster"]["server"] = f"https://127.0.0.1:{forwarder.port}"
-                done = runner.step(
-                    {
-                        "phase": "status",
-                        "app": "shop",
-                        "namespace": namespace,
-                        "kubeconfig": json.dumps(config),
-                    }
-                )
-                if done.exit_code != 0 or forwarder.first is None:
-                    sys.exit(f"status in the container failed:\n{done.log}")
-                first_request.append((forwarder.first - done.started) * 1000)
-                whole.append((done.ended - done.started) * 1000)
+                with_ = {
+                    "phase": phase,
+                    "app": "shop",
+                    "namespace": namespace,
+                    "kubeconfig": json.dumps(config),
+                }
+                done = runner.step({**with_, **inputs}, env=env)
                 forwarder.listener.close()
+                if done.exit_code != 0 or forwarder.first is None:
+                    sys.exit(f"{phase} in the container failed:\n{done.log}")
+                if phase in first_request and not env:
+                    first_request[phase].append((forwarder.first - done.started) * 1000)
+                    whole[phase].append((done.ended - done.started) * 1000)
+                return done.log
+
+            for _ in range(RUNS):
+                step("status")
+            step("init")
+            for _ in range(RUNS):
+                clear = {"metadata": {"annotations": {REJECTED: None}}}
+                kube.patch(Deployment, "shop-green", clear, namespace=namespace, patch_type=PatchType.MERGE)
+                step("switch", to="green")
+                step("rollback")
+            # Once more each, as `python -X importtime` in the container (untimed: the profile costs).
+            profile = {"PYTHONPROFILEIMPORTTIME": "1"}
+            clear = {"metadata": {"annotations": {REJECTED: None}}}
+            kube.patch(Deployment, "shop-green", clear, namespace=namespace, patch_type=PatchType.MERGE)
+            imports = {
+                "switch": import_figures(step("switch", profile, to="green")),
+                "rollback": import_figures(step("rollback", profile)),
+            }
     finally:
         kube.delete(Namespace, namespace)
     print(
         f"image {IMAGE}: {size / 1e6:.0f} MB ({(size - base) / 1e6:.0f} MB over the base {BASE_IMAGE}), built in {build_s:.1f} s"
     )
-    print(
-        f"docker run -> first API connection: median {statistics.median(first_request):.0f} ms "
-        f"(min {min(first_request):.0f}, max {max(first_request):.0f}, {RUNS} runs)"
-    )
-    print(f"docker run -> container exit (status phase): median {statistics.median(whole):.0f} ms")
+    for phase, firsts in first_request.items():
+        print(
+            f"{phase:8}: docker run -> first API connection: median {statistics.median(firsts):.0f} ms "
+            f"(min {min(firsts):.0f}, max {max(firsts):.0f}, {RUNS} runs); "
+            f"-> container exit: median {statistics.median(whole[phase]):.0f} ms"
+        )
+    for phase, (total_ms, count, heavy) in imports.items():
+        print(
+            f"{phase:8}: imports in the container (-X importtime, whole step): {total_ms:.0f} ms, "
+            f"{count} modules; client libraries among them: {', '.join(heavy) or 'none'}"
+        )
+
+
+HEAVY = ("lightkube", "httpx2", "httpcore2", "msgspec", "yaml", "anyio", "h2", "asyncio")
+
+
+def import_figures(log: str) -> tuple[float, int, list[str]]:
+    """From a step's -X importtime lines: the sum of the top-level imports' cumulative times (ms), the
+    number of modules, and which client libraries (HEAVY) were imported."""
+    total, names = 0, []
+    for line in log.splitlines():
+        if not line.startswith("import time:") or line.endswith("imported package"):
+            continue
+        _, cumulative, name = line.split("|")
+        names.append(name.strip())
+        if not name.startswith("  "):  # a top-level import: its nested ones are in its cumulative time
+            total += int(cumulative)
+    return total / 1000, len(names), sorted({n.split(".")[0] for n in names} & set(HEAVY))
 
 
 if __name__ == "__main__":

@@ -18,9 +18,9 @@ import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from bluegreen import logs, validate
-from bluegreen.config import parse_duration, parse_ratio, parse_tolerance
 from bluegreen.errors import UsageError
 from bluegreen.model import Color, RunInfo
 from bluegreen.options import (
@@ -44,7 +44,9 @@ from bluegreen.options import (
     github_run,
 )
 from bluegreen.rollout import valid_image
-from bluegreen.traffic_probe import ColorReader, ProbeOptions, parse_url
+
+if TYPE_CHECKING:
+    from bluegreen.traffic_probe import ProbeOptions
 
 PHASES = (
     "init",
@@ -316,10 +318,10 @@ def parse(env: Mapping[str, str]) -> ActionInputs:
     for key in ("timeout", "wait-for-lock", "retire-after", "min-healthy", "interval", "duration"):
         if raw[key]:
             try:
-                seconds[key] = parse_duration(raw[key])
+                seconds[key] = validate.duration(raw[key])
             except ValueError as error:
                 problems.append(f"{key}: {error}")
-    for key, check in (("p95-tolerance", parse_tolerance), ("max-error-rate", parse_ratio)):
+    for key, check in (("p95-tolerance", validate.tolerance), ("max-error-rate", validate.ratio)):
         if raw[key]:
             try:
                 check(raw[key])
@@ -327,6 +329,9 @@ def parse(env: Mapping[str, str]) -> ActionInputs:
                 problems.append(f"{key}: {error}")
     flags = {}
     if raw["probe-url"]:
+        # The probe's module only when a probe is asked for: most switch and rollback steps have none.
+        from bluegreen.traffic_probe import ColorReader, ProbeOptions, parse_url
+
         try:
             ColorReader.parse(header=raw["probe-header"] or None, pattern=raw["probe-pattern"] or None)
             parse_url(raw["probe-url"])
@@ -360,9 +365,7 @@ def parse(env: Mapping[str, str]) -> ActionInputs:
     try:
         kubeconfig = decode_kubeconfig(raw["kubeconfig"])
         if kubeconfig:
-            from bluegreen.kube import kubeconfig_data
-
-            kubeconfig_data(kubeconfig, source="the kubeconfig input")
+            check_kubeconfig(kubeconfig)
     except ValueError as error:
         problems.append(f"kubeconfig: {error}")
     if problems:
@@ -426,15 +429,59 @@ def decode_kubeconfig(text: str) -> str:
 
 
 SECRET_KEYS = ("token", "password", "client-key-data", "client-certificate-data", "id-token", "refresh-token")
+# A server the lean client reads as it is (apiclient.plain_server): http(s)://HOST[:PORT], nothing more.
+PLAIN_SERVER = re.compile(r"https?://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?/?")
+
+
+def kubeconfig_document(text: str) -> Any:
+    """The kubeconfig's document, read as the client reads it: JSON when it is JSON (`kubectl config
+    view -o json`, the local cluster's), which spares every step PyYAML's import, else the safe YAML
+    (no aliases, bounded depth). Any exception for a text it refuses."""
+    from bluegreen import kube
+
+    return kube._parsed(text)
+
+
+def check_kubeconfig(text: str) -> None:
+    """ValueError naming the bad field (kube.kubeconfig_data's words), before anything is sent.
+
+    A kubeconfig of the plain shape, as the lean client reads it (every entry checked by kube._sound,
+    servers like https://HOST:6443), passes without the full check, which imports msgspec, httpx2 and
+    lightkube's models for a file this step would never hand them (issue 14). Anything else, and
+    anything wrong, goes through the full check, which says what is wrong."""
+    try:
+        plain = len(text.encode()) <= validate.MAX_YAML_BYTES and plain_kubeconfig(kubeconfig_document(text))
+    except Exception:  # whatever the lean read refuses, the full check words
+        plain = False
+    if not plain:
+        from bluegreen.kube import kubeconfig_data
+
+        kubeconfig_data(text, source="the kubeconfig input")
+
+
+def plain_kubeconfig(data: Any) -> bool:
+    """Every entry sound (kube._sound) and every server a plain http(s)://HOST[:PORT] with a port in
+    range, the insecure flag a bool: what kubeconfig_data accepts, checked without its imports."""
+    from bluegreen import kube
+
+    if not isinstance(data, dict) or not kube._sound(data):
+        return False
+    for entry in data["clusters"]:
+        cluster = entry["cluster"]
+        server = cluster.get("server", "")
+        if not PLAIN_SERVER.fullmatch(server) or not isinstance(
+            cluster.get("insecure-skip-tls-verify", False), bool
+        ):
+            return False
+        urllib.parse.urlsplit(server).port  # noqa: B018  # ValueError for a port out of range
+    return True
 
 
 def kubeconfig_secrets(text: str) -> list[str]:
     """The values in a kubeconfig that must never reach a log: tokens, passwords, keys."""
-    import yaml
-
     try:
-        data = validate.load_yaml(text)  # no aliases, bounded depth: the walk below stays small
-    except yaml.YAMLError:
+        data = kubeconfig_document(text)
+    except Exception:
         return [text]  # unreadable, and maybe secret: all of it
     found: list[str] = []
 

@@ -11,7 +11,6 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from bluegreen import manifests
 from bluegreen.errors import BlueGreenError
 from bluegreen.github.runner import Annotation, Level
 from bluegreen.gitops import DOC as GITOPS_DOC
@@ -169,6 +168,8 @@ def drift(result: Result) -> list[str]:
     found: list[dict[str, Any]] | None = result.details.get("drift")
     lines: list[str] = []
     if found is not None and result.phase in ("diff", "status"):
+        from bluegreen import manifests  # diff and status only: PyYAML's loader comes with it
+
         if not found:
             return ["### Drift", "", "None: the colours differ only by the release.", ""]
         lines += ["### Drift", "", "| where | blue | green | why |", "|---|---|---|---|"]

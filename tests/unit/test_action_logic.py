@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import re
 from pathlib import Path
 
@@ -145,6 +146,9 @@ def test_a_base64_kubeconfig_is_decoded_and_garbage_is_refused() -> None:
 
 def test_the_kubeconfig_secrets_are_found_for_masking() -> None:
     assert sorted(kubeconfig_secrets(KUBECONFIG)) == ["S0VZS0VZS0VZ", "s3cr3t-token-value"]
+    as_json = json.dumps(yaml.safe_load(KUBECONFIG))  # read without PyYAML: the same secrets
+    assert sorted(kubeconfig_secrets(as_json)) == ["S0VZS0VZS0VZ", "s3cr3t-token-value"]
+    assert kubeconfig_secrets("token: [unclosed") == ["token: [unclosed"]  # unreadable: all of it
 
 
 def test_outputs_survive_any_value_and_annotations_escape_their_separators(tmp_path: Path) -> None:

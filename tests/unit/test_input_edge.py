@@ -9,6 +9,7 @@ Force onto zero pods needs a cluster: tests/integration/test_input_edge_cluster.
 from __future__ import annotations
 
 import base64
+import json
 import math
 import re
 from pathlib import Path
@@ -299,44 +300,42 @@ def test_wrong_typed_yaml_values_are_named(text: str, says: str) -> None:
 # -- kubeconfigs ------------------------------------------------------------------------------------
 
 PEM = base64.b64encode(b"-----BEGIN CERTIFICATE-----\nbad\n-----END CERTIFICATE-----\n").decode()
+BAD_KUBECONFIGS = [
+    ("", "the kubeconfig is empty"),
+    ("- a\n- b\n", "got a list"),
+    ("clusters: 5\ncontexts: []\n", "Expected `array`, got `int` - at `clusters`"),
+    (
+        "clusters: [{name: a, cluster: {server: 7}}]\ncontexts: []\n",
+        "at `clusters[0].cluster.server`",
+    ),
+    (
+        "clusters: [{name: a, cluster: {server: 'not a url'}}]\ncontexts: []\n",
+        "clusters[0] ('a').cluster.server: 'not a url' is not a URL",
+    ),
+    (
+        f"clusters: [{{name: a, cluster: {{server: 'https://h:6443', certificate-authority-data: {PEM}}}}}]\ncontexts: []\n",
+        "clusters[0] ('a').cluster.certificate-authority-data: not a usable CA certificate",
+    ),
+    (
+        "clusters: [{name: a, cluster: {server: 'https://h:6443'}}]\n"
+        "users: [{name: u, user: {client-key-data: '!!notbase64'}}]\ncontexts: []\n",
+        "users[0] ('u').user.client-key-data: not base64",
+    ),
+    (
+        "clusters: [{name: a, cluster: {server: 'https://h:6443'}}]\n"
+        "contexts: [{name: c, context: {cluster: b}}]\ncurrent-context: c\n",
+        "contexts[0] ('c').context.cluster: no cluster named 'b'",
+    ),
+    ("x: &a [1]\ny: *a\n", "aliases (*name) are not allowed"),
+    (
+        "clusters: [{name: a, cluster: {server: 'https://h:6443'}}]\n"
+        f"users: [{{name: u, user: {{client-certificate-data: {PEM}}}}}]\ncontexts: []\n",
+        "users[0] ('u').user: client-certificate(-data) without client-key(-data)",
+    ),
+]
 
 
-@pytest.mark.parametrize(
-    ("text", "says"),
-    [
-        ("", "the kubeconfig is empty"),
-        ("- a\n- b\n", "got a list"),
-        ("clusters: 5\ncontexts: []\n", "Expected `array`, got `int` - at `clusters`"),
-        (
-            "clusters: [{name: a, cluster: {server: 7}}]\ncontexts: []\n",
-            "at `clusters[0].cluster.server`",
-        ),
-        (
-            "clusters: [{name: a, cluster: {server: 'not a url'}}]\ncontexts: []\n",
-            "clusters[0] ('a').cluster.server: 'not a url' is not a URL",
-        ),
-        (
-            f"clusters: [{{name: a, cluster: {{server: 'https://h:6443', certificate-authority-data: {PEM}}}}}]\ncontexts: []\n",
-            "clusters[0] ('a').cluster.certificate-authority-data: not a usable CA certificate",
-        ),
-        (
-            "clusters: [{name: a, cluster: {server: 'https://h:6443'}}]\n"
-            "users: [{name: u, user: {client-key-data: '!!notbase64'}}]\ncontexts: []\n",
-            "users[0] ('u').user.client-key-data: not base64",
-        ),
-        (
-            "clusters: [{name: a, cluster: {server: 'https://h:6443'}}]\n"
-            "contexts: [{name: c, context: {cluster: b}}]\ncurrent-context: c\n",
-            "contexts[0] ('c').context.cluster: no cluster named 'b'",
-        ),
-        ("x: &a [1]\ny: *a\n", "aliases (*name) are not allowed"),
-        (
-            "clusters: [{name: a, cluster: {server: 'https://h:6443'}}]\n"
-            f"users: [{{name: u, user: {{client-certificate-data: {PEM}}}}}]\ncontexts: []\n",
-            "users[0] ('u').user: client-certificate(-data) without client-key(-data)",
-        ),
-    ],
-)
+@pytest.mark.parametrize(("text", "says"), BAD_KUBECONFIGS)
 def test_bad_kubeconfigs_name_the_field(tmp_path: Path, text: str, says: str) -> None:
     path = tmp_path / "kubeconfig"
     path.write_text(text)
@@ -350,6 +349,55 @@ def test_a_binary_kubeconfig_is_a_usage_error(tmp_path: Path) -> None:
     path = tmp_path / "kubeconfig"
     path.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00")
     refused(["switch", "--app", "shop", "--kubeconfig", str(path)], "not UTF-8")
+
+
+def plain_json(cluster: dict[str, Any], **top: Any) -> str:
+    """A kubeconfig as `kubectl config view -o json` writes it, with this cluster section."""
+    return json.dumps(
+        {
+            "clusters": [{"name": "c", "cluster": cluster}],
+            "users": [{"name": "u", "user": {"token": "t"}}],
+            "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
+            "current-context": "x",
+            **top,
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        *(text for text, _ in BAD_KUBECONFIGS if ":" in text),  # the others are not even YAML to it
+        # plain at a glance (JSON, read without PyYAML by the Action's quick check), wrong on a closer look
+        plain_json({"server": "https://127.0.0.1:99999"}),
+        plain_json({"server": "https://127.0.0.1:6443", "insecure-skip-tls-verify": "yes"}),
+        plain_json({"server": "https://127.0.0.1:6443"}, **{"current-context": "y"}),
+        plain_json({"server": "https://127.0.0.1:6443", "certificate-authority-data": PEM}),
+        plain_json({"server": "https://127.0.0.1:6443/path"}),
+        plain_json({"server": "https://exa mple:6443"}),
+        plain_json({"server": 6443}),
+        plain_json({}),
+        # and right: both checks accept them
+        plain_json({"server": "https://127.0.0.1:6443"}),
+        plain_json({"server": "http://[::1]:8080", "insecure-skip-tls-verify": True}),
+        "clusters: [{name: c, cluster: {server: 'https://h:6443'}}]\ncontexts: []\n",
+    ],
+)
+def test_the_action_checks_its_kubeconfig_input_as_the_full_check_does(text: str) -> None:
+    """The Action accepts a plain kubeconfig without the full check's imports (msgspec, httpx2,
+    lightkube's models): whatever it accepts or refuses, and in what words, is the full check's."""
+    env = {"INPUT_PHASE": "status", "INPUT_APP": "shop", "INPUT_KUBECONFIG": text}
+    full = ""
+    try:
+        kube.kubeconfig_data(text, source="the kubeconfig input")
+    except ValueError as error:
+        full = str(error)
+    if full:
+        with pytest.raises(UsageError) as raised:
+            parse_inputs(env)
+        assert raised.value.message == f"invalid input: kubeconfig: {full}"
+    else:
+        assert parse_inputs(env).kubeconfig.strip() == text.strip()
 
 
 def test_the_kubeconfig_input_of_the_action_is_checked_too() -> None:

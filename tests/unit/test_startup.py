@@ -8,6 +8,7 @@ switch imports none of the gate's checks, bluegreen.yaml's parser or the other p
 from __future__ import annotations
 
 import json
+import os
 import ssl
 import subprocess
 import sys
@@ -18,6 +19,7 @@ import pytest
 # yaml too: bluegreen/validate.py (imported by the CLI for its argument types) leaves its loader to
 # bluegreen/yamlsafe.py, imported only where a file is read.
 HEAVY = ("yaml", "lightkube", "httpx2", "httpcore2", "msgspec", "anyio", "h2", "asyncio", "github")
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def imported_by(argv: list[str]) -> set[str]:
@@ -51,25 +53,28 @@ def test_version_help_and_usage_errors_import_nothing_heavy(argv: list[str]) -> 
     assert imported_by(argv) & set(HEAVY) == set()
 
 
-def test_a_switch_imports_only_what_a_switch_uses(tmp_path: Path) -> None:
+def plain_kubeconfig() -> str:
+    """A kubeconfig the lean client takes (JSON, as the local cluster's), for a server that is not there."""
     ca = ssl.get_default_verify_paths().cafile or "/etc/ssl/certs/ca-certificates.crt"
     if not Path(ca).is_file():
         pytest.skip("no CA bundle on this machine to name in the kubeconfig")
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(
-        json.dumps(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [
-                    {"name": "c", "cluster": {"server": "https://127.0.0.1:1", "certificate-authority": ca}}
-                ],
-                "users": [{"name": "u", "user": {"token": "t"}}],
-                "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
-                "current-context": "x",
-            }
-        )
+    return json.dumps(
+        {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {"name": "c", "cluster": {"server": "https://127.0.0.1:1", "certificate-authority": ca}}
+            ],
+            "users": [{"name": "u", "user": {"token": "t"}}],
+            "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
+            "current-context": "x",
+        }
     )
+
+
+def test_a_switch_imports_only_what_a_switch_uses(tmp_path: Path) -> None:
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(plain_kubeconfig())
     code = (
         "import sys\n"
         "from bluegreen import kube, options\n"
@@ -116,3 +121,96 @@ def test_a_switch_without_bluegreen_yaml_imports_neither_its_parser_nor_the_watc
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path
     )
     assert out.stdout.split() == ["bluegreen.yaml"]
+
+
+# What an Action step for switch or rollback never needs: bluegreen.yaml's parser (only with the file),
+# the probe (only with probe-url), the manifests (deploy, diff, status), the GitHub API (only with a token).
+ACTION_UNUSED = {
+    "bluegreen.config",
+    "bluegreen.verdict",
+    "bluegreen.group",
+    "bluegreen.manifests",
+    "bluegreen.traffic_probe",
+    "bluegreen.github.api",
+    "bluegreen.checks",
+    "bluegreen.gate",
+    "bluegreen.phases.deploy",
+    "bluegreen.phases.checked",
+    "bluegreen.phases.release",
+}
+
+
+def action_step(tmp_path: Path, **inputs: str) -> tuple[int, set[str] | None, set[str]]:
+    """Run entrypoint.main() as the runner starts the container (INPUT_* variables, GITHUB_* files, the
+    kubeconfig input), in a fresh interpreter with no bluegreen.yaml in its directory: its exit code, the
+    modules loaded when it first connected to the apiserver (None: it never did), and at its end."""
+    code = (
+        "import json, sys\n"
+        "first = []\n"
+        "def hook(event, args):\n"
+        "    if event == 'socket.connect' and not first:\n"
+        "        first.append(sorted(sys.modules))\n"
+        "sys.addaudithook(hook)\n"
+        f"sys.path.insert(0, {str(ROOT)!r})\n"
+        "import entrypoint\n"
+        "code = entrypoint.main()\n"
+        "print(json.dumps([code, first[0] if first else None, sorted(sys.modules)]))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("INPUT_", "BLUEGREEN_", "GITHUB_"))}
+    env.pop("KUBECONFIG", None)
+    for name in ("OUTPUT", "STEP_SUMMARY"):
+        (tmp_path / name).touch()
+        env[f"GITHUB_{name}"] = str(tmp_path / name)
+    env.update({f"INPUT_{name.upper()}": value for name, value in inputs.items()})
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path, env=env
+    )
+    exit_code, first, last = json.loads(out.stdout.splitlines()[-1])
+    return exit_code, None if first is None else set(first), set(last)
+
+
+def top_level(modules: set[str]) -> set[str]:
+    return {m.split(".")[0] for m in modules}
+
+
+@pytest.mark.parametrize("phase", ["switch", "rollback"])
+def test_an_action_switch_or_rollback_step_imports_only_what_it_uses(tmp_path: Path, phase: str) -> None:
+    """The step's own parts (inputs, masking, the kubeconfig's check, summary, outputs) import no parser,
+    probe or API client the phase does not use, before its first request and after it; the job
+    summary's module only after the phase."""
+    kubeconfig = plain_kubeconfig()
+    exit_code, first, last = action_step(
+        tmp_path, phase=phase, app="shop", to="green", kubeconfig=kubeconfig, timeout="1s"
+    )
+    assert exit_code == 3  # no apiserver there: the phase tried, and said so
+    assert first is not None
+    assert first & (ACTION_UNUSED | {"bluegreen.github.summary"}) == set()  # the summary: once it is done
+    assert "bluegreen.github.summary" in last
+    assert last & ACTION_UNUSED == set()
+    assert top_level(last) & {"httpcore2", "github"} == set()
+
+
+def test_an_action_step_with_a_bad_input_imports_nothing_heavy(tmp_path: Path) -> None:
+    exit_code, first, last = action_step(
+        tmp_path, phase="switch", app="shop", to="purple", kubeconfig=plain_kubeconfig()
+    )
+    assert (exit_code, first) == (2, None)
+    assert top_level(last) & set(HEAVY) == set()
+    assert last & ACTION_UNUSED == set()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="phases/switch.py, rollback.py, context.py, lock.py, history.py and routers/ import lightkube "
+    "at module level until the switch path's own changes of issue 14 land: then drop this mark",
+)
+@pytest.mark.parametrize("phase", ["switch", "rollback"])
+def test_an_action_switch_or_rollback_step_imports_no_client_library(tmp_path: Path, phase: str) -> None:
+    """With the service router and no token, nothing but the lean client (the standard library) talks
+    to the cluster: no lightkube, PyYAML (a JSON kubeconfig), msgspec, or httpx2 (only to publish)."""
+    exit_code, first, last = action_step(
+        tmp_path, phase=phase, app="shop", to="green", kubeconfig=plain_kubeconfig(), timeout="1s"
+    )
+    assert exit_code == 3 and first is not None
+    assert top_level(first) & set(HEAVY) == set()
+    assert top_level(last) & set(HEAVY) == set()
