@@ -78,9 +78,9 @@ def _lean(path: Path, context: str | None, timeout: float, *, explicit: bool) ->
     try:
         with path.open("rb") as file:
             raw = file.read(validate.MAX_YAML_BYTES + 1)
-        data = _parsed(validate.yaml_text(raw, source=str(path)))
+        data = parsed_kubeconfig(validate.yaml_text(raw, source=str(path)))
         cluster, user = _chosen(data, context)
-        if cluster is None or not _sound(data):
+        if cluster is None or not plain_shape(data):
             return None
         server = plain_server(cluster, user, path.resolve().parent)
     except Exception:  # anything odd: the full path decides, and words the error
@@ -103,7 +103,7 @@ def _lean(path: Path, context: str | None, timeout: float, *, explicit: bool) ->
     )
 
 
-def _parsed(text: str) -> Any:
+def parsed_kubeconfig(text: str) -> Any:
     """The kubeconfig's document: as JSON when it is JSON (`kubectl config view -o json`, the local
     cluster's) within the YAML bounds, which spares PyYAML's import; else through the safe YAML."""
     if text.lstrip().startswith("{"):
@@ -147,7 +147,7 @@ def _chosen(data: Any, context: str | None) -> tuple[dict[str, Any] | None, dict
     return cluster, user
 
 
-def _sound(data: dict[str, Any]) -> bool:
+def plain_shape(data: dict[str, Any]) -> bool:
     """Every entry of the file of the plain shape, each reference resolved: what kubeconfig_data would
     accept, checked without msgspec. False sends the file to the full check, which names the fault."""
     sections = (("clusters", "cluster"), ("contexts", "context"), ("users", "user"))

@@ -439,13 +439,13 @@ def kubeconfig_document(text: str) -> Any:
     (no aliases, bounded depth). Any exception for a text it refuses."""
     from bluegreen import kube
 
-    return kube._parsed(text)
+    return kube.parsed_kubeconfig(text)
 
 
 def check_kubeconfig(text: str) -> None:
     """ValueError naming the bad field (kube.kubeconfig_data's words), before anything is sent.
 
-    A kubeconfig of the plain shape, as the lean client reads it (every entry checked by kube._sound,
+    A kubeconfig of the plain shape, as the lean client reads it (every entry checked by kube.plain_shape,
     servers like https://HOST:6443), passes without the full check, which imports msgspec, httpx2 and
     lightkube's models for a file this step would never hand them (issue 14). Anything else, and
     anything wrong, goes through the full check, which says what is wrong."""
@@ -460,11 +460,11 @@ def check_kubeconfig(text: str) -> None:
 
 
 def plain_kubeconfig(data: Any) -> bool:
-    """Every entry sound (kube._sound) and every server a plain http(s)://HOST[:PORT] with a port in
+    """Every entry sound (kube.plain_shape) and every server a plain http(s)://HOST[:PORT] with a port in
     range, the insecure flag a bool: what kubeconfig_data accepts, checked without its imports."""
     from bluegreen import kube
 
-    if not isinstance(data, dict) or not kube._sound(data):
+    if not isinstance(data, dict) or not kube.plain_shape(data):
         return False
     for entry in data["clusters"]:
         cluster = entry["cluster"]

@@ -199,11 +199,6 @@ def test_an_action_step_with_a_bad_input_imports_nothing_heavy(tmp_path: Path) -
     assert last & ACTION_UNUSED == set()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="phases/switch.py, rollback.py, context.py, lock.py, history.py and routers/ import lightkube "
-    "at module level until the switch path's own changes of issue 14 land: then drop this mark",
-)
 @pytest.mark.parametrize("phase", ["switch", "rollback"])
 def test_an_action_switch_or_rollback_step_imports_no_client_library(tmp_path: Path, phase: str) -> None:
     """With the service router and no token, nothing but the lean client (the standard library) talks
