@@ -20,6 +20,7 @@ that closed without answering) when a read may be sent again but a write may hav
 from __future__ import annotations
 
 import base64
+import contextlib
 import http.client
 import json
 import os
@@ -235,6 +236,7 @@ class Api:
         """A GET whose answer is read line by line as it arrives (a watch); ApiStatusError unless 200.
         The connection is reused only if the body was read to its end."""
         conn = self._send("GET", path, params, None, None, read_timeout=read_timeout)
+        self._spare()
         response = self._answer(conn)
         if response.status != 200:
             data = response.read()
@@ -262,6 +264,20 @@ class Api:
                 self._checkin(conn, reuse=True)
             else:
                 conn.close()
+
+    def _spare(self) -> None:
+        """A watch holds its connection to its end, and one cut short is closed: without an idle one
+        left, the next request would wait for a new TLS handshake. Opened meanwhile, in a thread,
+        while the watch waits for its events (the switch's next request is the preview's, issue 14)."""
+        with self._lock:
+            if self._idle:
+                return
+
+        def connect() -> None:
+            with contextlib.suppress(NoAnswer):  # the next request connects, and reports what it meets
+                self._checkin(self._connect(), reuse=True)
+
+        threading.Thread(target=connect, name="bluegreen-spare-connection", daemon=True).start()
 
     def close(self) -> None:
         with self._lock:

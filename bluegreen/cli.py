@@ -804,9 +804,9 @@ class _Parser(argparse.ArgumentParser):
 
 
 def parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
-    """The CLI's parser. Given the arguments it will parse, only their command's arguments are built
-    (the others are listed, for `--help` and a misspelt command, but never parsed here): building
-    every command's arguments was a tenth of a switch's start-up (issue 14)."""
+    """The CLI's parser. Given the arguments it will parse, and they name a command, only that command
+    is built (the others are for `bluegreen --help` and a misspelt command, which name no command):
+    building every command's arguments was a tenth of a switch's start-up (issue 14)."""
     only = argv[0] if argv and argv[0] in COMMANDS else None
     top = _Parser(
         prog="bluegreen",
@@ -819,9 +819,9 @@ def parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     top.add_argument("--version", action="version", version=f"bluegreen {__version__}")
     subs = top.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
     for cmd in COMMANDS.values():
-        sub = subs.add_parser(cmd.name, help=cmd.help, description=cmd.help)
         if only is not None and cmd.name != only:
             continue
+        sub = subs.add_parser(cmd.name, help=cmd.help, description=cmd.help)
         if cmd.per_app:
             _common(sub, mutating=cmd.mutating)
         cmd.add_arguments(sub)
