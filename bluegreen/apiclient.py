@@ -265,10 +265,15 @@ class Api:
             else:
                 conn.close()
 
+    def prewarm(self) -> None:
+        """Open the first connection now, in a thread, while the caller goes on (importing the phase it
+        runs): the TCP and TLS handshakes are then done by its first request (issue 14)."""
+        self._spare()
+
     def _spare(self) -> None:
-        """A watch holds its connection to its end, and one cut short is closed: without an idle one
-        left, the next request would wait for a new TLS handshake. Opened meanwhile, in a thread,
-        while the watch waits for its events (the switch's next request is the preview's, issue 14)."""
+        """A connection opened in a thread when none is idle. Also for a watch: it holds its connection
+        to its end, and one cut short is closed, so without an idle one the next request would wait
+        for a new handshake (the switch's next request is the preview's, issue 14)."""
         with self._lock:
             if self._idle:
                 return

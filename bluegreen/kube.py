@@ -94,13 +94,15 @@ def _lean(path: Path, context: str | None, timeout: float, *, explicit: bool) ->
 
     from bluegreen import __version__
 
-    return Api(  # type: ignore[return-value]  # a Client to its users: lightkube's calls are delegated
+    api = Api(
         server,
         timeout=timeout,
         typed=typed,
         request_log=Path(log) if log else None,
         user_agent=f"bluegreen/{__version__}",
     )
+    api.prewarm()
+    return api  # type: ignore[return-value]  # a Client to its users: lightkube's calls are delegated
 
 
 def parsed_kubeconfig(text: str) -> Any:

@@ -388,12 +388,12 @@ def run(options: PhaseOptions, reporter: Reporter) -> Result:
             config = options.checks.load(options.target)
             return checked.gate(context(options.target, None, reporter), config)
         case SwitchOptions():
-            from bluegreen.phases import switch
-
             switching = options
             config = switch_config(switching.checks.config)  # read before the cluster is asked
             gated = config is not None and config.path is not None and bool(config.gate_checks())
+            # Connected before the phase is imported: the connection opens meanwhile (Api.prewarm).
             ctx = context(switching.target, switching.writes, reporter)
+            from bluegreen.phases import switch
 
             def baseline(live: Color) -> dict[str, Any]:
                 from bluegreen.phases import watch
@@ -434,13 +434,15 @@ def run(options: PhaseOptions, reporter: Reporter) -> Result:
             config = options.checks.load(options.target)
             return checked.watch(context(options.target, options.writes, reporter), config)
         case RollbackOptions():
+            rolling = options
+            # Connected before the phase is imported: the connection opens meanwhile (Api.prewarm).
+            rolling_ctx = context(rolling.target, rolling.writes, reporter)
             from bluegreen.phases import rollback
 
-            rolling = options
             return probed(
                 rolling.probe,
                 lambda traffic: rollback.run(
-                    context(rolling.target, rolling.writes, reporter),
+                    rolling_ctx,
                     reason=rolling.reason,
                     to=rolling.to,
                     force=rolling.force,
