@@ -14,9 +14,8 @@ bluegreen.yaml and names the flag in its error.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from bluegreen.correlation import correlation_id
 from bluegreen.model import AppSpec, Color, Reporter, Result, RunInfo
@@ -26,8 +25,7 @@ if TYPE_CHECKING:  # imported where a probe runs: --version and most phases neve
     from bluegreen.traffic_probe import ProbeOptions, TrafficCheck
 
 
-@dataclass(frozen=True, kw_only=True)
-class Target:
+class Target(NamedTuple):
     """The app and the cluster: every phase has one."""
 
     app: str
@@ -51,17 +49,15 @@ class Target:
         )
 
 
-@dataclass(frozen=True, kw_only=True)
-class Writes:
+class Writes(NamedTuple):
     """How a phase that writes behaves: dry run, the lock, who asked (the audit trail)."""
 
     dry_run: bool = False
     wait_for_lock: float = 0.0  # seconds
-    run: RunInfo = field(default_factory=RunInfo)
+    run: RunInfo = RunInfo()
 
 
-@dataclass(frozen=True, kw_only=True)
-class Checks:
+class Checks(NamedTuple):
     """bluegreen.yaml and the thresholds given on top of it (text, checked when the file is loaded)."""
 
     config: Path | None = None  # None: ./bluegreen.yaml if present, else the defaults
@@ -92,8 +88,7 @@ class Checks:
         )
 
 
-@dataclass(frozen=True, kw_only=True)
-class Images:
+class Images(NamedTuple):
     """The new images of a deploy: one for a single-container pod, or per container."""
 
     image: str | None = None
@@ -134,56 +129,49 @@ class Images:
         return found
 
 
-@dataclass(frozen=True, kw_only=True)
-class StatusOptions:
+class StatusOptions(NamedTuple):
     target: Target
     phase: str = "status"
 
 
-@dataclass(frozen=True, kw_only=True)
-class DiffOptions:
+class DiffOptions(NamedTuple):
     target: Target
     phase: str = "diff"
 
 
-@dataclass(frozen=True, kw_only=True)
-class InitOptions:
+class InitOptions(NamedTuple):
     target: Target
-    writes: Writes = field(default_factory=Writes)
+    writes: Writes = Writes()
     source: str | None = None  # the Deployment to adopt; None: <app>
     phase: str = "init"
 
 
-@dataclass(frozen=True, kw_only=True)
-class DeployOptions:
+class DeployOptions(NamedTuple):
     target: Target
-    writes: Writes = field(default_factory=Writes)
     images: Images
+    writes: Writes = Writes()
     phase: str = "deploy"
 
 
-@dataclass(frozen=True, kw_only=True)
-class PatchOptions:
+class PatchOptions(NamedTuple):
     """The idle colour (the rollback target) re-deployed with patched images; traffic not moved."""
 
     target: Target
-    writes: Writes = field(default_factory=Writes)
     images: Images
+    writes: Writes = Writes()
     reason: str = ""
     phase: str = "patch"
 
 
-@dataclass(frozen=True, kw_only=True)
-class GateOptions:
+class GateOptions(NamedTuple):
     target: Target
-    checks: Checks = field(default_factory=Checks)
+    checks: Checks = Checks()
     phase: str = "gate"
 
 
-@dataclass(frozen=True, kw_only=True)
-class SwitchOptions:
+class SwitchOptions(NamedTuple):
     target: Target
-    writes: Writes = field(default_factory=Writes)
+    writes: Writes = Writes()
     to: Color | None = None  # None: the candidate deploy recorded (nothing to do when it is live)
     force: bool = False
     allow_no_endpoints: bool = False  # with force: even onto a colour with no ready pod (recorded)
@@ -192,23 +180,21 @@ class SwitchOptions:
     candidate: str = ""  # deploy's `candidate` output: promote exactly that release
     # bluegreen.yaml (None: ./bluegreen.yaml if present): a gate in it is required; its watch's
     # Prometheus checks measure the live colour's baseline
-    checks: Checks = field(default_factory=Checks)
+    checks: Checks = Checks()
     probe: ProbeOptions | None = None  # --probe URL: requests to the user's URL across the switch
     phase: str = "switch"
 
 
-@dataclass(frozen=True, kw_only=True)
-class WatchOptions:
+class WatchOptions(NamedTuple):
     target: Target
-    writes: Writes = field(default_factory=Writes)
-    checks: Checks = field(default_factory=Checks)
+    writes: Writes = Writes()
+    checks: Checks = Checks()
     phase: str = "watch"
 
 
-@dataclass(frozen=True, kw_only=True)
-class RollbackOptions:
+class RollbackOptions(NamedTuple):
     target: Target
-    writes: Writes = field(default_factory=Writes)
+    writes: Writes = Writes()
     to: Color | None = None  # None: the recorded previous colour
     reason: str = ""
     force: bool = False  # even to a release rolled back before (rejected)
@@ -216,29 +202,26 @@ class RollbackOptions:
     phase: str = "rollback"
 
 
-@dataclass(frozen=True, kw_only=True)
-class RetireOptions:
+class RetireOptions(NamedTuple):
     target: Target
-    writes: Writes = field(default_factory=Writes)
+    writes: Writes = Writes()
     after: float = 0.0  # seconds since the last switch
     phase: str = "retire"
 
 
-@dataclass(frozen=True, kw_only=True)
-class ReleaseOptions:
+class ReleaseOptions(NamedTuple):
     target: Target
-    writes: Writes = field(default_factory=Writes)
     images: Images
-    checks: Checks = field(default_factory=Checks)
+    writes: Writes = Writes()
+    checks: Checks = Checks()
     phase: str = "release"
 
 
-@dataclass(frozen=True, kw_only=True)
-class MigrateOptions:
+class MigrateOptions(NamedTuple):
     target: Target
-    writes: Writes = field(default_factory=Writes)
     hook: str  # expand | contract | post-switch
-    checks: Checks = field(default_factory=Checks)  # bluegreen.yaml: the hook's definition
+    writes: Writes = Writes()
+    checks: Checks = Checks()  # bluegreen.yaml: the hook's definition
     release: str = ""  # the release the run belongs to (recorded): an image, a commit
     force: bool = False  # contract: even while the old release can come back (recorded)
     reason: str = ""

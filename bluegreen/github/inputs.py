@@ -16,7 +16,7 @@ import binascii
 import re
 import urllib.parse
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -203,7 +203,7 @@ class ActionInputs:
                     reason=self.reason,
                 )
             case "gate":
-                return GateOptions(target=target, checks=replace(checks, duration=None, auto_rollback=None))
+                return GateOptions(target=target, checks=checks._replace(duration=None, auto_rollback=None))
             case "switch":
                 return SwitchOptions(
                     target=target,
@@ -217,7 +217,7 @@ class ActionInputs:
                     undo=self.undo,
                 )
             case "watch":
-                return WatchOptions(target=target, writes=writes, checks=replace(checks, min_healthy=None))
+                return WatchOptions(target=target, writes=writes, checks=checks._replace(min_healthy=None))
             case "rollback":
                 return RollbackOptions(
                     target=target, writes=writes, to=self.to, reason=self.reason, probe=self.probe
