@@ -6,7 +6,6 @@ import json
 from dataclasses import replace
 from typing import Any
 
-import httpx2
 import pytest
 from lightkube import Client
 from lightkube.models.coordination_v1 import LeaseSpec
@@ -298,29 +297,34 @@ def test_held_lock_refuses_before_any_write(kube: Client, namespace: str, storef
 
 
 def test_a_lease_taken_whose_answer_was_lost_is_released(
-    kube: Client, namespace: str, storefront: Group
+    kube: Client, namespace: str, storefront: Group, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """cart's Lease is written but the answer lost (a reset): the run fails before any switch, and
     still gives that Lease back (it was ours), so the re-run goes ahead at once."""
+    from bluegreen import kube as seam
+    from bluegreen.apiclient import NoAnswer
 
-    class TakeAnswerLost:
-        def __init__(self, inner: Client) -> None:
-            self.inner, self.fired = inner, False
+    real_send = seam._send
+    fired: list[str] = []
 
-        def __getattr__(self, name: str) -> Any:
-            return getattr(self.inner, name)
+    def send(client: Any, method: str, path: str, **kwargs: Any) -> bytes:
+        answer = real_send(client, method, path, **kwargs)
+        body = json.loads(kwargs.get("body") or b"{}")
+        cart = (body.get("metadata") or {}).get("name") == "bluegreen-cart"
+        if method in ("POST", "PUT") and "/leases" in path and cart and not fired:
+            fired.append(path)
+            raise NoAnswer(
+                "RemoteProtocolError: Server disconnected without sending a response.",
+                kind="protocol",
+                sent=True,
+            )
+        return answer
 
-        def create(self, obj: Any, *args: Any, **kwargs: Any) -> Any:
-            created = self.inner.create(obj, *args, **kwargs)
-            if isinstance(obj, Lease) and obj.metadata and obj.metadata.name == "bluegreen-cart":
-                self.fired = True
-                raise httpx2.RemoteProtocolError("Server disconnected without sending a response.")
-            return created
-
-    flaky = TakeAnswerLost(kube)
+    monkeypatch.setattr(seam, "_send", send)
     with pytest.raises(ClusterError, match="could not take every lock, nothing was written"):
-        phase.run(flaky, storefront, to=Color.GREEN, timeout=30)  # type: ignore[arg-type]
-    assert flaky.fired
+        phase.run(kube, storefront, to=Color.GREEN, timeout=30)
+    monkeypatch.undo()
+    assert fired
     assert colors(kube, storefront) == {"shop": Color.BLUE, "cart": Color.BLUE, "pay": Color.BLUE}
     assert leases(kube, namespace) == []  # before: bluegreen-cart held for 60 s, the re-run refused
     again = phase.run(kube, storefront, to=Color.GREEN, timeout=30)

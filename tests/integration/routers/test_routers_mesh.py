@@ -223,8 +223,9 @@ def test_a_split_route_is_refused_by_deploy_and_by_switch_without_to(
 
 
 def test_a_history_that_cannot_be_recorded_after_the_switch_is_reported_not_dropped(
-    kube: Client, namespace: str, app: AppSpec
+    kube: Client, namespace: str, app: AppSpec, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from bluegreen import kube as seam
     from bluegreen.model import Reporter
     from bluegreen.phases import switch
     from bluegreen.phases.context import Context
@@ -232,8 +233,7 @@ def test_a_history_that_cannot_be_recorded_after_the_switch_is_reported_not_drop
     kube.create(http_route(namespace, 100, 0), namespace=namespace)
 
     class Contended:
-        """The real client; once the HTTPRoute was written, another writer changes the live Service
-        between every read and write of it (a real 409 from the apiserver each time)."""
+        """The real client; notes when the HTTPRoute was written (a typed call)."""
 
         def __init__(self, inner: Client) -> None:
             self.inner, self.moved, self.bumps = inner, False, 0
@@ -246,18 +246,26 @@ def test_a_history_that_cannot_be_recorded_after_the_switch_is_reported_not_drop
                 self.moved = True
             return self.inner.patch(resource, name, *args, **kwargs)
 
-        def get(self, resource: Any, name: str, **kwargs: Any) -> Any:
-            found = self.inner.get(resource, name, **kwargs)
-            if self.moved and resource is Service and name == "shop":
-                self.bumps += 1
-                self.inner.patch(
-                    Service,
-                    "shop",
-                    {"metadata": {"annotations": {"someone-else": str(self.bumps)}}},
-                    namespace=namespace,
-                    patch_type=PatchType.MERGE,
-                )
-            return found
+    contended = Contended(kube)
+    real_send = seam._send
+    live_path = f"/api/v1/namespaces/{namespace}/services/shop"
+
+    def send(client: Any, method: str, path: str, **kwargs: Any) -> bytes:
+        """Once the HTTPRoute was written, another writer changes the live Service between every read
+        and write of it (a real 409 from the apiserver each time): the history reads it as JSON."""
+        answer = real_send(client, method, path, **kwargs)
+        if contended.moved and method == "GET" and path == live_path:
+            contended.bumps += 1
+            kube.patch(
+                Service,
+                "shop",
+                {"metadata": {"annotations": {"someone-else": str(contended.bumps)}}},
+                namespace=namespace,
+                patch_type=PatchType.MERGE,
+            )
+        return answer
+
+    monkeypatch.setattr(seam, "_send", send)
 
     warnings: list[str] = []
 
@@ -272,9 +280,11 @@ def test_a_history_that_cannot_be_recorded_after_the_switch_is_reported_not_drop
             pass
 
     reporter: Reporter = Collect()
-    ctx = Context(kube=Contended(kube), app=app, router="gateway", reporter=reporter)  # type: ignore[arg-type]
+    ctx = Context(kube=contended, app=app, router="gateway", reporter=reporter)  # type: ignore[arg-type]
     result = switch.run(ctx, to=Color.GREEN, verify_timeout=20)
+    monkeypatch.undo()
 
+    assert contended.bumps > 0
     assert weights(kube, namespace) == [0, 100]  # traffic moved
     assert any("history could not be recorded" in w for w in warnings)
     assert any("history could not be recorded" in m for m in result.messages)
