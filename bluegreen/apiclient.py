@@ -1,4 +1,5 @@
-"""The lean client: JSON over HTTP/1.1 to one apiserver, on the standard library alone.
+"""The lean client: JSON over HTTP/1.1 to one apiserver, on the standard library's sockets and TLS
+and our own few lines of HTTP (bluegreen/http11.py).
 
 A switch or a rollback is a short process that sends about a dozen requests, and importing lightkube
 (its async client, httpx2, msgspec and the models) cost it more than all of them together (issue 14).
@@ -21,11 +22,9 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import http.client
 import json
 import os
 import select
-import socket
 import ssl
 import threading
 import time
@@ -35,6 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit
+
+from bluegreen.http11 import Connection, ProtocolError, Response
 
 if TYPE_CHECKING:
     from lightkube import Client
@@ -144,7 +145,7 @@ def _pem_file(user: dict[str, Any], key: str, base: Path) -> Iterator[str]:
         yield file.name
 
 
-def _reusable(conn: http.client.HTTPConnection) -> bool:
+def _reusable(conn: Connection) -> bool:
     """An idle keep-alive connection the server has not closed: nothing to read on it. A readable idle
     socket means EOF or garbage, so it is dropped, never written to."""
     sock = conn.sock
@@ -179,7 +180,7 @@ class Api:
         self._headers = {"Accept": "application/json", "User-Agent": user_agent}
         if server.token:
             self._headers["Authorization"] = f"Bearer {server.token}"
-        self._idle: list[http.client.HTTPConnection] = []
+        self._idle: list[Connection] = []
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:  # never the token
@@ -212,21 +213,13 @@ class Api:
     ) -> bytes:
         """Send one request, return the body of a 2xx answer; ApiStatusError for any other status."""
         conn = self._send(method, path, params, headers, body, read_timeout=self.timeout)
+        response = self._answer(conn)
         try:
-            response = self._answer(conn)
             data = response.read()
-        except TimeoutError as error:
+        except BaseException as error:
             conn.close()
-            raise NoAnswer(f"ReadTimeout: {error}", kind="timeout", sent=True) from None
-        except http.client.IncompleteRead as error:
-            conn.close()
-            raise NoAnswer(
-                f"RemoteProtocolError: incomplete body: {error!r}", kind="protocol", sent=True
-            ) from None
-        except OSError as error:
-            conn.close()
-            raise NoAnswer(f"ReadError: {error or type(error).__name__}", kind="io", sent=True) from None
-        self._checkin(conn, reuse=not response.will_close)
+            raise _no_answer(error) from None
+        self._checkin(conn, reuse=response.complete and not response.will_close)
         if response.status >= 400:
             raise ApiStatusError(response.status, _message(data))
         return data
@@ -239,31 +232,26 @@ class Api:
         self._spare()
         response = self._answer(conn)
         if response.status != 200:
-            data = response.read()
-            self._checkin(conn, reuse=not response.will_close)
+            try:
+                data = response.read()
+            except BaseException as error:
+                conn.close()
+                raise _no_answer(error) from None
+            self._checkin(conn, reuse=response.complete and not response.will_close)
             raise ApiStatusError(response.status, _message(data))
-        complete = False
 
         def lines() -> Iterator[bytes]:
-            nonlocal complete
             try:
-                while line := response.readline():
-                    yield line
-                complete = True
-            except TimeoutError as error:
-                raise NoAnswer(f"ReadTimeout: {error}", kind="timeout", sent=True) from None
-            except http.client.IncompleteRead as error:
-                raise NoAnswer(f"RemoteProtocolError: {error!r}", kind="protocol", sent=True) from None
-            except (OSError, http.client.HTTPException) as error:
-                raise NoAnswer(f"ReadError: {error or type(error).__name__}", kind="io", sent=True) from None
+                yield from response.lines()
+            except GeneratorExit:
+                raise
+            except BaseException as error:
+                raise _no_answer(error) from None
 
         try:
             yield lines()
         finally:
-            if complete and not response.will_close:
-                self._checkin(conn, reuse=True)
-            else:
-                conn.close()
+            self._checkin(conn, reuse=response.complete and not response.will_close)
 
     def prewarm(self) -> None:
         """Open the first connection now, in a thread, while the caller goes on (importing the phase it
@@ -301,7 +289,7 @@ class Api:
         body: bytes | None,
         *,
         read_timeout: float,
-    ) -> http.client.HTTPConnection:
+    ) -> Connection:
         target = path
         if params:
             target += ("&" if "?" in path else "?") + urlencode(params)
@@ -310,10 +298,9 @@ class Api:
                 out.write(f"{time.time():.6f} {method} {target}\n")
         conn = self._checkout()
         try:
-            assert conn.sock is not None
-            conn.sock.settimeout(self.timeout)
-            conn.request(method, target, body=body, headers={**self._headers, **(headers or {})})
-            conn.sock.settimeout(read_timeout)
+            conn.settimeout(self.timeout)
+            conn.send(method, target, {**self._headers, **(headers or {})}, body)
+            conn.settimeout(read_timeout)
         except TimeoutError as error:
             conn.close()
             raise NoAnswer(f"WriteTimeout: {error}", kind="timeout", sent=True) from None
@@ -322,52 +309,27 @@ class Api:
             raise NoAnswer(f"WriteError: {error or type(error).__name__}", kind="io", sent=True) from None
         return conn
 
-    def _answer(self, conn: http.client.HTTPConnection) -> http.client.HTTPResponse:
+    def _answer(self, conn: Connection) -> Response:
         try:
-            return conn.getresponse()
-        except TimeoutError as error:
+            return conn.response()
+        except BaseException as error:
             conn.close()
-            raise NoAnswer(f"ReadTimeout: {error}", kind="timeout", sent=True) from None
-        except http.client.RemoteDisconnected:  # before OSError: it is a subclass
-            conn.close()
-            raise NoAnswer(
-                "RemoteProtocolError: Server disconnected without sending a response.",
-                kind="protocol",
-                sent=True,
-            ) from None
-        except http.client.HTTPException as error:
-            conn.close()
-            raise NoAnswer(
-                f"RemoteProtocolError: {error or type(error).__name__}", kind="protocol", sent=True
-            ) from None
-        except OSError as error:
-            conn.close()
-            raise NoAnswer(f"ReadError: {error or type(error).__name__}", kind="io", sent=True) from None
+            raise _no_answer(error) from None
 
-    def _connect(self) -> http.client.HTTPConnection:
+    def _connect(self) -> Connection:
         server = self.server
-        conn: http.client.HTTPConnection
-        if server.tls is not None:
-            conn = http.client.HTTPSConnection(
-                server.host, server.port, timeout=self.timeout, context=server.tls
-            )
-        else:
-            conn = http.client.HTTPConnection(server.host, server.port, timeout=self.timeout)
+        conn = Connection(server.host, server.port, server.tls, timeout=self.timeout)
         try:
             conn.connect()
         except TimeoutError as error:
-            conn.close()
             raise NoAnswer(f"ConnectTimeout: {error}", kind="connect", sent=False) from None
         except OSError as error:  # refused, unreachable, TLS: the request never left
-            conn.close()
             raise NoAnswer(
                 f"ConnectError: {error or type(error).__name__}", kind="connect", sent=False
             ) from None
-        if conn.sock is not None:
-            conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return conn
 
-    def _checkout(self) -> http.client.HTTPConnection:
+    def _checkout(self) -> Connection:
         with self._lock:
             while self._idle:
                 conn = self._idle.pop()
@@ -376,12 +338,24 @@ class Api:
                 conn.close()
         return self._connect()
 
-    def _checkin(self, conn: http.client.HTTPConnection, *, reuse: bool) -> None:
+    def _checkin(self, conn: Connection, *, reuse: bool) -> None:
         with self._lock:
             if reuse and len(self._idle) < POOL:
                 self._idle.append(conn)
                 return
         conn.close()
+
+
+def _no_answer(error: BaseException) -> BaseException:
+    """A failure while waiting for or reading an answer, as NoAnswer: a timeout, a connection closed
+    first or mid-answer (protocol), or any other socket failure (io). Anything else unchanged."""
+    if isinstance(error, TimeoutError):
+        return NoAnswer(f"ReadTimeout: {error}", kind="timeout", sent=True)
+    if isinstance(error, ProtocolError):
+        return NoAnswer(f"RemoteProtocolError: {error}", kind="protocol", sent=True)
+    if isinstance(error, OSError):
+        return NoAnswer(f"ReadError: {error or type(error).__name__}", kind="io", sent=True)
+    return error
 
 
 def _message(data: bytes) -> str:

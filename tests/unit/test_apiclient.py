@@ -248,3 +248,53 @@ def test_connecting_with_a_plain_kubeconfig_imports_no_client_library(port: int,
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert set(out.stdout.split()) & {"lightkube", "httpx2", "msgspec", "yaml", "asyncio"} == set()
+
+
+def canned(answer: bytes) -> int:
+    """A server that answers one request with `answer`, as bytes on the wire, then closes."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            request = b""
+            while b"\r\n\r\n" not in request:
+                request += conn.recv(65536)
+            conn.sendall(answer)
+        listener.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    port: int = listener.getsockname()[1]
+    return port
+
+
+@pytest.mark.parametrize(
+    ("answer", "cut"),
+    [
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n12345", "incomplete body"),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n12", "incomplete chunk"),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "bad chunk size"),
+        (b"SSH-2.0-OpenSSH_9.2\r\n", "not an HTTP answer"),
+        (b"HTTP/1.1 200 OK\r\nContent-Le", "headers end early"),
+    ],
+    ids=["short-body", "short-chunk", "bad-chunk-size", "not-http", "short-headers"],
+)
+def test_an_answer_cut_short_or_not_http_is_no_answer(answer: bytes, cut: str) -> None:
+    with pytest.raises(NoAnswer) as failed:
+        api(canned(answer)).request("GET", "/")
+    assert failed.value.kind == "protocol" and cut in str(failed.value)
+    assert kube._retryable(failed.value, idempotent=True) and not kube._retryable(
+        failed.value, idempotent=False
+    )
+
+
+def test_chunks_with_extensions_and_trailers_and_a_body_until_close_are_read_whole() -> None:
+    chunked = (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b'6;ext=1\r\n{"a":\r\n2\r\n1}\r\n0\r\nX-Trailer: yes\r\n\r\n'
+    )
+    assert json.loads(api(canned(chunked)).request("GET", "/")) == {"a": 1}
+    until_close = b'HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n{"b": 2}'
+    client = api(canned(until_close))
+    assert json.loads(client.request("GET", "/")) == {"b": 2}
+    assert client._idle == []  # a body ended by the close: the connection is spent
