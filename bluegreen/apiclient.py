@@ -30,9 +30,8 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urlencode, urlsplit
 
 from bluegreen.http11 import Connection, ProtocolError, Response
@@ -63,8 +62,7 @@ class NoAnswer(Exception):
         self.kind, self.sent = kind, sent
 
 
-@dataclass(frozen=True)
-class Server:
+class Server(NamedTuple):
     """Where to connect and how to authenticate: what a plain kubeconfig context holds."""
 
     scheme: str

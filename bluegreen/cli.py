@@ -20,9 +20,8 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from bluegreen import correlation, logs, validate
 from bluegreen.errors import EXIT_CLUSTER, EXIT_OK, EXIT_REFUSED, EXIT_USAGE, BlueGreenError, UsageError
@@ -55,8 +54,7 @@ Runner = Callable[[argparse.Namespace, Reporter], Result]
 Build = Callable[[argparse.Namespace], PhaseOptions]
 
 
-@dataclass(frozen=True)
-class Command:
+class Command(NamedTuple):
     name: str
     help: str
     run: Runner
@@ -112,8 +110,7 @@ def phase(
     return register
 
 
-@dataclass(frozen=True)
-class Outcome:
+class Outcome(NamedTuple):
     exit_code: int
     result: Result | None = None
     error: BlueGreenError | None = None

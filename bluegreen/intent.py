@@ -18,7 +18,7 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from bluegreen.errors import RefusedError, UsageError
 from bluegreen.model import Color
@@ -54,8 +54,7 @@ def encode(value: Mapping[str, Any]) -> str:
     return json.dumps(dict(value), separators=(",", ":"), sort_keys=True)
 
 
-@dataclass(frozen=True, kw_only=True)
-class Release:
+class Release(NamedTuple):
     """What one colour's Deployment runs and what was recorded about it."""
 
     color: Color

@@ -28,10 +28,9 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from bluegreen import cancel
 from bluegreen.errors import ClusterError, ConflictError, LockHeldError, LockLostError
@@ -77,16 +76,14 @@ def parsed_time(value: object) -> datetime | None:
         return None
 
 
-@dataclass(frozen=True)
-class Seen:
+class Seen(NamedTuple):
     """A Lease record as a waiting run saw it, and when (its own monotonic clock) it first saw it."""
 
     record: tuple[str, str, str]  # holder, renewTime, resourceVersion: any change is a sign of life
     at: float
 
 
-@dataclass(frozen=True)
-class Holder:
+class Holder(NamedTuple):
     identity: str
     since: datetime | None
     left: float  # seconds of our clock before it counts as gone, unless its record changes

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 
 class Color(enum.StrEnum):
@@ -57,8 +57,7 @@ class AppSpec:
         return f"bluegreen-{self.name}"
 
 
-@dataclass(frozen=True, kw_only=True)
-class RunInfo:
+class RunInfo(NamedTuple):
     """Who asked for a change, for the audit trail: a CI run, or a person at a terminal."""
 
     run_id: str = ""

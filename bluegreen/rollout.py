@@ -8,8 +8,7 @@ from __future__ import annotations
 import copy
 import re
 from collections import Counter
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 # A container image reference: [registry[:port]/]path[:tag][@sha256:digest] (the docker/distribution grammar,
 # simplified: lower-case path components, a tag of at most 128 word characters).
@@ -24,8 +23,7 @@ def valid_image(reference: str) -> bool:
     return len(reference) <= 255 and IMAGE.match(reference) is not None
 
 
-@dataclass(frozen=True)
-class RolloutStatus:
+class RolloutStatus(NamedTuple):
     done: bool
     failed: bool
     message: str

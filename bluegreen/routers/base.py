@@ -8,13 +8,12 @@ read, and verifies what it can. Routers measure and report; phases decide.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar, Protocol
+from typing import ClassVar, NamedTuple, Protocol
 
 from bluegreen.model import AppSpec, Color
 
 
-@dataclass(frozen=True, kw_only=True)
-class RouteState:
+class RouteState(NamedTuple):
     """What a router read from its object: the colour it sends traffic to, and the version read."""
 
     active: Color | None  # None: the object routes to no single colour (not adopted, or split)
