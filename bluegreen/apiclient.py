@@ -129,16 +129,26 @@ def plain_server(cluster: dict[str, Any], user: dict[str, Any], base: Path) -> S
 
 @contextmanager
 def _pem_file(user: dict[str, Any], key: str, base: Path) -> Iterator[str]:
-    """The path of a certificate or key given as a file or as base64 data (written to a private
-    temporary file for load_cert_chain, which reads only files, and removed at once)."""
+    """The path of a certificate or key given as a file or as base64 data, for load_cert_chain, which
+    reads only files: the data in an anonymous in-memory file where the system has them (Linux's
+    memfd: never on disk, gone when closed), else in a private temporary file removed at once."""
     data = user.get(f"{key}-data")
     if not data:
         yield str(base / user[key])
         return
-    import tempfile  # only for certificate data: most kubeconfigs a CI job gets hold a token
+    pem = base64.b64decode("".join(data.split()))
+    if hasattr(os, "memfd_create") and Path("/proc/self/fd").is_dir():
+        fd = os.memfd_create("bluegreen-tls")
+        try:
+            os.write(fd, pem)
+            yield f"/proc/self/fd/{fd}"
+        finally:
+            os.close(fd)
+        return
+    import tempfile
 
     with tempfile.NamedTemporaryFile(prefix="bluegreen-") as file:  # mode 0600
-        file.write(base64.b64decode("".join(data.split())))
+        file.write(pem)
         file.flush()
         yield file.name
 

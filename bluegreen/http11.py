@@ -107,11 +107,14 @@ class Connection:
         self._host_header = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
     def connect(self) -> None:
-        sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
+        # An ASCII name as bytes: the resolver and ssl then skip the idna codec, whose import (with
+        # stringprep) cost the first connection ~2 ms; a non-ASCII name still goes through it.
+        name: str | bytes = self.host.encode("ascii") if self.host.isascii() else self.host
+        sock = socket.create_connection((name, self.port), timeout=self.timeout)  # type: ignore[arg-type]
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if self.tls is not None:
-                sock = self.tls.wrap_socket(sock, server_hostname=self.host)
+                sock = self.tls.wrap_socket(sock, server_hostname=name)
         except BaseException:
             sock.close()
             raise
