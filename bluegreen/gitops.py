@@ -9,8 +9,7 @@ who wrote the selector back when one does.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 DOC = "docs/gitops.md"
 
@@ -31,8 +30,7 @@ MANAGERS = {
 }
 
 
-@dataclass(frozen=True, kw_only=True)
-class Managed:
+class Managed(NamedTuple):
     """A GitOps controller that manages one object, and how sure we are of it."""
 
     tool: str  # "Argo CD" or "Flux"
@@ -55,7 +53,7 @@ class Managed:
         return f"{said}: its sync reverts {fields} unless told to leave it alone, see {DOC}"
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return dict(self._asdict())
 
 
 def detect(obj: dict[str, Any] | None) -> Managed | None:

@@ -15,8 +15,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import quote
 
 from bluegreen import correlation, telemetry
@@ -48,11 +47,10 @@ COUNTERS = ("bluegreen_releases_total", "bluegreen_rollbacks_total")
 Counters = dict[tuple[str, frozenset[tuple[str, str]]], float]  # (name, labels) -> value
 
 
-@dataclass(frozen=True)
-class Sample:
+class Sample(NamedTuple):
     name: str
     value: float
-    labels: dict[str, str] = field(default_factory=dict)
+    labels: dict[str, str] = {}  # noqa: RUF012  # never changed, so {} is shared
 
 
 def started(*, phase: str, deadline_seconds: float, now: float) -> list[Sample]:

@@ -7,7 +7,6 @@ read, and verifies what it can. Routers measure and report; phases decide.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import ClassVar, NamedTuple, Protocol
 
 from bluegreen.model import AppSpec, Color
@@ -21,20 +20,18 @@ class RouteState(NamedTuple):
     detail: str = ""  # e.g. "selector bluegreen.io/color=blue" or "weights blue=100 green=0"
 
 
-@dataclass(frozen=True, kw_only=True)
-class SwitchWrite:
+class SwitchWrite(NamedTuple):
     """The one write a switch made (or would make, with dry_run)."""
 
     changed: bool  # False: already there, nothing written
     api_ms: float  # duration of the write request; 0 when nothing was written
     before: str  # human-readable state before, e.g. "selector bluegreen.io/color=blue"
     after: str
-    patch: dict[str, object] = field(default_factory=dict)  # the exact patch body sent
+    patch: dict[str, object] = {}  # noqa: RUF012  # the exact patch body sent; never changed, so {} is shared
     resource_version: str = ""  # as the apiserver stored it
 
 
-@dataclass(frozen=True, kw_only=True)
-class Verification:
+class Verification(NamedTuple):
     """What the router could confirm after a switch, and what it could not."""
 
     ok: bool
