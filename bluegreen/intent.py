@@ -17,7 +17,6 @@ import copy
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from bluegreen.errors import RefusedError, UsageError
@@ -98,15 +97,38 @@ def next_seq(releases: Mapping[Color, Release]) -> int:
     return max((r.seq for r in releases.values()), default=0) + 1
 
 
-@dataclass(kw_only=True)
 class Decision:
-    """What a switch does: nothing (target None, with why), or move to `target`; and what it overrode."""
+    """What a switch does: nothing (target None, with why), or move to `target`; and what it overrode.
+    (A plain class: a switch's start-up imports no dataclasses, issue 14.)"""
 
-    target: Color | None
-    why: str = ""
-    forced: list[str] = field(default_factory=list)  # refusals --force overrode, for the history
-    ungated: bool = False
-    notes: list[str] = field(default_factory=list)
+    __slots__ = ("forced", "notes", "target", "ungated", "why")
+
+    def __init__(
+        self,
+        *,
+        target: Color | None,
+        why: str = "",
+        forced: list[str] | None = None,  # refusals --force overrode, for the history
+        ungated: bool = False,
+        notes: list[str] | None = None,
+    ) -> None:
+        self.target, self.why, self.ungated = target, why, ungated
+        self.forced = forced if forced is not None else []
+        self.notes = notes if notes is not None else []
+
+    def _fields(self) -> tuple[Any, ...]:
+        return (self.target, self.why, self.forced, self.ungated, self.notes)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Decision) and self._fields() == other._fields()
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, as the dataclass was
+
+    def __repr__(self) -> str:
+        return (
+            f"Decision(target={self.target!r}, why={self.why!r}, forced={self.forced!r}, "
+            f"ungated={self.ungated!r}, notes={self.notes!r})"
+        )
 
 
 def decide(

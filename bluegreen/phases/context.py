@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from bluegreen import cancel
@@ -21,20 +20,33 @@ if TYPE_CHECKING:
 PROGRESS_EVERY = 3.0  # seconds between progress lines while waiting
 
 
-@dataclass(kw_only=True)
 class Context:
-    kube: Client
-    app: AppSpec
-    run: RunInfo = field(default_factory=RunInfo)
-    reporter: Reporter = field(default_factory=NullReporter)
-    dry_run: bool = False
-    router: str = ""  # as given; "" -> the router recorded on the stable Service, else service
-    router_options: dict[str, Any] = field(default_factory=dict)  # the router's own (dns_server)
-    lock_wait: float = 0.0
-    timeout: float = 600.0
+    """A plain class, not a dataclass: a switch's start-up imports no dataclasses (issue 14)."""
 
-    _lock: Lock | None = field(default=None, init=False, repr=False)
-    _router: str | None = field(default=None, init=False, repr=False)
+    def __init__(
+        self,
+        *,
+        kube: Client,
+        app: AppSpec,
+        run: RunInfo | None = None,
+        reporter: Reporter | None = None,
+        dry_run: bool = False,
+        router: str = "",  # as given; "" -> the router recorded on the stable Service, else service
+        router_options: dict[str, Any] | None = None,  # the router's own (dns_server)
+        lock_wait: float = 0.0,
+        timeout: float = 600.0,
+    ) -> None:
+        self.kube, self.app = kube, app
+        self.run = run if run is not None else RunInfo()
+        self.reporter = reporter if reporter is not None else NullReporter()
+        self.dry_run, self.router = dry_run, router
+        self.router_options = router_options if router_options is not None else {}
+        self.lock_wait, self.timeout = lock_wait, timeout
+        self._lock: Lock | None = None
+        self._router: str | None = None
+
+    def __repr__(self) -> str:
+        return f"Context(app={self.app!r}, router={self.router!r}, dry_run={self.dry_run})"
 
     def router_name(self, service: dict[str, Any] | None = None) -> str:
         """The router to use: the one given, else the one `init --router` recorded on the stable
