@@ -9,13 +9,11 @@ on a schema that no longer has what it reads, which is how blue-green releases l
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 
-@dataclass(frozen=True, kw_only=True)
-class ContractState:
+class ContractState(NamedTuple):
     """What the cluster says, read by the migrate phase."""
 
     app: str
@@ -30,8 +28,7 @@ class ContractState:
     now: datetime
 
 
-@dataclass(frozen=True)
-class Decision:
+class Decision(NamedTuple):
     allowed: bool
     why: str = ""  # what blocks it
     remedy: str = ""  # what to do, and when it becomes allowed

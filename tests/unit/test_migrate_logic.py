@@ -30,7 +30,7 @@ RETIRED = ordering.ContractState(
 
 def test_contract_is_allowed_once_the_old_colour_is_retired_and_the_window_passed() -> None:
     assert ordering.contract(RETIRED) == ordering.Decision(True)
-    assert ordering.contract(replace(RETIRED, previous_replicas=None)).allowed  # never had one
+    assert ordering.contract(RETIRED._replace(previous_replicas=None)).allowed  # never had one
 
 
 @pytest.mark.parametrize(
@@ -46,23 +46,23 @@ def test_contract_is_allowed_once_the_old_colour_is_retired_and_the_window_passe
 def test_contract_is_refused_while_the_old_release_can_come_back(
     change: dict[str, object], why: str, remedy: str
 ) -> None:
-    decision = ordering.contract(replace(RETIRED, **change))  # type: ignore[arg-type]
+    decision = ordering.contract(RETIRED._replace(**change))  # type: ignore[arg-type]
     assert not decision.allowed
     assert why in decision.why and remedy in decision.remedy
 
 
 def test_inside_the_rollback_window_contract_names_when_it_becomes_allowed() -> None:
-    decision = ordering.contract(replace(RETIRED, last_switch=NOW - timedelta(minutes=20)))
+    decision = ordering.contract(RETIRED._replace(last_switch=NOW - timedelta(minutes=20)))
     assert not decision.allowed
     assert decision.not_before == NOW + timedelta(minutes=40)
     assert "contract-after is 1h" in decision.why
     assert "2026-12-02T01:40:00+00:00 (in 40m)" in decision.remedy
-    assert ordering.contract(replace(RETIRED, last_switch=NOW - timedelta(minutes=20), window=0)).allowed
+    assert ordering.contract(RETIRED._replace(last_switch=NOW - timedelta(minutes=20), window=0)).allowed
 
 
 def test_the_first_reason_is_the_one_to_act_on() -> None:
     # Still running beats the window: retiring is the next step, waiting alone would not help.
-    both = replace(RETIRED, previous_replicas=2, last_switch=NOW)
+    both = RETIRED._replace(previous_replicas=2, last_switch=NOW)
     assert "replicas" in ordering.contract(both).why
 
 
