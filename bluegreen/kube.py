@@ -47,7 +47,6 @@ RBAC_REMEDY = "Grant it to this identity: deploy/rbac.yaml lists every verb blue
 REQUEST_LOG = "BLUEGREEN_REQUEST_LOG"
 INITIAL_EVENTS_END = "k8s.io/initial-events-end"
 RETRY_STATUS = (429, 500, 502, 503, 504)  # overloaded or a proxy that lost the apiserver: a read again
-SERVICE_ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 
 
 def connect(*, kubeconfig: str | None = None, context: str | None = None, timeout: float = 10.0) -> Client:
@@ -64,13 +63,13 @@ def connect(*, kubeconfig: str | None = None, context: str | None = None, timeou
     in_cluster = not kubeconfig and bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
     if not in_cluster:
         path = Path(kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config").expanduser()
-        lean = _lean(path, context, timeout, explicit=bool(kubeconfig))
+        lean = _lean(path, context, timeout)
         if lean is not None:
             return lean
     return _lightkube(kubeconfig=kubeconfig, context=context, timeout=timeout, where=where, remedy=remedy)
 
 
-def _lean(path: Path, context: str | None, timeout: float, *, explicit: bool) -> Client | None:
+def _lean(path: Path, context: str | None, timeout: float) -> Client | None:
     """The lean client when the kubeconfig is plain and its checks pass, else None (the full path then
     reads it again and says what is wrong, as before)."""
     if not path.is_file():
