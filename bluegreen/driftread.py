@@ -5,14 +5,15 @@ copies and the content of those the colours reference. Used by `diff`, `status` 
 
 from __future__ import annotations
 
-from typing import Any
-
-from lightkube import Client
+from typing import TYPE_CHECKING, Any
 
 from bluegreen import drift, manifests
 from bluegreen.errors import NotFoundError
 from bluegreen.kube import call, found, get_json, metadata_list
 from bluegreen.model import AppSpec, Color
+
+if TYPE_CHECKING:
+    from lightkube import Client
 
 PLURALS = {"ConfigMap": "configmaps", "Secret": "secrets"}
 

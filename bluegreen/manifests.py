@@ -27,9 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from bluegreen import validate, yamlsafe
+from bluegreen import validate
 
 APP_LABEL = "bluegreen.io/app"  # on every config copy: which app's copies `retire` may clean up
 COPY_OF = "bluegreen.io/copy-of"  # annotation on a copy: the ConfigMap or Secret it was made from
@@ -142,6 +140,10 @@ def _text(data: bytes, source: str) -> str:
 
 def parse(texts: Sequence[tuple[str, str]], *, app: str, namespace: str) -> Manifests:
     """The app's objects, every one checked; one ManifestError naming every problem otherwise."""
+    import yaml  # here: `status` and `diff` use this module's hashing, not its parser
+
+    from bluegreen import yamlsafe
+
     docs: list[Doc] = []
     problems: list[str] = []
     for source, text in texts:
