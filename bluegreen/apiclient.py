@@ -24,7 +24,6 @@ import base64
 import contextlib
 import json
 import os
-import select
 import ssl
 import threading
 import time
@@ -34,7 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urlencode, urlsplit
 
-from bluegreen.http11 import Connection, ProtocolError, Response
+from bluegreen.http11 import Connection, ProtocolError, Response, reusable
 
 if TYPE_CHECKING:
     from lightkube import Client
@@ -153,21 +152,6 @@ def _pem_file(user: dict[str, Any], key: str, base: Path) -> Iterator[str]:
         yield file.name
 
 
-def _reusable(conn: Connection) -> bool:
-    """An idle keep-alive connection the server has not closed: nothing to read on it. A readable idle
-    socket means EOF or garbage, so it is dropped, never written to."""
-    sock = conn.sock
-    if sock is None:
-        return False
-    if isinstance(sock, ssl.SSLSocket) and sock.pending():
-        return False
-    try:
-        readable, _, _ = select.select([sock], [], [], 0)
-    except (OSError, ValueError):
-        return False
-    return not readable
-
-
 class Api:
     """The connection to one apiserver: JSON requests and watch streams, keep-alive connections
     reused; typed lightkube calls delegated to a Client built on first use (`typed`)."""
@@ -222,12 +206,7 @@ class Api:
         """Send one request, return the body of a 2xx answer; ApiStatusError for any other status."""
         conn = self._send(method, path, params, headers, body, read_timeout=self.timeout)
         response = self._answer(conn)
-        try:
-            data = response.read()
-        except BaseException as error:
-            conn.close()
-            raise _no_answer(error) from None
-        self._checkin(conn, reuse=response.complete and not response.will_close)
+        data = self._body(conn, response)
         if response.status >= 400:
             raise ApiStatusError(response.status, _message(data))
         return data
@@ -240,13 +219,7 @@ class Api:
         self._spare()
         response = self._answer(conn)
         if response.status != 200:
-            try:
-                data = response.read()
-            except BaseException as error:
-                conn.close()
-                raise _no_answer(error) from None
-            self._checkin(conn, reuse=response.complete and not response.will_close)
-            raise ApiStatusError(response.status, _message(data))
+            raise ApiStatusError(response.status, _message(self._body(conn, response)))
 
         def lines() -> Iterator[bytes]:
             try:
@@ -317,6 +290,16 @@ class Api:
             raise NoAnswer(f"WriteError: {error or type(error).__name__}", kind="io", sent=True) from None
         return conn
 
+    def _body(self, conn: Connection, response: Response) -> bytes:
+        """The whole body; the connection back in the pool when the answer left it reusable."""
+        try:
+            data = response.read()
+        except BaseException as error:
+            conn.close()
+            raise _no_answer(error) from None
+        self._checkin(conn, reuse=response.complete and not response.will_close)
+        return data
+
     def _answer(self, conn: Connection) -> Response:
         try:
             return conn.response()
@@ -341,7 +324,7 @@ class Api:
         with self._lock:
             while self._idle:
                 conn = self._idle.pop()
-                if _reusable(conn):
+                if reusable(conn.sock):
                     return conn
                 conn.close()
         return self._connect()

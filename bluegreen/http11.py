@@ -10,6 +10,7 @@ for an answer that is not HTTP or ends before it should.
 from __future__ import annotations
 
 import io
+import select
 import socket
 import ssl
 from collections.abc import Iterator
@@ -95,6 +96,20 @@ class Response:
         else:
             while data := read(READ):
                 yield data
+
+
+def reusable(sock: socket.socket | None) -> bool:
+    """An idle keep-alive connection the server has not closed: nothing to read on it (httpcore2's
+    check too). A readable idle socket means EOF or garbage, so it is dropped, never written to."""
+    if sock is None:
+        return False
+    if isinstance(sock, ssl.SSLSocket) and sock.pending():
+        return False
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):
+        return False
+    return not readable
 
 
 class Connection:

@@ -15,7 +15,6 @@ matching Timeout.
 from __future__ import annotations
 
 import http.client
-import select
 import socket
 import ssl
 import threading
@@ -24,27 +23,14 @@ from typing import Any
 
 import httpx2
 
+from bluegreen.http11 import reusable
+
 POOL = 4  # idle connections kept: the main thread, the Lease's renewer and a watch at most
 
 
 def _timeouts(request: httpx2.Request) -> dict[str, float | None]:
     found: dict[str, float | None] = request.extensions.get("timeout") or {}
     return found
-
-
-def _reusable(conn: http.client.HTTPConnection) -> bool:
-    """An idle keep-alive connection the server has not closed: nothing to read on it (httpcore2's
-    check too). A readable idle socket means EOF or garbage, so it is dropped, never written to."""
-    sock = conn.sock
-    if sock is None:
-        return False
-    if isinstance(sock, ssl.SSLSocket) and sock.pending():
-        return False
-    try:
-        readable, _, _ = select.select([sock], [], [], 0)
-    except (OSError, ValueError):
-        return False
-    return not readable
 
 
 class _Body(httpx2.SyncByteStream):
@@ -104,7 +90,7 @@ class StdlibTransport(httpx2.BaseTransport):
         with self._lock:
             while self._idle:
                 conn = self._idle.pop()
-                if _reusable(conn):
+                if reusable(conn.sock):
                     return conn
                 conn.close()
         return self._connect(url, timeout)

@@ -49,20 +49,29 @@ def test_a_whole_release_and_rollback_run_under_the_shipped_role(
     assert bg("retire") == 0
 
 
-def test_a_role_without_patch_on_services_is_refused_with_the_missing_verb_and_nothing_changes(
-    kube: Client, cluster: LocalCluster, namespace: str, tmp_path: Path
-) -> None:
-    create_app(kube, namespace, "shop", replicas=1)
+def without_verb(
+    kube: Client, cluster: LocalCluster, namespace: str, tmp_path: Path, *, resource: str, verb: str
+) -> Path:
+    """deploy/rbac.yaml's Role installed with one verb taken off one resource; a kubeconfig for its
+    ServiceAccount."""
     install_rbac(kube, namespace)
     role = kube.get(Role, "bluegreen", namespace=namespace)
     assert role.rules is not None
     for rule in role.rules:
-        if rule.resources == ["services"]:
-            rule.verbs = ["get", "create"]
+        if rule.resources == [resource]:
+            rule.verbs = [v for v in rule.verbs if v != verb]
     kube.replace(role)
-    config = service_account_kubeconfig(
+    path: Path = service_account_kubeconfig(
         kube, cluster.kubeconfig, namespace, "bluegreen", tmp_path / "sa.kubeconfig"
     )
+    return path
+
+
+def test_a_role_without_patch_on_services_is_refused_with_the_missing_verb_and_nothing_changes(
+    kube: Client, cluster: LocalCluster, namespace: str, tmp_path: Path
+) -> None:
+    create_app(kube, namespace, "shop", replicas=1)
+    config = without_verb(kube, cluster, namespace, tmp_path, resource="services", verb="patch")
     state = versions(kube, namespace)
     outcome = execute(
         ["switch", "--to", "green", "--app", "shop", "-n", namespace, "--kubeconfig", str(config)]
@@ -85,16 +94,7 @@ def test_a_role_from_before_the_deployments_list_still_switches_and_rolls_back(
     """A Role installed before switch read both colours in one list (no `list` on deployments): the
     switch and the rollback read them one by one instead, as they did, rather than fail an upgrade."""
     create_app(kube, namespace, "shop", replicas=1)
-    install_rbac(kube, namespace)
-    role = kube.get(Role, "bluegreen", namespace=namespace)
-    assert role.rules is not None
-    for rule in role.rules:
-        if rule.resources == ["deployments"]:
-            rule.verbs = [verb for verb in rule.verbs if verb != "list"]
-    kube.replace(role)
-    config = service_account_kubeconfig(
-        kube, cluster.kubeconfig, namespace, "bluegreen", tmp_path / "sa.kubeconfig"
-    )
+    config = without_verb(kube, cluster, namespace, tmp_path, resource="deployments", verb="list")
     log = tmp_path / "requests.log"
 
     def bg(*args: str) -> tuple[str, list[str]]:
