@@ -1,8 +1,10 @@
 """The lock: a coordination.k8s.io/v1 Lease `bluegreen-<app>` that every mutating command holds.
 
-Taking it is a write guarded by the resourceVersion read, so of two runs only one can win. The holder
-renews it while it works; releasing clears the holder but keeps the object, so `leaseTransitions`
-counts runs.
+Taking it is a write guarded by the resourceVersion read, so of two runs only one can win. A switch
+or rollback takes a free Lease in one request instead (Lock.peek(take=True)): a JSON patch whose
+"test" is that no holder is set, which the apiserver applies atomically, so again only one run wins;
+a Lease held by anyone, even a run that died, is left to the read-and-judge path. The holder renews it
+while it works; releasing clears the holder but keeps the object, so `leaseTransitions` counts runs.
 
 Expiry is judged as client-go's leaderelection judges it: by the clock of the run that reads, never
 by the holder's. A waiting run remembers when, by its own monotonic clock, it last saw the Lease's
@@ -33,8 +35,16 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from bluegreen import cancel
-from bluegreen.errors import ClusterError, ConflictError, LockHeldError, LockLostError
-from bluegreen.kube import call, found, get_json, write_json
+from bluegreen.errors import (
+    ClusterError,
+    ConflictError,
+    ForbiddenError,
+    LockHeldError,
+    LockLostError,
+    NotFoundError,
+    UsageError,
+)
+from bluegreen.kube import call, found, get_json, patch_json, write_json
 from bluegreen.model import AppSpec, NullReporter, Reporter, RunInfo
 
 if TYPE_CHECKING:
@@ -156,6 +166,11 @@ class Lock:
         self._renewer: threading.Thread | None = None
         self._peeked: Lease | None = None  # a free Lease as peek() read it, for acquire's first attempt
         self._peeked_none = False  # peek() found no Lease at all
+        # peek(take=True) took the free Lease: held, not yet entered (acquire finds it taken; a run that
+        # never gets there gives it back with drop_claim).
+        self._claimed = False
+        # leaseTransitions as the next write of the Lease sets it: a JSON patch cannot add 1 to it.
+        self._transitions: int | None = None
         # Taken at the first attempt from the free Lease peek() read: no other run held it since (the
         # take is guarded by that read's resourceVersion), so what the run read after peek() is as good
         # as read under the Lease.
@@ -183,18 +198,82 @@ class Lock:
         finally:
             self._exit()
 
-    def peek(self) -> None:
+    def peek(self, *, take: bool = False) -> None:
         """Read the Lease before the reads a run decides on, for acquire's first attempt (issue 14:
         then a switch need not read the Deployments again under the Lease; see `undisturbed`). A Lease
-        held by someone is not kept: acquire reads it again, as it would have."""
+        held by someone is not kept: acquire reads it again, as it would have.
+
+        `take`: take the Lease now if it is free, in one request instead of a read and a write; what
+        the run reads after is read under it. Not where something slow comes before the lock (a
+        Prometheus baseline): no renewer runs until acquire. A Lease held by someone (or past its
+        holder's life: only reading it over time tells) is left to acquire, which reads it; the caller
+        must call drop_claim() when it leaves without acquiring."""
         self._peeked, self._peeked_none = None, False
-        if self._depth > 0:
+        if self._depth > 0 or self._claimed:
             return  # held already: nothing to take
+        if take:
+            answer = self._take_if_free()
+            if answer == "taken":
+                return
+            if answer == "missing":
+                self._peeked_none = True
+                return
+            if answer == "held":
+                return
         lease = self._read()
         if lease is None:
             self._peeked_none = True
         elif not (lease.get("spec") or {}).get("holderIdentity"):
             self._peeked = lease
+
+    def _take_if_free(self) -> str:
+        """Take the Lease if no one holds it, in one JSON patch whose "test" is that no holder is set;
+        "taken", "held" (the test failed: someone holds it, maybe a run that died), "missing", or
+        "unknown" (a Role without `patch` on Leases: read it instead)."""
+        now = micro_time(datetime.now(UTC))
+        patch: list[dict[str, Any]] = [
+            {"op": "test", "path": "/spec/holderIdentity", "value": None},  # absent: released
+            {"op": "add", "path": "/spec/holderIdentity", "value": self.identity},
+            {"op": "add", "path": "/spec/leaseDurationSeconds", "value": self.duration},
+            {"op": "add", "path": "/spec/acquireTime", "value": now},
+            {"op": "add", "path": "/spec/renewTime", "value": now},
+        ]
+        # Shielded from the request to the last field set: a signal never leaves a Lease taken and
+        # not known to be ours; one right after is raised here, and drop_claim gives the Lease back.
+        with cancel.shield():
+            sent = time.monotonic()
+            try:
+                taken = call(
+                    f"taking {self._what()} if it is free",
+                    lambda: patch_json(self.kube, self._path(), patch, patch="json"),
+                    idempotent=False,
+                    guard=False,
+                )
+            except NotFoundError:
+                return "missing"
+            except UsageError:
+                return "held"  # the test failed (422)
+            except ForbiddenError:
+                return "unknown"
+            except BaseException:
+                # No answer: it may have landed. Given back if it did (release reads whose it is).
+                self.release()
+                raise
+            self._stamped(sent, taken)
+            self._claimed = True
+            self._transitions = ((taken.get("spec") or {}).get("leaseTransitions") or 0) + 1
+            annotations = (taken.get("metadata") or {}).get("annotations") or {}
+            if annotations.get(MODE) or annotations.get(PREEMPTED_BY):
+                # Left by a watch and the rollback that preempted it: cleared as _take clears them (a
+                # stale mode would let a rollback take this exclusive hold over).
+                self._write(mode="", clear_preempted=True)
+        return "taken"
+
+    def drop_claim(self) -> None:
+        """Give back a Lease peek(take=True) took that no acquire took up (a run that ended before
+        its lock: nothing to do, refused, cancelled)."""
+        if self._claimed and self._depth == 0:
+            self.release()
 
     def _enter(self, *, preemptible: bool, preempt: bool) -> None:
         if self._depth == 0:
@@ -277,8 +356,13 @@ class Lock:
         seen: Seen | None = None
         peeked = self._peeked is not None or self._peeked_none
         lease_peeked, self._peeked, self._peeked_none = self._peeked, None, False
-        self.undisturbed = False
-        while True:
+        # Taken by peek(take=True) before the reads the run decides on: everything read since was read
+        # under it (unless so long ago, with no renewer yet, that it may have been taken over).
+        claimed, self._claimed = self._claimed and self.held(), False
+        self.undisturbed = claimed
+        if claimed and preemptible:
+            self._write(mode=PREEMPTIBLE)
+        while not claimed:
             cancel.check()
             lease = lease_peeked if peeked else self._read()
             holder, seen = judge(lease, seen, time.monotonic())
@@ -375,7 +459,7 @@ class Lock:
         """Replace the Lease with `lease`, guarded by the resourceVersion it carries (409 if changed)."""
         return write_json(self.kube, "PUT", self._path(), lease)
 
-    def _write(self, *, mode: str | None) -> None:
+    def _write(self, *, mode: str | None, clear_preempted: bool = False) -> None:
         """Renew the Lease (and set its mode when `mode` is not None), guarded by its resourceVersion.
 
         A conflict is read again: still ours, written again; someone else's, lost."""
@@ -384,12 +468,16 @@ class Lock:
                 lease = self._lease
                 if lease is None or lease.get("spec") is None or self._lost:
                     return
-                if mode is not None and lease.get("metadata") is not None:
+                if (mode is not None or clear_preempted) and lease.get("metadata") is not None:
                     annotations = dict(lease["metadata"].get("annotations") or {})
-                    annotations.pop(MODE, None)
-                    if mode:
-                        annotations[MODE] = mode
+                    if mode is not None:
+                        annotations.pop(MODE, None)
+                        if mode:
+                            annotations[MODE] = mode
+                    if clear_preempted:
+                        annotations.pop(PREEMPTED_BY, None)
                     lease["metadata"]["annotations"] = annotations
+                self._count_take(lease)
                 lease["spec"]["renewTime"] = micro_time(datetime.now(UTC))
                 sent = time.monotonic()
                 try:
@@ -408,7 +496,14 @@ class Lock:
                     self._lease = current
                     continue
                 self._stamped(sent, written)
+                self._transitions = None
                 return
+
+    def _count_take(self, lease: Lease) -> None:
+        """Count the take peek's JSON patch could not count, in the first write of the Lease after it
+        (a renewal, the release)."""
+        if self._transitions is not None and lease.get("spec") is not None:
+            lease["spec"]["leaseTransitions"] = self._transitions
 
     def _mark_lost(self, lease: Lease | None) -> None:
         spec = (lease.get("spec") if lease else None) or {}
@@ -461,6 +556,7 @@ class Lock:
         finally:
             self._lease = None
             self._depth = 0
+            self._claimed, self._transitions = False, None
 
     def _release(self) -> None:
         """Clear the holder if it is still us, retrying a write that failed (a reset, a 503, no answer).
@@ -504,7 +600,9 @@ class Lock:
         if metadata is not None and metadata.get("annotations"):
             # preempted-by stays: the watch it preempted may read the Lease only after this release.
             metadata["annotations"] = {k: v for k, v in metadata["annotations"].items() if k != MODE}
+        self._count_take(lease)
         call(f"releasing {self._what()}", lambda: self._put(lease), idempotent=False, guard=False)
+        self._transitions = None
 
 
 def current_holder(kube: Client, app: AppSpec) -> str | None:

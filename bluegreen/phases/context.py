@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 from bluegreen import cancel
 from bluegreen.errors import ForbiddenError, NotFoundError, RolloutError
@@ -18,6 +19,9 @@ if TYPE_CHECKING:
     from lightkube import Client
 
 PROGRESS_EVERY = 3.0  # seconds between progress lines while waiting
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 class Context:
@@ -75,11 +79,17 @@ class Context:
         with self._lock.hold(preemptible=preemptible, preempt=preempt) as held:
             yield held
 
-    def peek_lock(self) -> None:
-        """Read the Lease ahead of the reads a phase decides on (Lock.peek, Lock.undisturbed)."""
+    def peek_lock(self, *, take: bool = False) -> None:
+        """Read the Lease ahead of the reads a phase decides on (Lock.peek, Lock.undisturbed); `take`:
+        take it at once if it is free (the phase must call drop_claim() on its way out)."""
         if self._lock is None:
             self._lock = Lock(self.kube, self.app, self.run, wait=self.lock_wait, reporter=self.reporter)
-        self._lock.peek()
+        self._lock.peek(take=take)
+
+    def drop_claim(self) -> None:
+        """Give back a Lease peek_lock(take=True) took that the phase never went on to hold."""
+        if self._lock is not None:
+            self._lock.drop_claim()
 
     # -- reads ------------------------------------------------------------------------------------
 
@@ -197,3 +207,17 @@ class Context:
                     "the live colour was not touched.",
                 )
             cancel.sleep(0.2)
+
+
+def gives_back_claim(phase: Callable[Concatenate[Context, P], R]) -> Callable[Concatenate[Context, P], R]:
+    """A phase that takes its Lease ahead (Context.peek_lock(take=True)) gives it back however it
+    ends before holding it: nothing to do, refused, an error, a signal."""
+
+    @functools.wraps(phase)
+    def run(ctx: Context, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return phase(ctx, *args, **kwargs)
+        finally:
+            ctx.drop_claim()
+
+    return run

@@ -15,11 +15,12 @@ from bluegreen.errors import NotFoundError, RefusedError
 from bluegreen.kube import call, patch_json
 from bluegreen.model import Color, Result
 from bluegreen.phases import switch
-from bluegreen.phases.context import Context
+from bluegreen.phases.context import Context, gives_back_claim
 from bluegreen.routers.service import ServiceRouter
 
 
 @telemetry.traced("rollback")
+@gives_back_claim
 def run(
     ctx: Context,
     *,
@@ -59,7 +60,7 @@ def run(
             remedy="Run `bluegreen status`; to move traffic, use `bluegreen switch --to COLOUR`.",
         )
     if not ctx.dry_run:
-        ctx.peek_lock()  # before the Deployments are read: see switch.run and Lock.undisturbed
+        ctx.peek_lock(take=True)  # before the Deployments are read: see switch.run and Lock.undisturbed
     before = ctx.deployments()  # both colours, in one request
     dep = before[target]
     if dep is None:

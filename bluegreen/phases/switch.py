@@ -5,11 +5,11 @@ recorded, and when it is already live does nothing, so a re-run never flips traf
 that was rolled back is refused, and so is a template other than the one its gate judged, unless
 --force (which the history records).
 
-Flat, each step returning early: read the router -> read the Lease -> decide the target -> check the
-target is fully available -> take the lock -> read again and decide again (unless the Lease was taken
-from the read before the decision: no other run held it since, Lock.undisturbed) and write (a 409 is
-re-read and re-decided, never retried blindly) -> verify -> point the preview Service at the other
-colour -> record.
+Flat, each step returning early: read the router -> take the Lease if it is free (else read it) ->
+decide the target -> check the target is fully available -> hold the lock -> read again and decide
+again (unless the Lease was taken before the decision's reads, or from the read before them: no other
+run held it since, Lock.undisturbed) and write (a 409 is re-read and re-decided, never retried
+blindly) -> verify -> point the preview Service at the other colour -> record.
 
 The Service router moves traffic and records it in one write (selector, active and previous colour,
 the new history entry). Other routers record the intent on the live Service first, then write their
@@ -40,7 +40,7 @@ from bluegreen.errors import (
 from bluegreen.kube import call, patch_json
 from bluegreen.lock import current_holder
 from bluegreen.model import AppSpec, Color, Result
-from bluegreen.phases.context import Context
+from bluegreen.phases.context import Context, gives_back_claim
 from bluegreen.rollout import fully_available, images_of, pod_problems, rollout_status
 from bluegreen.routers.base import Router, RouteState, SwitchWrite, Verification
 from bluegreen.routers.service import ServiceRouter
@@ -60,6 +60,7 @@ VERIFY_TIMEOUT = 60.0
 
 
 @telemetry.traced("switch")
+@gives_back_claim
 def run(
     ctx: Context,
     *,
@@ -127,10 +128,12 @@ def run(
         )
 
     if held is None and not ctx.dry_run:
-        # The Lease read before the Deployments: taken from this very read (guarded by its
-        # resourceVersion), no other run held it while they were read, so they need not be read again
-        # under it (Lock.undisturbed; issue 14). A re-run with nothing to do pays this one read.
-        ctx.peek_lock()
+        # The Lease taken before the Deployments are read, when it is free (one request): what the
+        # decision reads is read under it, so not read again (Lock.undisturbed; issue 14). With a
+        # Prometheus baseline to measure before the lock, it is read instead, and taken from that read
+        # (guarded by its resourceVersion): no other run held it while they were read either. A re-run
+        # with nothing to do gives it back (gives_back_claim).
+        ctx.peek_lock(take=baseline is None)
     decision = decide(state)
     if decision.target is None:
         return _noop(ctx, router, state, decision, result, deployments)

@@ -12,6 +12,7 @@ import pytest
 from lightkube import Client
 from lightkube.models.coordination_v1 import LeaseSpec
 from lightkube.models.meta_v1 import ObjectMeta
+from lightkube.resources.apps_v1 import Deployment
 from lightkube.resources.coordination_v1 import Lease
 from lightkube.resources.core_v1 import Service
 from lightkube.types import PatchType
@@ -19,7 +20,7 @@ from lightkube.types import PatchType
 import bluegreen.lock
 from bluegreen.cli import execute
 from bluegreen.errors import LockHeldError, LockLostError, UnreachableError
-from bluegreen.kube import call, write_json
+from bluegreen.kube import call, connect, write_json
 from bluegreen.lock import Lock
 from bluegreen.model import AppSpec, NullReporter, RunInfo
 from bluegreen.phases.context import Context
@@ -228,3 +229,108 @@ def test_release_from_the_copy_held_reads_again_when_the_lease_changed(kube: Cli
         other = {"spec": {"holderIdentity": "someone else"}}
         kube.patch(Lease, app.lease, other, namespace=namespace, patch_type=PatchType.MERGE)
     assert holder(kube, namespace) == "someone else"
+
+
+def lease_of(kube: Client, namespace: str) -> Lease:
+    return kube.get(Lease, "bluegreen-shop", namespace=namespace)
+
+
+def test_a_free_lease_is_taken_ahead_in_one_request_and_counted_once(
+    cluster: LocalCluster, kube: Client, namespace: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    """peek(take=True) takes a free Lease in one JSON patch: the hold that follows sends nothing more to
+    take it, what was read between counts as read under it, and the release counts one transition."""
+    app = AppSpec(name="shop", namespace=namespace)
+    with Lock(kube, app, RunInfo()):  # the Lease as any earlier run leaves it: free
+        pass
+    before = lease_of(kube, namespace).spec
+    assert before is not None and before.holderIdentity is None
+    log = tmp_path / "requests.log"
+    monkeypatch.setenv("BLUEGREEN_REQUEST_LOG", str(log))
+    ctx = Context(kube=connect(kubeconfig=str(cluster.kubeconfig)), app=app)  # the CLI's client, logged
+    ctx.peek_lock(take=True)
+    ours = ctx._lock
+    assert ours is not None and holder(kube, namespace) == ours.identity
+    with ctx.lock() as lock:
+        assert lock.undisturbed
+        assert holder(kube, namespace) == lock.identity
+    ctx.drop_claim()  # taken up by the hold: nothing left to give back
+    methods = [line.split(" ", 2)[1] for line in log.read_text().splitlines()]
+    assert methods == ["PATCH", "PUT"]  # taken, released
+    after = lease_of(kube, namespace).spec
+    assert after is not None and after.holderIdentity is None
+    assert (after.leaseTransitions or 0) == (before.leaseTransitions or 0) + 1
+
+
+def test_a_lease_taken_ahead_and_never_held_is_given_back(
+    cluster: LocalCluster, kube: Client, namespace: str
+) -> None:
+    """A run that took the Lease ahead and then had nothing to do, or was refused, gives it back: the
+    next run finds it free."""
+    app = AppSpec(name="shop", namespace=namespace)
+    with Lock(kube, app, RunInfo()):
+        pass
+    ctx = Context(kube=kube, app=app)
+    ctx.peek_lock(take=True)
+    assert holder(kube, namespace) is not None
+    ctx.drop_claim()
+    assert holder(kube, namespace) is None
+
+    create_app(kube, namespace, "shop", replicas=1)
+    assert switch(cluster, namespace, "--to", "blue") == (0, "")  # blue is live: nothing to do
+    assert holder(kube, namespace) is None
+    code, error = switch(cluster, namespace, "--to", "purple")
+    assert code == 2 and error
+    kube.patch(
+        Deployment, "shop-green", {"spec": {"replicas": 0}}, namespace=namespace, patch_type=PatchType.MERGE
+    )
+    code, error = switch(cluster, namespace, "--to", "green")
+    assert code != 0 and "green" in error  # refused: no ready pods to send traffic to
+    assert holder(kube, namespace) is None
+
+
+def test_a_lease_held_by_another_run_is_not_taken_ahead(kube: Client, namespace: str) -> None:
+    """Taking ahead only takes a Lease no one holds: a held one is left to acquire, which reads it and
+    waits (or fails) as it always did; two runs taking ahead at once get it once."""
+    app = AppSpec(name="shop", namespace=namespace)
+    with Lock(kube, app, RunInfo()) as other:
+        ctx = Context(kube=kube, app=app)
+        ctx.peek_lock(take=True)
+        assert holder(kube, namespace) == other.identity
+        with pytest.raises(LockHeldError), ctx.lock():
+            pass
+        assert holder(kube, namespace) == other.identity
+    first, second = Context(kube=kube, app=app), Context(kube=kube, app=app)
+    first.peek_lock(take=True)
+    second.peek_lock(take=True)
+    assert first._lock is not None and second._lock is not None
+    assert holder(kube, namespace) == first._lock.identity
+    with first.lock() as lock:
+        assert lock.undisturbed
+        with pytest.raises(LockHeldError), second.lock():
+            pass
+    second.drop_claim()
+    assert holder(kube, namespace) is None
+
+
+def test_a_lease_taken_ahead_clears_what_a_preempted_watch_left(kube: Client, namespace: str) -> None:
+    """A watch preempted by a rollback leaves the rollback's mark on the Lease; a run taking it ahead
+    clears it (and the watch's mode), so its exclusive hold is not mistaken for a preemptible one."""
+    app = AppSpec(name="shop", namespace=namespace)
+    with Lock(kube, app, RunInfo()):
+        pass
+    marks = {bluegreen.lock.PREEMPTED_BY: "a rollback", bluegreen.lock.MODE: bluegreen.lock.PREEMPTIBLE}
+    kube.patch(
+        Lease,
+        "bluegreen-shop",
+        {"metadata": {"annotations": marks}},
+        namespace=namespace,
+        patch_type=PatchType.MERGE,
+    )
+    ctx = Context(kube=kube, app=app)
+    ctx.peek_lock(take=True)
+    with ctx.lock() as lock:
+        assert lock.undisturbed and lock.held()
+        annotations = lease_of(kube, namespace).metadata.annotations or {}  # type: ignore[union-attr]
+        assert bluegreen.lock.PREEMPTED_BY not in annotations and bluegreen.lock.MODE not in annotations
+    assert holder(kube, namespace) is None

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 from lightkube import Client, codecs
+from lightkube.resources.coordination_v1 import Lease
 from lightkube.resources.rbac_authorization_v1 import Role
 
 from bluegreen.cli import execute
@@ -112,3 +113,32 @@ def test_a_role_from_before_the_deployments_list_still_switches_and_rolls_back(
     assert sum(f"/namespaces/{namespace}/deployments/shop-" in line for line in sent) == 2, "\n".join(sent)
     rolled, _ = bg("rollback")
     assert rolled == "rolled-back"
+
+
+def test_a_role_from_before_the_lease_patch_still_takes_the_lock_by_reading_it(
+    kube: Client, cluster: LocalCluster, namespace: str, tmp_path: Path
+) -> None:
+    """A Role installed before switch took a free Lease in one JSON patch (no `patch` on leases): the
+    switch and the rollback read the Lease and update it, as they did, and leave it free."""
+    create_app(kube, namespace, "shop", replicas=1)
+    config = without_verb(kube, cluster, namespace, tmp_path, resource="leases", verb="patch")
+    log = tmp_path / "requests.log"
+
+    def bg(*args: str) -> tuple[str, list[str]]:
+        log.unlink(missing_ok=True)
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("BLUEGREEN_REQUEST_LOG", str(log))
+            outcome = execute([*args, "--app", "shop", "-n", namespace, "--kubeconfig", str(config)])
+        assert outcome.error is None, outcome.error
+        assert outcome.result is not None
+        return outcome.result.result, log.read_text().splitlines()
+
+    for args, expected in ((("switch", "--to", "green"), "switched"), (("rollback",), "rolled-back")):
+        result, sent = bg(*args)
+        assert result == expected
+        lease = [line.split(" ", 2)[1] for line in sent if "/leases" in line]
+        # The patch refused (403), then read, taken (created, the first time) and released.
+        assert lease[:2] == ["PATCH", "GET"] and lease[2] in ("PUT", "POST"), "\n".join(sent)
+        assert lease[3:] == ["PUT"], "\n".join(sent)
+    spec = kube.get(Lease, "bluegreen-shop", namespace=namespace).spec
+    assert spec is not None and spec.holderIdentity is None
