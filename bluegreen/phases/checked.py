@@ -20,9 +20,10 @@ from bluegreen.model import Color, Result
 from bluegreen.phases import rollback
 from bluegreen.phases.context import Context
 from bluegreen.phases.gate import run_gate
-from bluegreen.phases.switch import wait_observed
+from bluegreen.phases.switch import VERIFY_TIMEOUT, wait_observed
 from bluegreen.phases.watch import run_watch
 from bluegreen.routers.base import Router
+from bluegreen.routers.service import ServiceRouter
 
 GATE_RESULTS = {"successful": "passed", "failed": "failed", "inconclusive": "inconclusive", "error": "error"}
 WATCH_RESULTS = {
@@ -86,8 +87,9 @@ def gate(ctx: Context, config: Config) -> Result:
 def _aim_preview(ctx: Context, live: Color) -> str:
     """The gate tests the idle colour through the preview Service, which follows the candidate
     (bluegreen/preview.py) and so selects the live colour after a switch with no deploy since: it is
-    pointed at the idle colour before any measurement, under the app's Lease for that one write, so a
-    smoke test never reaches the live colour. What changed, or ''."""
+    pointed at the idle colour before any measurement, under the app's Lease for that one write, and
+    its EndpointSlices awaited until they list exactly the idle colour's ready pods, so a smoke test
+    never reaches the live colour. What changed, or ''."""
     idle = live.other
     if preview.selects(ctx.kube, ctx.app) in (None, str(idle)):
         return ""
@@ -100,8 +102,18 @@ def _aim_preview(ctx: Context, live: Color) -> str:
                 remedy="Run the gate again: it tests the colour that is idle then.",
             )
         pointed = preview.follow(ctx.kube, ctx.app, idle)
-    if pointed:
-        ctx.reporter.progress(f"gate: {pointed} (it selected live {live}; the gate tests {idle})")
+    if not pointed:
+        return ""
+    ctx.reporter.progress(f"gate: {pointed} (it selected live {live}; the gate tests {idle})")
+    through = ServiceRouter(ctx.app, ctx.kube, object_name=ctx.app.preview_service)
+    through.read()  # its selector: the pods it lists are judged by it
+    verification = through.verify(idle, timeout=VERIFY_TIMEOUT)
+    if not verification.ok:
+        raise RefusedError(
+            f"the preview Service was pointed at {idle}, but {verification.message}: the gate would "
+            f"measure pods that are not {idle}'s",
+            remedy=f"Check the {idle} pods (`bluegreen status`), then run the gate again.",
+        )
     return pointed
 
 
