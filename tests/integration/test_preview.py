@@ -129,6 +129,17 @@ def test_deploy_points_the_preview_at_the_colour_it_deploys_and_a_re_run_does_no
     assert preview_changes(again) == []
 
 
+def test_a_dry_run_deploy_lists_the_preview_write_and_makes_none(app: App) -> None:
+    app.ok("switch", "--to", "green")
+    before = app.preview()
+
+    planned = app.ok("deploy", "--image", "registry.local/shop:2.0", "--dry-run")
+
+    assert planned.result is not None and planned.result.result == "planned"
+    assert preview_changes(planned) == [f"Service {app.namespace}/shop-preview: selector {COLOR}=blue"]
+    assert app.preview() == before
+
+
 def test_deploy_of_an_app_without_a_preview_service_works(app: App) -> None:
     app.kube.delete(Service, "shop-preview", namespace=app.namespace)
 
