@@ -60,7 +60,7 @@ def gate(ctx: Context, config: Config) -> Result:
     if pointed:
         result.changes.append(pointed)
         result.messages.append(
-            f"the preview Service selected another colour than {live.other}: pointed at {live.other} before measuring"
+            f"the preview Service did not select {live.other}: pointed at {live.other} before measuring"
         )
     result.active_color = str(live)
     result.candidate = judged.hash or None
@@ -104,7 +104,7 @@ def _aim_preview(ctx: Context, live: Color) -> str:
         pointed = preview.follow(ctx.kube, ctx.app, idle)
     if not pointed:
         return ""
-    ctx.reporter.progress(f"gate: {pointed} (it selected live {live}; the gate tests {idle})")
+    ctx.reporter.progress(f"gate: {pointed} (the colour the gate tests), before measuring")
     through = ServiceRouter(ctx.app, ctx.kube, object_name=ctx.app.preview_service)
     through.read()  # its selector: the pods it lists are judged by it
     verification = through.verify(idle, timeout=VERIFY_TIMEOUT)
