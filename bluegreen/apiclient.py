@@ -242,7 +242,7 @@ class Api:
     def _spare(self) -> None:
         """A connection opened in a thread when none is idle. Also for a watch: it holds its connection
         to its end, and one cut short is closed, so without an idle one the next request would wait
-        for a new handshake (the switch's next request is the preview's, issue 14)."""
+        for a new handshake (the switch's next request is the Event's, issue 14)."""
         with self._lock:
             if self._idle:
                 return

@@ -320,14 +320,15 @@ def service_problems(
     manifests: Manifests, *, service: str, preview_service: str, color_label: str
 ) -> list[str]:
     """Services in the manifests that would fight bluegreen: its own Services (it owns their
-    selector: the live colour), or one selecting the app's pods of both colours."""
+    selectors: the live colour, and the candidate's for the preview), or one selecting the app's pods
+    of both colours."""
     labels = template_labels(manifests)
     problems = []
     for doc in manifests.services:
         if doc.name in (service, preview_service):
             problems.append(
-                f"{doc} is bluegreen's own Service: its selector names the live colour and only `switch` "
-                "may change it; leave it out of -f (`bluegreen init` made it)"
+                f"{doc} is bluegreen's own Service: only bluegreen changes its selector (`switch` the live "
+                "Service's, `deploy` and the gate the preview's); leave it out of -f (`bluegreen init` made it)"
             )
             continue
         selector = (doc.obj.get("spec") or {}).get("selector") or {}

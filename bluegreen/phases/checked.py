@@ -10,7 +10,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from bluegreen import drain, history, intent, routers, telemetry
+from bluegreen import drain, history, intent, preview, routers, telemetry
 from bluegreen.config import Config
 from bluegreen.errors import BlueGreenError, ConflictError, LockLostError, RefusedError
 from bluegreen.gate import WatchResult
@@ -20,9 +20,10 @@ from bluegreen.model import Color, Result
 from bluegreen.phases import rollback
 from bluegreen.phases.context import Context
 from bluegreen.phases.gate import run_gate
-from bluegreen.phases.switch import wait_observed
+from bluegreen.phases.switch import VERIFY_TIMEOUT, wait_observed
 from bluegreen.phases.watch import run_watch
 from bluegreen.routers.base import Router
+from bluegreen.routers.service import ServiceRouter
 
 GATE_RESULTS = {"successful": "passed", "failed": "failed", "inconclusive": "inconclusive", "error": "error"}
 WATCH_RESULTS = {
@@ -51,10 +52,16 @@ def gate(ctx: Context, config: Config) -> Result:
             remedy="Fix the fields named, or set gate.drain-check: warn in bluegreen.yaml.",
         )
     judged = _release(ctx, live.other)
+    pointed = _aim_preview(ctx, live)
     report = run_gate(config, ctx.app, live=live, kube=ctx.kube, progress=ctx.reporter.progress)
     result = Result(
         phase="gate", result=GATE_RESULTS[str(report.phase)], app=ctx.app.name, namespace=ctx.app.namespace
     )
+    if pointed:
+        result.changes.append(pointed)
+        result.messages.append(
+            f"the preview Service did not select {live.other}: pointed at {live.other} before measuring"
+        )
     result.active_color = str(live)
     result.candidate = judged.hash or None
     result.messages.append(f"gate on {live.other}: {report.phase}: {report.reason}")
@@ -75,6 +82,39 @@ def gate(ctx: Context, config: Config) -> Result:
                 "not stamped as gated; run the gate again"
             )
     return result
+
+
+def _aim_preview(ctx: Context, live: Color) -> str:
+    """The gate tests the idle colour through the preview Service, which follows the candidate
+    (bluegreen/preview.py) and so selects the live colour after a switch with no deploy since: it is
+    pointed at the idle colour before any measurement, under the app's Lease for that one write, and
+    its EndpointSlices awaited until they list exactly the idle colour's ready pods, so a smoke test
+    never reaches the live colour. What changed, or ''."""
+    idle = live.other
+    if preview.selects(ctx.kube, ctx.app) in (None, str(idle)):
+        return ""
+    with ctx.lock():
+        # Read again under the Lease: a switch since the first read would make `idle` the live colour.
+        now = routers.make(ctx.router_name(), ctx.app, ctx.kube).read().active
+        if now != live:
+            raise RefusedError(
+                f"traffic moved from {live} to {now or 'no single colour'} as the gate began",
+                remedy="Run the gate again: it tests the colour that is idle then.",
+            )
+        pointed = preview.follow(ctx.kube, ctx.app, idle)
+    if not pointed:
+        return ""
+    ctx.reporter.progress(f"gate: {pointed} (the colour the gate tests), before measuring")
+    through = ServiceRouter(ctx.app, ctx.kube, object_name=ctx.app.preview_service)
+    through.read()  # its selector: the pods it lists are judged by it
+    verification = through.verify(idle, timeout=VERIFY_TIMEOUT)
+    if not verification.ok:
+        raise RefusedError(
+            f"the preview Service was pointed at {idle}, but {verification.message}: the gate would "
+            f"measure pods that are not {idle}'s",
+            remedy=f"Check the {idle} pods (`bluegreen status`), then run the gate again.",
+        )
+    return pointed
 
 
 def _drain_findings(ctx: Context, config: Config, color: Color) -> list[drain.Finding]:

@@ -10,6 +10,10 @@ The release is recorded on the idle Deployment, in the same write as its templat
 annotation (bluegreen/intent.py) that `switch` promotes. Re-running deploy is safe: when live already
 runs the release it changes nothing (the rollback target is never overwritten by the live release),
 and when the idle colour already runs it the write is skipped and its gate stamp stays valid.
+
+The preview Service follows the candidate (bluegreen/preview.py): under the lock, before the idle
+colour is updated, it is pointed at that colour if it selects the other one (after a switch it
+selects the new live colour), so during the rollout it serves the release being rolled out.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from lightkube.resources.apps_v1 import Deployment
 from lightkube.types import PatchType
 
-from bluegreen import drain, drift, intent, routers, telemetry
+from bluegreen import drain, drift, intent, preview, routers, telemetry
 from bluegreen.errors import ConflictError, NotFoundError, RefusedError, RolloutError, UsageError
 from bluegreen.kube import call, found, get_json, write_json
 from bluegreen.model import Color, Result
@@ -231,6 +235,8 @@ def run(
     )
     if ctx.dry_run:
         _write(ctx, desired, create=idle is None, dry_run=True)
+        if preview.selects(ctx.kube, ctx.app) not in (None, str(idle_color)):
+            result.changes.append(preview.change(ctx.app, idle_color))
         result.result = "planned"
         result.messages.append(
             "dry run: the apiserver validated the change (dryRun=All); nothing was changed"
@@ -239,6 +245,9 @@ def run(
 
     with ctx.lock():
         result.mark("lock taken")
+        # The preview Service follows the candidate (bluegreen/preview.py): on the colour about to be
+        # updated before its rollout starts, so smoke tests never reach the live colour through it.
+        pointed = preview.follow(ctx.kube, ctx.app, idle_color)
         if skip:
             result.changes[-1] = (
                 f"Deployment {ctx.app.deployment(idle_color)} already runs this release: not written"
@@ -256,6 +265,8 @@ def run(
             result.candidate = candidate["hash"]
             result.details["candidate"] = {"color": str(idle_color), **candidate}
             result.mark(f"{verb}d {ctx.app.deployment(idle_color)}")
+        if pointed:
+            result.changes.append(pointed)
         if manifests is not None:
             # After the Deployment they target exists; only the idle colour's, never live's.
             scaling.apply(ctx, per_color, dry_run=False)

@@ -9,7 +9,8 @@ Locks are released at the end whatever happened.
 
 Members use the same router factory, Lease lock, readiness rule and audit trail as a single-app
 switch: each member's history (in the selector's own write for the Service router, after an intent
-for the others), an Event, and its preview Service pointed at its idle colour; the same for a move back.
+for the others) and an Event; the same for a move back. A member's preview Service is not written: it
+follows the member's candidate (bluegreen/preview.py).
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ from bluegreen.intent import Release
 from bluegreen.kube import call, found, prime_decoders, to_dict
 from bluegreen.lock import Lock
 from bluegreen.model import AppSpec, Color, RunInfo
-from bluegreen.phases.switch import repoint_preview, wait_observed
+from bluegreen.phases.switch import wait_observed
 from bluegreen.rollout import fully_available, rollout_status
 from bluegreen.routers.base import Router, RouteState, SwitchWrite
 from bluegreen.routers.service import ServiceRouter
@@ -355,13 +356,11 @@ class _Audit:
         return written
 
     def after(self, i: int, before: Color | None, target: Color, *, action: str = "") -> str:
-        """The Event and the preview Service after a member moved; '' or what could not be done."""
-        app = self.apps[i]
-        problems = []
+        """The Event after a member moved; '' or what could not be done."""
         try:
             history.switch_event(
                 self.kube,
-                app,
+                self.apps[i],
                 self.run,
                 action=action or self.action,
                 from_color=str(before) if before else None,
@@ -369,12 +368,8 @@ class _Audit:
                 reason=self.reason,
             )
         except BlueGreenError as error:
-            problems.append(f"Event: {error}")
-        try:
-            repoint_preview(self.kube, app, target.other)
-        except BlueGreenError as error:
-            problems.append(f"preview Service: {error}")
-        return "; ".join(problems)
+            return f"Event: {error}"
+        return ""
 
 
 def _move(

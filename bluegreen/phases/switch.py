@@ -9,7 +9,9 @@ Flat, each step returning early: read the router -> take the Lease if it is free
 decide the target -> check the target is fully available -> hold the lock -> read again and decide
 again (unless the Lease was taken before the decision's reads, or from the read before them: no other
 run held it since, Lock.undisturbed) and write (a 409 is re-read and re-decided, never retried
-blindly) -> verify -> point the preview Service at the other colour -> record.
+blindly) -> verify -> record. The preview Service is not written: it follows the candidate
+(bluegreen/preview.py), so after a switch it selects the new live colour too, and after a rollback
+the rejected release.
 
 The Service router moves traffic and records it in one write (selector, active and previous colour,
 the new history entry). Other routers record the intent on the live Service first, then write their
@@ -26,7 +28,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from bluegreen import cancel, history, intent, routers, telemetry
 from bluegreen.errors import (
@@ -39,14 +41,11 @@ from bluegreen.errors import (
 )
 from bluegreen.kube import call, patch_json
 from bluegreen.lock import current_holder
-from bluegreen.model import AppSpec, Color, Result
+from bluegreen.model import Color, Result
 from bluegreen.phases.context import Context, gives_back_claim
 from bluegreen.rollout import fully_available, images_of, pod_problems, rollout_status
 from bluegreen.routers.base import Router, RouteState, SwitchWrite, Verification
 from bluegreen.routers.service import ServiceRouter
-
-if TYPE_CHECKING:
-    from lightkube import Client
 
 # The --probe's data-plane check (traffic_probe.TrafficCheck): (target colour, when the write returned
 # as time.time(), timeout) -> (ms from then until requests were answered by the target alone, or
@@ -282,7 +281,6 @@ def run(
                 result.previous_color = str(state.active)
                 result.result = "failed"
                 return result
-        point_preview(ctx, state.active or target.other, result)
         _after(ctx, router, state, target, entry, action=action, reason=reason, result=result)
         timings = {"api_ms": write.api_ms, "converged_ms": verification.converged_ms}
         try:
@@ -814,30 +812,5 @@ def _dry_run(ctx: Context, router: Router, target: Color, result: Result) -> Res
     result.result = "planned"
     result.active_color = str(state.active) if state.active else None
     result.changes.append(f"{router.name}: {write.before} -> {write.after} (patch {write.patch})")
-    result.changes.append(f"Service {ctx.app.preview_service}: selector -> {state.active or target.other}")
     result.messages.append("dry run: the apiserver validated the change (dryRun=All); nothing was changed")
     return result
-
-
-def point_preview(ctx: Context, idle: Color, result: Result) -> None:
-    """The preview Service follows the idle colour, so the next candidate is tested where it runs."""
-    change = repoint_preview(ctx.kube, ctx.app, idle)
-    if change:
-        result.changes.append(change)
-
-
-def repoint_preview(kube: Client, app: AppSpec, idle: Color) -> str:
-    """Point the app's preview Service (if it has one) at `idle`; what changed, or ''."""
-    what = f"Service {app.namespace}/{app.preview_service}"
-    patch: dict[str, Any] = {"spec": {"selector": {app.color_label: str(idle)}}}
-    try:  # no read first: a merge patch of a Service that does not exist is a 404, and changes nothing
-        call(
-            f"pointing {what} at {idle}",
-            lambda: patch_json(
-                kube, f"/api/v1/namespaces/{app.namespace}/services/{app.preview_service}", patch
-            ),
-            idempotent=False,
-        )
-    except NotFoundError:
-        return ""
-    return f"{what}: selector {app.color_label}={idle}"

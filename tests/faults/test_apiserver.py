@@ -47,6 +47,8 @@ SERVICE = "PATCH /api/v1/namespaces/NS/services/{app}"
 # The verification opens with one WatchList request (sendInitialEvents), not a list and a watch.
 VERIFY = "WATCH /apis/discovery.k8s.io/v1/namespaces/NS/endpointslices"
 ROLLOUT = "GET /apis/apps/v1/namespaces/NS/deployments/shop-green"
+# After the move: the switch's Event (the preview Service is not written: it follows the candidate).
+EVENT = "POST /apis/events.k8s.io/v1/namespaces/NS/events"
 
 
 class Apiserver:
@@ -143,7 +145,7 @@ CASES = [
     ("group switch", "SIGSTOP", 3, SERVICE.format(app="web"), 1),
     ("switch", "SIGKILL", 1, LEASE.format(app="shop"), 1),
     ("switch", "SIGKILL", 1, SERVICE.format(app="shop"), 1),
-    ("switch", "SIGKILL", 1, SERVICE.format(app="shop-preview"), 1),
+    ("switch", "SIGKILL", 1, EVENT, 1),
     ("deploy", "SIGKILL", 1, ROLLOUT, 3),
     ("rollback", "SIGKILL", 1, SERVICE.format(app="shop"), 1),
 ]

@@ -32,7 +32,7 @@ from tests.support.toxiproxy import Proxy, Toxiproxy
 pytestmark = pytest.mark.cluster
 
 SELECTOR = "PATCH /api/v1/namespaces/NS/services/shop"
-PREVIEW = "PATCH /api/v1/namespaces/NS/services/shop-preview"
+EVENT = "POST /apis/events.k8s.io/v1/namespaces/NS/events"
 # The verification opens with one WatchList request (sendInitialEvents), not a list and a watch.
 VERIFY = "WATCH /apis/discovery.k8s.io/v1/namespaces/NS/endpointslices"
 LEASE_TAKE = "PUT /apis/coordination.k8s.io/v1/namespaces/NS/leases/bluegreen-shop"
@@ -81,8 +81,8 @@ CASES = [
     ),
     Case(
         "timeout 2 s then close",
-        "from the preview Service write on (after the move)",
-        PREVIEW,
+        "from the Event's POST on (after the move)",
+        EVENT,
         toxic("timeout", timeout=2000),
     ),
     Case("limit_data 4 kB downstream", "whole run", None, toxic("limit_data", bytes=4000), moved=False),

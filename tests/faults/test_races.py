@@ -76,6 +76,7 @@ def writer_at(
 
 
 SERVICE = "PATCH /api/v1/namespaces/NS/services/{app}"
+PREVIEW_READ = "GET /api/v1/namespaces/NS/services/shop-preview"
 Case = tuple[str, str, int, str, dict[str, object], type[Service] | type[Deployment], str]
 CASES: list[Case] = [
     # (command, step, occurrence, what, patch, kind, object)
@@ -98,11 +99,12 @@ CASES: list[Case] = [
         "shop",
     ),
     (
-        "switch",
-        SERVICE.format(app="shop-preview"),
+        # Deploy reads the preview (it follows the candidate) to point it at the colour it deploys to.
+        "deploy",
+        PREVIEW_READ,
         1,
-        "moves the preview Service's selector",
-        {"spec": {"selector": {"bluegreen.io/color": "green"}}},
+        "moves the preview Service's selector to the live colour",
+        {"spec": {"selector": {"bluegreen.io/color": "blue"}}},
         Service,
         "shop-preview",
     ),
@@ -165,7 +167,7 @@ def races(
             Row(
                 fault=f"another writer: {what}",
                 phase=command,
-                moment=f"before the {ordinal(n)} {step.split('/NS/')[-1]} write",
+                moment=f"before the {ordinal(n)} {step.split('/NS/')[-1]} {'read' if step.startswith('GET') else 'write'}",
             )
         )
     later: list[tuple[Scene, Row]] = []
@@ -190,6 +192,10 @@ def races(
                 name=name,
                 row=rows[key],
             )
+            if name == "shop-preview":  # whatever the other writer did, deploy's candidate is previewed
+                preview = kube.get(Service, name, namespace=scene.namespace).to_dict()["spec"]["selector"]
+                if preview.get("bluegreen.io/color") != "green":
+                    rows[key].problems.append(f"the preview Service selects {preview}, not green (deployed)")
         next_run_now_or_later(kube, scene, rows[key], later)
 
     concurrently(list(rows), lambda key: guarded(rows[key], lambda: one(key)))

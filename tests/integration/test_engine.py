@@ -111,7 +111,8 @@ def test_release_deploys_to_idle_then_switches_and_endpoints_list_exactly_the_ne
     assert [c.image for c in green.spec.template.spec.containers] == ["registry.local/shop:2.0"]
     assert green.spec.replicas == 3
     assert endpoint_ips(kube, namespace, "shop") == green_pods(kube, namespace)
-    assert selector_color(kube, namespace, "shop-preview") == "blue"
+    # The preview follows the candidate: deploy left it on green, and the switch does not write it.
+    assert selector_color(kube, namespace, "shop-preview") == "green"
     # Blue, the rollback target, was not touched.
     assert kube.get(Deployment, "shop-blue", namespace=namespace).metadata.resourceVersion == blue_version  # type: ignore[union-attr]
 

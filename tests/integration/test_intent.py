@@ -333,7 +333,7 @@ def test_a_rollback_re_run_after_its_traffic_write_landed_stays_rolled_back(
     kube: Client, cluster: LocalCluster, namespace: str, config: Path
 ) -> None:
     """The fault suite's case: the rollback's one Service write landed, then the run failed before it
-    marked the release it left as rejected (its answer lost, the preview write refused). A re-run
+    marked the release it left as rejected (its answer lost, a later write refused). A re-run
     read "previous colour: green" and sent traffic back onto the release it had rolled back from."""
     create_app(kube, namespace, "shop", replicas=1, image="registry.local/shop:1.0")
     run = Workflow(cluster, namespace, config, "registry.local/shop:2.0")

@@ -4,7 +4,8 @@ Every request is a round trip on the critical path of a cutover (and of an emerg
 CLI appends each request it sends to BLUEGREEN_REQUEST_LOG; these tests read that log. What each
 must still send, for safety (issue 10): the router's object and the target's readiness read, the
 Lease taken and released, one guarded write that moves traffic and records the history, the
-EndpointSlices verified; then the Event and the preview Service.
+EndpointSlices verified; then the Event. The preview Service is not written: it follows the
+candidate (deploy and the gate point it), so a switch and a rollback leave it alone.
 """
 
 from __future__ import annotations
@@ -29,11 +30,11 @@ pytestmark = pytest.mark.cluster
 # A switch: the live Service; the Lease taken while free, in one JSON patch (so what is read after it
 # is read under it); both Deployments in one list (decide, readiness, images), not read again; the one
 # guarded write; one WatchList of the EndpointSlices (the target's ready pods known from its Deployment
-# as read, not listed); then the preview Service, the Event, the timings in the history; the Lease
-# released from the copy held (no read).
-SWITCH_REQUESTS = 9
+# as read, not listed); then the Event and the timings in the history (the preview Service is not
+# written: it follows the candidate); the Lease released from the copy held (no read).
+SWITCH_REQUESTS = 8
 # A rollback: the same, plus the rejected mark on the release it left.
-ROLLBACK_REQUESTS = 10
+ROLLBACK_REQUESTS = 9
 # A re-run with nothing to do: the live Service, the Lease taken, both Deployments (one list), the Lease
 # given back; no other write.
 NOOP_REQUESTS = 4
@@ -59,11 +60,13 @@ SLICES = "WATCH /apis/discovery.k8s.io/v1/namespaces/NS/endpointslices"
 
 def assert_one_write_moves_traffic(sent: list[str]) -> None:
     """Before the verification watch, the live Service is written exactly once (selector and history
-    together); after it, only the non-critical rest (the timings, the Event, the preview Service)."""
+    together); after it, only the non-critical rest (the timings, the Event); the preview Service
+    never (it follows the candidate: deploy and the gate point it)."""
     before_verify = sent[: sent.index(SLICES)]
     writes = Counter(s for s in before_verify if s.split()[0] in ("PATCH", "PUT", "POST"))
     assert writes[f"PATCH {LIVE}"] == 1, "\n".join(sent)
-    assert not any(s.endswith(("/events", "/services/shop-preview")) for s in before_verify), "\n".join(sent)
+    assert not any(s.endswith("/events") for s in before_verify), "\n".join(sent)
+    assert not any(s.endswith("/services/shop-preview") for s in sent), "\n".join(sent)
 
 
 def assert_both_colours_read_at_once(sent: list[str]) -> None:

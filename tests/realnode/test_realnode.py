@@ -28,7 +28,7 @@ from lightkube.resources.core_v1 import Service
 
 from hack.realnode import APP_IMAGE, RealNode
 from tests.realnode.load import Load, Sample, between, cutover, failed, median_p95, write_time
-from tests.support.apps import endpoint_ips, wait_available
+from tests.support.apps import endpoint_ips, ready_pod_ips, wait_available
 
 pytestmark = pytest.mark.realnode
 
@@ -296,7 +296,9 @@ def test_a_grace_period_shorter_than_a_request_is_refused_by_the_gate_and_report
     refused = bluegreen(inside, "gate", *app, "--config", str(config))
     assert refused["exit_code"] != 0 and "terminationGracePeriodSeconds" in refused["stderr"], refused
     assert bluegreen(inside, "switch", *app)["exit_code"] == 0
-    blue_ip = next(iter(endpoint_ips(kube, namespace, "shop-preview")))
+    # Blue's pod, the old colour's, from its labels: the preview Service follows the candidate, so
+    # after the switch it selects green with live.
+    (blue_ip,) = ready_pod_ips(kube, namespace, {NAME: "shop", COLOR: "blue"})
     # A 10 s request in flight on the old colour's pod when it is retired: the grace period cuts it.
     outcome: list[str] = []
 

@@ -269,7 +269,8 @@ def test_a_group_switch_leaves_each_members_audit_trail(
         assert (entry["action"], entry["from"], entry["to"]) == ("group switch", "blue", "green")
         preview = kube.get(Service, f"{app}-preview", namespace=namespace)
         assert preview.spec is not None and preview.spec.selector is not None
-        assert preview.spec.selector["bluegreen.io/color"] == "blue"
+        # Not written: the preview follows the member's candidate, so it selects green with live.
+        assert preview.spec.selector["bluegreen.io/color"] == "green"
         assert any(f"Service {app} from blue to green" in n for n in notes), notes
 
 
