@@ -22,6 +22,7 @@ from bluegreen.phases.context import Context
 from bluegreen.phases.gate import run_gate
 from bluegreen.phases.switch import VERIFY_TIMEOUT, wait_observed
 from bluegreen.phases.watch import run_watch
+from bluegreen.rollout import fully_available
 from bluegreen.routers.base import Router
 from bluegreen.routers.service import ServiceRouter
 
@@ -93,6 +94,14 @@ def _aim_preview(ctx: Context, live: Color) -> str:
     idle = live.other
     if preview.selects(ctx.kube, ctx.app) in (None, str(idle)):
         return ""
+    if not fully_available(ctx.deployment(idle)):
+        # Said at once: pointed at a colour with nothing ready, the preview's endpoints never converge.
+        raise RefusedError(
+            f"the gate tests {idle} through the preview Service, which selects {live}; {idle} is not fully "
+            "available (retired, or still rolling out), so there is nothing to point it at",
+            remedy=f"Deploy the release to test to {idle} (`bluegreen deploy` points the preview at it), "
+            "then run the gate.",
+        )
     with ctx.lock():
         # Read again under the Lease: a switch since the first read would make `idle` the live colour.
         now = routers.make(ctx.router_name(), ctx.app, ctx.kube).read().active

@@ -177,3 +177,21 @@ def test_gate_after_a_switch_points_the_preview_at_the_idle_colour_before_its_sm
 
     assert app.preview() == ("blue", version)
     assert preview_changes(again) == []
+
+
+def test_gate_refuses_at_once_when_the_idle_colour_has_nothing_to_point_the_preview_at(
+    app: App, tmp_path: Path
+) -> None:
+    """After a switch with no deploy since, the idle colour retired to zero: the gate says so at once
+    (exit 1, naming what to do) instead of pointing the preview at no pods, and writes nothing."""
+    app.ok("switch", "--to", "green")
+    app.ok("retire")
+    before = app.preview()
+    config = tmp_path / "bluegreen.yaml"
+    config.write_text(
+        f'version: 1\nchecks:\n  - name: smoke\n    kind: command\n    command: ["{sys.executable}", "-c", "pass"]\n'
+    )
+    gated = app.bg("gate", "--config", str(config), "--min-healthy", "0s", "--interval", "0.2s")
+    assert gated.exit_code == 1
+    assert "blue is not fully available" in str(gated.error) and "bluegreen deploy" in str(gated.error)
+    assert app.preview() == before  # still on live green, not written
