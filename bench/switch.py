@@ -147,13 +147,40 @@ def requests_of(log: Path) -> list[tuple[float, str]]:
     return out
 
 
-def run_bluegreen(
-    argv: list[str], watch: SliceWatch, namespace: str, want: set[str], log_dir: Path, tree: Path | None
-) -> Run:
+# The console script pip writes for `bluegreen = "bluegreen.cli:main"` (as in the development venv).
+PIP_SCRIPT = """# -*- coding: utf-8 -*-
+import re
+import sys
+from bluegreen.cli import main
+if __name__ == '__main__':
+    sys.argv[0] = re.sub(r'(-script\\.pyw|\\.exe)?$', '', sys.argv[0])
+    sys.exit(main())
+"""
+
+
+def installed(tree: Path, into: Path) -> str:
+    """`tree`'s CLI as a user's `pip install` (or the Action's image) has it, not editable: the
+    development venv's editable install loads an import finder from a .pth file at every start (~13 ms
+    of pathlib, fnmatch, importlib.util) that neither pays. A venv without pip whose site-packages
+    holds a copy of the package, compiled, and the development venv's site-packages (the
+    dependencies) as a plain path, whose own .pth files are then not run; the console script pip
+    writes. Returns the script's path."""
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(into)], check=True)
+    site = next((into / "lib").glob("python3*/site-packages"))
+    shutil.copytree(tree / "bluegreen", site / "bluegreen", ignore=shutil.ignore_patterns("__pycache__"))
+    python = into / "bin" / "python"
+    subprocess.run([str(python), "-m", "compileall", "-q", str(site / "bluegreen")], check=True)
+    dependencies = next(p for p in sys.path if p.endswith("site-packages"))
+    (site / "dependencies.pth").write_text(dependencies + "\n")
+    script = into / "bin" / "bluegreen"
+    script.write_text(f"#!{python}\n{PIP_SCRIPT}")
+    script.chmod(0o755)
+    return str(script)
+
+
+def run_bluegreen(argv: list[str], watch: SliceWatch, namespace: str, want: set[str], log_dir: Path) -> Run:
     log = log_dir / f"{uuid.uuid4().hex}.log"
     env = {**os.environ, "BLUEGREEN_REQUEST_LOG": str(log)}
-    if tree is not None:  # another version of the package, ahead of the installed one
-        env["PYTHONPATH"] = str(tree)
     cpu, started_at, started = cpu_ms(), time.time(), time.perf_counter()
     out = subprocess.run(argv, capture_output=True, text=True, check=False, env=env)
     whole, cpu = (time.perf_counter() - started) * 1000, cpu_ms() - cpu
@@ -182,12 +209,10 @@ def run_floor(argv: list[str], watch: SliceWatch, want: set[str]) -> Run:
     )
 
 
-def imported(argv: list[str], tree: Path | None) -> tuple[float, int]:
+def imported(argv: list[str]) -> tuple[float, int]:
     """What `python -X importtime` reports for one process: the sum of its top-level imports in ms,
     and how many modules it imported (a count: the same on a busy machine)."""
     env = {**os.environ, "PYTHONPROFILEIMPORTTIME": "1"}
-    if tree is not None:
-        env["PYTHONPATH"] = str(tree)
     out = subprocess.run(argv, capture_output=True, text=True, check=False, env=env)
     total = modules = 0
     for line in out.stderr.splitlines():
@@ -226,17 +251,29 @@ def main() -> int:
         default=None,
         help="a tree of another version (e.g. `git worktree add /tmp/base main`): measured alternately",
     )
+    parser.add_argument(
+        "--editable",
+        action="store_true",
+        help="run the development venv's console script (its editable install's import finder included)",
+    )
     args = parser.parse_args()
     kube = Client(KubeConfig.from_file(args.kubeconfig), field_manager="bluegreen-bench")
     namespace = f"bench-switch-{uuid.uuid4().hex[:6]}"
     kube.create(Namespace(metadata=ObjectMeta(name=namespace)))
-    bluegreen = str(Path(sys.executable).parent / "bluegreen")
     common = ["--app", "shop", "-n", namespace, "--kubeconfig", str(args.kubeconfig), "-o", "json"]
     kubectl_bin = kubectl()
+    installs = tempfile.TemporaryDirectory()
     # This version, and the --baseline one in the same rounds (alternately), each beside its own floor.
-    versions: list[tuple[Path | None, str]] = [(None, "")]
+    versions: list[tuple[str, str]] = [
+        (
+            str(Path(sys.executable).parent / "bluegreen")
+            if args.editable
+            else installed(Path(__file__).resolve().parents[1], Path(installs.name) / "this"),
+            "",
+        )
+    ]
     if args.baseline:
-        versions.append((args.baseline.resolve(), " (baseline)"))
+        versions.append((installed(args.baseline.resolve(), Path(installs.name) / "baseline"), " (baseline)"))
     runs: dict[str, list[Run]] = {
         f"{name}{suffix}": []
         for _, suffix in versions
@@ -261,7 +298,7 @@ def main() -> int:
 
         with tempfile.TemporaryDirectory() as logs:
             for _ in range(args.rounds):
-                for tree, suffix in versions:
+                for bluegreen, suffix in versions:
                     runs[f"floor{suffix}"].append(run_floor(floor("green"), watch, pods["green"]))
                     # The rollback of the round before marked green's release rejected: the mark is
                     # cleared here, untimed, so that each round measures a plain switch (a switch
@@ -269,26 +306,28 @@ def main() -> int:
                     clear_rejected(kube, namespace, "shop-green")
                     switch = [bluegreen, "switch", "--to", "green", *common]
                     runs[f"switch{suffix}"].append(
-                        run_bluegreen(switch, watch, namespace, pods["green"], Path(logs), tree)
+                        run_bluegreen(switch, watch, namespace, pods["green"], Path(logs))
                     )
                     runs[f"floor-back{suffix}"].append(run_floor(floor("blue"), watch, pods["blue"]))
                     rollback = [bluegreen, "rollback", *common]
                     runs[f"rollback{suffix}"].append(
-                        run_bluegreen(rollback, watch, namespace, pods["blue"], Path(logs), tree)
+                        run_bluegreen(rollback, watch, namespace, pods["blue"], Path(logs))
                     )
             for _ in range(5):
-                for tree, suffix in versions:
+                for bluegreen, suffix in versions:
                     for command, argv in (
                         ("--version", ["--version"]),
                         ("--help", ["--help"]),
                         ("switch (noop)", ["switch", "--to", "blue", *common]),
                     ):
-                        imports.setdefault(command + suffix, []).append(imported([bluegreen, *argv], tree))
+                        imports.setdefault(command + suffix, []).append(imported([bluegreen, *argv]))
     finally:
         kube.delete(Namespace, namespace)
+        installs.cleanup()
 
     print(
-        f"rounds: {args.rounds} (3 pods per colour), kubectl: {kubectl_bin}, load: {os.getloadavg()[0]:.1f}"
+        f"rounds: {args.rounds} (3 pods per colour), kubectl: {kubectl_bin}, load: {os.getloadavg()[0]:.1f}, "
+        f"bluegreen: {'the development venv (editable)' if args.editable else 'installed (not editable)'}"
     )
     print("medians in ms from the process's start; ratios: median of each run / the floor run next to it")
     print(
