@@ -251,8 +251,8 @@ class Lock:
                 )
             except NotFoundError:
                 return "missing"
-            except UsageError:
-                return "held"  # the test failed (422)
+            except (UsageError, ConflictError):
+                return "held"  # the test failed (422), or another write won the race (409)
             except ForbiddenError:
                 return "unknown"
             except BaseException:
