@@ -213,13 +213,9 @@ class Lock:
             return  # held already: nothing to take
         if take:
             answer = self._take_if_free()
-            if answer == "taken":
-                return
-            if answer == "missing":
-                self._peeked_none = True
-                return
-            if answer == "held":
-                return
+            self._peeked_none = answer == "missing"
+            if answer != "unknown":
+                return  # taken; or held, and acquire reads it; or missing, and acquire creates it
         lease = self._read()
         if lease is None:
             self._peeked_none = True

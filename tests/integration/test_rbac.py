@@ -89,6 +89,17 @@ def test_a_role_without_patch_on_services_is_refused_with_the_missing_verb_and_n
     }
 
 
+def logged(config: Path, namespace: str, log: Path, *args: str) -> tuple[str, list[str]]:
+    """`bluegreen ARGS` for app shop under `config`: its result, and the requests it sent."""
+    log.unlink(missing_ok=True)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("BLUEGREEN_REQUEST_LOG", str(log))
+        outcome = execute([*args, "--app", "shop", "-n", namespace, "--kubeconfig", str(config)])
+    assert outcome.error is None, outcome.error
+    assert outcome.result is not None
+    return outcome.result.result, log.read_text().splitlines()
+
+
 def test_a_role_from_before_the_deployments_list_still_switches_and_rolls_back(
     kube: Client, cluster: LocalCluster, namespace: str, tmp_path: Path
 ) -> None:
@@ -96,16 +107,9 @@ def test_a_role_from_before_the_deployments_list_still_switches_and_rolls_back(
     switch and the rollback read them one by one instead, as they did, rather than fail an upgrade."""
     create_app(kube, namespace, "shop", replicas=1)
     config = without_verb(kube, cluster, namespace, tmp_path, resource="deployments", verb="list")
-    log = tmp_path / "requests.log"
 
     def bg(*args: str) -> tuple[str, list[str]]:
-        log.unlink(missing_ok=True)
-        with pytest.MonkeyPatch.context() as patch:
-            patch.setenv("BLUEGREEN_REQUEST_LOG", str(log))
-            outcome = execute([*args, "--app", "shop", "-n", namespace, "--kubeconfig", str(config)])
-        assert outcome.error is None, outcome.error
-        assert outcome.result is not None
-        return outcome.result.result, log.read_text().splitlines()
+        return logged(config, namespace, tmp_path / "requests.log", *args)
 
     switched, sent = bg("switch", "--to", "green")
     assert switched == "switched"
@@ -122,16 +126,9 @@ def test_a_role_from_before_the_lease_patch_still_takes_the_lock_by_reading_it(
     switch and the rollback read the Lease and update it, as they did, and leave it free."""
     create_app(kube, namespace, "shop", replicas=1)
     config = without_verb(kube, cluster, namespace, tmp_path, resource="leases", verb="patch")
-    log = tmp_path / "requests.log"
 
     def bg(*args: str) -> tuple[str, list[str]]:
-        log.unlink(missing_ok=True)
-        with pytest.MonkeyPatch.context() as patch:
-            patch.setenv("BLUEGREEN_REQUEST_LOG", str(log))
-            outcome = execute([*args, "--app", "shop", "-n", namespace, "--kubeconfig", str(config)])
-        assert outcome.error is None, outcome.error
-        assert outcome.result is not None
-        return outcome.result.result, log.read_text().splitlines()
+        return logged(config, namespace, tmp_path / "requests.log", *args)
 
     for args, expected in ((("switch", "--to", "green"), "switched"), (("rollback",), "rolled-back")):
         result, sent = bg(*args)
